@@ -1,0 +1,32 @@
+//! The ktmrm resource-manager engine: `no_std` + `alloc`, sans-IO.
+//!
+//! The engine owns the transactional key/value store and the per-transaction two-phase-commit
+//! state. It never calls Windows: the host (the driver, or `ktm-sim` in tests) feeds it IOCTL
+//! buffers ([`Engine::dispatch`]) and KTM notifications ([`Engine::notify`]) and performs the KTM
+//! calls it asks for through the [`KtmPort`] trait. All state sits behind one [`StateLock`] the
+//! host supplies.
+//!
+//! IRQL: every entry point runs at PASSIVE_LEVEL (IOCTL dispatch of a top-level device, KTM
+//! callbacks, and all KTM routines are PASSIVE_LEVEL; shared/docs/ktm.md §2, §8).
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+extern crate alloc;
+
+pub mod lock;
+pub mod port;
+
+pub use ktmrm_proto as proto;
+pub use lock::{SpinLock, StateLock};
+#[cfg(feature = "std")]
+pub use lock::StdLock;
+pub use port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};

@@ -1,0 +1,165 @@
+//! The port: everything the engine asks of KTM, implemented by the driver (Zw*/Tm* calls) and by
+//! `ktm-sim` (the host model). The engine never calls Windows itself.
+//!
+//! Rules the engine keeps, and every implementation may rely on:
+//! - The engine never holds its state lock while calling a port method, so a port may deliver
+//!   notifications re-entrantly (inside `enlist` or `answer`) or on other threads.
+//! - Every notification is answered exactly once, through [`KtmPort::answer`], before
+//!   [`crate::Engine::notify`] returns (the engine never returns `STATUS_PENDING`).
+//! - Each successful [`KtmPort::enlist`] is matched by exactly one [`KtmPort::close_enlistment`],
+//!   after the enlistment's last answer (or at once, if the transaction ended meanwhile).
+//!
+//! All methods are called at PASSIVE_LEVEL (every KTM routine requires it; shared/docs/ktm.md §2).
+
+use ktmrm_proto::NtStatus;
+
+/// A KTM notification, as `TRANSACTION_NOTIFY_*` (ktm.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Notification {
+    /// `TRANSACTION_NOTIFY_PREPREPARE` (0x1).
+    PrePrepare,
+    /// `TRANSACTION_NOTIFY_PREPARE` (0x2).
+    Prepare,
+    /// `TRANSACTION_NOTIFY_COMMIT` (0x4).
+    Commit,
+    /// `TRANSACTION_NOTIFY_ROLLBACK` (0x8).
+    Rollback,
+    /// `TRANSACTION_NOTIFY_SINGLE_PHASE_COMMIT` (0x200).
+    SinglePhaseCommit,
+    /// `TRANSACTION_NOTIFY_RM_DISCONNECTED` (0x1000000): cleanup only, no answer.
+    RmDisconnected,
+    /// Any other bit: the engine did not ask for it and answers nothing.
+    Other(u32),
+}
+
+/// `TRANSACTION_NOTIFY_*` values.
+pub mod notify_bits {
+    /// PREPREPARE.
+    pub const PREPREPARE: u32 = 0x1;
+    /// PREPARE.
+    pub const PREPARE: u32 = 0x2;
+    /// COMMIT.
+    pub const COMMIT: u32 = 0x4;
+    /// ROLLBACK.
+    pub const ROLLBACK: u32 = 0x8;
+    /// SINGLE_PHASE_COMMIT.
+    pub const SINGLE_PHASE_COMMIT: u32 = 0x200;
+    /// RM_DISCONNECTED.
+    pub const RM_DISCONNECTED: u32 = 0x0100_0000;
+    /// The mask ktmrm enlists with: the four phases every RM must take (ktm.md §3) plus
+    /// single-phase commit, which KTM offers only when ktmrm is the sole writer.
+    pub const ENGINE_MASK: u32 = PREPREPARE | PREPARE | COMMIT | ROLLBACK | SINGLE_PHASE_COMMIT;
+}
+
+impl Notification {
+    /// From a `TRANSACTION_NOTIFY_*` value.
+    #[must_use]
+    pub const fn from_bits(bits: u32) -> Self {
+        use notify_bits as n;
+        match bits {
+            n::PREPREPARE => Notification::PrePrepare,
+            n::PREPARE => Notification::Prepare,
+            n::COMMIT => Notification::Commit,
+            n::ROLLBACK => Notification::Rollback,
+            n::SINGLE_PHASE_COMMIT => Notification::SinglePhaseCommit,
+            n::RM_DISCONNECTED => Notification::RmDisconnected,
+            other => Notification::Other(other),
+        }
+    }
+
+    /// The `TRANSACTION_NOTIFY_*` value.
+    #[must_use]
+    pub const fn bits(self) -> u32 {
+        use notify_bits as n;
+        match self {
+            Notification::PrePrepare => n::PREPREPARE,
+            Notification::Prepare => n::PREPARE,
+            Notification::Commit => n::COMMIT,
+            Notification::Rollback => n::ROLLBACK,
+            Notification::SinglePhaseCommit => n::SINGLE_PHASE_COMMIT,
+            Notification::RmDisconnected => n::RM_DISCONNECTED,
+            Notification::Other(b) => b,
+        }
+    }
+}
+
+/// The engine's answer to a notification: one KTM completion routine each (ktm.md §2, §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// `ZwPrePrepareComplete` / `TmPrePrepareComplete`.
+    PrePrepareComplete,
+    /// `ZwPrepareComplete` / `TmPrepareComplete`: a yes vote.
+    PrepareComplete,
+    /// `ZwCommitComplete` / `TmCommitComplete` (also after a single-phase commit).
+    CommitComplete,
+    /// `ZwRollbackComplete` / `TmRollbackComplete`.
+    RollbackComplete,
+    /// `ZwReadOnlyEnlistment` / `TmReadOnlyEnlistment`: nothing to commit; no more notifications.
+    ReadOnly,
+    /// `ZwSinglePhaseReject` / `TmSinglePhaseReject`: KTM falls back to the two phases.
+    SinglePhaseReject,
+    /// `ZwRollbackEnlistment` / `TmRollbackEnlistment`: a no vote (before PrepareComplete only).
+    RollbackEnlistment,
+}
+
+/// A transaction's identity: its KTM GUID (UOW), as 16 bytes (`TmGetTransactionId`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(pub [u8; 16]);
+
+/// The value the engine passes as `EnlistmentKey` and KTM hands back with each notification.
+/// An opaque number, never a pointer, so a stale notification cannot reach freed memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnlistmentKey(pub u64);
+
+/// What the engine needs from KTM.
+pub trait KtmPort {
+    /// Who sent the request (driver: the IRP's requestor mode; simulator: the calling process).
+    type Caller;
+    /// A referenced transaction object; dropping it releases the reference
+    /// (driver: `ObDereferenceObject`).
+    type TxRef;
+    /// An enlistment the engine owns until it calls [`KtmPort::close_enlistment`]
+    /// (driver: a kernel handle from `TmCreateEnlistment`).
+    type Enlistment;
+    /// The enlistment a notification names, used only to answer it (driver: the `PKENLISTMENT`
+    /// the callback receives, valid for the callback's duration).
+    type Target;
+
+    /// References the transaction behind a caller's handle value with the caller's access mode,
+    /// the transaction object type and `TRANSACTION_ENLIST` access, and returns its GUID. Errors:
+    /// `STATUS_INVALID_HANDLE`, `STATUS_OBJECT_TYPE_MISMATCH`, `STATUS_ACCESS_DENIED`, or
+    /// `STATUS_TRANSACTION_NOT_ACTIVE` when it is known to have ended.
+    fn reference_transaction(
+        &self,
+        caller: &Self::Caller,
+        handle: u64,
+    ) -> Result<(Self::TxRef, TxId), NtStatus>;
+
+    /// Enlists ktmrm's resource manager in `tx` with `mask` and `key`. Notifications for `key`
+    /// may arrive before this returns, on this thread or another.
+    fn enlist(
+        &self,
+        tx: &Self::TxRef,
+        key: EnlistmentKey,
+        mask: u32,
+    ) -> Result<Self::Enlistment, NtStatus>;
+
+    /// Closes an enlistment after its last answer (driver: `ZwClose`).
+    fn close_enlistment(&self, enlistment: Self::Enlistment);
+
+    /// Answers a notification (driver: the matching `Tm*Complete` routine).
+    fn answer(&self, target: &Self::Target, answer: Answer) -> NtStatus;
+
+    /// Creates a KTM transaction for BEGIN and returns a handle valid in the caller's process
+    /// (driver: `ZwCreateTransaction` in the caller's context, without `OBJ_KERNEL_HANDLE`).
+    fn create_transaction(
+        &self,
+        caller: &Self::Caller,
+        timeout_ms: u32,
+        description: &[u8],
+    ) -> Result<u64, NtStatus>;
+
+    /// Lets another thread run while this one waits for a concurrent enlistment of the same
+    /// transaction to finish (driver: `ZwYieldExecution`).
+    fn yield_now(&self);
+}
