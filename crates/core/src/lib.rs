@@ -24,9 +24,23 @@ extern crate alloc;
 
 pub mod lock;
 pub mod port;
+pub mod tree;
 
 pub use ktmrm_proto as proto;
-pub use lock::{SpinLock, StateLock};
 #[cfg(feature = "std")]
 pub use lock::StdLock;
+pub use lock::{SpinLock, StateLock};
 pub use port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
+
+mod engine;
+mod entry;
+mod ops;
+mod state;
+mod twopc;
+
+pub use engine::Engine;
+pub use entry::{Entry, KeyBuf};
+pub use state::State;
+
+#[cfg(test)]
+mod tests;

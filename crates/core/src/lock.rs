@@ -26,7 +26,10 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 impl<T> SpinLock<T> {
     /// A lock holding `value`.
     pub const fn new(value: T) -> Self {
-        SpinLock { held: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        SpinLock {
+            held: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 }
 

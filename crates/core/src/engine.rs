@@ -1,0 +1,340 @@
+//! The engine's entry points: [`Engine::dispatch`] for IOCTLs and [`Engine::notify`] for KTM
+//! notifications. Each takes the lock for short critical sections and calls the port only with
+//! the lock released, so KTM may re-enter from inside any port call.
+
+use crate::entry::{Entry, KeyBuf};
+use crate::lock::StateLock;
+use crate::ops::Write;
+use crate::port::{EnlistmentKey, KtmPort, Notification, notify_bits};
+use crate::state::State;
+use core::marker::PhantomData;
+use ktmrm_proto::{
+    Call, GET_HEADER_LEN, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, NtStatus, Request, STATS_LEN,
+    Stats, VERSION_LEN, VersionInfo, Writer,
+};
+
+/// The resource manager engine. `P` is the KTM port, `L` the host's lock around [`State`].
+pub struct Engine<P: KtmPort, L: StateLock<State<P::Enlistment>>> {
+    lock: L,
+    _port: PhantomData<fn(&P)>,
+}
+
+/// A request's fields, copied out of the METHOD_BUFFERED buffer before the answer overwrites it.
+/// Keys stay on the stack (at most 255 bytes) so only a PUT's value allocates.
+#[allow(clippy::large_enum_variant)]
+enum Op {
+    Version,
+    Begin {
+        timeout_ms: u32,
+        description: [u8; 2 * MAX_DESCRIPTION_CHARS],
+        len: usize,
+    },
+    Put(Entry),
+    Get(KeyBuf),
+    Delete(KeyBuf),
+    List {
+        prefix: KeyBuf,
+        cursor: KeyBuf,
+        max_keys: u32,
+    },
+    Stats,
+}
+
+/// The smallest output each call accepts; shorter gets `STATUS_BUFFER_TOO_SMALL` before any work.
+const fn min_output(call: Call) -> usize {
+    match call {
+        Call::GetVersion => VERSION_LEN,
+        Call::Begin => 8,
+        Call::Get => GET_HEADER_LEN,
+        Call::List => LIST_MIN_OUTPUT,
+        Call::Stats => STATS_LEN,
+        Call::Put | Call::Delete => 0,
+    }
+}
+
+impl Op {
+    fn from_request(req: Request<'_>) -> Result<Op, NtStatus> {
+        let key = |k: &[u8]| KeyBuf::new(k).ok_or(NtStatus::INVALID_PARAMETER);
+        Ok(match req {
+            Request::GetVersion => Op::Version,
+            Request::Stats => Op::Stats,
+            Request::Begin {
+                timeout_ms,
+                description,
+            } => {
+                let mut buf = [0u8; 2 * MAX_DESCRIPTION_CHARS];
+                let len = description.len();
+                buf.get_mut(..len)
+                    .ok_or(NtStatus::INVALID_PARAMETER)?
+                    .copy_from_slice(description);
+                Op::Begin {
+                    timeout_ms,
+                    description: buf,
+                    len,
+                }
+            }
+            Request::Put { key, value, .. } => Op::Put(Entry::try_new(key, value)?),
+            Request::Get { key: k, .. } => Op::Get(key(k)?),
+            Request::Delete { key: k, .. } => Op::Delete(key(k)?),
+            Request::List {
+                prefix,
+                cursor,
+                max_keys,
+                ..
+            } => Op::List {
+                prefix: key(prefix)?,
+                cursor: key(cursor)?,
+                max_keys,
+            },
+        })
+    }
+
+    const fn writes(&self) -> bool {
+        matches!(self, Op::Put(_) | Op::Delete(_))
+    }
+}
+
+impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
+    /// An engine over `lock`, which holds a [`State`] built with [`State::new`].
+    pub const fn new(lock: L) -> Self {
+        Engine {
+            lock,
+            _port: PhantomData,
+        }
+    }
+
+    /// Counters and sizes, as STATS returns them.
+    pub fn stats(&self) -> Stats {
+        self.lock.with(|s| s.stats())
+    }
+
+    /// Runs `f` on the state under the lock (inspection by hosts and tests).
+    pub fn with_state<R>(&self, f: impl FnOnce(&State<P::Enlistment>) -> R) -> R {
+        self.lock.with(|s| f(s))
+    }
+
+    /// Refuses every later request with `STATUS_DEVICE_NOT_READY` (unload). Notifications are
+    /// still answered so KTM can finish the transactions it rolls back.
+    pub fn shutdown(&self) {
+        self.lock.with(|s| s.shutting_down = true);
+    }
+
+    /// Handles one METHOD_BUFFERED IOCTL. `buffer` is the system buffer: the input is its first
+    /// `input_len` bytes and the answer is written to its first `output_len` bytes, over the input.
+    /// Returns the status and the number of answer bytes (`IoStatus.Information`).
+    ///
+    /// PASSIVE_LEVEL, in the requestor's context (the port references handles there).
+    pub fn dispatch(
+        &self,
+        port: &P,
+        caller: &P::Caller,
+        code: u32,
+        buffer: &mut [u8],
+        input_len: usize,
+        output_len: usize,
+    ) -> (NtStatus, usize) {
+        match self.dispatch_inner(port, caller, code, buffer, input_len, output_len) {
+            Ok(r) => r,
+            Err(st) => (st, 0),
+        }
+    }
+
+    fn dispatch_inner(
+        &self,
+        port: &P,
+        caller: &P::Caller,
+        code: u32,
+        buffer: &mut [u8],
+        input_len: usize,
+        output_len: usize,
+    ) -> Result<(NtStatus, usize), NtStatus> {
+        if self.lock.with(|s| s.shutting_down) {
+            return Err(NtStatus::DEVICE_NOT_READY);
+        }
+        let call = Call::from_code(code).ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+        if input_len > buffer.len() || output_len > buffer.len() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let input = buffer.get(..input_len).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let req = Request::decode(call, input)?;
+        if output_len < min_output(call) {
+            return Err(NtStatus::BUFFER_TOO_SMALL);
+        }
+        let tx = req.tx();
+        let op = Op::from_request(req)?;
+        let out = buffer
+            .get_mut(..output_len)
+            .ok_or(NtStatus::INVALID_PARAMETER)?;
+        let txn = if tx == 0 {
+            None
+        } else {
+            Some(self.resolve(port, caller, tx, op.writes())?)
+        };
+        match op {
+            Op::Version => {
+                let limits = self.lock.with(|s| s.limits());
+                let n = VersionInfo::current(limits)
+                    .encode(out)
+                    .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+                Ok((NtStatus::SUCCESS, n))
+            }
+            Op::Stats => {
+                let n = self
+                    .stats()
+                    .encode(out)
+                    .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+                Ok((NtStatus::SUCCESS, n))
+            }
+            Op::Begin {
+                timeout_ms,
+                description,
+                len,
+            } => {
+                let desc = description.get(..len).unwrap_or(&[]);
+                let handle = port.create_transaction(caller, timeout_ms, desc)?;
+                let mut w = Writer::new(out);
+                w.u64(handle).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+                Ok((NtStatus::SUCCESS, w.len()))
+            }
+            Op::Put(entry) => self.write(txn, Write::Put(entry)),
+            Op::Delete(key) => self.write(txn, Write::Delete(key)),
+            Op::Get(key) => self.lock.with(|s| {
+                if let Some(t) = txn {
+                    s.usable(t, false)?;
+                }
+                let value = s
+                    .read(txn, key.as_slice())
+                    .ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+                let len = u32::try_from(value.len()).map_err(|_| NtStatus::UNSUCCESSFUL)?;
+                let mut w = Writer::new(out);
+                w.u32(len)
+                    .and_then(|()| w.u32(0))
+                    .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+                if w.bytes(value).is_err() {
+                    return Ok((NtStatus::BUFFER_OVERFLOW, GET_HEADER_LEN));
+                }
+                Ok((NtStatus::SUCCESS, w.len()))
+            }),
+            Op::List {
+                prefix,
+                cursor,
+                max_keys,
+            } => self.lock.with(|s| {
+                if let Some(t) = txn {
+                    s.usable(t, false)?;
+                }
+                let n = s.list(txn, prefix.as_slice(), cursor.as_slice(), max_keys, out)?;
+                Ok((NtStatus::SUCCESS, n))
+            }),
+        }
+    }
+
+    fn write(&self, txn: Option<EnlistmentKey>, w: Write) -> Result<(NtStatus, usize), NtStatus> {
+        self.lock.with(|s| match txn {
+            Some(t) => s.write_in(t, w),
+            None => s.write_now(w),
+        })?;
+        Ok((NtStatus::SUCCESS, 0))
+    }
+
+    /// Finds the engine's transaction for a caller's handle, enlisting on first use. Returns
+    /// once the transaction is enlisted; `STATUS_TRANSACTION_NOT_ACTIVE` if it ended meanwhile.
+    fn resolve(
+        &self,
+        port: &P,
+        caller: &P::Caller,
+        handle: u64,
+        write: bool,
+    ) -> Result<EnlistmentKey, NtStatus> {
+        let (tx, id) = port.reference_transaction(caller, handle)?;
+        loop {
+            enum Next {
+                Ready(EnlistmentKey),
+                Wait,
+                Enlist(EnlistmentKey),
+            }
+            let next = self.lock.with(|s| -> Result<Next, NtStatus> {
+                match s.find_txn(&id) {
+                    Some(key) => match s.txn(key) {
+                        Some(t) if t.enlisting => Ok(Next::Wait),
+                        Some(_) => s.usable(key, write).map(|()| Next::Ready(key)),
+                        None => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
+                    },
+                    None => s.create_txn(id).map(Next::Enlist),
+                }
+            })?;
+            match next {
+                Next::Ready(key) => return Ok(key),
+                Next::Wait => port.yield_now(),
+                Next::Enlist(key) => {
+                    let result = port.enlist(&tx, key, notify_bits::ENGINE_MASK);
+                    let (done, close) = self.lock.with(|s| s.finish_enlist(key, result));
+                    if let Some(e) = close {
+                        port.close_enlistment(e);
+                    }
+                    done?;
+                }
+            }
+        }
+    }
+
+    /// Handles a KTM notification for the enlistment `key` and answers it through the port
+    /// before returning (never `STATUS_PENDING`). `target` names the enlistment to answer.
+    ///
+    /// PASSIVE_LEVEL, any thread, possibly inside a port call of this engine (re-entrant).
+    pub fn notify(
+        &self,
+        port: &P,
+        key: EnlistmentKey,
+        notification: Notification,
+        target: &P::Target,
+    ) -> NtStatus {
+        let r = self.lock.with(|s| s.on_notification(key, notification));
+        let status = match r.answer {
+            Some(a) => port.answer(target, a),
+            None => NtStatus::SUCCESS,
+        };
+        if let Some(e) = r.close {
+            port.close_enlistment(e);
+        }
+        if status.is_success() {
+            NtStatus::SUCCESS
+        } else {
+            status
+        }
+    }
+}
+
+impl<E> State<E> {
+    /// Records the result of `KtmPort::enlist`. Returns `Ok` when the caller may use the
+    /// transaction, and any enlistment to close outside the lock.
+    fn finish_enlist(
+        &mut self,
+        key: EnlistmentKey,
+        result: Result<E, NtStatus>,
+    ) -> (Result<(), NtStatus>, Option<E>) {
+        let ended = self
+            .txn(key)
+            .is_none_or(|t| t.phase == crate::state::Phase::Ended);
+        match result {
+            Ok(e) => {
+                self.stats.enlistments = self.stats.enlistments.saturating_add(1);
+                if ended {
+                    // KTM ended it while we were enlisting: close at once.
+                    let _ = self.remove_txn(key);
+                    return (Err(NtStatus::TRANSACTION_NOT_ACTIVE), Some(e));
+                }
+                if let Some(t) = self.txn_mut(key) {
+                    t.enlisting = false;
+                    t.enlistment = Some(e);
+                }
+                (Ok(()), None)
+            }
+            Err(st) => {
+                // Not enlisted, so no notification will ever come for this slot.
+                let _ = self.remove_txn(key);
+                (Err(st), None)
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Reads and writes in a caller's view (issue 3 "Semantics"): a transaction sees its own pending
+//! writes, everyone else sees committed data only; a key written by one live transaction is
+//! locked against every other writer, which fails at once with `STATUS_TRANSACTIONAL_CONFLICT`.
+
+use crate::entry::{Entry, KeyBuf};
+use crate::port::EnlistmentKey;
+use crate::state::{Pending, Phase, State};
+use core::ops::Bound;
+use ktmrm_proto::{ListWriter, NtStatus};
+
+/// A write request, with the value already copied into its final allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Write {
+    Put(Entry),
+    Delete(KeyBuf),
+}
+
+impl Write {
+    fn key(&self) -> &[u8] {
+        match self {
+            Write::Put(e) => e.key(),
+            Write::Delete(k) => k.as_slice(),
+        }
+    }
+}
+
+/// Change in (keys, bytes) of the committed store when `new` (a charge, or `None` for a delete)
+/// replaces `old`.
+fn effect(old: Option<u64>, new: Option<u64>) -> (i64, i64) {
+    let b = |v: Option<u64>| i64::try_from(v.unwrap_or(0)).unwrap_or(i64::MAX);
+    let k = i64::from(new.is_some()).saturating_sub(i64::from(old.is_some()));
+    (k, b(new).saturating_sub(b(old)))
+}
+
+fn add(a: u64, d: i64) -> u64 {
+    a.saturating_add_signed(d)
+}
+
+impl<E> State<E> {
+    /// Which transaction's view a request reads in: `None` = committed only.
+    fn owner_slot(key: Option<EnlistmentKey>) -> Option<u32> {
+        key.and_then(|k| u32::try_from(k.0 & 0xFFFF_FFFF).ok())
+    }
+
+    /// True when growing the committed store by (`keys`, `bytes`) on top of what is committed and
+    /// what prepared transactions will add stays within the quotas. Shrinking always fits.
+    pub(crate) fn fits(&self, keys: i64, bytes: i64) -> bool {
+        let base_k = (self.committed.len() as u64).saturating_add(self.prepared_keys);
+        let base_b = self.committed_bytes.saturating_add(self.prepared_bytes);
+        (keys <= 0 || add(base_k, keys) <= self.limits.max_keys)
+            && (bytes <= 0 || add(base_b, bytes) <= self.limits.max_bytes)
+    }
+
+    fn committed_charge(&self, key: &[u8]) -> Option<u64> {
+        self.committed.get(key).map(Entry::charge)
+    }
+
+    /// The value `key` has in the view of `txn` (`None` = committed view).
+    pub(crate) fn read(&self, txn: Option<EnlistmentKey>, key: &[u8]) -> Option<&[u8]> {
+        if let Some(slot) = Self::owner_slot(txn)
+            && let Some(p) = self.pending.get(key)
+            && p.owner == slot
+        {
+            return if p.delete {
+                None
+            } else {
+                Some(p.entry.value())
+            };
+        }
+        self.committed.get(key).map(Entry::value)
+    }
+
+    /// Checks a transaction may still be used for a request: reads need it not ended, writes
+    /// need it Active.
+    pub(crate) fn usable(&self, key: EnlistmentKey, write: bool) -> Result<(), NtStatus> {
+        match self.txn(key).map(|t| t.phase) {
+            Some(Phase::Active) => Ok(()),
+            Some(Phase::PrePrepared | Phase::Prepared) if !write => Ok(()),
+            _ => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
+        }
+    }
+
+    fn conflict(&mut self) -> NtStatus {
+        self.stats.conflicts = self.stats.conflicts.saturating_add(1);
+        NtStatus::TRANSACTIONAL_CONFLICT
+    }
+
+    fn quota(&mut self) -> NtStatus {
+        self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
+        NtStatus::QUOTA_EXCEEDED
+    }
+
+    /// A write outside any transaction: applied to the committed store at once.
+    pub(crate) fn write_now(&mut self, w: Write) -> Result<(), NtStatus> {
+        if self.pending.find(w.key()).is_some() {
+            return Err(self.conflict());
+        }
+        let old = self.committed_charge(w.key());
+        match w {
+            Write::Put(e) => {
+                let (dk, db) = effect(old, Some(e.charge()));
+                if !self.fits(dk, db) {
+                    return Err(self.quota());
+                }
+                self.committed
+                    .insert(e)
+                    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+                self.committed_bytes = add(self.committed_bytes, db);
+            }
+            Write::Delete(k) => {
+                let gone = self
+                    .committed
+                    .remove(k.as_slice())
+                    .ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+                self.committed_bytes = self.committed_bytes.saturating_sub(gone.charge());
+            }
+        }
+        self.stats.non_transacted_writes = self.stats.non_transacted_writes.saturating_add(1);
+        Ok(())
+    }
+
+    /// A write in transaction `key` (which must be Active): staged in the pending tree, which
+    /// also locks the key against every other writer.
+    pub(crate) fn write_in(&mut self, key: EnlistmentKey, w: Write) -> Result<(), NtStatus> {
+        self.usable(key, true)?;
+        let slot = Self::owner_slot(Some(key)).ok_or(NtStatus::TRANSACTION_NOT_ACTIVE)?;
+        let old = self.committed_charge(w.key());
+        let Some(txn) = self.txn(key) else {
+            return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
+        };
+        let (cur_k, cur_b, nwrites) = (txn.key_delta, txn.byte_delta, txn.writes.len());
+        let new_charge = match &w {
+            Write::Put(e) => Some(e.charge()),
+            Write::Delete(_) => None,
+        };
+        match self.pending.find(w.key()) {
+            Some(node) => {
+                let Some(p) = self.pending.node(node) else {
+                    return Err(NtStatus::UNSUCCESSFUL);
+                };
+                if p.owner != slot {
+                    return Err(self.conflict());
+                }
+                let was_delete = p.delete;
+                if was_delete && matches!(w, Write::Delete(_)) {
+                    return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+                }
+                let prev = if was_delete {
+                    None
+                } else {
+                    Some(p.entry.charge())
+                };
+                let (pk, pb) = effect(old, prev);
+                let (nk, nb) = effect(old, new_charge);
+                let (dk, db) = (nk.saturating_sub(pk), nb.saturating_sub(pb));
+                if (dk > 0 || db > 0)
+                    && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db))
+                {
+                    return Err(self.quota());
+                }
+                let Some(p) = self.pending.node_mut(node) else {
+                    return Err(NtStatus::UNSUCCESSFUL);
+                };
+                let put_change: isize = match w {
+                    Write::Put(e) => {
+                        p.entry = e;
+                        p.delete = false;
+                        isize::from(was_delete)
+                    }
+                    Write::Delete(_) => {
+                        p.delete = true;
+                        -1
+                    }
+                };
+                if let Some(t) = self.txn_mut(key) {
+                    t.key_delta = cur_k.saturating_add(dk);
+                    t.byte_delta = cur_b.saturating_add(db);
+                    t.puts = t.puts.saturating_add_signed(put_change);
+                }
+            }
+            None => {
+                if nwrites >= usize::try_from(self.limits.max_write_set).unwrap_or(usize::MAX) {
+                    return Err(self.quota());
+                }
+                if matches!(w, Write::Delete(_)) && old.is_none() {
+                    return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+                }
+                let (dk, db) = effect(old, new_charge);
+                if (dk > 0 || db > 0)
+                    && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db))
+                {
+                    return Err(self.quota());
+                }
+                let (entry, delete) = match w {
+                    Write::Put(e) => (e, false),
+                    Write::Delete(k) => (Entry::try_new(k.as_slice(), &[])?, true),
+                };
+                let oom = NtStatus::INSUFFICIENT_RESOURCES;
+                self.txn_mut(key)
+                    .ok_or(oom)?
+                    .writes
+                    .try_reserve(1)
+                    .map_err(|_| oom)?;
+                let (node, _) = self
+                    .pending
+                    .insert(Pending {
+                        entry,
+                        delete,
+                        owner: slot,
+                    })
+                    .map_err(|_| oom)?;
+                let t = self.txn_mut(key).ok_or(oom)?;
+                t.writes.push(node);
+                t.key_delta = cur_k.saturating_add(dk);
+                t.byte_delta = cur_b.saturating_add(db);
+                if !delete {
+                    t.puts = t.puts.saturating_add(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one LIST page of the keys visible in `txn`'s view that start with `prefix` and sort
+    /// after `cursor`, merging committed keys with the transaction's own pending writes.
+    /// Returns the answer's length.
+    pub(crate) fn list(
+        &self,
+        txn: Option<EnlistmentKey>,
+        prefix: &[u8],
+        cursor: &[u8],
+        max_keys: u32,
+        out: &mut [u8],
+    ) -> Result<usize, NtStatus> {
+        let mut w = ListWriter::new(out).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+        let start = if !cursor.is_empty() && cursor >= prefix {
+            Bound::Excluded(cursor)
+        } else {
+            Bound::Included(prefix)
+        };
+        let own = Self::owner_slot(txn);
+        let mut committed = self
+            .committed
+            .range_from(start)
+            .map(|(_, e)| e.key())
+            .peekable();
+        // Only this transaction's pending writes change its view; others' are invisible.
+        let mut pending = self
+            .pending
+            .range_from(start)
+            .filter(|(_, p)| Some(p.owner) == own)
+            .map(|(_, p)| (p.entry.key(), p.delete))
+            .peekable();
+        let limit = if max_keys == 0 { u32::MAX } else { max_keys };
+        loop {
+            let next = match (committed.peek().copied(), pending.peek().copied()) {
+                (None, None) => None,
+                (Some(c), None) => {
+                    committed.next();
+                    Some(c)
+                }
+                (c, Some((p, del))) => {
+                    if let Some(c) = c.filter(|c| *c < p) {
+                        committed.next();
+                        Some(c)
+                    } else {
+                        if c == Some(p) {
+                            committed.next();
+                        }
+                        pending.next();
+                        if del {
+                            continue;
+                        }
+                        Some(p)
+                    }
+                }
+            };
+            let Some(key) = next else {
+                return Ok(w.finish(false));
+            };
+            if !key.starts_with(prefix) {
+                return Ok(w.finish(false));
+            }
+            if w.count() >= limit || w.push(key).is_err() {
+                return Ok(w.finish(true));
+            }
+        }
+    }
+}

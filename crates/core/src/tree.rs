@@ -1,0 +1,1201 @@
+//! An ordered map for the engine's committed store and pending writes: an AVL tree whose nodes
+//! live in a paged arena and are addressed by `u32` indices.
+//!
+//! Why this shape:
+//! - Kernel pool allocations must be small and fallible, so nodes sit in fixed pages of [`PAGE`]
+//!   nodes (each allocated once with `try_reserve_exact`, never grown) plus one page table; growing
+//!   the tree never copies nodes.
+//! - The engine keeps per-transaction lists of [`NodeId`]s, so an entry never moves to another
+//!   slot while it is in the tree: deletion relinks nodes instead of swapping payloads.
+//! - Commit must not fail half-way, so callers can [`Tree::reserve`] slots up front and later
+//!   [`Tree::insert_reserved`] without allocating.
+//!
+//! Nothing here panics or uses `unsafe`; an index that does not resolve (which the invariants rule
+//! out) is treated as an empty subtree rather than a bugcheck.
+
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+use core::iter::FusedIterator;
+use core::ops::Bound;
+
+/// Types stored in a [`Tree`] expose their key.
+pub trait Keyed {
+    /// The key the tree orders by (bytewise); it must not change while the value is in a tree.
+    fn key(&self) -> &[u8];
+}
+
+/// Allocation failed; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError;
+
+/// A stable handle to an entry; valid until that entry is removed (the slot may then be reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(u32);
+
+/// log2 of [`PAGE`].
+const PAGE_BITS: u32 = 10;
+/// Nodes per page: 1024 nodes of 32 bytes keep each pool allocation at 32 KiB.
+pub const PAGE: usize = 1 << PAGE_BITS;
+/// Mask of the in-page part of a node index.
+const PAGE_MASK: u32 = (1 << PAGE_BITS) - 1;
+/// "No node". Never a valid index: see [`MAX_PAGES`].
+const NIL: u32 = u32::MAX;
+/// At most this many pages, so every slot index stays below [`NIL`] and the slot count fits `u32`.
+const MAX_PAGES: usize = (u32::MAX >> PAGE_BITS) as usize;
+/// Depth of the iterator stack. An AVL tree of at most 2^32 nodes has height <= 46
+/// (1.44·log2(n+2)), and the stack holds at most one node per level.
+const STACK: usize = 64;
+
+/// One arena slot. Free slots have `payload: None` and chain the free list through `left`.
+struct Node<E> {
+    payload: Option<E>,
+    left: u32,
+    right: u32,
+    /// Height of the subtree rooted here (a leaf is 1, an empty subtree 0).
+    height: u8,
+}
+
+/// An ordered map of `E`s by [`Keyed::key`] with stable [`NodeId`]s and fallible allocation.
+///
+/// Invariant after every successful operation: [`Tree::reserved`] never exceeds the free slots
+/// (free list plus unused page capacity). Pages are only freed by [`Tree::clear`] (and by a failed
+/// [`Tree::reserve`], which frees the pages it added).
+pub struct Tree<E: Keyed> {
+    /// Page table; every page has capacity >= [`PAGE`] and pages fill in order, so slot `i` lives
+    /// at `pages[i >> PAGE_BITS][i & PAGE_MASK]` and only slots `< used` exist.
+    pages: Vec<Vec<Node<E>>>,
+    /// Slots ever handed out from page capacity (= sum of page lengths).
+    used: u32,
+    root: u32,
+    len: usize,
+    free_head: u32,
+    free_count: usize,
+    reserved: usize,
+    /// Sum of page capacities, so [`Tree::allocated_bytes`] is O(1).
+    node_capacity: usize,
+}
+
+impl<E: Keyed> Default for Tree<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Splits a slot index into (page, offset).
+fn split(i: u32) -> (usize, usize) {
+    ((i >> PAGE_BITS) as usize, (i & PAGE_MASK) as usize)
+}
+
+impl<E: Keyed> Tree<E> {
+    /// An empty tree; allocates nothing (usable in `const`/`static` initialisers).
+    pub const fn new() -> Self {
+        Tree {
+            pages: Vec::new(),
+            used: 0,
+            root: NIL,
+            len: 0,
+            free_head: NIL,
+            free_count: 0,
+            reserved: 0,
+            node_capacity: 0,
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entry with this key.
+    pub fn get(&self, key: &[u8]) -> Option<&E> {
+        self.payload(self.find_idx(key))
+    }
+
+    /// The entry with this key, mutably. The caller must not change its key.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut E> {
+        let i = self.find_idx(key);
+        self.slot_mut(i)?.payload.as_mut()
+    }
+
+    /// The id of the entry with this key.
+    pub fn find(&self, key: &[u8]) -> Option<NodeId> {
+        let i = self.find_idx(key);
+        (i != NIL).then_some(NodeId(i))
+    }
+
+    /// The entry behind an id (`None` if its slot is free).
+    pub fn node(&self, id: NodeId) -> Option<&E> {
+        self.payload(id.0)
+    }
+
+    /// The entry behind an id, mutably. The caller must not change its key.
+    pub fn node_mut(&mut self, id: NodeId) -> Option<&mut E> {
+        self.slot_mut(id.0)?.payload.as_mut()
+    }
+
+    /// Guarantees that `n` more inserts (on top of all outstanding reservations) succeed without
+    /// allocating, so a later commit cannot fail for memory. Err leaves reservations unchanged.
+    pub fn reserve(&mut self, n: usize) -> Result<(), AllocError> {
+        let need = self.reserved.checked_add(n).ok_or(AllocError)?;
+        let free = self.free_slots();
+        if let Some(short) = need.checked_sub(free).filter(|&s| s > 0) {
+            self.grow(short.div_ceil(PAGE))?;
+        }
+        self.reserved = need;
+        Ok(())
+    }
+
+    /// Gives back `n` reservations (saturating). The slots stay allocated for later inserts.
+    pub fn unreserve(&mut self, n: usize) {
+        self.reserved = self.reserved.saturating_sub(n);
+    }
+
+    /// Outstanding reservations.
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Inserts, or replaces the entry with an equal key (returning the old one; the NodeId of a
+    /// replaced entry stays the same). Never uses a reserved slot: if free slots <= reserved it
+    /// allocates a page first; on allocation failure returns `Err(e)` and the tree is unchanged.
+    pub fn insert(&mut self, e: E) -> Result<(NodeId, Option<E>), E> {
+        let found = self.find_idx(e.key());
+        if found != NIL {
+            return self.replace(found, e);
+        }
+        if self.free_slots() <= self.reserved && self.grow(1).is_err() {
+            return Err(e);
+        }
+        self.link_new(e)
+    }
+
+    /// Like [`Tree::insert`], but consumes one reservation (always, also when the key existed
+    /// and no slot was used). Never allocates while a reservation is held, so it cannot fail
+    /// then; with no reservation it behaves like [`Tree::insert`].
+    pub fn insert_reserved(&mut self, e: E) -> Result<(NodeId, Option<E>), E> {
+        let Some(left) = self.reserved.checked_sub(1) else {
+            return self.insert(e);
+        };
+        let found = self.find_idx(e.key());
+        let done = if found != NIL {
+            self.replace(found, e)
+        } else {
+            self.link_new(e)
+        };
+        // Only an impossible broken-invariant case fails; then keep the reservation.
+        if done.is_ok() {
+            self.reserved = left;
+        }
+        done
+    }
+
+    /// Removes by key; other NodeIds stay valid. The freed slot goes on the free list.
+    pub fn remove(&mut self, key: &[u8]) -> Option<E> {
+        let (root, gone) = self.remove_at(self.root, key);
+        if gone == NIL {
+            return None;
+        }
+        self.root = root;
+        self.len = self.len.saturating_sub(1);
+        let next = self.free_head;
+        let node = self.slot_mut(gone)?;
+        let e = node.payload.take();
+        node.left = next;
+        node.right = NIL;
+        node.height = 0;
+        self.free_head = gone;
+        self.free_count = self.free_count.saturating_add(1);
+        e
+    }
+
+    /// Ascending iteration over the entries with key > or >= `start`.
+    pub fn range_from(&self, start: Bound<&[u8]>) -> Iter<'_, E> {
+        let mut it = Iter {
+            tree: self,
+            stack: [NIL; STACK],
+            depth: 0,
+        };
+        let mut n = self.root;
+        while let Some(node) = self.slot(n) {
+            let inside = match (start, node.payload.as_ref()) {
+                (_, None) => break,
+                (Bound::Unbounded, Some(_)) => true,
+                (Bound::Included(s), Some(p)) => p.key() >= s,
+                (Bound::Excluded(s), Some(p)) => p.key() > s,
+            };
+            if inside {
+                it.push(n);
+                n = node.left;
+            } else {
+                n = node.right;
+            }
+        }
+        it
+    }
+
+    /// Ascending iteration over all entries.
+    pub fn iter(&self) -> Iter<'_, E> {
+        self.range_from(Bound::Unbounded)
+    }
+
+    /// Bytes allocated for node pages and the page table (capacity × size), for memory accounting.
+    pub fn allocated_bytes(&self) -> usize {
+        let table = self
+            .pages
+            .capacity()
+            .saturating_mul(size_of::<Vec<Node<E>>>());
+        let nodes = self.node_capacity.saturating_mul(size_of::<Node<E>>());
+        table.saturating_add(nodes)
+    }
+
+    /// Drops every entry and frees all pages. Reservations are dropped too (no slots remain to
+    /// back them).
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    // ---- arena -------------------------------------------------------------------------------
+
+    fn slot(&self, i: u32) -> Option<&Node<E>> {
+        let (p, o) = split(i);
+        self.pages.get(p)?.get(o)
+    }
+
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Node<E>> {
+        let (p, o) = split(i);
+        self.pages.get_mut(p)?.get_mut(o)
+    }
+
+    fn payload(&self, i: u32) -> Option<&E> {
+        self.slot(i)?.payload.as_ref()
+    }
+
+    /// Free list plus slots never handed out.
+    fn free_slots(&self) -> usize {
+        let capacity = self.pages.len().saturating_mul(PAGE);
+        let fresh = capacity.saturating_sub(self.used as usize);
+        self.free_count.saturating_add(fresh)
+    }
+
+    /// Appends `count` empty pages, or none at all.
+    fn grow(&mut self, count: usize) -> Result<(), AllocError> {
+        let start = self.pages.len();
+        if start
+            .checked_add(count)
+            .is_none_or(|total| total > MAX_PAGES)
+        {
+            return Err(AllocError);
+        }
+        self.pages.try_reserve(count).map_err(|_| AllocError)?;
+        let mut added = 0usize;
+        for _ in 0..count {
+            let mut page = Vec::new();
+            if !page_alloc_permitted() || page.try_reserve_exact(PAGE).is_err() {
+                self.pages.truncate(start);
+                return Err(AllocError);
+            }
+            added = added.saturating_add(page.capacity());
+            // Capacity for `count` more pages was reserved above: this push does not allocate.
+            self.pages.push(page);
+        }
+        self.node_capacity = self.node_capacity.saturating_add(added);
+        Ok(())
+    }
+
+    /// Puts `e` in a free slot (free list first, else page capacity); never allocates.
+    fn alloc_slot(&mut self, e: E) -> Result<u32, E> {
+        let head = self.free_head;
+        if let Some(node) = self.slot_mut(head) {
+            let next = node.left;
+            *node = Node {
+                payload: Some(e),
+                left: NIL,
+                right: NIL,
+                height: 1,
+            };
+            self.free_head = next;
+            self.free_count = self.free_count.saturating_sub(1);
+            return Ok(head);
+        }
+        let i = self.used;
+        let Some(next) = i.checked_add(1) else {
+            return Err(e);
+        };
+        let (p, o) = split(i);
+        match self.pages.get_mut(p) {
+            // `o == len` holds while pages fill in order; `len < capacity` means no allocation.
+            Some(page) if page.len() == o && o < PAGE && page.len() < page.capacity() => {
+                page.push(Node {
+                    payload: Some(e),
+                    left: NIL,
+                    right: NIL,
+                    height: 1,
+                });
+                self.used = next;
+                Ok(i)
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// Replaces the payload of an existing node, keeping its id.
+    fn replace(&mut self, i: u32, e: E) -> Result<(NodeId, Option<E>), E> {
+        match self.slot_mut(i) {
+            Some(node) => Ok((NodeId(i), node.payload.replace(e))),
+            None => Err(e),
+        }
+    }
+
+    /// Inserts `e`, whose key is known to be absent, into a free slot and links it.
+    fn link_new(&mut self, e: E) -> Result<(NodeId, Option<E>), E> {
+        let i = self.alloc_slot(e)?;
+        self.root = self.insert_at(self.root, i);
+        self.len = self.len.saturating_add(1);
+        Ok((NodeId(i), None))
+    }
+
+    // ---- AVL -----------------------------------------------------------------------------------
+
+    fn find_idx(&self, key: &[u8]) -> u32 {
+        let mut n = self.root;
+        while let Some(node) = self.slot(n) {
+            let Some(p) = node.payload.as_ref() else {
+                return NIL;
+            };
+            n = match key.cmp(p.key()) {
+                Ordering::Less => node.left,
+                Ordering::Greater => node.right,
+                Ordering::Equal => return n,
+            };
+        }
+        NIL
+    }
+
+    fn height(&self, i: u32) -> u8 {
+        self.slot(i).map_or(0, |n| n.height)
+    }
+
+    fn left(&self, i: u32) -> u32 {
+        self.slot(i).map_or(NIL, |n| n.left)
+    }
+
+    fn right(&self, i: u32) -> u32 {
+        self.slot(i).map_or(NIL, |n| n.right)
+    }
+
+    fn set_left(&mut self, i: u32, to: u32) {
+        if let Some(n) = self.slot_mut(i) {
+            n.left = to;
+        }
+    }
+
+    fn set_right(&mut self, i: u32, to: u32) {
+        if let Some(n) = self.slot_mut(i) {
+            n.right = to;
+        }
+    }
+
+    fn update(&mut self, i: u32) {
+        let h = self
+            .height(self.left(i))
+            .max(self.height(self.right(i)))
+            .saturating_add(1);
+        if let Some(n) = self.slot_mut(i) {
+            n.height = h;
+        }
+    }
+
+    fn rotate_right(&mut self, i: u32) -> u32 {
+        let l = self.left(i);
+        if l == NIL {
+            return i;
+        }
+        self.set_left(i, self.right(l));
+        self.set_right(l, i);
+        self.update(i);
+        self.update(l);
+        l
+    }
+
+    fn rotate_left(&mut self, i: u32) -> u32 {
+        let r = self.right(i);
+        if r == NIL {
+            return i;
+        }
+        self.set_right(i, self.left(r));
+        self.set_left(r, i);
+        self.update(i);
+        self.update(r);
+        r
+    }
+
+    /// Fixes the height of `i` and restores balance after one side changed by one level;
+    /// returns the new subtree root.
+    fn rebalance(&mut self, i: u32) -> u32 {
+        self.update(i);
+        let (l, r) = (self.left(i), self.right(i));
+        let (hl, hr) = (self.height(l), self.height(r));
+        if hl > hr.saturating_add(1) {
+            if self.height(self.left(l)) < self.height(self.right(l)) {
+                let nl = self.rotate_left(l);
+                self.set_left(i, nl);
+            }
+            self.rotate_right(i)
+        } else if hr > hl.saturating_add(1) {
+            if self.height(self.right(r)) < self.height(self.left(r)) {
+                let nr = self.rotate_right(r);
+                self.set_right(i, nr);
+            }
+            self.rotate_left(i)
+        } else {
+            i
+        }
+    }
+
+    fn cmp_nodes(&self, a: u32, b: u32) -> Ordering {
+        match (self.payload(a), self.payload(b)) {
+            (Some(a), Some(b)) => a.key().cmp(b.key()),
+            _ => Ordering::Greater,
+        }
+    }
+
+    /// Links the detached node `new` (key absent) into the subtree at `root`; returns its root.
+    fn insert_at(&mut self, root: u32, new: u32) -> u32 {
+        if root == NIL {
+            return new;
+        }
+        if self.cmp_nodes(new, root) == Ordering::Less {
+            let l = self.insert_at(self.left(root), new);
+            self.set_left(root, l);
+        } else {
+            let r = self.insert_at(self.right(root), new);
+            self.set_right(root, r);
+        }
+        self.rebalance(root)
+    }
+
+    /// Unlinks the node with `key` from the subtree at `root`, replacing it by the minimum node
+    /// of its right subtree (the node itself, not its payload, so no entry changes slot).
+    /// Returns (new subtree root, unlinked node or NIL).
+    fn remove_at(&mut self, root: u32, key: &[u8]) -> (u32, u32) {
+        let ord = match self.payload(root) {
+            Some(p) => key.cmp(p.key()),
+            None => return (root, NIL),
+        };
+        let (l, r) = (self.left(root), self.right(root));
+        match ord {
+            Ordering::Less => {
+                let (nl, gone) = self.remove_at(l, key);
+                if gone == NIL {
+                    return (root, NIL);
+                }
+                self.set_left(root, nl);
+                (self.rebalance(root), gone)
+            }
+            Ordering::Greater => {
+                let (nr, gone) = self.remove_at(r, key);
+                if gone == NIL {
+                    return (root, NIL);
+                }
+                self.set_right(root, nr);
+                (self.rebalance(root), gone)
+            }
+            Ordering::Equal if l == NIL => (r, root),
+            Ordering::Equal if r == NIL => (l, root),
+            Ordering::Equal => {
+                let (nr, min) = self.remove_min(r);
+                self.set_left(min, l);
+                self.set_right(min, nr);
+                (self.rebalance(min), root)
+            }
+        }
+    }
+
+    /// Detaches the minimum node of the non-empty subtree at `root`.
+    /// Returns (new subtree root, detached node).
+    fn remove_min(&mut self, root: u32) -> (u32, u32) {
+        let l = self.left(root);
+        if l == NIL {
+            return (self.right(root), root);
+        }
+        let (nl, min) = self.remove_min(l);
+        self.set_left(root, nl);
+        (self.rebalance(root), min)
+    }
+}
+
+/// Test-only fault injection: a per-thread budget of page allocations (also usable by the
+/// engine's tests to simulate pool exhaustion).
+#[cfg(test)]
+pub(crate) mod fault {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static PAGE_BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// `None`: unlimited; `Some(n)`: the next `n` page allocations succeed, later ones fail.
+    pub(crate) fn set_page_budget(budget: Option<usize>) {
+        PAGE_BUDGET.with(|b| b.set(budget));
+    }
+
+    pub(crate) fn take_page() -> bool {
+        PAGE_BUDGET.with(|b| match b.get() {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                b.set(Some(n - 1));
+                true
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+fn page_alloc_permitted() -> bool {
+    fault::take_page()
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn page_alloc_permitted() -> bool {
+    true
+}
+
+/// Ascending iterator over `(NodeId, &E)`; holds a fixed stack, allocates nothing.
+pub struct Iter<'a, E: Keyed> {
+    tree: &'a Tree<E>,
+    /// Nodes whose left part is done and which are still to be yielded; top is the next one.
+    stack: [u32; STACK],
+    depth: usize,
+}
+
+impl<E: Keyed> Iter<'_, E> {
+    /// At most one node per tree level is on the stack and the height is <= 46 < [`STACK`], so
+    /// the overflow branch is unreachable; it ends the descent instead of panicking.
+    fn push(&mut self, n: u32) {
+        if let Some(slot) = self.stack.get_mut(self.depth) {
+            *slot = n;
+            self.depth = self.depth.saturating_add(1);
+        }
+    }
+}
+
+impl<'a, E: Keyed> Iterator for Iter<'a, E> {
+    type Item = (NodeId, &'a E);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.depth = self.depth.checked_sub(1)?;
+        let top = *self.stack.get(self.depth)?;
+        let tree = self.tree;
+        let mut n = tree.right(top);
+        while let Some(node) = tree.slot(n) {
+            self.push(n);
+            n = node.left;
+        }
+        Some((NodeId(top), tree.payload(top)?))
+    }
+}
+
+impl<E: Keyed> FusedIterator for Iter<'_, E> {}
+
+impl<E: Keyed> Clone for Iter<'_, E> {
+    fn clone(&self) -> Self {
+        Iter {
+            tree: self.tree,
+            stack: self.stack,
+            depth: self.depth,
+        }
+    }
+}
+
+impl<'a, E: Keyed> IntoIterator for &'a Tree<E> {
+    type Item = (NodeId, &'a E);
+    type IntoIter = Iter<'a, E>;
+
+    fn into_iter(self) -> Iter<'a, E> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+impl<E: Keyed> Tree<E> {
+    /// Verifies every structural invariant; panics on the first violation.
+    fn check(&self) {
+        let slots = self.used as usize;
+        let mut seen = std::vec![false; slots];
+        let mut count = 0usize;
+        let mut prev: Option<&[u8]> = None;
+        let h = self.check_subtree(self.root, &mut seen, &mut count, &mut prev);
+        assert_eq!(h, self.height(self.root), "root height");
+        assert_eq!(count, self.len, "len");
+
+        let mut free = 0usize;
+        let mut f = self.free_head;
+        while f != NIL {
+            let node = self.slot(f).expect("free list points outside the arena");
+            assert!(node.payload.is_none(), "free slot {f} holds a payload");
+            assert!(!seen[f as usize], "slot {f} both linked and free");
+            seen[f as usize] = true;
+            free += 1;
+            assert!(free <= slots, "free list cycle");
+            f = node.left;
+        }
+        assert_eq!(free, self.free_count, "free_count");
+        assert_eq!(self.len + self.free_count, slots, "slots leaked");
+        assert!(seen.iter().all(|&s| s), "slot neither linked nor free");
+
+        assert!(self.pages.len() <= MAX_PAGES);
+        let mut cap = 0;
+        for (p, page) in self.pages.iter().enumerate() {
+            assert!(page.capacity() >= PAGE);
+            let expect = slots.saturating_sub(p * PAGE).min(PAGE);
+            assert_eq!(page.len(), expect, "page {p} fill");
+            cap += page.capacity();
+        }
+        assert_eq!(cap, self.node_capacity, "node_capacity");
+        assert!(self.free_slots() >= self.reserved, "reservation not backed");
+        if self.is_empty() {
+            assert_eq!(self.root, NIL);
+        }
+    }
+
+    /// Returns the computed height of the subtree, checking heights, balance and key order.
+    fn check_subtree<'a>(
+        &'a self,
+        i: u32,
+        seen: &mut [bool],
+        count: &mut usize,
+        prev: &mut Option<&'a [u8]>,
+    ) -> u8 {
+        if i == NIL {
+            return 0;
+        }
+        let node = self.slot(i).expect("link points outside the arena");
+        assert!(!seen[i as usize], "slot {i} linked twice");
+        seen[i as usize] = true;
+        let hl = self.check_subtree(node.left, seen, count, prev);
+        let key = node
+            .payload
+            .as_ref()
+            .expect("linked slot without payload")
+            .key();
+        if let Some(p) = *prev {
+            assert!(p < key, "keys out of order");
+        }
+        *prev = Some(key);
+        *count += 1;
+        let hr = self.check_subtree(node.right, seen, count, prev);
+        assert!(hl.abs_diff(hr) <= 1, "unbalanced at {i}");
+        let h = hl.max(hr) + 1;
+        assert_eq!(node.height, h, "stored height at {i}");
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fault::set_page_budget;
+    use super::*;
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Ent {
+        key: Box<[u8]>,
+        val: u32,
+    }
+
+    impl Keyed for Ent {
+        fn key(&self) -> &[u8] {
+            &self.key
+        }
+    }
+
+    fn ent(key: &[u8], val: u32) -> Ent {
+        Ent {
+            key: key.into(),
+            val,
+        }
+    }
+
+    fn k32(i: u32) -> [u8; 4] {
+        i.to_be_bytes()
+    }
+
+    /// Deterministic xorshift, so the tests need no RNG crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn shuffle<T>(&mut self, v: &mut [T]) {
+            for i in (1..v.len()).rev() {
+                let j = (self.next() % (i as u64 + 1)) as usize;
+                v.swap(i, j);
+            }
+        }
+    }
+
+    /// Resets the fault-injection budget even if a test fails.
+    struct Budget;
+    impl Budget {
+        fn set(b: Option<usize>) -> Budget {
+            set_page_budget(b);
+            Budget
+        }
+    }
+    impl Drop for Budget {
+        fn drop(&mut self) {
+            set_page_budget(None);
+        }
+    }
+
+    fn assert_balanced<E: Keyed>(t: &Tree<E>) {
+        t.check();
+        let bound = 1.45 * ((t.len() + 2) as f64).log2();
+        let h = t.height(t.root);
+        assert!(
+            f64::from(h) <= bound,
+            "height {h} > {bound} for n = {}",
+            t.len()
+        );
+    }
+
+    #[test]
+    fn node_is_32_bytes_for_boxed_slice_payloads() {
+        assert_eq!(size_of::<Node<Box<[u8]>>>(), 32);
+        struct BoxKey(#[allow(dead_code)] Box<[u8]>);
+        assert_eq!(size_of::<Node<BoxKey>>(), 32);
+    }
+
+    #[test]
+    fn new_allocates_nothing() {
+        const EMPTY: Tree<Ent> = Tree::new();
+        let t = EMPTY;
+        assert_eq!(t.allocated_bytes(), 0);
+        assert!(t.is_empty());
+        assert_eq!(t.iter().count(), 0);
+        assert_eq!(Tree::<Ent>::default().allocated_bytes(), 0);
+        t.check();
+    }
+
+    #[test]
+    fn replace_keeps_id_and_returns_old() {
+        let mut t = Tree::new();
+        let (a, old) = t.insert(ent(b"a", 1)).unwrap();
+        assert!(old.is_none());
+        let (a2, old) = t.insert(ent(b"a", 2)).unwrap();
+        assert_eq!(a, a2);
+        assert_eq!(old, Some(ent(b"a", 1)));
+        assert_eq!(t.node(a).unwrap().val, 2);
+        t.node_mut(a).unwrap().val = 3;
+        assert_eq!(t.get(b"a").unwrap().val, 3);
+        t.get_mut(b"a").unwrap().val = 4;
+        assert_eq!(t.node(a).unwrap().val, 4);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.remove(b"a"), Some(ent(b"a", 4)));
+        assert_eq!(t.node(a), None);
+        assert_eq!(t.find(b"a"), None);
+        assert_eq!(t.remove(b"a"), None);
+        t.check();
+    }
+
+    #[test]
+    fn node_ids_stable_across_removals() {
+        let mut t = Tree::new();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut keys: Vec<u32> = (0..5000).map(|_| rng.next() as u32).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        rng.shuffle(&mut keys);
+        let ids: Vec<(u32, NodeId)> = keys
+            .iter()
+            .map(|&k| (k, t.insert(ent(&k32(k), k)).unwrap().0))
+            .collect();
+        t.check();
+        let (gone, kept) = ids.split_at(ids.len() / 2);
+        for &(k, _) in gone {
+            assert_eq!(t.remove(&k32(k)).unwrap().val, k);
+            t.check();
+        }
+        for &(k, id) in kept {
+            assert_eq!(t.node(id).unwrap().key(), &k32(k));
+            assert_eq!(t.find(&k32(k)), Some(id));
+        }
+        for &(k, id) in gone {
+            assert_eq!(t.find(&k32(k)), None);
+            assert_eq!(t.node(id), None, "freed slot still has a payload");
+        }
+        // Freed slots are reused without allocating.
+        let bytes = t.allocated_bytes();
+        for &(k, _) in gone {
+            t.insert(ent(&k32(k), 0)).unwrap();
+        }
+        assert_eq!(t.allocated_bytes(), bytes);
+        for &(k, id) in kept {
+            assert_eq!(t.find(&k32(k)), Some(id));
+        }
+        t.check();
+    }
+
+    #[test]
+    fn insert_reserved_never_allocates() {
+        let mut t = Tree::new();
+        for i in 0..10 {
+            t.insert(ent(&k32(i), i)).unwrap();
+        }
+        t.reserve(3000).unwrap();
+        assert_eq!(t.reserved(), 3000);
+        t.check();
+        let bytes = t.allocated_bytes();
+        let _no_pages = Budget::set(Some(0));
+        // Existing keys also consume a reservation.
+        for i in 0..3000 {
+            let (id, old) = t.insert_reserved(ent(&k32(i), i + 1)).unwrap();
+            assert_eq!(old.is_some(), i < 10);
+            assert_eq!(t.find(&k32(i)), Some(id));
+            assert_eq!(t.reserved(), 2999 - i as usize);
+        }
+        assert_eq!(t.allocated_bytes(), bytes);
+        assert_eq!(t.len(), 3000);
+        t.check();
+        // No reservation left: behaves like insert, which needs a page now and fails cleanly.
+        let e = ent(b"new", 7);
+        if t.free_slots() == 0 {
+            assert_eq!(t.insert_reserved(e.clone()), Err(e));
+            assert_eq!(t.len(), 3000);
+            t.check();
+        }
+    }
+
+    #[test]
+    fn insert_does_not_use_reserved_slots() {
+        let mut t = Tree::new();
+        for i in 0..1000 {
+            t.insert(ent(&k32(i), i)).unwrap();
+        }
+        let bytes = t.allocated_bytes();
+        let free = PAGE - 1000;
+        assert_eq!(t.free_slots(), free);
+        t.reserve(free).unwrap();
+        assert_eq!(
+            t.allocated_bytes(),
+            bytes,
+            "reserve within free slots allocated"
+        );
+
+        {
+            let _no_pages = Budget::set(Some(0));
+            let e = ent(b"x", 1);
+            assert_eq!(t.insert(e.clone()), Err(e));
+            assert_eq!(t.len(), 1000);
+            assert_eq!(t.reserved(), free);
+            assert_eq!(t.allocated_bytes(), bytes);
+            t.check();
+            // Replacing needs no slot, so it succeeds without a page.
+            assert!(t.insert(ent(&k32(5), 55)).unwrap().1.is_some());
+        }
+
+        t.insert(ent(b"x", 1)).unwrap();
+        assert!(t.allocated_bytes() > bytes, "insert took a reserved slot");
+        assert_eq!(t.pages.len(), 2);
+        assert_eq!(t.reserved(), free);
+        t.check();
+    }
+
+    #[test]
+    fn reserve_failure_leaves_tree_unchanged() {
+        let mut t = Tree::new();
+        t.insert(ent(b"a", 1)).unwrap();
+        t.reserve(10).unwrap();
+        assert_eq!(t.reserve(usize::MAX), Err(AllocError));
+        assert_eq!(t.reserve(usize::MAX - 5), Err(AllocError));
+        assert_eq!(t.reserve(MAX_PAGES * PAGE), Err(AllocError));
+        assert_eq!(t.reserved(), 10);
+        assert_eq!(t.pages.len(), 1);
+        {
+            // Needs three pages, only two can be had: all or nothing.
+            let _two = Budget::set(Some(2));
+            assert_eq!(t.reserve(3 * PAGE), Err(AllocError));
+        }
+        assert_eq!(t.reserved(), 10);
+        assert_eq!(t.pages.len(), 1);
+        assert_eq!(t.node_capacity, t.pages[0].capacity());
+        t.check();
+        t.reserve(3 * PAGE).unwrap();
+        assert_eq!(t.pages.len(), 4);
+        t.unreserve(usize::MAX);
+        assert_eq!(t.reserved(), 0);
+        t.check();
+    }
+
+    #[test]
+    fn clear_frees_everything() {
+        let mut t = Tree::new();
+        for i in 0..3000 {
+            t.insert(ent(&k32(i), i)).unwrap();
+        }
+        t.reserve(5).unwrap();
+        t.remove(&k32(7));
+        t.clear();
+        assert_eq!(t.allocated_bytes(), 0);
+        assert_eq!(t.reserved(), 0);
+        assert!(t.is_empty());
+        t.check();
+        t.insert(ent(b"a", 1)).unwrap();
+        t.check();
+    }
+
+    #[test]
+    fn range_from_bounds() {
+        let mut t = Tree::new();
+        for k in [&b"b"[..], b"d", b"f", b"", b"dd"] {
+            t.insert(ent(k, 0)).unwrap();
+        }
+        let keys = |b: Bound<&[u8]>| -> Vec<Vec<u8>> {
+            t.range_from(b).map(|(_, e)| e.key().to_vec()).collect()
+        };
+        let v = |s: &[&[u8]]| s.iter().map(|k| k.to_vec()).collect::<Vec<_>>();
+        assert_eq!(keys(Bound::Unbounded), v(&[b"", b"b", b"d", b"dd", b"f"]));
+        assert_eq!(keys(Bound::Included(b"d")), v(&[b"d", b"dd", b"f"]));
+        assert_eq!(keys(Bound::Excluded(b"d")), v(&[b"dd", b"f"]));
+        assert_eq!(keys(Bound::Included(b"c")), v(&[b"d", b"dd", b"f"]));
+        assert_eq!(keys(Bound::Excluded(b"")), v(&[b"b", b"d", b"dd", b"f"]));
+        assert_eq!(keys(Bound::Excluded(b"f")), v(&[]));
+        let ids: Vec<NodeId> = (&t).into_iter().map(|(id, _)| id).collect();
+        for (id, (_, e)) in ids.iter().zip(t.iter()) {
+            assert_eq!(t.find(e.key()), Some(*id));
+        }
+    }
+
+    #[test]
+    fn hundred_thousand_stay_balanced() {
+        const N: u32 = 100_000;
+        let mut t = Tree::new();
+        for i in 0..N {
+            t.insert(ent(&k32(i), i)).unwrap();
+        }
+        assert_balanced(&t);
+        let mut rng = Rng(12345);
+        let mut random: Vec<u32> = (0..N).map(|_| rng.next() as u32 | 0x8000_0000).collect();
+        for &k in &random {
+            t.insert(ent(&k32(k), k)).unwrap();
+        }
+        assert_balanced(&t);
+        assert!(t.iter().map(|(_, e)| e.val).is_sorted());
+        // Sequential removals of the lower half, then random removals.
+        for i in 0..N / 2 {
+            assert!(t.remove(&k32(i)).is_some());
+        }
+        assert_balanced(&t);
+        rng.shuffle(&mut random);
+        for &k in &random[..random.len() / 2] {
+            t.remove(&k32(k));
+        }
+        assert_balanced(&t);
+        let remaining: Vec<u32> = t.iter().map(|(_, e)| e.val).collect();
+        for k in remaining {
+            assert!(t.remove(&k32(k)).is_some());
+        }
+        assert!(t.is_empty());
+        t.check();
+        // Pages are kept while in use; an emptied tree still reuses them.
+        let bytes = t.allocated_bytes();
+        for i in 0..N {
+            t.insert(ent(&k32(i), i)).unwrap();
+        }
+        assert_eq!(t.allocated_bytes(), bytes);
+        assert_balanced(&t);
+    }
+
+    // ---- model test --------------------------------------------------------------------------
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(Vec<u8>, u32),
+        InsertReserved(Vec<u8>, u32),
+        InsertMany(u16, u16),
+        Remove(Vec<u8>),
+        Reserve(usize),
+        Unreserve(usize),
+        Get(Vec<u8>),
+        GetMut(Vec<u8>, u32),
+        Range(u8, Vec<u8>),
+        Budget(Option<usize>),
+        Clear,
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            3 => proptest::collection::vec(0u8..3, 0..3),
+            1 => proptest::collection::vec(any::<u8>(), 0..4),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (key(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            6 => (key(), any::<u32>()).prop_map(|(k, v)| Op::InsertReserved(k, v)),
+            1 => (any::<u16>(), 0u16..1500).prop_map(|(s, n)| Op::InsertMany(s, n)),
+            8 => key().prop_map(Op::Remove),
+            3 => prop_oneof![0usize..4, 0usize..2500].prop_map(Op::Reserve),
+            2 => (0usize..6).prop_map(Op::Unreserve),
+            2 => key().prop_map(Op::Get),
+            1 => (key(), any::<u32>()).prop_map(|(k, v)| Op::GetMut(k, v)),
+            2 => (0u8..3, key()).prop_map(|(b, k)| Op::Range(b, k)),
+            1 => proptest::option::of(0usize..3).prop_map(Op::Budget),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Model {
+        map: BTreeMap<Vec<u8>, u32>,
+        ids: BTreeMap<Vec<u8>, NodeId>,
+        reserved: usize,
+        budget: Option<usize>,
+    }
+
+    impl Model {
+        /// Checks an insert result against the model and applies it.
+        fn insert(
+            &mut self,
+            t: &Tree<Ent>,
+            k: Vec<u8>,
+            v: u32,
+            r: Result<(NodeId, Option<Ent>), Ent>,
+        ) {
+            match r {
+                Ok((id, old)) => {
+                    assert_eq!(old.map(|e| e.val), self.map.insert(k.clone(), v));
+                    let prev = self.ids.insert(k, id);
+                    assert!(prev.is_none_or(|p| p == id), "replace changed the id");
+                }
+                Err(e) => {
+                    assert_eq!(e, ent(&k, v), "entry not given back");
+                    assert!(!self.map.contains_key(&k), "replace failed");
+                    assert!(
+                        self.budget.is_some(),
+                        "insert failed without fault injection"
+                    );
+                    assert!(t.free_slots() <= t.reserved());
+                }
+            }
+        }
+    }
+
+    fn run(ops: Vec<Op>) {
+        let _reset = Budget::set(None);
+        let mut t: Tree<Ent> = Tree::new();
+        let mut m = Model::default();
+        for op in ops {
+            match op {
+                Op::Insert(k, v) => {
+                    let r = t.insert(ent(&k, v));
+                    m.insert(&t, k, v, r);
+                }
+                Op::InsertReserved(k, v) => {
+                    let bytes = t.allocated_bytes();
+                    let r = t.insert_reserved(ent(&k, v));
+                    if m.reserved > 0 {
+                        assert!(r.is_ok(), "reserved insert failed");
+                        assert_eq!(t.allocated_bytes(), bytes, "reserved insert allocated");
+                        m.reserved -= 1;
+                    }
+                    m.insert(&t, k, v, r);
+                }
+                Op::InsertMany(start, n) => {
+                    for i in start..start.saturating_add(n) {
+                        let k = i.to_be_bytes().to_vec();
+                        let r = t.insert(ent(&k, u32::from(i)));
+                        m.insert(&t, k, u32::from(i), r);
+                    }
+                }
+                Op::Remove(k) => {
+                    assert_eq!(t.remove(&k).map(|e| e.val), m.map.remove(&k));
+                    m.ids.remove(&k);
+                }
+                Op::Reserve(n) => match t.reserve(n) {
+                    Ok(()) => m.reserved += n,
+                    Err(AllocError) => assert!(m.budget.is_some()),
+                },
+                Op::Unreserve(n) => {
+                    t.unreserve(n);
+                    m.reserved = m.reserved.saturating_sub(n);
+                }
+                Op::Get(k) => {
+                    assert_eq!(t.get(&k).map(|e| e.val), m.map.get(&k).copied());
+                    assert_eq!(t.find(&k), m.ids.get(&k).copied());
+                }
+                Op::GetMut(k, v) => {
+                    if let Some(e) = t.get_mut(&k) {
+                        e.val = v;
+                    }
+                    if let Some(mv) = m.map.get_mut(&k) {
+                        *mv = v;
+                    }
+                }
+                Op::Range(b, k) => {
+                    let (bound, model) = match b {
+                        0 => (Bound::Included(&k[..]), Bound::Included(&k)),
+                        1 => (Bound::Excluded(&k[..]), Bound::Excluded(&k)),
+                        _ => (Bound::Unbounded, Bound::Unbounded),
+                    };
+                    let got: Vec<(Vec<u8>, u32)> = t
+                        .range_from(bound)
+                        .map(|(_, e)| (e.key.to_vec(), e.val))
+                        .collect();
+                    let want: Vec<(Vec<u8>, u32)> = m
+                        .map
+                        .range::<Vec<u8>, _>((model, Bound::Unbounded))
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect();
+                    assert_eq!(got, want);
+                }
+                Op::Budget(b) => {
+                    set_page_budget(b);
+                    m.budget = b;
+                }
+                Op::Clear => {
+                    t.clear();
+                    m.map.clear();
+                    m.ids.clear();
+                    m.reserved = 0;
+                }
+            }
+            t.check();
+            assert_eq!(t.len(), m.map.len());
+            assert_eq!(t.reserved(), m.reserved);
+            let got: Vec<(NodeId, Vec<u8>, u32)> = t
+                .iter()
+                .map(|(id, e)| (id, e.key.to_vec(), e.val))
+                .collect();
+            let want: Vec<(NodeId, Vec<u8>, u32)> = m
+                .map
+                .iter()
+                .map(|(k, v)| (m.ids[k], k.clone(), *v))
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn matches_btreemap(ops in proptest::collection::vec(op(), 0..120)) {
+            run(ops);
+        }
+    }
+}
