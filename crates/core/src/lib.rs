@@ -42,5 +42,10 @@ pub use engine::Engine;
 pub use entry::{Entry, KeyBuf};
 pub use state::State;
 
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+#[cfg(any(test, feature = "std"))]
+pub mod testing;
+
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! Property test: random interleavings of several transactions and non-transacted writes match a
 //! simple reference model of the semantics contract.
 
-use super::mock::Harness;
 use crate::port::Answer;
+use crate::testing::Harness;
 use ktmrm_proto::NtStatus as S;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! One test per rule of the semantics contract, plus the 2PC answers.
 
-use super::mock::Harness;
 use crate::port::{Answer, Notification};
+use crate::testing::Harness;
 use ktmrm_proto::{Call, Limits, NtStatus as S, Request, VERSION_LEN, VersionInfo};
 
 #[test]
@@ -292,8 +292,8 @@ fn enlist_failure_and_rollback_during_enlist() {
     assert_eq!(h.stats().live_transactions, 0);
     // A ROLLBACK delivered before enlist returns.
     let u = h.port.new_tx();
-    let engine: *const super::mock::TestEngine = &h.engine;
-    let port: *const super::mock::Mock = &h.port;
+    let engine: *const crate::testing::TestEngine = &h.engine;
+    let port: *const crate::testing::ScriptedPort = &h.port;
     *h.port.during_enlist.borrow_mut() = Some(Box::new(move |key| {
         // SAFETY: test only; both outlive this call, which runs inside h.put below.
         let (engine, port) = unsafe { (&*engine, &*port) };

@@ -1,5 +1,19 @@
-//! A scripted port: transactions are handle values the test creates; notifications are delivered
-//! by the test through `Harness::commit` and friends, checking every answer.
+//! A scripted port for tests, benchmarks and fuzzing of the engine alone: transactions are handle
+//! values the caller creates, and notifications are delivered by the caller through
+//! [`Harness::commit`] and friends, which check every answer. No KTM model (that is `ktm-sim`).
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
+
+use std::boxed::Box;
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
 
 use crate::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 use crate::{Engine, SpinLock, State};
@@ -11,7 +25,7 @@ use std::collections::HashMap;
 pub type DuringEnlist = Box<dyn Fn(EnlistmentKey)>;
 
 #[derive(Default)]
-pub struct Mock {
+pub struct ScriptedPort {
     /// handle → (transaction id, still active in KTM)
     pub handles: RefCell<HashMap<u64, (TxId, bool)>>,
     /// transaction id → enlistment key
@@ -25,7 +39,7 @@ pub struct Mock {
     pub during_enlist: RefCell<Option<DuringEnlist>>,
 }
 
-impl KtmPort for Mock {
+impl KtmPort for ScriptedPort {
     type Caller = ();
     type TxRef = TxId;
     type Enlistment = u32;
@@ -73,7 +87,7 @@ impl KtmPort for Mock {
     }
 }
 
-impl Mock {
+impl ScriptedPort {
     pub fn new_tx(&self) -> u64 {
         let mut n = self.next.borrow_mut();
         *n += 1;
@@ -86,22 +100,23 @@ impl Mock {
     }
 }
 
-pub type TestEngine = Engine<Mock, SpinLock<State<u32>>>;
+pub type TestEngine = Engine<ScriptedPort, SpinLock<State<u32>>>;
 
 /// An engine, its port, and helpers that speak the wire protocol.
 pub struct Harness {
-    pub port: Mock,
+    pub port: ScriptedPort,
     pub engine: TestEngine,
 }
 
 impl Harness {
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::with_limits(Limits::default())
     }
 
     pub fn with_limits(limits: Limits) -> Self {
         Harness {
-            port: Mock::default(),
+            port: ScriptedPort::default(),
             engine: Engine::new(SpinLock::new(State::new(limits))),
         }
     }
