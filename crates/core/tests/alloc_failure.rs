@@ -1,0 +1,401 @@
+//! Allocation-failure injection: every allocation the engine makes, in every step of a set of
+//! scenarios, is made to fail in turn. Each run must end with clear statuses
+//! (`STATUS_INSUFFICIENT_RESOURCES` for the step that could not allocate, or a no vote at
+//! PREPARE), a store equal to running the same scenario without the failed steps, and no leak.
+//! An infallible allocation anywhere on these paths would abort this test binary.
+
+use ktmrm_core::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
+use ktmrm_core::testing::ScriptedPort;
+use ktmrm_core::{Engine, SpinLock, State};
+use ktmrm_proto::{Limits, NtStatus as S, Request};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Fails the allocation numbered `FAIL_AT` (counting from 0 while armed) on this thread, and
+/// counts live bytes on this thread while tracking.
+struct FailingAlloc;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+    static FAIL_AT: Cell<u64> = const { Cell::new(u64::MAX) };
+    static TRACKING: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the bookkeeping touches only const-initialised
+// thread-locals, which never allocate.
+unsafe impl GlobalAlloc for FailingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.with(Cell::get) {
+            let n = COUNT.with(|c| {
+                let n = c.get();
+                c.set(n + 1);
+                n
+            });
+            if n == FAIL_AT.with(Cell::get) {
+                return std::ptr::null_mut();
+            }
+        }
+        // SAFETY: same contract as our caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() && TRACKING.with(Cell::get) {
+            LIVE.with(|l| l.set(l.get() + layout.size() as i64));
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if TRACKING.with(Cell::get) {
+            LIVE.with(|l| l.set(l.get() - layout.size() as i64));
+        }
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: FailingAlloc = FailingAlloc;
+
+/// Runs `f` with injection off (test bookkeeping must not fail).
+fn unarmed<R>(f: impl FnOnce() -> R) -> R {
+    let was = ARMED.with(|a| a.replace(false));
+    let r = f();
+    ARMED.with(|a| a.set(was));
+    r
+}
+
+/// The scripted port, with injection switched off inside every port call: only the engine's own
+/// allocations are failed.
+#[derive(Default)]
+struct Port(ScriptedPort);
+
+impl KtmPort for Port {
+    type Caller = ();
+    type TxRef = TxId;
+    type Enlistment = u32;
+    type Target = u32;
+    fn reference_transaction(&self, c: &(), h: u64) -> Result<(TxId, TxId), S> {
+        unarmed(|| self.0.reference_transaction(c, h))
+    }
+    fn enlist(&self, tx: &TxId, key: EnlistmentKey, mask: u32) -> Result<u32, S> {
+        unarmed(|| self.0.enlist(tx, key, mask))
+    }
+    fn close_enlistment(&self, e: u32) {
+        unarmed(|| self.0.close_enlistment(e));
+    }
+    fn answer(&self, t: &u32, a: Answer) -> S {
+        unarmed(|| self.0.answer(t, a))
+    }
+    fn create_transaction(&self, c: &(), t: u32, d: &[u8]) -> Result<u64, S> {
+        unarmed(|| self.0.create_transaction(c, t, d))
+    }
+    fn yield_now(&self) {}
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Put(usize, &'static str, usize),
+    Delete(usize, &'static str),
+    Get(usize, &'static str),
+    List(usize),
+    Commit(usize),
+    Rollback(usize),
+}
+
+/// Scenarios: transaction 0 means "no transaction"; 1.. name transactions.
+fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
+    use Step::*;
+    vec![
+        (
+            "non-transacted",
+            vec![
+                Put(0, "a", 10),
+                Put(0, "b", 3000),
+                Put(0, "a", 20),
+                Delete(0, "b"),
+                Get(0, "a"),
+                List(0),
+            ],
+        ),
+        (
+            "commit",
+            vec![
+                Put(0, "k0", 5),
+                Put(1, "k1", 5),
+                Put(1, "k2", 70),
+                Delete(1, "k0"),
+                Get(1, "k1"),
+                List(1),
+                Commit(1),
+                List(0),
+            ],
+        ),
+        (
+            "rollback",
+            vec![
+                Put(1, "a", 5),
+                Put(2, "b", 5),
+                Put(2, "a", 1),
+                Rollback(1),
+                Put(2, "a", 9),
+                Commit(2),
+                Get(0, "a"),
+            ],
+        ),
+        (
+            "many",
+            (0..40)
+                .map(|i| {
+                    Put(
+                        1 + i % 3,
+                        ["p", "q", "r", "s", "t", "u", "v"][i % 7],
+                        i * 37,
+                    )
+                })
+                .chain([Commit(1), Commit(2), Rollback(3), List(0)])
+                .collect(),
+        ),
+        (
+            "big write set",
+            (0..1100)
+                .map(|i| Put(1, KEYS[i % KEYS.len()], 1 + i % 5))
+                .chain([Commit(1)])
+                .collect(),
+        ),
+    ]
+}
+
+const KEYS: [&str; 16] = [
+    "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12",
+    "k13", "k14", "k15",
+];
+
+struct Run {
+    port: Port,
+    engine: Engine<Port, SpinLock<State<u32>>>,
+    handles: Vec<u64>,
+}
+
+impl Run {
+    fn new() -> Self {
+        let port = Port::default();
+        let handles = unarmed(|| (0..4).map(|_| port.0.new_tx()).collect());
+        Run {
+            port,
+            engine: Engine::new(SpinLock::new(State::new(Limits::default()))),
+            handles,
+        }
+    }
+
+    fn io(&self, req: Request<'_>, out: usize) -> S {
+        let mut buf = unarmed(|| {
+            let mut b = vec![0u8; req.encoded_len().max(out)];
+            req.encode(&mut b).unwrap();
+            b
+        });
+        let n = req.encoded_len();
+        self.engine
+            .dispatch(&self.port, &(), req.call().code(), &mut buf, n, out)
+            .0
+    }
+
+    fn notify(&self, tx: usize, n: Notification) -> Option<Answer> {
+        let id = unarmed(|| self.port.0.handles.borrow()[&self.handles[tx]].0);
+        let key = unarmed(|| self.port.0.enlisted.borrow().get(&id).copied())?;
+        let before = unarmed(|| self.port.0.answers.borrow().len());
+        self.engine.notify(&self.port, key, n, &0);
+        unarmed(|| self.port.0.answers.borrow().get(before).map(|a| a.1))
+    }
+
+    /// Runs one step; returns its status (for Commit: SUCCESS or the vote that stopped it).
+    fn step(&self, s: Step, value: &[u8]) -> S {
+        let tx = |i: usize| if i == 0 { 0 } else { self.handles[i] };
+        match s {
+            Step::Put(i, k, _) => self.io(
+                Request::Put {
+                    tx: tx(i),
+                    key: k.as_bytes(),
+                    value,
+                },
+                0,
+            ),
+            Step::Delete(i, k) => self.io(
+                Request::Delete {
+                    tx: tx(i),
+                    key: k.as_bytes(),
+                },
+                0,
+            ),
+            Step::Get(i, k) => self.io(
+                Request::Get {
+                    tx: tx(i),
+                    key: k.as_bytes(),
+                },
+                70_000,
+            ),
+            Step::List(i) => self.io(
+                Request::List {
+                    tx: tx(i),
+                    prefix: b"",
+                    cursor: b"",
+                    max_keys: 0,
+                },
+                4096,
+            ),
+            Step::Commit(i) => {
+                if self.notify(i, Notification::PrePrepare).is_none() {
+                    return S::SUCCESS; // never enlisted
+                }
+                match self.notify(i, Notification::Prepare) {
+                    Some(Answer::PrepareComplete) => {
+                        assert_eq!(
+                            self.notify(i, Notification::Commit),
+                            Some(Answer::CommitComplete)
+                        );
+                        S::SUCCESS
+                    }
+                    Some(Answer::ReadOnly) => S::SUCCESS,
+                    Some(Answer::RollbackEnlistment) => {
+                        assert_eq!(
+                            self.notify(i, Notification::Rollback),
+                            Some(Answer::RollbackComplete)
+                        );
+                        S::TRANSACTION_ABORTED
+                    }
+                    other => panic!("vote {other:?}"),
+                }
+            }
+            Step::Rollback(i) => {
+                self.notify(i, Notification::Rollback);
+                S::SUCCESS
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(Vec<u8>, usize)> {
+        unarmed(|| {
+            let mut out = Vec::new();
+            self.engine.with_state(|_| ());
+            for k in KEYS.iter().chain(
+                [
+                    "a", "b", "k0", "k1", "k2", "p", "q", "r", "s", "t", "u", "v",
+                ]
+                .iter(),
+            ) {
+                let mut b = vec![0u8; 70_000];
+                let req = Request::Get {
+                    tx: 0,
+                    key: k.as_bytes(),
+                };
+                let n = req.encode(&mut b).unwrap();
+                let (st, len) =
+                    self.engine
+                        .dispatch(&self.port, &(), req.call().code(), &mut b, n, 70_000);
+                if st == S::SUCCESS {
+                    out.push((k.as_bytes().to_vec(), len));
+                }
+            }
+            out
+        })
+    }
+}
+
+#[test]
+fn every_allocation_failure_is_clean() {
+    let value = vec![7u8; 4096];
+    let mut injected = 0u64;
+    for (name, steps) in scenarios() {
+        for fail_at in 0.. {
+            let mut statuses: Vec<S> = Vec::with_capacity(steps.len());
+            TRACKING.with(|t| t.set(true));
+            LIVE.with(|l| l.set(0));
+            let run = Run::new();
+            COUNT.with(|c| c.set(0));
+            FAIL_AT.with(|f| f.set(fail_at));
+            ARMED.with(|a| a.set(true));
+            for s in &steps {
+                let len = match s {
+                    Step::Put(_, _, n) => *n % value.len(),
+                    _ => 0,
+                };
+                statuses.push(run.step(*s, &value[..len]));
+            }
+            ARMED.with(|a| a.set(false));
+            let hit = COUNT.with(Cell::get) > fail_at;
+            // The snapshot is the test's own memory: keep it out of the leak count.
+            TRACKING.with(|t| t.set(false));
+            let got = run.snapshot();
+            TRACKING.with(|t| t.set(true));
+            let stats = run.engine.stats();
+            // Leaving no live transaction behind: end every transaction, as KTM would.
+            for i in 1..4 {
+                run.step(Step::Rollback(i), &[]);
+            }
+            assert_eq!(run.engine.stats().live_transactions, 0, "{name} @{fail_at}");
+            drop(run);
+            TRACKING.with(|t| t.set(false));
+            assert_eq!(LIVE.with(Cell::get), 0, "{name} @{fail_at}: leaked bytes");
+            if !hit {
+                break; // the scenario completed without reaching allocation `fail_at`
+            }
+            injected += 1;
+            // Failed steps report INSUFFICIENT_RESOURCES, or a no vote at commit.
+            let failed: Vec<usize> = statuses
+                .iter()
+                .enumerate()
+                .filter(|(_, st)| {
+                    **st == S::INSUFFICIENT_RESOURCES || **st == S::TRANSACTION_ABORTED
+                })
+                .map(|(i, _)| i)
+                .collect();
+            assert!(
+                !failed.is_empty()
+                    || statuses
+                        .iter()
+                        .all(|s| s.is_success() || *s == S::OBJECT_NAME_NOT_FOUND),
+                "{name} @{fail_at}: a failed allocation went unreported: {statuses:?}"
+            );
+            // The same scenario without the failed steps gives the same store and counters.
+            let reference = Run::new();
+            for (i, s) in steps.iter().enumerate() {
+                let len = match s {
+                    Step::Put(_, _, n) => *n % value.len(),
+                    _ => 0,
+                };
+                let skip = failed.contains(&i) && !matches!(s, Step::Commit(_));
+                if skip {
+                    continue;
+                }
+                if matches!(s, Step::Commit(_)) && failed.contains(&i) {
+                    reference.step(
+                        Step::Rollback(match s {
+                            Step::Commit(t) => *t,
+                            _ => 0,
+                        }),
+                        &[],
+                    );
+                    continue;
+                }
+                reference.step(*s, &value[..len]);
+            }
+            assert_eq!(
+                got,
+                reference.snapshot(),
+                "{name} @{fail_at}: store differs"
+            );
+            assert_eq!(
+                stats.keys,
+                reference.engine.stats().keys,
+                "{name} @{fail_at}"
+            );
+            assert_eq!(
+                stats.bytes,
+                reference.engine.stats().bytes,
+                "{name} @{fail_at}"
+            );
+        }
+    }
+    eprintln!("allocation failures injected: {injected}");
+    assert!(injected > 100, "only {injected} allocation points reached");
+}
