@@ -1,5 +1,6 @@
 //! Engine tests through the byte-level dispatcher, with a scripted port that lets each test
 //! deliver KTM notifications itself (the full KTM model lives in ktm-sim).
 
+mod fuzz;
 mod model;
 mod semantics;
