@@ -35,6 +35,14 @@ impl<E> State<E> {
                 self.stats.commits = self.stats.commits.saturating_add(1);
                 (Some(Answer::CommitComplete), true)
             }
+            (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
+                if self.txn(key).is_some_and(|t| t.writes.is_empty()) =>
+            {
+                // Offered single-phase commit with nothing written: as read-only as a PREPARE
+                // answered ReadOnlyEnlistment, but SPC wants CommitComplete.
+                self.stats.read_only = self.stats.read_only.saturating_add(1);
+                (Some(Answer::CommitComplete), true)
+            }
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared)) => {
                 if self.reserve_for_commit(key) {
                     self.apply(key);

@@ -178,7 +178,8 @@ stats! {
     prepared,
     /// PREPARE answered with a no vote (quota exceeded at prepare, or resources).
     vetoes,
-    /// PREPARE answered read-only (the transaction only read).
+    /// Transactions that only read: PREPARE answered read-only, or single-phase commit with
+    /// nothing to apply (not counted in `commits`).
     read_only,
     /// SINGLE_PHASE_COMMIT notifications committed.
     single_phase_commits,

@@ -18,6 +18,13 @@ fn camel(snake: &str) -> String {
         .collect()
 }
 
+/// A packed struct: name, comment, (C type, field) pairs.
+type Layout = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn header() -> String {
     let mut h = String::new();
     let w = &mut h;
@@ -89,7 +96,7 @@ fn header() -> String {
         .unwrap();
     }
     writeln!(w, "\n#pragma pack(push, 1)").unwrap();
-    let structs: &[(&str, &str, &[(&str, &str)])] = &[
+    let structs: &[Layout] = &[
         (
             "KTMRM_REQUEST_HEADER",
             "every request but GET_VERSION starts with this",

@@ -255,6 +255,23 @@ fn single_phase_commit_applies_or_rejects() {
     assert_eq!(h.commit(u), Answer::RollbackEnlistment);
     assert_eq!(h.get(0, "b"), Err(S::OBJECT_NAME_NOT_FOUND));
     assert_eq!(h.stats().single_phase_commits, 1);
+    // Offered single-phase commit after only reading: read-only, not a commit.
+    let r = h.port.new_tx();
+    assert_eq!(h.get(r, "a"), Ok("1".into()));
+    assert_eq!(
+        h.notify(r, Notification::SinglePhaseCommit),
+        Some(Answer::CommitComplete)
+    );
+    let s = h.stats();
+    assert_eq!(
+        (
+            s.read_only,
+            s.commits,
+            s.single_phase_commits,
+            s.live_transactions
+        ),
+        (1, 1, 1, 0)
+    );
 }
 
 #[test]
