@@ -8,7 +8,7 @@
 //!
 //! IRQL: every entry point runs at PASSIVE_LEVEL (IOCTL dispatch of a top-level device, KTM
 //! callbacks, and all KTM routines are PASSIVE_LEVEL; shared/docs/ktm.md §2, §8).
-#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(not(any(test, feature = "testing")), no_std)]
 #![cfg_attr(
     not(test),
     deny(
@@ -27,8 +27,6 @@ pub mod port;
 pub mod tree;
 
 pub use ktmrm_proto as proto;
-#[cfg(feature = "std")]
-pub use lock::StdLock;
 pub use lock::{SpinLock, StateLock};
 pub use port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 
@@ -42,9 +40,9 @@ pub use engine::Engine;
 pub use entry::{Entry, KeyBuf};
 pub use state::State;
 
-#[cfg(any(test, feature = "std"))]
+#[cfg(any(test, feature = "testing"))]
 extern crate std;
-#[cfg(any(test, feature = "std"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(test)]

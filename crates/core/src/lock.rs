@@ -1,7 +1,7 @@
 //! The lock seam: the engine keeps all its state behind one lock the host supplies.
 //!
 //! The driver supplies a kernel lock usable at PASSIVE_LEVEL (the engine allocates inside its
-//! critical sections, so no spin lock at DISPATCH_LEVEL); user-mode hosts use [`StdLock`]; [`SpinLock`]
+//! critical sections, so no spin lock at DISPATCH_LEVEL); user-mode hosts use a `std::sync::Mutex` (ktm-sim's `StdLock`); [`SpinLock`]
 //! is a portable fallback with no OS dependency. The engine never calls the port while holding it.
 
 use core::cell::UnsafeCell;
@@ -56,31 +56,6 @@ impl<T: Send> StateLock<T> for SpinLock<T> {
         // SAFETY: `held` was false and we set it with Acquire, so no other reference to the value
         // exists until `_unlock` releases it after `f` returns.
         f(unsafe { &mut *self.value.get() })
-    }
-}
-
-/// The lock seam over `std::sync::Mutex`, for user-mode hosts.
-#[cfg(feature = "std")]
-pub struct StdLock<T>(pub std::sync::Mutex<T>);
-
-#[cfg(feature = "std")]
-impl<T> StdLock<T> {
-    /// A lock holding `value`.
-    pub const fn new(value: T) -> Self {
-        StdLock(std::sync::Mutex::new(value))
-    }
-}
-
-#[cfg(feature = "std")]
-impl<T: Send> StateLock<T> for StdLock<T> {
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // A poisoned lock means a test thread panicked mid-update; keep going with the state as
-        // it is, as the kernel would (it has no unwinding at all).
-        let mut g = match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut g)
     }
 }
 

@@ -1,1 +1,55 @@
-//! placeholder
+//! A host model of the Windows Kernel Transaction Manager (KTM) for testing ktmrm on Linux.
+//!
+//! References like "ktm.md §3 [S2]" point into `shared/docs/ktm.md` and its source list; each
+//! modelled behaviour names the section it follows, and **(unverified)** marks the model's own
+//! choices where no source says what KTM does.
+//!
+//! # What is modelled
+//! - [`Ktm`]: transactions (deterministic GUIDs, state, outcome, timeout on a virtual clock,
+//!   description), resource managers with a notification callback (`TmEnableCallbacks`),
+//!   enlistments, and simulated processes with Windows-like handle tables
+//!   ([`Ktm::create_process`]).
+//! - Client calls per process, like ktmw32: [`Ktm::create_transaction`], [`Ktm::commit`]
+//!   (blocking), [`Ktm::rollback`], [`Ktm::close_handle`] (the last handle rolls back),
+//!   [`Ktm::duplicate_handle`], [`Ktm::create_event`] (a non-transaction object).
+//! - Kernel calls, used by [`SimPort`] (the engine's `KtmPort`): [`Ktm::reference_transaction`],
+//!   [`Ktm::enlist`], [`Ktm::answer`], [`Ktm::close_enlistment`].
+//! - The outcome driver, in KTM's order: SINGLE_PHASE_COMMIT for a sole enlistment that asks
+//!   for it, else PREPREPARE → PREPARE → COMMIT, or ROLLBACK (ktm.md §1, §3), delivered
+//!   [`DeliveryMode::Inline`] or [`DeliveryMode::Threaded`], never under the model's lock.
+//! - Two built-in RMs: [`Ktm::enlist_yes_rm`] and [`Ktm::enlist_veto_rm`].
+//! - Faults: [`Ktm::fail_next_enlists`], [`Ktm::rollback_during_next_enlist`] (a notification
+//!   before `enlist` returns), [`KtmConfig::duplicate_commit`].
+//! - The protocol checker ([`Ktm::violations`], [`Ktm::finish`], [`Ktm::set_phase_probe`]) and
+//!   [`Counters`].
+//! - [`SimDevice`]: the engine behind an in-process stand-in for `\\.\KtmRm`.
+//!
+//! # Waiting
+//! KTM waits forever for an answer (ktm.md §3 "No answer ⇒ the phase stalls"). The model waits
+//! [`KtmConfig::answer_deadline`] (wall clock), then records "never answered" and treats the
+//! missing vote as a no vote, so a broken RM fails a test instead of hanging it. In `Inline`
+//! mode a callback that never *returns* still blocks its caller; use `Threaded` to test that.
+
+mod builtin;
+mod checker;
+mod client;
+mod device;
+mod driver;
+mod kernel;
+mod ktm;
+mod model;
+mod port;
+mod stdlock;
+
+pub use checker::{Counters, Phase, answer_fits, notification_name};
+pub use device::{SimConfig, SimDevice, SimFile, SimProcess};
+pub use ktm::{Ktm, TxRef, WeakKtm, access};
+pub use model::{
+    Delivery, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, KtmConfig,
+    Outcome, PhaseProbe, ProcessId, RmCallback, RmId, TxInfo, TxState,
+};
+pub use port::SimPort;
+pub use stdlock::StdLock;
+
+pub use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
+pub use ktmrm_proto::NtStatus;

@@ -1,0 +1,15 @@
+//! Benchmarks for ktmrm that run a baseline and ktmrm in the same process and report ratios, so
+//! a result means the same on a fast or a slow machine. Used by `ktmrm-test bench`.
+//!
+//! Means (and so ratios) come from batches timed as a whole, the median of several repetitions;
+//! p50/p99 come from a separate pass that times every operation.
+
+mod alloc;
+mod direct;
+mod measure;
+mod suite;
+
+pub use alloc::{CountingAlloc, allocated_bytes, counting_installed};
+pub use direct::DirectEngine;
+pub use measure::{Measurement, Timer, quantile};
+pub use suite::{BenchConfig, Memory, Ratios, Report, Target, run};

@@ -1,0 +1,347 @@
+//! The benchmark suite of the simulator / any OS, with the targets it must meet.
+
+use crate::direct::DirectEngine;
+use crate::measure::{Measurement, Timer};
+use ktm_sim::SimDevice;
+use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Request};
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Transactions per batch for the 1-put measurements.
+    pub ops: u64,
+    /// Batch repetitions (the median is kept).
+    pub reps: usize,
+    /// Store sizes for the scale measurement; the ratio is last / first.
+    pub scale_sizes: Vec<u64>,
+    /// Write-set sizes for the commit measurement.
+    pub write_sets: Vec<u64>,
+    /// Keys stored for the memory measurement.
+    pub memory_keys: u64,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            ops: 20_000,
+            reps: 5,
+            scale_sizes: vec![1_000, 100_000, 1_000_000],
+            write_sets: vec![1, 10, 100, 1000],
+            memory_keys: 1_000_000,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// A small configuration for tests: same shape, fewer and smaller runs.
+    #[must_use]
+    pub fn quick() -> Self {
+        BenchConfig {
+            ops: 2_000,
+            reps: 3,
+            scale_sizes: vec![1_000, 20_000],
+            write_sets: vec![1, 10, 100],
+            memory_keys: 20_000,
+        }
+    }
+}
+
+/// The ratios the performance targets are stated in.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Ratios {
+    /// Engine + codec per 1-put transaction / BTreeMap insert+get.
+    pub engine_vs_btreemap: f64,
+    /// Engine + codec + KTM model per 1-put transaction / BTreeMap insert+get.
+    pub sim_vs_btreemap: f64,
+    /// Per-transaction cost at the largest store size / at the smallest.
+    pub scale_1e6_vs_1e3: f64,
+    /// Per-key commit cost at the largest write set / at 10 keys.
+    pub commit_per_key_1000_vs_10: f64,
+}
+
+/// Memory per stored key.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Memory {
+    /// Keys stored.
+    pub keys: u64,
+    /// Bytes allocated beyond the keys' and values' own bytes, per key; `None` when the counting
+    /// allocator is not this binary's global allocator.
+    pub overhead_bytes_per_key: Option<f64>,
+}
+
+/// A performance target and whether this run met it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    /// The target, in words.
+    pub name: String,
+    /// The measured value.
+    pub value: f64,
+    /// The largest value that meets it.
+    pub limit: f64,
+    /// value <= limit.
+    pub met: bool,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Every measurement, by name.
+    pub measurements: BTreeMap<String, Measurement>,
+    /// The ratios.
+    pub ratios: Ratios,
+    /// Memory per key.
+    pub memory: Memory,
+    /// The targets and whether each was met.
+    pub targets: Vec<Target>,
+}
+
+/// Deterministic keys: 16 hex digits of a splitmix64 sequence, so inserts land all over the tree.
+fn key(i: u64) -> [u8; 16] {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let mut out = [0u8; 16];
+    for (n, b) in out.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((z >> (60 - 4 * n)) & 0xF) as usize];
+    }
+    out
+}
+
+const VALUE: &[u8] = b"0123456789abcdef";
+
+fn big_limits() -> Limits {
+    Limits {
+        max_keys: u64::MAX,
+        max_bytes: u64::MAX,
+        max_write_set: u32::MAX,
+        ..Limits::default()
+    }
+}
+
+/// A store pre-filled with `n` keys through non-transacted PUTs.
+fn filled(n: u64) -> DirectEngine {
+    let mut e = DirectEngine::new(big_limits());
+    for i in 0..n {
+        let k = key(i | 1 << 63);
+        e.call(
+            Request::Put {
+                tx: 0,
+                key: &k,
+                value: VALUE,
+            },
+            0,
+        );
+    }
+    e
+}
+
+/// Runs the suite.
+#[must_use]
+pub fn run(cfg: &BenchConfig) -> Report {
+    let timer = Timer { reps: cfg.reps };
+    let mut r = Report::default();
+    let mut add = |m: Measurement| {
+        r.measurements.insert(m.name.clone(), m);
+    };
+
+    // Baseline: a BTreeMap insert + get per key.
+    // Each batch starts from an empty map and new keys, like the engine's batches.
+    let map: RefCell<BTreeMap<Vec<u8>, Vec<u8>>> = RefCell::new(BTreeMap::new());
+    let base = Cell::new(0u64);
+    let btree = timer.measure(
+        "btreemap_insert_get",
+        cfg.ops,
+        || {
+            map.borrow_mut().clear();
+            base.set(base.get() + cfg.ops);
+        },
+        |i| {
+            let k = key(base.get() + i);
+            let mut map = map.borrow_mut();
+            map.insert(k.to_vec(), VALUE.to_vec());
+            std::hint::black_box(map.get(&k[..]));
+        },
+    );
+
+    // Engine + codec: one PUT in a transaction, then KTM's three commit notifications.
+    let mut e = DirectEngine::new(big_limits());
+    let mut n = 0u64;
+    let engine = timer.measure(
+        "engine_1put_tx",
+        cfg.ops,
+        || {},
+        |_| {
+            n += 1;
+            let tx = e.begin();
+            e.call(
+                Request::Put {
+                    tx,
+                    key: &key(n),
+                    value: VALUE,
+                },
+                0,
+            );
+            e.commit_last();
+        },
+    );
+    assert_eq!(
+        e.stats().commits,
+        n,
+        "every benchmark transaction committed"
+    );
+
+    // The same through the simulated device and the KTM model.
+    let dev = SimDevice::new();
+    let proc_ = dev.process();
+    let file = proc_.open(FILE_READ_DATA | FILE_WRITE_DATA);
+    let mut buf = vec![0u8; 256];
+    let mut m = 0u64;
+    let sim = timer.measure(
+        "sim_1put_tx",
+        cfg.ops / 4,
+        || {},
+        |_| {
+            m += 1;
+            let tx = proc_.create_transaction(0, "").unwrap_or(0);
+            let req = Request::Put {
+                tx,
+                key: &key(m),
+                value: VALUE,
+            };
+            let len = req.encode(&mut buf).unwrap_or(0);
+            let (st, _) = file.ioctl(req.call().code(), &buf[..len], &mut []);
+            debug_assert_eq!(st, NtStatus::SUCCESS);
+            proc_.commit(tx);
+            proc_.close_handle(tx);
+        },
+    );
+
+    // Scale: the 1-put transaction against stores of growing size.
+    let mut scale = Vec::new();
+    for &size in &cfg.scale_sizes {
+        let mut e = filled(size);
+        let mut j = 0u64;
+        let meas = timer.measure(
+            &format!("engine_1put_tx_at_{size}_keys"),
+            cfg.ops,
+            || {},
+            |_| {
+                j += 1;
+                let tx = e.begin();
+                e.call(
+                    Request::Put {
+                        tx,
+                        key: &key(j),
+                        value: VALUE,
+                    },
+                    0,
+                );
+                e.commit_last();
+            },
+        );
+        scale.push(meas.mean_ns);
+        add(meas);
+    }
+
+    // Commit cost by write-set size, per key, with the store size held constant.
+    let mut per_key = BTreeMap::new();
+    for &ws in &cfg.write_sets {
+        let mut e = filled(10_000);
+        let txs = (cfg.ops / ws).clamp(20, 2_000);
+        let mut next = 0u64;
+        let mut keys: Vec<[u8; 16]> = Vec::new();
+        let meas = timer.measure(
+            &format!("commit_{ws}_keys"),
+            txs,
+            || {},
+            |_| {
+                let tx = e.begin();
+                keys.clear();
+                for _ in 0..ws {
+                    next += 1;
+                    keys.push(key(next));
+                }
+                for k in &keys {
+                    e.call(
+                        Request::Put {
+                            tx,
+                            key: k,
+                            value: VALUE,
+                        },
+                        0,
+                    );
+                }
+                e.commit_last();
+            },
+        );
+        per_key.insert(ws, meas.mean_ns / ws as f64);
+        add(meas);
+    }
+
+    // Memory per stored key.
+    let memory = if crate::counting_installed() {
+        let before = crate::allocated_bytes();
+        let e = filled(cfg.memory_keys);
+        let used = crate::allocated_bytes() - before;
+        let payload = (16 + VALUE.len()) as f64 * cfg.memory_keys as f64;
+        let overhead = (used as f64 - payload) / cfg.memory_keys as f64;
+        drop(e);
+        Memory {
+            keys: cfg.memory_keys,
+            overhead_bytes_per_key: Some(overhead),
+        }
+    } else {
+        Memory {
+            keys: cfg.memory_keys,
+            overhead_bytes_per_key: None,
+        }
+    };
+
+    r.ratios = Ratios {
+        engine_vs_btreemap: engine.mean_ns / btree.mean_ns,
+        sim_vs_btreemap: sim.mean_ns / btree.mean_ns,
+        scale_1e6_vs_1e3: scale.last().copied().unwrap_or(0.0)
+            / scale.first().copied().unwrap_or(1.0),
+        commit_per_key_1000_vs_10: per_key.values().last().copied().unwrap_or(0.0)
+            / per_key.get(&10).copied().unwrap_or(1.0),
+    };
+    let target = |name: &str, value: f64, limit: f64| Target {
+        name: name.into(),
+        value,
+        limit,
+        met: value <= limit,
+    };
+    r.targets = vec![
+        target(
+            "engine + codec per 1-put tx <= 10x BTreeMap insert+get",
+            r.ratios.engine_vs_btreemap,
+            10.0,
+        ),
+        target(
+            "per-tx cost at the largest store <= 1.5x at the smallest",
+            r.ratios.scale_1e6_vs_1e3,
+            1.5,
+        ),
+        target(
+            "per-key commit cost at the largest write set <= 1.2x at 10 keys",
+            r.ratios.commit_per_key_1000_vs_10,
+            1.2,
+        ),
+    ];
+    if let Some(o) = memory.overhead_bytes_per_key {
+        r.targets.push(target(
+            "memory overhead per stored key <= 64 bytes",
+            o,
+            64.0,
+        ));
+    }
+    r.memory = memory;
+    for m in [btree, engine, sim] {
+        r.measurements.insert(m.name.clone(), m);
+    }
+    r
+}

@@ -1,0 +1,314 @@
+//! [`SimDevice`]: the ktmrm engine behind an in-process stand-in for `\\.\KtmRm`, with the KTM
+//! model as its KTM. The user-mode test crate drives it exactly as it drives the real device:
+//! bytes in, status and bytes out.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ktmrm_core::{Engine, State};
+
+use crate::stdlock::StdLock;
+use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Stats};
+
+use crate::ktm::Ktm;
+use crate::model::{Delivery, DeliveryMode, EnlistmentId, KtmConfig, ProcessId, TxInfo};
+use crate::port::SimPort;
+
+type SimEngine = Engine<SimPort, StdLock<State<EnlistmentId>>>;
+
+/// Configuration of a [`SimDevice`].
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The engine's quotas.
+    pub limits: Limits,
+    /// How KTM delivers notifications ([`KtmConfig::delivery`]).
+    pub delivery: DeliveryMode,
+    /// How long a phase waits for answers ([`KtmConfig::answer_deadline`]).
+    pub answer_deadline: Duration,
+    /// Deliver a duplicate COMMIT after each CommitComplete ([`KtmConfig::duplicate_commit`]).
+    pub duplicate_commit: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let k = KtmConfig::default();
+        SimConfig {
+            limits: Limits::default(),
+            delivery: k.delivery,
+            answer_deadline: k.answer_deadline,
+            duplicate_commit: k.duplicate_commit,
+        }
+    }
+}
+
+struct DeviceInner {
+    engine: SimEngine,
+    port: SimPort,
+}
+
+/// The simulated device: one engine, registered as one RM of its own [`Ktm`] (ktm.md §7:
+/// the driver's RM with `TmEnableCallbacks`). Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct SimDevice {
+    inner: Arc<DeviceInner>,
+}
+
+impl fmt::Debug for SimDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimDevice")
+            .field("ktm", self.ktm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SimDevice {
+    fn default() -> Self {
+        SimDevice::new()
+    }
+}
+
+impl SimDevice {
+    /// A device with the default configuration.
+    #[must_use]
+    pub fn new() -> Self {
+        SimDevice::with_config(SimConfig::default())
+    }
+
+    /// A device with `cfg`.
+    #[must_use]
+    pub fn with_config(cfg: SimConfig) -> Self {
+        let ktm = Ktm::new(KtmConfig {
+            delivery: cfg.delivery,
+            answer_deadline: cfg.answer_deadline,
+            duplicate_commit: cfg.duplicate_commit,
+        });
+        let inner = Arc::new_cyclic(|weak: &Weak<DeviceInner>| {
+            // The RM callback holds the device weakly: the model (inside the device) holds the
+            // callback, so a strong reference would be a cycle that is never freed.
+            let weak = weak.clone();
+            let rm = ktm.create_resource_manager(Arc::new(move |d: Delivery| {
+                match weak.upgrade() {
+                    Some(dev) => dev
+                        .engine
+                        .notify(&dev.port, d.key, d.notification, &d.enlistment),
+                    // The device is gone (unloaded): nobody answers.
+                    None => NtStatus::RM_DISCONNECTED,
+                }
+            }));
+            DeviceInner {
+                engine: Engine::new(StdLock::new(State::new(cfg.limits))),
+                port: SimPort::new(ktm, rm),
+            }
+        });
+        SimDevice { inner }
+    }
+
+    /// A new simulated process with its own handle table.
+    #[must_use]
+    pub fn process(&self) -> SimProcess {
+        SimProcess {
+            dev: self.clone(),
+            pid: self.ktm().create_process(),
+        }
+    }
+
+    /// The KTM model: fault injection, counters, the checker, `advance_time`.
+    #[must_use]
+    pub fn ktm(&self) -> &Ktm {
+        self.inner.port.ktm()
+    }
+
+    /// The port the engine uses.
+    #[must_use]
+    pub fn port(&self) -> &SimPort {
+        &self.inner.port
+    }
+
+    /// The engine's counters (what STATS returns).
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.inner.engine.stats()
+    }
+
+    /// The KTM protocol violations recorded so far.
+    #[must_use]
+    pub fn violations(&self) -> Vec<String> {
+        self.ktm().violations()
+    }
+
+    /// Ends a test: [`Ktm::finish`] (waits for threaded callbacks, reports leaked enlistments
+    /// and references) and returns every violation.
+    pub fn finish(&self) -> Vec<String> {
+        self.ktm().finish()
+    }
+
+    /// Refuses every later IOCTL with `STATUS_DEVICE_NOT_READY` (the driver's unload path).
+    pub fn shutdown(&self) {
+        self.inner.engine.shutdown();
+    }
+}
+
+/// A simulated process: its own handle table, its own opens of the device.
+#[derive(Clone)]
+pub struct SimProcess {
+    dev: SimDevice,
+    pid: ProcessId,
+}
+
+impl fmt::Debug for SimProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SimProcess({})", self.pid.0)
+    }
+}
+
+impl SimProcess {
+    /// The process id in the model.
+    #[must_use]
+    pub const fn id(&self) -> ProcessId {
+        self.pid
+    }
+
+    /// The device.
+    #[must_use]
+    pub const fn device(&self) -> &SimDevice {
+        &self.dev
+    }
+
+    fn ktm(&self) -> &Ktm {
+        self.dev.ktm()
+    }
+
+    /// Like `CreateFileW(\\.\KtmRm)` with `FILE_READ_DATA` / `FILE_WRITE_DATA` bits in `access`.
+    #[must_use]
+    pub fn open(&self, access: u32) -> SimFile {
+        SimFile {
+            process: self.clone(),
+            access,
+        }
+    }
+
+    /// `CreateTransaction` (see [`Ktm::create_transaction`]).
+    pub fn create_transaction(&self, timeout_ms: u32, description: &str) -> Result<u64, NtStatus> {
+        self.ktm()
+            .create_transaction(self.pid, timeout_ms, description)
+    }
+
+    /// `CommitTransaction` (blocking; see [`Ktm::commit`]).
+    pub fn commit(&self, tx: u64) -> NtStatus {
+        self.ktm().commit(self.pid, tx)
+    }
+
+    /// `RollbackTransaction` (see [`Ktm::rollback`]).
+    pub fn rollback(&self, tx: u64) -> NtStatus {
+        self.ktm().rollback(self.pid, tx)
+    }
+
+    /// `CloseHandle`; the last handle of an uncommitted transaction rolls it back (ktm.md §1
+    /// [S11, S18]).
+    pub fn close_handle(&self, h: u64) -> NtStatus {
+        self.ktm().close_handle(self.pid, h)
+    }
+
+    /// A handle to a non-transaction object (an event).
+    #[must_use]
+    pub fn create_event(&self) -> u64 {
+        self.ktm().create_event(self.pid)
+    }
+
+    /// `DuplicateHandle` into `to`, with `access` (`None` = the same access).
+    pub fn duplicate_handle(
+        &self,
+        h: u64,
+        to: &SimProcess,
+        access: Option<u32>,
+    ) -> Result<u64, NtStatus> {
+        self.ktm().duplicate_handle(self.pid, h, to.pid, access)
+    }
+
+    /// `GetTransactionInformation` + `GetTransactionId` (ktm.md §6 "Checks").
+    pub fn transaction_info(&self, tx: u64) -> Result<TxInfo, NtStatus> {
+        self.ktm().transaction_info(self.pid, tx)
+    }
+
+    /// Enlists the built-in RM that votes no (see [`Ktm::enlist_veto_rm`]).
+    pub fn enlist_veto_rm(&self, tx: u64) -> NtStatus {
+        self.ktm().enlist_veto_rm(self.pid, tx)
+    }
+
+    /// Enlists the built-in RM that votes yes (see [`Ktm::enlist_yes_rm`]).
+    pub fn enlist_yes_rm(&self, tx: u64) -> NtStatus {
+        self.ktm().enlist_yes_rm(self.pid, tx)
+    }
+
+    /// Process exit: closes every handle (uncommitted transactions whose last handle this was
+    /// roll back, ktm.md §1 [S11, S18]). The process's handles are invalid afterwards.
+    pub fn exit(&self) {
+        self.ktm().terminate_process(self.pid);
+    }
+}
+
+/// An open handle to the device.
+#[derive(Clone, Debug)]
+pub struct SimFile {
+    process: SimProcess,
+    access: u32,
+}
+
+/// Filler for the part of the system buffer that holds no input: a driver that reports more
+/// output than it wrote hands this back, which a test can see.
+const UNWRITTEN: u8 = 0xCD;
+
+impl SimFile {
+    /// The process that opened it.
+    #[must_use]
+    pub const fn process(&self) -> &SimProcess {
+        &self.process
+    }
+
+    /// The access the handle was opened with.
+    #[must_use]
+    pub const fn access(&self) -> u32 {
+        self.access
+    }
+
+    /// `DeviceIoControl` as the I/O manager does it: checks the code's access bits (bits 14–15)
+    /// against the handle's access (`STATUS_ACCESS_DENIED` without calling the driver), builds
+    /// one METHOD_BUFFERED system buffer of max(input, output) bytes holding the input, calls
+    /// `Engine::dispatch`, and copies back `information` bytes unless the status is an error
+    /// (warnings such as `STATUS_BUFFER_OVERFLOW` still copy). Returns the status and the bytes
+    /// copied. Every code is handled as METHOD_BUFFERED (all of ktmrm's are). The access check is
+    /// the I/O manager's, per `crates/proto/src/ioctl.rs`; ktm.md §4 notes that
+    /// IRP_MJ_DEVICE_CONTROL runs in the caller's process, which is why the caller's process id
+    /// is what the engine passes to the port.
+    pub fn ioctl(&self, code: u32, input: &[u8], output: &mut [u8]) -> (NtStatus, usize) {
+        let required = (code >> 14) & (FILE_READ_DATA | FILE_WRITE_DATA);
+        if required & !self.access != 0 {
+            return (NtStatus::ACCESS_DENIED, 0);
+        }
+        let mut buffer = vec![UNWRITTEN; input.len().max(output.len())];
+        buffer[..input.len()].copy_from_slice(input);
+        let dev = &self.process.dev.inner;
+        let (status, information) = dev.engine.dispatch(
+            &dev.port,
+            &self.process.pid,
+            code,
+            &mut buffer,
+            input.len(),
+            output.len(),
+        );
+        if status.is_error() {
+            return (status, 0);
+        }
+        if information > output.len() {
+            self.process.ktm().record_violation(format!(
+                "device: {status:?} with information {information} > output length {} (code \
+                 0x{code:08X})",
+                output.len()
+            ));
+        }
+        let n = information.min(output.len());
+        output[..n].copy_from_slice(&buffer[..n]);
+        (status, n)
+    }
+}

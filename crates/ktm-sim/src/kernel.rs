@@ -1,0 +1,326 @@
+//! The kernel calls (Tm*/Ob* equivalents) an RM makes: registering, referencing a user's
+//! transaction handle, enlisting, answering and closing enlistments.
+
+use std::time::Instant;
+
+use ktmrm_core::{Answer, EnlistmentKey, TxId};
+use ktmrm_proto::NtStatus;
+
+use crate::checker::{answer_fits, notification_name};
+use crate::ktm::access::*;
+use crate::ktm::{Ktm, TxRef};
+use crate::model::{
+    EnlistRace, Enlistment, EnlistmentId, EnlistmentInfo, EnlistmentState, ProcessId,
+    ResourceManager, RmCallback, RmId, State, TxState,
+};
+
+impl Ktm {
+    // ---- kernel calls (Tm* / Ob*) -------------------------------------------------------------
+
+    /// Registers an RM with its notification callback (`ZwCreateResourceManager` +
+    /// `TmEnableCallbacks`, ktm.md §7 steps 2–3 [S15]).
+    #[must_use]
+    pub fn create_resource_manager(&self, callback: RmCallback) -> RmId {
+        let mut st = self.lock();
+        let id = RmId(st.next_rm);
+        st.next_rm += 1;
+        st.rms.insert(id, ResourceManager { callback });
+        id
+    }
+
+    /// `ObReferenceObjectByHandle(h, required, *TmTransactionObjectType, UserMode, ..)` in
+    /// process `p` (ktm.md §4 [S25]); see [`Ktm::lookup_tx`] for the errors. Succeeds on ended
+    /// transactions too (referencing does not look at the state; [`Ktm::enlist`] does).
+    pub fn reference_transaction(
+        &self,
+        p: ProcessId,
+        h: u64,
+        required: u32,
+    ) -> Result<TxRef, NtStatus> {
+        let mut st = self.lock();
+        let id = Self::lookup_tx(&st, p, h, required)?;
+        if let Some(tx) = st.txs.get_mut(&id) {
+            tx.references += 1;
+        }
+        Ok(TxRef {
+            ktm: self.clone(),
+            id,
+        })
+    }
+
+    /// `TmCreateEnlistment(rm, tx, 0, mask, key)` (ktm.md §2, §7 step 7). The enlistment exists
+    /// before any notification for it is delivered; notifications may arrive before this
+    /// returns (§3 [S21]), which [`Ktm::rollback_during_next_enlist`] forces. Errors, in order:
+    /// an injected failure ([`Ktm::fail_next_enlists`]); unknown RM → `STATUS_RM_NOT_ACTIVE`;
+    /// bits outside `TRANSACTION_NOTIFY_MASK` or unsupported ones (§3 [S2]) →
+    /// `STATUS_INVALID_PARAMETER` **(unverified code)**; a transaction neither Active nor in
+    /// PrePrepare (where KTM still takes enlistments, §1 [S3]) → `STATUS_TRANSACTION_NOT_ACTIVE`.
+    /// A mask without PREPREPARE|PREPARE|COMMIT is accepted but recorded as a violation ("Every
+    /// RM must request PREPREPARE|PREPARE|COMMIT", §3 [S2]); phases outside the mask are skipped.
+    pub fn enlist(
+        &self,
+        rm: RmId,
+        tx: &TxRef,
+        key: EnlistmentKey,
+        mask: u32,
+    ) -> Result<EnlistmentId, NtStatus> {
+        self.enlist_with(rm, tx, key, mask, true)
+    }
+
+    /// [`Ktm::enlist`], with or without the injected faults.
+    pub(crate) fn enlist_with(
+        &self,
+        rm: RmId,
+        tx: &TxRef,
+        key: EnlistmentKey,
+        mask: u32,
+        faults: bool,
+    ) -> Result<EnlistmentId, NtStatus> {
+        let (id, race) = {
+            let mut st = self.lock();
+            match Self::check_enlist(&mut st, rm, tx.id, mask, faults) {
+                Ok(()) => {}
+                Err(s) => {
+                    st.checker.counters.enlist_failures += 1;
+                    return Err(s);
+                }
+            }
+            let id = EnlistmentId(st.next_enlistment);
+            st.next_enlistment += 1;
+            st.enlistments.insert(
+                id,
+                Enlistment {
+                    rm,
+                    tx: tx.id,
+                    key,
+                    mask,
+                    state: EnlistmentState::Enlisted,
+                    outstanding: None,
+                    last: None,
+                    closed: false,
+                    entered: 0,
+                    returned: 0,
+                    leak_reported: false,
+                },
+            );
+            st.txs
+                .get_mut(&tx.id)
+                .expect("checked")
+                .enlistments
+                .push(id);
+            st.checker.counters.enlistments_created += 1;
+            st.checker.counters.enlistments_open += 1;
+            let race = (faults && !st.faults.races.is_empty()).then(|| st.faults.races.remove(0));
+            (id, race)
+        };
+        match race {
+            None => {}
+            Some(EnlistRace::SameThread) => {
+                let _ = self.rollback_tx(tx.id);
+            }
+            Some(EnlistRace::OtherThread) => {
+                let k = self.clone();
+                let txid = tx.id;
+                std::thread::spawn(move || {
+                    let _ = k.rollback_tx(txid);
+                });
+                // Return only once the RM has handled the notification: the callback returned,
+                // or it answered (a callback may also wait for this enlist to return first —
+                // ktm.md §3 "Delivery A" — which then costs the deadline, not a deadlock).
+                let mut st = self.lock();
+                let until = Instant::now() + st.config.answer_deadline;
+                while st.enlistments[&id].returned == 0
+                    && st.enlistments[&id].last.is_none()
+                    && !st.txs[&tx.id].state.is_ended()
+                    && Instant::now() < until
+                {
+                    st = self.wait(st, until);
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn check_enlist(
+        st: &mut State,
+        rm: RmId,
+        tx: TxId,
+        mask: u32,
+        faults: bool,
+    ) -> Result<(), NtStatus> {
+        if faults && let Some((n, status)) = st.faults.fail_enlists {
+            st.faults.fail_enlists = (n > 1).then_some((n - 1, status));
+            return Err(status);
+        }
+        if !st.rms.contains_key(&rm) {
+            return Err(NtStatus::RM_NOT_ACTIVE);
+        }
+        if mask & !NOTIFY_MASK != 0 || mask & NOTIFY_UNSUPPORTED != 0 {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        use ktmrm_core::port::notify_bits as nb;
+        let required = nb::PREPREPARE | nb::PREPARE | nb::COMMIT;
+        if mask & required != required {
+            st.checker.violation(format!(
+                "bad mask: RM {} enlisted in {} with mask 0x{mask:X}, which lacks \
+                 PREPREPARE|PREPARE|COMMIT (ktm.md §3)",
+                rm.0,
+                State::tx_name(tx)
+            ));
+        }
+        match st.txs.get(&tx).map(|t| t.state) {
+            Some(TxState::Active | TxState::PrePreparing) => Ok(()),
+            Some(_) => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
+            None => Err(NtStatus::INVALID_TRANSACTION),
+        }
+    }
+
+    /// An RM's answer to the notification outstanding on `en` (the `Tm*Complete` routines,
+    /// ktm.md §2, §3). Checked against the outstanding notification ([`crate::answer_fits`]):
+    /// - nothing outstanding (a second answer, an answer nobody asked for, or one after the
+    ///   deadline) → violation "answer not outstanding", `STATUS_TRANSACTION_NOT_REQUESTED`
+    ///   ("a `*Complete` nobody asked for", §5);
+    /// - the wrong kind → violation "wrong answer", `STATUS_TRANSACTION_REQUEST_NOT_VALID`; the
+    ///   notification stays outstanding.
+    pub fn answer(&self, en: EnlistmentId, answer: Answer) -> NtStatus {
+        let mut st = self.lock();
+        st.checker.answered(answer);
+        let Some(e) = st.enlistments.get(&en) else {
+            st.checker
+                .violation(format!("unknown enlistment: {answer:?} answered on {en}"));
+            return NtStatus::INVALID_HANDLE;
+        };
+        let (key, tx, closed) = (e.key, e.tx, e.closed);
+        let Some(out) = e.outstanding else {
+            let last = e.last.map(|(_, a)| a);
+            st.checker.violation(format!(
+                "answer not outstanding: {answer:?} on {en} (key {}, {}) with no notification \
+                 outstanding (last answer {last:?}, closed {})",
+                key.0,
+                State::tx_name(tx),
+                closed
+            ));
+            return NtStatus::TRANSACTION_NOT_REQUESTED;
+        };
+        if !answer_fits(out.notification, answer) {
+            st.checker.violation(format!(
+                "wrong answer: {answer:?} to {} on {en} (key {}, {})",
+                notification_name(out.notification),
+                key.0,
+                State::tx_name(tx)
+            ));
+            return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
+        }
+        let e = st.enlistments.get_mut(&en).expect("present");
+        e.outstanding = None;
+        e.last = Some((out.seq, answer));
+        e.state = match answer {
+            Answer::PrePrepareComplete => EnlistmentState::PrePrepared,
+            Answer::PrepareComplete => EnlistmentState::Prepared,
+            Answer::CommitComplete => EnlistmentState::Committed,
+            Answer::RollbackComplete => EnlistmentState::RolledBack,
+            Answer::ReadOnly => EnlistmentState::ReadOnly,
+            Answer::RollbackEnlistment => EnlistmentState::VotedNo,
+            Answer::SinglePhaseReject => EnlistmentState::Enlisted,
+        };
+        drop(st);
+        self.changed();
+        NtStatus::SUCCESS
+    }
+
+    /// `ZwClose` of an enlistment handle. Checks: a second close → violation "double close";
+    /// a notification still outstanding → violation "closed while outstanding"; closed after
+    /// PrepareComplete but before the outcome → violation "closed before outcome" (a prepared RM
+    /// must take COMMIT or ROLLBACK, ktm.md §3 "Obligations"). Closing an enlistment that is still
+    /// in play rolls its transaction back if that is still possible (§3 [S18]).
+    pub fn close_enlistment(&self, en: EnlistmentId) {
+        let rollback = {
+            let mut st = self.lock();
+            let Some(e) = st.enlistments.get_mut(&en) else {
+                st.checker
+                    .violation(format!("unknown enlistment: close of {en}"));
+                return;
+            };
+            if e.closed {
+                let (key, tx) = (e.key, e.tx);
+                st.checker.violation(format!(
+                    "double close: {en} (key {}, {}) closed twice",
+                    key.0,
+                    State::tx_name(tx)
+                ));
+                return;
+            }
+            e.closed = true;
+            let (key, txid, state, out) = (e.key, e.tx, e.state, e.outstanding);
+            st.checker.counters.enlistments_open -= 1;
+            if let Some(o) = out {
+                st.checker.violation(format!(
+                    "closed while outstanding: {en} (key {}, {}) closed with {} unanswered",
+                    key.0,
+                    State::tx_name(txid),
+                    notification_name(o.notification)
+                ));
+            }
+            let tx = st
+                .txs
+                .get_mut(&txid)
+                .expect("enlistment names a transaction");
+            let mut rollback = false;
+            if state.in_play() {
+                match tx.state {
+                    TxState::Active => rollback = true,
+                    TxState::PrePreparing | TxState::Preparing => tx.abort_requested = true,
+                    _ if state == EnlistmentState::Prepared => {
+                        st.checker.violation(format!(
+                            "closed before outcome: {en} (key {}, {}) closed after \
+                             PrepareComplete, before COMMIT/ROLLBACK",
+                            key.0,
+                            State::tx_name(txid)
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            rollback.then_some(txid)
+        };
+        self.changed();
+        if let Some(id) = rollback {
+            let _ = self.rollback_tx(id);
+        }
+    }
+
+    /// Closes `en` unless it is already closed (for the built-in RMs, which may see a
+    /// duplicate COMMIT after closing).
+    pub(crate) fn close_if_open(&self, en: EnlistmentId) {
+        let open = self.lock().enlistments.get(&en).is_some_and(|e| !e.closed);
+        if open {
+            self.close_enlistment(en);
+        }
+    }
+
+    /// The state of an enlistment.
+    #[must_use]
+    pub fn enlistment_info(&self, en: EnlistmentId) -> Option<EnlistmentInfo> {
+        let st = self.lock();
+        st.enlistments.get(&en).map(|e| EnlistmentInfo {
+            rm: e.rm,
+            tx: e.tx,
+            key: e.key,
+            mask: e.mask,
+            state: e.state,
+            outstanding: e.outstanding.map(|o| o.notification),
+            last_answer: e.last.map(|(_, a)| a),
+            closed: e.closed,
+        })
+    }
+
+    /// Every enlistment of a transaction, in creation order.
+    #[must_use]
+    pub fn enlistments_of(&self, id: TxId) -> Vec<EnlistmentId> {
+        self.lock()
+            .txs
+            .get(&id)
+            .map(|t| t.enlistments.clone())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,383 @@
+//! Plain data of the model: identifiers, states, objects and handle tables. No threading here;
+//! everything is reached through the one lock in [`crate::Ktm`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
+use ktmrm_proto::NtStatus;
+
+use crate::checker::{Checker, Phase};
+
+/// A simulated process: the owner of a handle table (ktm.md §4: a user handle is only meaningful
+/// in its own process, and the IOCTL path runs in the caller's process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId(pub u32);
+
+/// A resource manager registered with [`crate::Ktm::create_resource_manager`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RmId(pub u32);
+
+/// An enlistment: the RM↔transaction link (ktm.md §1 [S12b]). Plays both the driver's enlistment
+/// handle and the `PKENLISTMENT` a notification names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnlistmentId(pub u64);
+
+impl fmt::Display for EnlistmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "enlistment #{}", self.0)
+    }
+}
+
+/// One notification handed to an RM's callback, like the arguments of `PTM_RM_NOTIFICATION`
+/// (ktm.md §3 "Delivery B" [S15, S16]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The enlistment the notification is for (answer through it).
+    pub enlistment: EnlistmentId,
+    /// The `EnlistmentKey` given at enlist time.
+    pub key: EnlistmentKey,
+    /// What KTM asks for.
+    pub notification: Notification,
+    /// The transaction's GUID (the real callback can get it with `TmGetTransactionId`).
+    pub tx: TxId,
+}
+
+/// An RM's notification callback, as registered by `TmEnableCallbacks` (ktm.md §3 [S15]). It
+/// answers through [`crate::Ktm::answer`] (inside the call or later) and returns
+/// `STATUS_SUCCESS`, or `STATUS_PENDING` when the answer comes later [S16].
+pub type RmCallback = Arc<dyn Fn(Delivery) -> NtStatus + Send + Sync>;
+
+/// Called after each phase of a transaction's outcome protocol completes and before the next
+/// phase is delivered (see [`crate::Ktm::set_phase_probe`]).
+pub type PhaseProbe = Arc<dyn Fn(TxId, Phase) + Send + Sync>;
+
+/// How notifications reach callbacks (ktm.md §3 "Delivery B": the callback runs "in an arbitrary
+/// thread (possibly inside the harness's commit call)").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeliveryMode {
+    /// On the thread driving the outcome (the one in `commit`/`rollback`/`close_handle`/
+    /// `advance_time`), one enlistment after another; answers may arrive inside the callback.
+    #[default]
+    Inline,
+    /// Each notification from a thread of its own, all enlistments of a phase at once.
+    Threaded,
+}
+
+/// Where the notification injected by [`crate::Ktm::rollback_during_next_enlist`] comes from.
+/// ktm.md §3 [S21]: "Notifications may arrive before `TmCreateEnlistment` returns"; the port
+/// contract says "on this thread or another".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnlistRace {
+    /// The enlisting thread itself rolls the transaction back before `enlist` returns (the
+    /// ROLLBACK is delivered to the new enlistment from inside `enlist` in `Inline` mode).
+    SameThread,
+    /// Another thread rolls the transaction back; `enlist` returns only once the RM has handled
+    /// the ROLLBACK for the new enlistment (its callback returned or it answered), or the answer
+    /// deadline passed.
+    OtherThread,
+}
+
+/// The model's configuration (see also the fault setters on [`crate::Ktm`]).
+#[derive(Clone, Debug)]
+pub struct KtmConfig {
+    /// How notifications are delivered.
+    pub delivery: DeliveryMode,
+    /// Wall-clock time a phase waits for answers. KTM itself waits forever (ktm.md §3 "No
+    /// answer ⇒ the phase stalls"); the model gives up, records "never answered" and treats a
+    /// missing vote as a no vote so tests fail instead of hanging.
+    pub answer_deadline: Duration,
+    /// After a COMMIT is answered with CommitComplete, deliver COMMIT once more, as recovery can
+    /// (ktm.md §1, §8 [S21]: "duplicate COMMITs are possible").
+    pub duplicate_commit: bool,
+}
+
+impl Default for KtmConfig {
+    fn default() -> Self {
+        KtmConfig {
+            delivery: DeliveryMode::Inline,
+            answer_deadline: Duration::from_secs(10),
+            duplicate_commit: false,
+        }
+    }
+}
+
+/// A transaction's state in the model (ktm.md §1; `RollingBack` and `SinglePhaseCommitting` are
+/// the model's names for the time a rollback or a single-phase commit is being delivered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxState {
+    /// Open for work and enlistments.
+    Active,
+    /// SINGLE_PHASE_COMMIT delivered to the only enlistment.
+    SinglePhaseCommitting,
+    /// PREPREPARE being delivered; RMs may still enlist (ktm.md §1 [S3]).
+    PrePreparing,
+    /// PREPARE being delivered; no more enlistments.
+    Preparing,
+    /// The commit decision is made; COMMIT being delivered.
+    Committing,
+    /// ROLLBACK being delivered.
+    RollingBack,
+    /// Ended: committed.
+    Committed,
+    /// Ended: rolled back.
+    Aborted,
+}
+
+impl TxState {
+    /// True once the outcome is delivered.
+    #[must_use]
+    pub const fn is_ended(self) -> bool {
+        matches!(self, TxState::Committed | TxState::Aborted)
+    }
+}
+
+/// `TRANSACTION_OUTCOME` (ktm.md §1: Undetermined 1, Committed 2, Aborted 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Outcome {
+    /// Not decided yet.
+    Undetermined = 1,
+    /// Committed.
+    Committed = 2,
+    /// Rolled back.
+    Aborted = 3,
+}
+
+/// An enlistment's progress through the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnlistmentState {
+    /// Enlisted; no phase answered yet (also after SinglePhaseReject).
+    Enlisted,
+    /// Answered PrePrepareComplete.
+    PrePrepared,
+    /// Answered PrepareComplete (a yes vote): it must now get COMMIT or ROLLBACK (ktm.md §3).
+    Prepared,
+    /// Answered ReadOnly: no more notifications (ktm.md §1 [S1]).
+    ReadOnly,
+    /// Answered RollbackEnlistment (a no vote): gets only the ROLLBACK that follows, which KTM
+    /// sends "to all resource managers" (ktm.md §1 [S4], handling-rollback-operations).
+    VotedNo,
+    /// Answered CommitComplete.
+    Committed,
+    /// Answered RollbackComplete.
+    RolledBack,
+    /// Never answered by the deadline, or its callback failed without answering.
+    Abandoned,
+}
+
+impl EnlistmentState {
+    /// Still takes part in the phases: it has neither finished, voted no nor dropped out.
+    #[must_use]
+    pub const fn in_play(self) -> bool {
+        matches!(
+            self,
+            EnlistmentState::Enlisted | EnlistmentState::PrePrepared | EnlistmentState::Prepared
+        )
+    }
+
+    /// Gets a ROLLBACK when the transaction rolls back: every enlistment in play, and one that
+    /// voted no ("KTM sends a TRANSACTION_NOTIFY_ROLLBACK notification to all resource
+    /// managers", ktm.md §1 [S4]); not a read-only one ("no more notifications", §1 [S1]).
+    #[must_use]
+    pub const fn owes_rollback(self) -> bool {
+        self.in_play() || matches!(self, EnlistmentState::VotedNo)
+    }
+}
+
+/// What [`crate::Ktm::transaction_info`] reports (like `GetTransactionInformation`, ktm.md §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    /// The GUID.
+    pub id: TxId,
+    /// State.
+    pub state: TxState,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Timeout given at creation (0 = none).
+    pub timeout_ms: u32,
+    /// Description.
+    pub description: String,
+    /// Open handles in all processes.
+    pub handles: u32,
+    /// Enlistments ever created in it.
+    pub enlistments: usize,
+}
+
+/// What [`crate::Ktm::enlistment_info`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnlistmentInfo {
+    /// Owner.
+    pub rm: RmId,
+    /// Transaction.
+    pub tx: TxId,
+    /// Key.
+    pub key: EnlistmentKey,
+    /// Notification mask.
+    pub mask: u32,
+    /// Progress.
+    pub state: EnlistmentState,
+    /// The notification awaiting an answer, if any.
+    pub outstanding: Option<Notification>,
+    /// The last answer accepted.
+    pub last_answer: Option<Answer>,
+    /// Closed by its RM.
+    pub closed: bool,
+}
+
+/// An object a handle can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Object {
+    Transaction(TxId),
+    /// Any non-transaction object (an event), for `STATUS_OBJECT_TYPE_MISMATCH`.
+    Event,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HandleEntry {
+    pub object: Object,
+    pub access: u32,
+}
+
+pub(crate) struct Process {
+    pub handles: BTreeMap<u64, HandleEntry>,
+    pub next_handle: u64,
+}
+
+impl Process {
+    /// First handle value; Windows handle values are multiples of 4 (the low two bits are tag
+    /// bits) and never 0 (ktm.md §6: the harness passes the handle *value* as a `u64`).
+    const FIRST_HANDLE: u64 = 0x84;
+
+    pub fn new() -> Self {
+        Process {
+            handles: BTreeMap::new(),
+            next_handle: Self::FIRST_HANDLE,
+        }
+    }
+
+    /// Inserts an entry under a fresh value; values are never reused, so a closed handle stays
+    /// invalid.
+    pub fn insert(&mut self, entry: HandleEntry) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 4;
+        self.handles.insert(h, entry);
+        h
+    }
+}
+
+pub(crate) struct Transaction {
+    pub id: TxId,
+    pub state: TxState,
+    pub outcome: Outcome,
+    pub timeout_ms: u32,
+    /// Virtual time at which an Active transaction times out.
+    pub expires_at: Option<u64>,
+    pub description: Vec<u16>,
+    pub handles: u32,
+    /// Kernel references ([`crate::TxRef`]) not yet released.
+    pub references: u32,
+    pub enlistments: Vec<EnlistmentId>,
+    /// A rollback was asked for while the commit was still undecided; the committing thread
+    /// rolls back before the decision.
+    pub abort_requested: bool,
+}
+
+pub(crate) struct ResourceManager {
+    pub callback: RmCallback,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outstanding {
+    pub notification: Notification,
+    pub seq: u64,
+}
+
+pub(crate) struct Enlistment {
+    pub rm: RmId,
+    pub tx: TxId,
+    pub key: EnlistmentKey,
+    pub mask: u32,
+    pub state: EnlistmentState,
+    pub outstanding: Option<Outstanding>,
+    /// The last accepted answer and the delivery it answered.
+    pub last: Option<(u64, Answer)>,
+    pub closed: bool,
+    /// Callbacks entered and returned for this enlistment (for [`EnlistRace::OtherThread`]).
+    pub entered: u64,
+    pub returned: u64,
+    pub leak_reported: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Faults {
+    pub fail_enlists: Option<(u32, NtStatus)>,
+    pub races: Vec<EnlistRace>,
+}
+
+pub(crate) struct State {
+    pub config: KtmConfig,
+    pub faults: Faults,
+    pub now_ms: u64,
+    pub next_tx: u64,
+    pub next_rm: u32,
+    pub next_enlistment: u64,
+    pub next_process: u32,
+    pub next_seq: u64,
+    pub processes: HashMap<ProcessId, Process>,
+    pub txs: HashMap<TxId, Transaction>,
+    pub rms: HashMap<RmId, ResourceManager>,
+    pub enlistments: BTreeMap<EnlistmentId, Enlistment>,
+    /// Ids of the built-in voting RMs, created on first use: (yes, veto).
+    pub builtin: (Option<RmId>, Option<RmId>),
+    pub next_builtin_key: u64,
+    pub checker: Checker,
+    pub probe: Option<PhaseProbe>,
+    /// Threaded deliveries whose callback has not returned yet.
+    pub inflight: usize,
+}
+
+impl State {
+    pub fn new(config: KtmConfig) -> Self {
+        State {
+            config,
+            faults: Faults::default(),
+            now_ms: 0,
+            next_tx: 1,
+            next_rm: 1,
+            next_enlistment: 1,
+            next_process: 1,
+            next_seq: 1,
+            processes: HashMap::new(),
+            txs: HashMap::new(),
+            rms: HashMap::new(),
+            enlistments: BTreeMap::new(),
+            builtin: (None, None),
+            next_builtin_key: 1,
+            checker: Checker::default(),
+            probe: None,
+            inflight: 0,
+        }
+    }
+
+    /// A transaction is "named by a GUID (UOW)" (ktm.md §1 [S11]); the model's is deterministic:
+    /// for the n-th transaction: `n` little-endian, then a fixed tag, so ids
+    /// are reproducible run to run.
+    pub fn new_tx_id(&mut self) -> TxId {
+        let n = self.next_tx;
+        self.next_tx += 1;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.to_le_bytes());
+        b[8..].copy_from_slice(b"ktm-sim\x01");
+        TxId(b)
+    }
+
+    /// A short printable form of a transaction id for messages.
+    pub fn tx_name(id: TxId) -> String {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&id.0[..8]);
+        format!("tx #{}", u64::from_le_bytes(n))
+    }
+}

@@ -1,0 +1,89 @@
+//! [`SimPort`]: the engine's [`KtmPort`] over the model, standing in for the driver's
+//! Zw*/Tm*/Ob* calls (ktm.md §4, §7).
+
+use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
+use ktmrm_proto::NtStatus;
+
+use crate::ktm::{Ktm, TxRef, access::TRANSACTION_ENLIST};
+use crate::model::{EnlistmentId, ProcessId, RmId};
+
+/// The port of one resource manager of a [`Ktm`]: what the driver does with its RM object.
+#[derive(Clone, Debug)]
+pub struct SimPort {
+    ktm: Ktm,
+    rm: RmId,
+}
+
+impl SimPort {
+    /// The port of RM `rm`.
+    #[must_use]
+    pub const fn new(ktm: Ktm, rm: RmId) -> Self {
+        SimPort { ktm, rm }
+    }
+
+    /// The model.
+    #[must_use]
+    pub const fn ktm(&self) -> &Ktm {
+        &self.ktm
+    }
+
+    /// The RM this port enlists.
+    #[must_use]
+    pub const fn rm(&self) -> RmId {
+        self.rm
+    }
+}
+
+impl KtmPort for SimPort {
+    type Caller = ProcessId;
+    type TxRef = TxRef;
+    type Enlistment = EnlistmentId;
+    type Target = EnlistmentId;
+
+    /// `ObReferenceObjectByHandle(handle, TRANSACTION_ENLIST, *TmTransactionObjectType, UserMode)`
+    /// in the caller's process (ktm.md §4 [S25]).
+    fn reference_transaction(
+        &self,
+        caller: &ProcessId,
+        handle: u64,
+    ) -> Result<(TxRef, TxId), NtStatus> {
+        let r = self
+            .ktm
+            .reference_transaction(*caller, handle, TRANSACTION_ENLIST)?;
+        let id = r.id();
+        Ok((r, id))
+    }
+
+    /// `TmCreateEnlistment` (ktm.md §7 step 7); see [`Ktm::enlist`].
+    fn enlist(&self, tx: &TxRef, key: EnlistmentKey, mask: u32) -> Result<EnlistmentId, NtStatus> {
+        self.ktm.enlist(self.rm, tx, key, mask)
+    }
+
+    /// `ZwClose(enlistment)`; see [`Ktm::close_enlistment`].
+    fn close_enlistment(&self, enlistment: EnlistmentId) {
+        self.ktm.close_enlistment(enlistment);
+    }
+
+    /// The `Tm*Complete` routines; see [`Ktm::answer`].
+    fn answer(&self, target: &EnlistmentId, answer: Answer) -> NtStatus {
+        self.ktm.answer(*target, answer)
+    }
+
+    /// `ZwCreateTransaction` in the caller's context: the handle lands in the caller's process
+    /// with `TRANSACTION_ALL_ACCESS` (ktm.md §4 "a handle created on the IOCTL path lands in the
+    /// user process's table" [S12b]).
+    fn create_transaction(
+        &self,
+        caller: &ProcessId,
+        timeout_ms: u32,
+        description: &[u8],
+    ) -> Result<u64, NtStatus> {
+        self.ktm
+            .create_transaction_utf16(*caller, timeout_ms, description)
+    }
+
+    /// `ZwYieldExecution`.
+    fn yield_now(&self) {
+        std::thread::yield_now();
+    }
+}

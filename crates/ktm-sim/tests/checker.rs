@@ -1,0 +1,400 @@
+//! The protocol checker catches each kind of misbehaving RM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ktm_sim::access::TRANSACTION_ENLIST;
+use ktm_sim::{Answer, DeliveryMode, EnlistmentState, Ktm, Notification as N, NtStatus};
+
+/// A model whose phases give up after 1 s, for tests that wait for an answer that never comes
+/// (or for an enlistment that is never closed). The others use `ktm` (5 s), so that a loaded
+/// machine does not turn a slow answer into a spurious "never answered".
+fn impatient(mode: DeliveryMode) -> Ktm {
+    let k = ktm(mode);
+    k.set_answer_deadline(Duration::from_secs(1));
+    k
+}
+
+fn has(violations: &[String], needle: &str) -> bool {
+    violations.iter().any(|v| v.contains(needle))
+}
+
+#[test]
+fn answering_twice_is_caught() {
+    for mode in MODES {
+        let k = ktm(mode);
+        let log = Log::default();
+        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+            if d.notification == N::Prepare {
+                assert_eq!(
+                    k.answer(d.enlistment, Answer::PrepareComplete),
+                    NtStatus::SUCCESS
+                );
+                // Threaded, KTM may already have sent COMMIT: then it is the wrong kind.
+                assert!(matches!(
+                    k.answer(d.enlistment, Answer::PrepareComplete),
+                    NtStatus::TRANSACTION_NOT_REQUESTED | NtStatus::TRANSACTION_REQUEST_NOT_VALID
+                ));
+                return NtStatus::SUCCESS;
+            }
+            good()(k, d)
+        });
+        let p = k.create_process();
+        let h = k.create_transaction(p, 0, "").unwrap();
+        enlist(&k, rm, p, h, MASK4).unwrap();
+        assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+        let v = k.finish();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].starts_with("answer not outstanding: PrepareComplete")
+                || (mode == DeliveryMode::Threaded
+                    && v[0].starts_with("wrong answer: PrepareComplete to COMMIT")),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unsolicited_answer_is_caught() {
+    let k = ktm(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, good());
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    let en = enlist(&k, rm, p, h, MASK4).unwrap();
+    assert_eq!(
+        k.answer(en, Answer::RollbackEnlistment),
+        NtStatus::TRANSACTION_NOT_REQUESTED
+    );
+    assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+    let v = k.finish();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        has(&v, "answer not outstanding: RollbackEnlistment"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn never_answering_is_caught_and_counts_as_a_no_vote() {
+    for mode in MODES {
+        let k = impatient(mode);
+        let log = Log::default();
+        // Says "later" at PREPARE and never answers.
+        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+            if d.notification == N::Prepare {
+                return NtStatus::PENDING;
+            }
+            good()(k, d)
+        });
+        let p = k.create_process();
+        let h = k.create_transaction(p, 0, "").unwrap();
+        let en = enlist(&k, rm, p, h, MASK4).unwrap();
+        assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
+        assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED, "{mode:?}");
+        // The silent enlistment is out of play: no ROLLBACK for it.
+        assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare]);
+        assert_eq!(
+            k.enlistment_info(en).unwrap().state,
+            EnlistmentState::Abandoned
+        );
+        assert_eq!(k.leaked_enlistments().len(), 1);
+        let v = k.finish();
+        assert!(has(&v, "never answered: PREPARE"), "{v:?}");
+        assert!(has(&v, "leaked enlistment"), "{v:?}");
+        assert_eq!(v.len(), 2, "{v:?}");
+    }
+}
+
+#[test]
+fn wrong_answer_kinds_are_caught() {
+    // PrepareComplete to COMMIT, then RollbackEnlistment to COMMIT (a no vote after voting yes).
+    for wrong in [Answer::PrepareComplete, Answer::RollbackEnlistment] {
+        let k = ktm(DeliveryMode::Inline);
+        let log = Log::default();
+        let rm = rm_with(&k, &log, move |k: &Ktm, d| {
+            if d.notification == N::Commit {
+                assert_eq!(
+                    k.answer(d.enlistment, wrong),
+                    NtStatus::TRANSACTION_REQUEST_NOT_VALID
+                );
+                // Then the right one: the notification was still outstanding.
+                return good()(k, d);
+            }
+            good()(k, d)
+        });
+        let p = k.create_process();
+        let h = k.create_transaction(p, 0, "").unwrap();
+        enlist(&k, rm, p, h, MASK4).unwrap();
+        assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+        let v = k.finish();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].starts_with(&format!("wrong answer: {wrong:?} to COMMIT")),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn wrong_answer_to_rollback_and_preprepare_are_caught() {
+    let k = ktm(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        let wrong = match d.notification {
+            N::PrePrepare => Answer::CommitComplete,
+            N::Rollback => Answer::RollbackEnlistment,
+            _ => return good()(k, d),
+        };
+        assert_eq!(
+            k.answer(d.enlistment, wrong),
+            NtStatus::TRANSACTION_REQUEST_NOT_VALID
+        );
+        good()(k, d)
+    });
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    enlist(&k, rm, p, h, MASK4).unwrap();
+    assert_eq!(k.enlist_veto_rm(p, h), NtStatus::SUCCESS);
+    assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
+    let v = k.finish();
+    assert!(
+        has(&v, "wrong answer: CommitComplete to PREPREPARE"),
+        "{v:?}"
+    );
+    assert!(
+        has(&v, "wrong answer: RollbackEnlistment to ROLLBACK"),
+        "{v:?}"
+    );
+    assert_eq!(v.len(), 2, "{v:?}");
+}
+
+#[test]
+fn closing_with_a_notification_outstanding_is_caught() {
+    let k = ktm(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        if d.notification == N::Commit {
+            k.close_enlistment(d.enlistment);
+            assert_eq!(
+                k.answer(d.enlistment, Answer::CommitComplete),
+                NtStatus::SUCCESS
+            );
+            return NtStatus::SUCCESS;
+        }
+        good()(k, d)
+    });
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    enlist(&k, rm, p, h, MASK4).unwrap();
+    assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+    let v = k.finish();
+    assert!(has(&v, "closed while outstanding"), "{v:?}");
+    assert!(has(&v, "with COMMIT unanswered"), "{v:?}");
+    assert!(has(&v, "closed before outcome"), "{v:?}");
+}
+
+#[test]
+fn never_closing_is_a_leak() {
+    for mode in MODES {
+        let k = impatient(mode);
+        let log = Log::default();
+        // Answers everything, closes nothing.
+        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+            let a = match d.notification {
+                N::PrePrepare => Answer::PrePrepareComplete,
+                N::Prepare => Answer::PrepareComplete,
+                N::Commit => Answer::CommitComplete,
+                _ => Answer::RollbackComplete,
+            };
+            k.answer(d.enlistment, a);
+            NtStatus::SUCCESS
+        });
+        let p = k.create_process();
+        let h = k.create_transaction(p, 0, "").unwrap();
+        enlist(&k, rm, p, h, MASK4).unwrap();
+        assert!(k.leaked_enlistments().is_empty(), "not ended yet");
+        assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+        assert_eq!(k.leaked_enlistments().len(), 1);
+        let v = k.finish();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].starts_with("leaked enlistment"), "{v:?}");
+        // Reported once, however often finish runs.
+        assert_eq!(k.finish().len(), 1);
+    }
+}
+
+#[test]
+fn returning_success_without_answering_is_caught() {
+    let k = impatient(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        if d.notification == N::PrePrepare {
+            return NtStatus::SUCCESS; // forgot to answer
+        }
+        good()(k, d)
+    });
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    enlist(&k, rm, p, h, MASK4).unwrap();
+    assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
+    let v = k.finish();
+    assert!(
+        has(
+            &v,
+            "unanswered return: callback returned STATUS_SUCCESS for PREPREPARE"
+        ),
+        "{v:?}"
+    );
+    assert!(has(&v, "never answered: PREPREPARE"), "{v:?}");
+}
+
+#[test]
+fn a_failing_callback_is_caught_and_counts_as_a_no_vote() {
+    for mode in MODES {
+        let k = ktm(mode);
+        let log = Log::default();
+        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+            if d.notification == N::Prepare {
+                return NtStatus::INSUFFICIENT_RESOURCES;
+            }
+            good()(k, d)
+        });
+        let p = k.create_process();
+        let h = k.create_transaction(p, 0, "").unwrap();
+        enlist(&k, rm, p, h, MASK4).unwrap();
+        assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
+        assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
+        let v = k.violations();
+        assert!(
+            has(
+                &v,
+                "callback failed: returned STATUS_INSUFFICIENT_RESOURCES for PREPARE"
+            ),
+            "{v:?}"
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+    }
+}
+
+#[test]
+fn a_panicking_threaded_callback_is_caught() {
+    let k = impatient(DeliveryMode::Threaded);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        if d.notification == N::Prepare {
+            panic!("RM bug (expected by the test)");
+        }
+        good()(k, d)
+    });
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    enlist(&k, rm, p, h, MASK4).unwrap();
+    assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
+    let v = k.finish();
+    assert!(has(&v, "callback panicked: PREPARE"), "{v:?}");
+    assert!(has(&v, "never answered: PREPARE"), "{v:?}");
+}
+
+#[test]
+fn double_close_is_caught() {
+    let k = ktm(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        let s = good()(k, d);
+        if d.notification == N::Commit {
+            k.close_enlistment(d.enlistment); // good() closed it already
+        }
+        s
+    });
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    enlist(&k, rm, p, h, MASK4).unwrap();
+    assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+    let v = k.finish();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with("double close"), "{v:?}");
+    assert_eq!(k.counters().enlistments_open, 0);
+}
+
+#[test]
+fn closing_an_enlistment_early_rolls_back() {
+    let k = ktm(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, good());
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    let en = enlist(&k, rm, p, h, MASK4).unwrap();
+    let other = enlist(&k, rm, p, h, MASK4).unwrap();
+    k.close_enlistment(en);
+    assert_eq!(log.kinds_of(other), [N::Rollback]);
+    assert!(log.kinds_of(en).is_empty());
+    assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ALREADY_ABORTED);
+    k.assert_clean();
+}
+
+#[test]
+fn an_unreleased_reference_is_a_leak() {
+    let k = ktm(DeliveryMode::Inline);
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    let r = k.reference_transaction(p, h, TRANSACTION_ENLIST).unwrap();
+    assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+    let v = k.finish();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with("leaked reference"), "{v:?}");
+    drop(r);
+}
+
+#[test]
+fn masks_are_checked() {
+    let k = ktm(DeliveryMode::Inline);
+    let log = Log::default();
+    let rm = rm_with(&k, &log, good());
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    // DELEGATE_COMMIT is not supported; bit 30 is outside TRANSACTION_NOTIFY_MASK.
+    assert_eq!(
+        enlist(&k, rm, p, h, MASK4 | 0x400),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        enlist(&k, rm, p, h, MASK4 | 0x8000_0000),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    // Only COMMIT|ROLLBACK, like btrfs (ktm.md §8): accepted but flagged; phases outside the
+    // mask are skipped.
+    let en = enlist(&k, rm, p, h, 0xC).unwrap();
+    assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+    assert_eq!(log.kinds_of(en), [N::Commit]);
+    let v = k.finish();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with("bad mask"), "{v:?}");
+}
+
+#[test]
+fn unknown_rm_is_not_active() {
+    let k = ktm(DeliveryMode::Inline);
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    assert_eq!(
+        enlist(&k, ktm_sim::RmId(99), p, h, MASK4),
+        Err(NtStatus::RM_NOT_ACTIVE)
+    );
+    k.assert_clean();
+}
+
+#[test]
+fn assert_clean_panics_with_the_list() {
+    let k = ktm(DeliveryMode::Inline);
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    let r = k.reference_transaction(p, h, TRANSACTION_ENLIST).unwrap();
+    let err =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| k.assert_clean())).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("leaked reference"), "{msg}");
+    drop(r);
+}

@@ -1,0 +1,762 @@
+//! The kernel-mode shell: `DriverEntry`, the IRP dispatch routines, the KTM notification callback
+//! and `DriverUnload`. Windows only, not built for unit tests. Everything that is a decision
+//! rather than a kernel call lives in the portable modules (`crate::irp`, `crate::ktm`,
+//! `crate::teardown`, ...); this file only moves values between them and the kernel.
+//!
+//! IRQL: every routine here is entered at PASSIVE_LEVEL (DriverEntry, DriverUnload, top-level
+//! IRP_MJ_CREATE/CLOSE/CLEANUP/DEVICE_CONTROL dispatch, and KTM's ResourceManagerNotification
+//! callback, per their DDI pages), which every KTM routine requires.
+//!
+//! Notifications: the driver registers a callback with `TmEnableCallbacks` rather than running a
+//! thread on `ZwGetNotificationResourceManager`. The DDI pages say the callback enables
+//! "asynchronous notifications" delivered at PASSIVE_LEVEL with the `PKENLISTMENT` in hand, so
+//! the driver answers with the pointer-based `Tm*` routines and needs no handle lookup, no system
+//! thread to create, wake and stop at unload, and no buffer sizing (`STATUS_BUFFER_TOO_SMALL`
+//! loops). The engine answers every notification before `notify` returns (never
+//! STATUS_PENDING), which the callback contract allows. A notification may arrive before
+//! `TmCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
+//! enlisting, so that is fine (ktm.md §3 Delivery B, §8).
+
+mod lock;
+mod port;
+mod sys;
+
+use crate::irp::{self, Ioctl};
+use crate::ktm::{self, access, obj};
+use crate::mem::try_box;
+use crate::names;
+use crate::registry;
+use crate::teardown::{self, Built, Step};
+use crate::trace::{self, Level};
+use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr::{null, null_mut};
+use ktmrm_core::{Engine, Notification, State};
+use ktmrm_proto::{FILE_DEVICE_UNKNOWN, Limits, NtStatus};
+use lock::GuardedLock;
+use port::{EnlistmentHandle, KernelCaller, KernelPort, KernelTarget};
+use sys::{WdmlibIoCreateDeviceSecure, complete, current_stack, object_attributes, unicode};
+use wdk_sys::ntddk::{
+    ExAcquireRundownProtection, ExInitializeRundownProtection, ExReleaseRundownProtection,
+    ExUuidCreate, ExWaitForRundownProtectionRelease, IoCreateSymbolicLink, IoDeleteDevice,
+    IoDeleteSymbolicLink, MmGetSystemRoutineAddress, ObReferenceObjectByHandle,
+    ObfDereferenceObject, PsGetCurrentProcessId, TmEnableCallbacks, ZwClose,
+    ZwCreateResourceManager, ZwCreateTransactionManager, ZwOpenKey, ZwQueryValueKey,
+};
+use wdk_sys::{
+    _KEY_VALUE_INFORMATION_CLASS, DEVICE_OBJECT, DRIVER_OBJECT, EX_RUNDOWN_REF, GUID, HANDLE, IRP,
+    NTSTATUS, PCUNICODE_STRING, PDEVICE_OBJECT, PKENLISTMENT, PKRESOURCEMANAGER, PLARGE_INTEGER,
+    POBJECT_TYPE, PVOID, ULONG,
+};
+
+type DriverEngine = Engine<KernelPort, GuardedLock<State<EnlistmentHandle>>>;
+
+/// Everything the driver keeps between calls: one non-paged allocation made in DriverEntry and
+/// freed in DriverUnload. The device extension holds a pointer to it (for the dispatch routines),
+/// and so does KTM (the RMKey of the callback).
+struct Driver {
+    engine: DriverEngine,
+    port: KernelPort,
+    /// The volatile TM's kernel handle (ZwCreateTransactionManager).
+    tm: HANDLE,
+    /// The RM's kernel handle (ZwCreateResourceManager).
+    rm: HANDLE,
+}
+
+/// Per open handle (`FileObject->FsContext`): who opened the device.
+struct OpenContext {
+    opener_process_id: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rundown protection for IOCTLs and callbacks.
+//
+// A static, not a field of `Driver`: a KTM callback that arrives after the wait in DriverUnload
+// must be turned away without touching freed memory, and the image (with this static) stays
+// mapped until DriverUnload returns. `.data` of a driver image is non-paged.
+
+struct Rundown(UnsafeCell<EX_RUNDOWN_REF>);
+
+// SAFETY: the EX_RUNDOWN_REF is only ever accessed through the Ex*RundownProtection routines,
+// which are designed for concurrent callers.
+unsafe impl Sync for Rundown {}
+
+// SAFETY: all-zero is a valid EX_RUNDOWN_REF (Count = 0, which is what
+// ExInitializeRundownProtection stores); DriverEntry initialises it again anyway.
+static RUNDOWN: Rundown = Rundown(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// Held while a callback or IOCTL uses the driver context.
+struct RundownGuard;
+
+impl RundownGuard {
+    fn enter() -> Option<RundownGuard> {
+        // ExAcquireRundownProtection(PEX_RUNDOWN_REF RunRef) -> BOOLEAN: IRQL <= DISPATCH_LEVEL.
+        // FALSE once ExWaitForRundownProtectionRelease has started.
+        // SAFETY: RUNDOWN is a static initialised in DriverEntry.
+        let acquired = unsafe { ExAcquireRundownProtection(RUNDOWN.0.get()) } != 0;
+        // Build the guard only when acquired: its Drop releases (`then_some` would build and drop
+        // one either way, releasing protection that was never acquired).
+        if acquired { Some(RundownGuard) } else { None }
+    }
+}
+
+impl Drop for RundownGuard {
+    fn drop(&mut self) {
+        // ExReleaseRundownProtection(PEX_RUNDOWN_REF RunRef): IRQL <= DISPATCH_LEVEL.
+        // SAFETY: pairs with the successful acquire in `enter`.
+        unsafe { ExReleaseRundownProtection(RUNDOWN.0.get()) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DriverEntry
+
+/// The kernel objects DriverEntry creates, released through `crate::teardown`.
+struct Objects {
+    tm: HANDLE,
+    rm: HANDLE,
+    rm_object: PKRESOURCEMANAGER,
+    context: *mut Driver,
+    device: PDEVICE_OBJECT,
+}
+
+impl Objects {
+    const fn none() -> Self {
+        Objects {
+            tm: null_mut(),
+            rm: null_mut(),
+            rm_object: null_mut(),
+            context: null_mut(),
+            device: null_mut(),
+        }
+    }
+}
+
+fn close_handle(what: &str, handle: HANDLE) {
+    // ZwClose(HANDLE Handle): PASSIVE_LEVEL. Closes one of the driver's own kernel handles.
+    // SAFETY: `handle` is a kernel handle the driver created and has not closed.
+    let st = NtStatus(unsafe { ZwClose(handle) });
+    if !st.is_success() {
+        trace!(Level::Error, "ZwClose({}): {}", what, st);
+    }
+}
+
+/// Releases what `built` says exists, in the order `crate::teardown` decides.
+///
+/// # Safety
+/// `objects` holds exactly the objects `built` marks as created, none released yet; for a
+/// full teardown no handle to the device is open (DriverUnload).
+unsafe fn release(objects: &Objects, built: Built) {
+    for step in teardown::steps(built) {
+        trace!(Level::Verbose, "teardown: {:?}", step);
+        match step {
+            Step::DeleteSymlink => {
+                let mut link = unicode(names::SYMLINK_NAME);
+                // IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName): PASSIVE_LEVEL.
+                // SAFETY: `link` is a local UNICODE_STRING over a constant name.
+                let st = NtStatus(unsafe { IoDeleteSymbolicLink(&mut link) });
+                if !st.is_success() {
+                    trace!(Level::Error, "IoDeleteSymbolicLink: {}", st);
+                }
+            }
+            Step::ShutdownEngine => {
+                // SAFETY: the context is allocated (`built.context`) and not yet freed.
+                let driver = unsafe { &*objects.context };
+                driver.engine.shutdown();
+            }
+            Step::CloseRm => close_handle("resource manager", objects.rm),
+            Step::WaitForRundown => {
+                // ExWaitForRundownProtectionRelease(PEX_RUNDOWN_REF RunRef): IRQL <= APC_LEVEL.
+                // Returns once every callback/IOCTL that got protection has released it; every
+                // later ExAcquireRundownProtection fails.
+                // SAFETY: RUNDOWN was initialised in DriverEntry.
+                unsafe { ExWaitForRundownProtectionRelease(RUNDOWN.0.get()) };
+            }
+            Step::FreeContext => {
+                // Drops the engine: any enlistment handle it still holds is closed (ZwClose),
+                // then the lock's mutex block and the context are freed.
+                // SAFETY: the context came from Box::into_raw in DriverEntry; after the rundown
+                // wait nothing else uses it, and it is freed exactly once.
+                drop(unsafe { Box::from_raw(objects.context) });
+            }
+            Step::DereferenceRm => {
+                // ObDereferenceObject(PVOID Object) (the wdm.h macro for ObfDereferenceObject):
+                // IRQL <= DISPATCH_LEVEL. Drops the reference DriverEntry took on the RM object.
+                // SAFETY: that reference is held and released exactly once, here.
+                let _ = unsafe { ObfDereferenceObject(objects.rm_object.cast()) };
+            }
+            Step::CloseTm => close_handle("transaction manager", objects.tm),
+            Step::DeleteDevice => {
+                // IoDeleteDevice(PDEVICE_OBJECT DeviceObject): IRQL <= APC_LEVEL. Frees the
+                // device object and its extension; no handle to it is open.
+                // SAFETY: the device was created in DriverEntry and is deleted exactly once.
+                unsafe { IoDeleteDevice(objects.device) };
+            }
+        }
+    }
+}
+
+/// Reads `*TmXxxObjectType` through `MmGetSystemRoutineAddress`.
+///
+/// wdk-sys declares the object types as extern statics, but they are *data* exports of
+/// ntoskrnl, which only link through `__imp_` symbols; wdk-sys links ntoskrnl.lib as a plain
+/// static library, so a direct reference fails to link (windows-drivers-rs #338, ktm.md §4). The
+/// documented way to find an export at run time works for data exports as well and cannot fail
+/// to link.
+fn object_type(export: &'static [u16]) -> Option<POBJECT_TYPE> {
+    let mut name = unicode(export);
+    // MmGetSystemRoutineAddress(PUNICODE_STRING SystemRoutineName) -> PVOID: PASSIVE_LEVEL.
+    // Returns the address of an ntoskrnl/HAL export, or NULL. For a data export that is the
+    // address of the variable, here a `POBJECT_TYPE` (wdm.h: `extern POBJECT_TYPE
+    // *TmTransactionObjectType`). Owned by the kernel, valid while the system runs.
+    // SAFETY: `name` is a local UNICODE_STRING over a constant name.
+    let slot = unsafe { MmGetSystemRoutineAddress(&mut name) }.cast::<POBJECT_TYPE>();
+    if slot.is_null() {
+        return None;
+    }
+    // SAFETY: `slot` is the kernel's exported, pointer-aligned POBJECT_TYPE variable, set during
+    // boot (KTM initialises before any driver loads) and never changed afterwards.
+    let ty = unsafe { slot.read() };
+    (!ty.is_null()).then_some(ty)
+}
+
+// The bindings' enumerator is the value crate::ktm documents (and its tests pin).
+const _: () = assert!(
+    _KEY_VALUE_INFORMATION_CLASS::KeyValuePartialInformation as i64
+        == ktm::KEY_VALUE_PARTIAL_INFORMATION as i64
+);
+
+/// Applies `Parameters\TraceLevel` (REG_DWORD) under the service key, when present.
+fn read_trace_level(registry_path: PCUNICODE_STRING) {
+    if registry_path.is_null() {
+        return;
+    }
+    let mut service_oa = object_attributes(
+        registry_path.cast_mut(),
+        obj::KERNEL_HANDLE | obj::CASE_INSENSITIVE,
+        null_mut(),
+    );
+    let mut service: HANDLE = null_mut();
+    // ZwOpenKey(PHANDLE KeyHandle, ACCESS_MASK DesiredAccess, POBJECT_ATTRIBUTES
+    // ObjectAttributes): PASSIVE_LEVEL. On success the driver owns a kernel handle (closed below).
+    // SAFETY: pointers to locals; RegistryPath is the I/O manager's string, valid during
+    // DriverEntry, and ZwOpenKey only reads it.
+    let st = NtStatus(unsafe { ZwOpenKey(&mut service, access::KEY_READ, &mut service_oa) });
+    if !st.is_success() {
+        return;
+    }
+    let mut sub = unicode(names::PARAMETERS_KEY);
+    let mut params_oa = object_attributes(
+        &mut sub,
+        obj::KERNEL_HANDLE | obj::CASE_INSENSITIVE,
+        service,
+    );
+    let mut params: HANDLE = null_mut();
+    // ZwOpenKey again, relative to the service key: PASSIVE_LEVEL; owned kernel handle.
+    // SAFETY: pointers to locals; `service` is open.
+    let st = NtStatus(unsafe { ZwOpenKey(&mut params, access::KEY_READ, &mut params_oa) });
+    close_handle("service key", service);
+    if !st.is_success() {
+        return; // no Parameters key: keep the default level
+    }
+    let mut value = unicode(names::TRACE_LEVEL_VALUE);
+    let mut words = [0u32; registry::PARTIAL_DWORD_LEN / 4]; // ULONG-aligned buffer
+    let mut returned: ULONG = 0;
+    // ZwQueryValueKey(HANDLE KeyHandle, PUNICODE_STRING ValueName, KEY_VALUE_INFORMATION_CLASS
+    //   KeyValueInformationClass, PVOID KeyValueInformation, ULONG Length, PULONG ResultLength):
+    //   PASSIVE_LEVEL. Fills the caller's buffer; STATUS_BUFFER_OVERFLOW/TOO_SMALL if the value
+    //   is larger than a DWORD, STATUS_OBJECT_NAME_NOT_FOUND if absent.
+    // SAFETY: `words` is a local of exactly the length passed; other pointers are locals.
+    let st = NtStatus(unsafe {
+        ZwQueryValueKey(
+            params,
+            &mut value,
+            _KEY_VALUE_INFORMATION_CLASS::KeyValuePartialInformation,
+            words.as_mut_ptr().cast(),
+            registry::PARTIAL_DWORD_LEN as ULONG,
+            &mut returned,
+        )
+    });
+    close_handle("Parameters key", params);
+    if !st.is_success() {
+        return;
+    }
+    let mut bytes = [0u8; registry::PARTIAL_DWORD_LEN];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    let returned = usize::try_from(returned).unwrap_or(0);
+    if let Some(v) = registry::partial_dword(&bytes, returned) {
+        trace::set_level(Level::from_registry(v));
+    }
+}
+
+/// The driver's entry point, called once by the I/O manager at PASSIVE_LEVEL in the System
+/// process when the service starts (`sc start KtmRm`).
+///
+/// # Safety
+/// Called only by the I/O manager, with its driver object and registry path.
+// SAFETY: `DriverEntry` is the entry symbol wdk-build's `/ENTRY:DriverEntry` names; nothing else
+// in the image exports it (unit tests, which link wdk-sys' stub DriverEntry, do not build this
+// module).
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(
+    driver: *mut DRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+) -> NTSTATUS {
+    read_trace_level(registry_path);
+    trace!(
+        Level::Info,
+        "DriverEntry (trace level {:?})",
+        trace::level()
+    );
+
+    // ExInitializeRundownProtection(PEX_RUNDOWN_REF RunRef): IRQL <= APC_LEVEL.
+    // SAFETY: nothing uses RUNDOWN yet (no device, no callback).
+    unsafe { ExInitializeRundownProtection(RUNDOWN.0.get()) };
+
+    let mut objects = Objects::none();
+    let mut built = Built::default();
+    match start(driver, &mut objects, &mut built) {
+        Ok(()) => {
+            trace!(Level::Info, "started: \\Device\\KtmRm, \\DosDevices\\KtmRm");
+            NtStatus::SUCCESS.0
+        }
+        Err(st) => {
+            trace!(
+                Level::Error,
+                "DriverEntry failed: {} (built {:?})", st, built
+            );
+            // SAFETY: `objects` holds exactly what `built` records; no device handle can be
+            // open, since the device (if any) was never returned to the I/O manager as started.
+            unsafe { release(&objects, built) };
+            st.0
+        }
+    }
+}
+
+fn step(what: &str, status: NTSTATUS) -> Result<(), NtStatus> {
+    let st = NtStatus(status);
+    if st.is_success() {
+        Ok(())
+    } else {
+        trace!(Level::Error, "{}: {}", what, st);
+        Err(st)
+    }
+}
+
+/// DriverEntry's work, recording each created object in `objects`/`built` as it goes so the
+/// caller can unwind exactly that on failure.
+fn start(
+    driver: *mut DRIVER_OBJECT,
+    objects: &mut Objects,
+    built: &mut Built,
+) -> Result<(), NtStatus> {
+    let tx_type = object_type(names::TX_OBJECT_TYPE_EXPORT).ok_or(NtStatus::UNSUCCESSFUL)?;
+    let rm_type = object_type(names::RM_OBJECT_TYPE_EXPORT).ok_or(NtStatus::UNSUCCESSFUL)?;
+
+    // 1. A volatile transaction manager of our own (ktm.md §0, §7 step 1).
+    let mut tm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
+    // ZwCreateTransactionManager(PHANDLE TmHandle, ACCESS_MASK DesiredAccess,
+    //   POBJECT_ATTRIBUTES ObjectAttributes, PUNICODE_STRING LogFileName /*NULL: volatile*/,
+    //   ULONG CreateOptions, ULONG CommitStrength /*0*/): PASSIVE_LEVEL. The driver owns the
+    //   kernel handle until unload (ZwClose). A volatile TM needs no recovery call.
+    // SAFETY: pointers to locals.
+    step("ZwCreateTransactionManager", unsafe {
+        ZwCreateTransactionManager(
+            &mut objects.tm,
+            access::TM_ACCESS,
+            &mut tm_oa,
+            null_mut(),
+            ktm::TRANSACTION_MANAGER_VOLATILE,
+            0,
+        )
+    })?;
+    built.tm = true;
+
+    // 2. A volatile resource manager on it, always with a GUID (ktm.md §7 step 2).
+    let mut rm_guid = GUID::default();
+    // ExUuidCreate(UUID *Uuid): PASSIVE_LEVEL. Fills the caller's GUID.
+    // SAFETY: `rm_guid` is a local GUID.
+    step("ExUuidCreate", unsafe { ExUuidCreate(&mut rm_guid) })?;
+    let mut rm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
+    let mut rm_desc = unicode(names::RM_DESCRIPTION);
+    // ZwCreateResourceManager(PHANDLE ResourceManagerHandle, ACCESS_MASK DesiredAccess,
+    //   HANDLE TmHandle, LPGUID ResourceManagerGuid, POBJECT_ATTRIBUTES ObjectAttributes,
+    //   ULONG CreateOptions, PUNICODE_STRING Description /*optional*/): PASSIVE_LEVEL. The driver
+    //   owns the kernel handle; closing it at unload makes KTM roll back every transaction the
+    //   RM is still enlisted in.
+    // SAFETY: pointers to locals; `objects.tm` is open.
+    step("ZwCreateResourceManager", unsafe {
+        ZwCreateResourceManager(
+            &mut objects.rm,
+            access::RM_ACCESS,
+            objects.tm,
+            &mut rm_guid,
+            &mut rm_oa,
+            ktm::RESOURCE_MANAGER_VOLATILE,
+            &mut rm_desc,
+        )
+    })?;
+    built.rm = true;
+
+    // 3. The RM object pointer, for TmEnableCallbacks and TmCreateEnlistment.
+    let mut rm_object: PVOID = null_mut();
+    // ObReferenceObjectByHandle(HANDLE, ACCESS_MASK, POBJECT_TYPE, KPROCESSOR_MODE, PVOID *Object,
+    //   POBJECT_HANDLE_INFORMATION /*NULL*/): PASSIVE_LEVEL. KernelMode: our own kernel handle.
+    //   The driver owns the reference until unload (ObDereferenceObject).
+    // SAFETY: pointers to locals; `objects.rm` is open; `rm_type` is the RM object type.
+    step("ObReferenceObjectByHandle(RM)", unsafe {
+        ObReferenceObjectByHandle(
+            objects.rm,
+            access::RESOURCEMANAGER_ENLIST,
+            rm_type,
+            obj::KERNEL_MODE,
+            &mut rm_object,
+            null_mut(),
+        )
+    })?;
+    objects.rm_object = rm_object.cast();
+    built.rm_object = true;
+
+    // 4. The context: engine, state and lock, all fallible allocations.
+    let lock = GuardedLock::new(State::new(Limits::default()))?;
+    let context = try_box(Driver {
+        engine: Engine::new(lock),
+        port: KernelPort {
+            rm_object: objects.rm_object,
+            tx_type,
+        },
+        tm: objects.tm,
+        rm: objects.rm,
+    })
+    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+    objects.context = Box::into_raw(context);
+    built.context = true;
+
+    // 5. Notifications by callback (see the module docs for why not a notification thread).
+    // TmEnableCallbacks(PKRESOURCEMANAGER ResourceManager, PTM_RM_NOTIFICATION CallbackRoutine,
+    //   PVOID RMKey): PASSIVE_LEVEL; one callback per RM. RMKey is the context, which outlives
+    //   every callback (rundown-protected, freed after the RM is closed).
+    // SAFETY: `rm_object` is referenced; `rm_notify` matches PTM_RM_NOTIFICATION.
+    step("TmEnableCallbacks", unsafe {
+        TmEnableCallbacks(
+            objects.rm_object,
+            Some(rm_notify),
+            objects.context.cast::<c_void>(),
+        )
+    })?;
+    built.callbacks = true;
+
+    // 6. The control device, secured by SDDL (SYSTEM and Administrators only).
+    let mut device_name = unicode(names::DEVICE_NAME);
+    let sddl = unicode(names::DEVICE_SDDL);
+    // WdmlibIoCreateDeviceSecure (kmode::sys has its prototype): PASSIVE_LEVEL. Creates a named
+    // device object owned by the driver object (deleted with IoDeleteDevice at unload), with a
+    // zeroed extension of the requested size. FILE_DEVICE_SECURE_OPEN applies the DACL to opens
+    // of names below the device too. Not exclusive: several handles may be open.
+    // SAFETY: `driver` is DriverEntry's driver object; other pointers are locals.
+    step("IoCreateDeviceSecure", unsafe {
+        WdmlibIoCreateDeviceSecure(
+            driver,
+            size_of::<*mut Driver>() as ULONG,
+            &mut device_name,
+            FILE_DEVICE_UNKNOWN,
+            irp::FILE_DEVICE_SECURE_OPEN,
+            0,
+            &sddl,
+            null(),
+            &mut objects.device,
+        )
+    })?;
+    built.device = true;
+    // SAFETY: the device was just created with an extension of pointer size.
+    let extension = unsafe { (*objects.device).DeviceExtension }.cast::<*mut Driver>();
+    // SAFETY: the extension is zeroed, pointer-sized and suitably aligned (pool alignment).
+    unsafe { extension.write(objects.context) };
+
+    // 7. \DosDevices\KtmRm -> \Device\KtmRm, so user mode can open \\.\KtmRm.
+    let mut link = unicode(names::SYMLINK_NAME);
+    // IoCreateSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING DeviceName):
+    // PASSIVE_LEVEL. The link lives until IoDeleteSymbolicLink at unload.
+    // SAFETY: pointers to locals.
+    step("IoCreateSymbolicLink", unsafe {
+        IoCreateSymbolicLink(&mut link, &mut device_name)
+    })?;
+    built.symlink = true;
+
+    // 8. Dispatch table and unload. (The I/O manager clears DO_DEVICE_INITIALIZING for devices
+    // created in DriverEntry.)
+    // SAFETY: DriverEntry may fill in its own driver object before returning.
+    let drv = unsafe { &mut *driver };
+    let table: [(u32, DispatchFn); 4] = [
+        (irp::IRP_MJ_CREATE, on_create),
+        (irp::IRP_MJ_CLOSE, on_close),
+        (irp::IRP_MJ_CLEANUP, on_cleanup),
+        (irp::IRP_MJ_DEVICE_CONTROL, on_device_control),
+    ];
+    for (major, routine) in table {
+        let slot = usize::try_from(major)
+            .ok()
+            .and_then(|m| drv.MajorFunction.get_mut(m))
+            .ok_or(NtStatus::UNSUCCESSFUL)?;
+        *slot = Some(routine);
+    }
+    drv.DriverUnload = Some(on_unload);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch routines (DRIVER_DISPATCH: PASSIVE_LEVEL for a top-level driver's
+// CREATE/CLOSE/CLEANUP/DEVICE_CONTROL, in the requesting thread). All complete synchronously.
+
+type DispatchFn = unsafe extern "C" fn(*mut DEVICE_OBJECT, *mut IRP) -> NTSTATUS;
+
+fn current_process_id() -> usize {
+    // PsGetCurrentProcessId() -> HANDLE: any IRQL. The current process's ID (a number, not a
+    // handle to close).
+    // SAFETY: no arguments or preconditions.
+    unsafe { PsGetCurrentProcessId() }.addr()
+}
+
+/// IRP_MJ_CREATE: allocate the per-handle context.
+unsafe extern "C" fn on_create(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: `irp` was just given to this dispatch routine.
+    let sl = unsafe { current_stack(irp) };
+    // SAFETY: `sl` is the IRP's current stack location.
+    let file = unsafe { (*sl).FileObject };
+    if file.is_null() {
+        // SAFETY: completing the IRP this routine owns, once.
+        return unsafe { complete(irp, NtStatus::INVALID_PARAMETER, 0) };
+    }
+    // SAFETY: `file` is the file object being opened, valid for the IRP's lifetime.
+    let name_bytes = unsafe { (*file).FileName.Length };
+    if let Err(st) = irp::check_open(name_bytes) {
+        // SAFETY: as above.
+        return unsafe { complete(irp, st, 0) };
+    }
+    let context = OpenContext {
+        opener_process_id: current_process_id(),
+    };
+    match try_box(context) {
+        Ok(b) => {
+            // The file object's FsContext is the driver's while the handle is open; freed in
+            // IRP_MJ_CLOSE.
+            // SAFETY: `file` is valid; nothing else owns FsContext for this device's files.
+            unsafe { (*file).FsContext = Box::into_raw(b).cast() };
+            trace!(Level::Verbose, "open by process {}", current_process_id());
+            // SAFETY: as above.
+            unsafe { complete(irp, NtStatus::SUCCESS, 0) }
+        }
+        // SAFETY: as above.
+        Err(_) => unsafe { complete(irp, NtStatus::INSUFFICIENT_RESOURCES, 0) },
+    }
+}
+
+/// IRP_MJ_CLEANUP: the last user handle closed. Nothing is queued, so nothing to cancel.
+unsafe extern "C" fn on_cleanup(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: completing the IRP this routine owns, once.
+    unsafe { complete(irp, NtStatus::SUCCESS, 0) }
+}
+
+/// IRP_MJ_CLOSE: the file object's last reference is gone; free its context.
+unsafe extern "C" fn on_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: `irp` was just given to this dispatch routine.
+    let sl = unsafe { current_stack(irp) };
+    // SAFETY: `sl` is the IRP's current stack location.
+    let file = unsafe { (*sl).FileObject };
+    if !file.is_null() {
+        // SAFETY: `file` is valid for the IRP's lifetime.
+        let context = unsafe { (*file).FsContext }.cast::<OpenContext>();
+        if !context.is_null() {
+            // SAFETY: set from Box::into_raw in on_create; CLOSE comes once per file object.
+            drop(unsafe { Box::from_raw(context) });
+            // SAFETY: as above.
+            unsafe { (*file).FsContext = null_mut() };
+        }
+    }
+    // SAFETY: completing the IRP this routine owns, once.
+    unsafe { complete(irp, NtStatus::SUCCESS, 0) }
+}
+
+/// IRP_MJ_DEVICE_CONTROL: check the IRP (crate::irp), hand the system buffer to the engine,
+/// complete with what it answers.
+unsafe extern "C" fn on_device_control(device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    let Some(_guard) = RundownGuard::enter() else {
+        // SAFETY: completing the IRP this routine owns, once.
+        return unsafe { complete(irp, NtStatus::DEVICE_NOT_READY, 0) };
+    };
+    // SAFETY: `device` is this driver's device object, alive while it has IRPs.
+    let extension = unsafe { (*device).DeviceExtension }.cast::<*const Driver>();
+    // SAFETY: DriverEntry stored the context pointer in the (pointer-sized) extension.
+    let context = unsafe { extension.read() };
+    // SAFETY: the context lives until after the rundown wait, and this routine holds rundown
+    // protection.
+    let driver = unsafe { &*context };
+    // SAFETY: `irp` was just given to this dispatch routine.
+    let sl = unsafe { current_stack(irp) };
+    // SAFETY: `sl` is the IRP's current stack location; for IRP_MJ_DEVICE_CONTROL the
+    // `DeviceIoControl` arm of `Parameters` is the one the I/O manager filled.
+    let params = unsafe { &(*sl).Parameters };
+    // SAFETY: as above (the active union arm for this major function).
+    let dioc = unsafe { &params.DeviceIoControl };
+    let (code, in_len, out_len) = (
+        dioc.IoControlCode,
+        dioc.InputBufferLength,
+        dioc.OutputBufferLength,
+    );
+    // SAFETY: `irp` is live; `AssociatedIrp` is a field of it.
+    let associated = unsafe { &(*irp).AssociatedIrp };
+    // SAFETY: for METHOD_BUFFERED requests (the only ones Ioctl::check lets through before the
+    // value is used) `SystemBuffer` is the active member of the union.
+    let system_buffer = unsafe { associated.SystemBuffer }.cast::<u8>();
+    let io = match Ioctl::check(code, in_len, out_len, system_buffer.is_null()) {
+        Ok(io) => io,
+        Err(st) => {
+            trace!(Level::Verbose, "IOCTL {:#x} refused: {}", code, st);
+            // SAFETY: completing the IRP this routine owns, once.
+            return unsafe { complete(irp, st, 0) };
+        }
+    };
+    let buffer: &mut [u8] = if io.buffer_len == 0 {
+        &mut []
+    } else {
+        // SAFETY: METHOD_BUFFERED: the I/O manager allocated `max(in, out)` bytes of non-paged
+        // system buffer at `system_buffer` (checked non-null), owned by this IRP until it
+        // completes; nothing else accesses it meanwhile.
+        unsafe { core::slice::from_raw_parts_mut(system_buffer, io.buffer_len) }
+    };
+    if let Some(stale) = buffer.get_mut(io.stale_range()) {
+        stale.fill(0);
+    }
+    // SAFETY: `sl` is valid; FileObject is the handle's file object.
+    let file = unsafe { (*sl).FileObject };
+    let opener_process_id = if file.is_null() {
+        0
+    } else {
+        // SAFETY: `file` is valid for the IRP's lifetime.
+        let context = unsafe { (*file).FsContext }.cast::<OpenContext>();
+        if context.is_null() {
+            0
+        } else {
+            // SAFETY: set in on_create and freed only in on_close, which cannot run while this
+            // IRP holds a reference to the file object.
+            unsafe { (*context).opener_process_id }
+        }
+    };
+    let caller = KernelCaller {
+        // SAFETY: `irp` is live.
+        requestor_mode: unsafe { (*irp).RequestorMode },
+        process_id: current_process_id(),
+        opener_process_id,
+    };
+    let (status, information) = driver.engine.dispatch(
+        &driver.port,
+        &caller,
+        code,
+        buffer,
+        io.input_len,
+        io.output_len,
+    );
+    let (status_out, info_out) = io.completion(status, information);
+    if status_out != status || info_out != information {
+        trace!(
+            Level::Warn,
+            "{}: engine answered {} with {} bytes for a {}-byte output; completing {}",
+            io.call.name(),
+            status,
+            information,
+            io.output_len,
+            status_out
+        );
+    }
+    trace!(
+        Level::Verbose,
+        "{} by process {} (opened by {}): {}, {} bytes",
+        io.call.name(),
+        caller.process_id,
+        caller.opener_process_id,
+        status_out,
+        info_out
+    );
+    // SAFETY: completing the IRP this routine owns, once.
+    unsafe { complete(irp, status_out, info_out) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// KTM notification callback
+
+/// `PTM_RM_NOTIFICATION` (wdm.h): `NTSTATUS ResourceManagerNotification(PKENLISTMENT
+/// EnlistmentObject, PVOID RMContext, PVOID TransactionContext, ULONG TransactionNotification,
+/// PLARGE_INTEGER TmVirtualClock, ULONG ArgumentLength, PVOID Argument)`. Called by KTM at
+/// PASSIVE_LEVEL on an arbitrary thread, possibly inside a client's commit or inside one of the
+/// driver's own `Tm*` calls. The engine answers through the `Tm*` routine before this returns.
+unsafe extern "C" fn rm_notify(
+    enlistment: PKENLISTMENT,
+    rm_context: PVOID,
+    transaction_context: PVOID,
+    notification: ULONG,
+    _tm_virtual_clock: PLARGE_INTEGER,
+    _argument_length: ULONG,
+    _argument: PVOID,
+) -> NTSTATUS {
+    let Some(_guard) = RundownGuard::enter() else {
+        // Unload has waited out every callback; this one must not touch the freed context.
+        trace!(
+            Level::Warn,
+            "notification {:#x} after unload began", notification
+        );
+        return NtStatus::RM_NOT_ACTIVE.0;
+    };
+    // SAFETY: RMContext is the context pointer given to TmEnableCallbacks; it is freed only after
+    // the rundown wait, and this callback holds rundown protection.
+    let driver = unsafe { &*rm_context.cast::<Driver>() };
+    let key = ktm::key_from_context(transaction_context.addr());
+    let n = Notification::from_bits(notification);
+    trace!(Level::Verbose, "notification {:?} for key {}", n, key.0);
+    let st = driver
+        .engine
+        .notify(&driver.port, key, n, &KernelTarget(enlistment));
+    if !st.is_success() {
+        trace!(
+            Level::Error,
+            "notification {:?} for key {}: {}", n, key.0, st
+        );
+    }
+    st.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// DriverUnload
+
+/// `DRIVER_UNLOAD`: PASSIVE_LEVEL, in the System process, once no handle to the device is open
+/// (`sc stop KtmRm`). Tears down in `crate::teardown`'s order.
+unsafe extern "C" fn on_unload(driver: *mut DRIVER_OBJECT) {
+    trace!(Level::Info, "DriverUnload");
+    // SAFETY: the driver object is ours; DeviceObject heads the list of its devices (just one).
+    let device = unsafe { (*driver).DeviceObject };
+    if device.is_null() {
+        return; // DriverEntry failed before creating the device; it released everything.
+    }
+    // SAFETY: `device` is the driver's device object, deleted only by `release` below.
+    let extension = unsafe { (*device).DeviceExtension }.cast::<*mut Driver>();
+    // SAFETY: DriverEntry stored the context pointer in the (pointer-sized) extension.
+    let context = unsafe { extension.read() };
+    if context.is_null() {
+        return;
+    }
+    // SAFETY: the context is alive until the FreeContext step.
+    let ctx = unsafe { &*context };
+    let (tm, rm, rm_object) = (ctx.tm, ctx.rm, ctx.port.rm_object);
+    let objects = Objects {
+        tm,
+        rm,
+        rm_object,
+        context,
+        device,
+    };
+    // SAFETY: DriverEntry succeeded, so every object exists; no handle to the device is open.
+    unsafe { release(&objects, Built::ALL) };
+}

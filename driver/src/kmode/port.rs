@@ -1,0 +1,304 @@
+//! `ktmrm_core::KtmPort` over the real KTM: the only place the engine's requests become `Tm*`,
+//! `Zw*` and `Ob*` calls. Every method runs at PASSIVE_LEVEL (the engine calls the port only
+//! from IOCTL dispatch and from the KTM callback, never under its lock).
+
+use super::sys::{ZwYieldExecution, handle_from_bits, object_attributes};
+use crate::ktm::{self, Routines, access, obj};
+use crate::names;
+use crate::trace::Level;
+use core::ptr::{NonNull, null_mut};
+use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
+use ktmrm_proto::{MAX_DESCRIPTION_CHARS, NtStatus};
+use wdk_sys::ntddk::{
+    ObDereferenceObjectDeferDelete, ObReferenceObjectByHandle, TmCommitComplete,
+    TmCreateEnlistment, TmGetTransactionId, TmIsTransactionActive, TmPrePrepareComplete,
+    TmPrepareComplete, TmReadOnlyEnlistment, TmRollbackComplete, TmRollbackEnlistment,
+    TmSinglePhaseReject, ZwClose, ZwCreateTransaction,
+};
+use wdk_sys::{
+    GUID, HANDLE, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PKENLISTMENT, PKRESOURCEMANAGER,
+    PKTRANSACTION, PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING, PVOID, UNICODE_STRING,
+};
+
+/// Who sent an IOCTL.
+pub struct KernelCaller {
+    /// `Irp->RequestorMode`: UserMode for applications. Handles the caller names are looked up
+    /// with this mode, so a user caller gets the access checks KTM's handles carry.
+    pub requestor_mode: KPROCESSOR_MODE,
+    /// `PsGetCurrentProcessId()` at dispatch: the process whose handle table BEGIN writes to and
+    /// in which the caller's transaction handles are looked up.
+    pub process_id: usize,
+    /// The process that opened the device handle (from `FileObject->FsContext`), for traces.
+    pub opener_process_id: usize,
+}
+
+/// A referenced transaction object (from `ObReferenceObjectByHandle`).
+pub struct TxObject(NonNull<core::ffi::c_void>);
+
+impl TxObject {
+    fn as_ptr(&self) -> PKTRANSACTION {
+        self.0.as_ptr().cast()
+    }
+}
+
+impl Drop for TxObject {
+    fn drop(&mut self) {
+        // ObDereferenceObjectDeferDelete(PVOID Object): IRQL <= DISPATCH_LEVEL. Releases the
+        // reference `reference_transaction` took; if it was the last one, deletion runs later
+        // on a worker thread, never inside this call. That matters because the engine may drop a
+        // TxObject anywhere, and deleting a transaction object can reach KTM, which must never
+        // happen under the engine's lock or at APC_LEVEL. (Plain ObDereferenceObject would delete
+        // inline.)
+        // SAFETY: the driver owns exactly this one reference.
+        unsafe { ObDereferenceObjectDeferDelete(self.0.as_ptr()) };
+    }
+}
+
+/// An enlistment handle (kernel handle, from `TmCreateEnlistment`), owned by the engine until
+/// `close_enlistment`. Dropping it closes it too, which happens only at unload for enlistments
+/// the engine still holds (after the RM is closed and all callbacks have drained).
+pub struct EnlistmentHandle(HANDLE);
+
+// SAFETY: a kernel handle (OBJ_KERNEL_HANDLE) is valid in every process and thread context, so the
+// value may move to and be closed on any thread; the engine's lock guards the container.
+unsafe impl Send for EnlistmentHandle {}
+
+impl Drop for EnlistmentHandle {
+    fn drop(&mut self) {
+        // ZwClose(HANDLE Handle): PASSIVE_LEVEL. Closes the driver's kernel handle; with the
+        // enlistment's last handle gone, KTM rolls back the transaction if it has not ended
+        // (ktm.md §3) — at this point the engine has already answered its last notification.
+        // SAFETY: the handle came from TmCreateEnlistment and is closed exactly once, here.
+        let st = NtStatus(unsafe { ZwClose(self.0) });
+        if !st.is_success() {
+            trace!(Level::Error, "ZwClose(enlistment) failed: {}", st);
+        }
+    }
+}
+
+/// The enlistment a notification is for: the `PKENLISTMENT` KTM passes to the callback, valid
+/// for the callback's duration (the engine answers before `notify` returns). Not referenced.
+pub struct KernelTarget(pub PKENLISTMENT);
+
+/// The `Tm*` answer routines: `NTSTATUS TmXxx(PKENLISTMENT Enlistment, PLARGE_INTEGER
+/// TmVirtualClock)`, all PASSIVE_LEVEL; the driver passes a NULL clock (ktm.md §3, Delivery B).
+type TmAnswer = unsafe extern "C" fn(PKENLISTMENT, PLARGE_INTEGER) -> NTSTATUS;
+
+/// Which routine gives which answer is decided (and tested) in `crate::ktm::Routines`.
+const ROUTINES: Routines<TmAnswer> = Routines {
+    pre_prepare_complete: TmPrePrepareComplete,
+    prepare_complete: TmPrepareComplete,
+    commit_complete: TmCommitComplete,
+    rollback_complete: TmRollbackComplete,
+    read_only_enlistment: TmReadOnlyEnlistment,
+    single_phase_reject: TmSinglePhaseReject,
+    rollback_enlistment: TmRollbackEnlistment,
+};
+
+/// The port: the driver's RM object and the transaction object type.
+pub struct KernelPort {
+    /// From `ObReferenceObjectByHandle` in DriverEntry; the driver holds that reference until
+    /// unload, so the pointer stays valid for every enlistment.
+    pub rm_object: PKRESOURCEMANAGER,
+    /// `*TmTransactionObjectType`, resolved with `MmGetSystemRoutineAddress` in DriverEntry.
+    pub tx_type: POBJECT_TYPE,
+}
+
+impl KtmPort for KernelPort {
+    type Caller = KernelCaller;
+    type TxRef = TxObject;
+    type Enlistment = EnlistmentHandle;
+    type Target = KernelTarget;
+
+    fn reference_transaction(
+        &self,
+        caller: &KernelCaller,
+        handle: u64,
+    ) -> Result<(TxObject, TxId), NtStatus> {
+        let bits = ktm::handle_bits(handle)?;
+        let mut object: PVOID = null_mut();
+        // ObReferenceObjectByHandle(HANDLE Handle, ACCESS_MASK DesiredAccess, POBJECT_TYPE
+        //   ObjectType, KPROCESSOR_MODE AccessMode, PVOID *Object,
+        //   POBJECT_HANDLE_INFORMATION HandleInformation /*NULL*/): PASSIVE_LEVEL.
+        // Looks the handle up in the current process, which is the caller's (top-level IOCTL
+        // dispatch runs in the requesting thread). AccessMode = Irp->RequestorMode: for UserMode
+        // the handle must be a user handle granting TRANSACTION_ENLIST, else
+        // STATUS_INVALID_HANDLE / STATUS_ACCESS_DENIED; a non-transaction handle gives
+        // STATUS_OBJECT_TYPE_MISMATCH. On success the driver owns one object reference,
+        // released by `TxObject::drop`.
+        // SAFETY: all pointers are to locals; the handle value is only looked up, never trusted.
+        let st = NtStatus(unsafe {
+            ObReferenceObjectByHandle(
+                handle_from_bits(bits),
+                access::TRANSACTION_ENLIST,
+                self.tx_type,
+                caller.requestor_mode,
+                &mut object,
+                null_mut(),
+            )
+        });
+        if !st.is_success() {
+            trace!(Level::Verbose, "transaction handle {:#x}: {}", handle, st);
+            return Err(st);
+        }
+        let tx = TxObject(NonNull::new(object).ok_or(NtStatus::UNSUCCESSFUL)?);
+        // TmIsTransactionActive(PKTRANSACTION Transaction) -> BOOLEAN: any IRQL. FALSE once the
+        // transaction has committed, rolled back, or started its commit.
+        // SAFETY: `tx` holds a reference, so the object is alive.
+        if unsafe { TmIsTransactionActive(tx.as_ptr()) } == 0 {
+            return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
+        }
+        let mut guid = GUID::default();
+        // VOID TmGetTransactionId(PKTRANSACTION Transaction, PUOW TransactionId): any IRQL.
+        // Copies the transaction's GUID (its UOW) into the caller's GUID.
+        // SAFETY: `tx` is referenced; `guid` is a local GUID.
+        unsafe { TmGetTransactionId(tx.as_ptr(), &mut guid) };
+        let id = ktm::tx_id(guid.Data1, guid.Data2, guid.Data3, guid.Data4);
+        Ok((tx, id))
+    }
+
+    fn enlist(
+        &self,
+        tx: &TxObject,
+        key: EnlistmentKey,
+        mask: u32,
+    ) -> Result<EnlistmentHandle, NtStatus> {
+        let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let mut oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
+        let mut handle: HANDLE = null_mut();
+        // TmCreateEnlistment(PHANDLE EnlistmentHandle, KPROCESSOR_MODE PreviousMode,
+        //   ACCESS_MASK DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes,
+        //   PRKRESOURCEMANAGER ResourceManager, PKTRANSACTION Transaction, ULONG CreateOptions,
+        //   NOTIFICATION_MASK NotificationMask, PVOID EnlistmentKey): PASSIVE_LEVEL.
+        // PreviousMode KernelMode + OBJ_KERNEL_HANDLE: the handle is in the System handle table,
+        // valid on whatever thread a notification later arrives; the engine owns it until
+        // `close_enlistment`. CreateOptions 0: a subordinate enlistment. EnlistmentKey is the
+        // engine's key as a number, handed back as the callback's TransactionContext.
+        // Notifications for this key may arrive before the call returns (ktm.md §3).
+        // SAFETY: `oa` and `handle` are locals; `rm_object` is referenced until unload and `tx`
+        // is referenced by the caller for the duration of the call.
+        let st = NtStatus(unsafe {
+            TmCreateEnlistment(
+                &mut handle,
+                obj::KERNEL_MODE,
+                access::ENLISTMENT_ACCESS,
+                &mut oa,
+                self.rm_object,
+                tx.as_ptr(),
+                0,
+                mask,
+                core::ptr::without_provenance_mut(context),
+            )
+        });
+        if st.is_success() {
+            trace!(Level::Info, "enlisted key {}", key.0);
+            Ok(EnlistmentHandle(handle))
+        } else {
+            if st == NtStatus::TRANSACTION_REQUIRED_PROMOTION {
+                trace!(
+                    Level::Warn,
+                    "enlist needs promotion, which the transaction forbids"
+                );
+            } else {
+                trace!(Level::Error, "TmCreateEnlistment: {}", st);
+            }
+            Err(st)
+        }
+    }
+
+    fn close_enlistment(&self, enlistment: EnlistmentHandle) {
+        // ZwClose, in EnlistmentHandle's Drop.
+        drop(enlistment);
+    }
+
+    fn answer(&self, target: &KernelTarget, answer: Answer) -> NtStatus {
+        let routine = ROUTINES.for_answer(answer);
+        // TmPrePrepareComplete / TmPrepareComplete / TmCommitComplete / TmRollbackComplete /
+        // TmReadOnlyEnlistment / TmSinglePhaseReject / TmRollbackEnlistment
+        //   (PKENLISTMENT Enlistment, PLARGE_INTEGER TmVirtualClock /*NULL*/): PASSIVE_LEVEL.
+        // Pointer-based: no handle access check, works from KTM's callback thread. Another
+        // notification may be delivered from inside this call; the engine holds no lock here.
+        // SAFETY: `target.0` is the enlistment KTM passed to the callback still running.
+        let st = NtStatus(unsafe { routine(target.0, null_mut()) });
+        let name = ktm::ROUTINE_NAMES.for_answer(answer);
+        if st.is_success() {
+            trace!(Level::Verbose, "{}: {}", name, st);
+        } else {
+            trace!(Level::Error, "{}: {}", name, st);
+        }
+        st
+    }
+
+    fn create_transaction(
+        &self,
+        caller: &KernelCaller,
+        timeout_ms: u32,
+        description: &[u8],
+    ) -> Result<u64, NtStatus> {
+        let mut units = [0u16; MAX_DESCRIPTION_CHARS];
+        let n = ktm::description_units(description, &mut units)?;
+        let len = names::unicode_byte_len(n).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let mut desc = UNICODE_STRING {
+            Length: len,
+            MaximumLength: len,
+            Buffer: units.as_mut_ptr(),
+        };
+        let desc_ptr: PUNICODE_STRING = if n == 0 { null_mut() } else { &mut desc };
+        let relative = ktm::relative_timeout(timeout_ms);
+        let mut timeout = LARGE_INTEGER {
+            QuadPart: relative.unwrap_or(0),
+        };
+        let timeout_ptr: PLARGE_INTEGER = if relative.is_some() {
+            &mut timeout
+        } else {
+            null_mut()
+        };
+        // Not OBJ_KERNEL_HANDLE: the handle must land in the caller's handle table.
+        let mut oa = object_attributes(null_mut(), 0, null_mut());
+        let mut handle: HANDLE = null_mut();
+        // ZwCreateTransaction(PHANDLE TransactionHandle, ACCESS_MASK DesiredAccess,
+        //   POBJECT_ATTRIBUTES ObjectAttributes, LPGUID Uow /*NULL: KTM makes one*/,
+        //   HANDLE TmHandle /*NULL*/, ULONG CreateOptions, ULONG IsolationLevel /*0*/,
+        //   ULONG IsolationFlags /*0*/, PLARGE_INTEGER Timeout /*NULL or relative*/,
+        //   PUNICODE_STRING Description /*optional*/): PASSIVE_LEVEL.
+        // Runs in the requesting thread, so the new handle goes into the caller's process handle
+        // table and the caller owns it (CloseHandle); the driver keeps nothing. No TM: KTM binds
+        // the transaction when the first RM enlists (ktm.md §0). CreateOptions never includes
+        // TRANSACTION_DO_NOT_PROMOTE.
+        // SAFETY: every pointer is to a local that outlives the call.
+        let st = NtStatus(unsafe {
+            ZwCreateTransaction(
+                &mut handle,
+                access::TRANSACTION_ALL_ACCESS,
+                &mut oa,
+                null_mut(),
+                null_mut(),
+                ktm::BEGIN_CREATE_OPTIONS,
+                0,
+                0,
+                timeout_ptr,
+                desc_ptr,
+            )
+        });
+        if !st.is_success() {
+            trace!(Level::Error, "ZwCreateTransaction: {}", st);
+            return Err(st);
+        }
+        let value = ktm::handle_value(handle.addr());
+        trace!(
+            Level::Info,
+            "BEGIN: handle {:#x} in process {} (mode {})",
+            value,
+            caller.process_id,
+            caller.requestor_mode
+        );
+        Ok(value)
+    }
+
+    fn yield_now(&self) {
+        // ZwYieldExecution(): PASSIVE_LEVEL; see kmode::sys. Its status (STATUS_SUCCESS or
+        // STATUS_NO_YIELD_PERFORMED) does not matter here: the engine re-checks either way.
+        // SAFETY: no arguments, no preconditions beyond IRQL.
+        let _ = unsafe { ZwYieldExecution() };
+    }
+}

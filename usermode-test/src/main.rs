@@ -1,0 +1,343 @@
+//! `ktmrm-test`: the ktmrm client CLI and conformance harness. Exit status 0 only when every
+//! check passed; 1 when a check or a request failed; 2 when the input (arguments, script)
+//! cannot be used.
+
+mod cli;
+
+/// Counts allocated bytes, for the benchmark's memory per stored key.
+#[global_allocator]
+static ALLOC: ktmrm_bench::CountingAlloc = ktmrm_bench::CountingAlloc;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use ktmrm_client::suite::{Report, bad_input, bench, scenarios, stress};
+use ktmrm_client::{Backend, Client, Error, TxSource, client::show, script, status};
+use serde_json::json;
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How a command ended.
+enum Outcome {
+    /// Everything passed.
+    Ok,
+    /// A check failed (already reported).
+    Failed,
+    /// The input is unusable.
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let backend = Backend::default_for_os(cli.sim);
+    match run(&cli, &backend) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Usage(msg)) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "error": { "message": msg, "kind": "usage" } })
+                );
+            } else {
+                eprintln!("ktmrm-test: {msg}");
+            }
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            if cli.json {
+                let st = e.status().map(status::name);
+                println!(
+                    "{}",
+                    json!({ "error": { "message": e.to_string(), "status": st } })
+                );
+            } else if matches!(e, Error::NotInstalled) {
+                // This one is meant to be read as is, first line first.
+                eprintln!("{e}");
+            } else {
+                eprintln!("ktmrm-test: {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A `--tx` argument: a handle value, or the description of a transaction to create.
+enum TxArg {
+    Handle(u64),
+    Named(String),
+}
+
+fn parse_tx(s: &str) -> TxArg {
+    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    n.map_or_else(|| TxArg::Named(s.to_owned()), TxArg::Handle)
+}
+
+fn bytes(s: &str) -> Result<Vec<u8>, Outcome> {
+    script::unescape(s).map_err(Outcome::Usage)
+}
+
+/// Runs `op` with the handle `--tx` names: in a new transaction committed afterwards, under a
+/// raw handle value, or outside any transaction.
+fn with_tx<T>(
+    client: &Client,
+    tx: Option<&str>,
+    op: impl FnOnce(u64) -> Result<T, Error>,
+) -> Result<T, Error> {
+    match tx.map(parse_tx) {
+        None => op(0),
+        Some(TxArg::Handle(h)) => op(h),
+        Some(TxArg::Named(name)) => {
+            let mut t = client.begin_with(TxSource::Begin, 0, &name)?;
+            let r = op(t.handle())?;
+            t.commit()?;
+            Ok(r)
+        }
+    }
+}
+
+fn print_report(cli: &Cli, report: &Report, extra: Option<serde_json::Value>) -> Outcome {
+    if cli.json {
+        let mut v = serde_json::to_value(report).unwrap_or_default();
+        if let (Some(obj), Some(extra)) = (v.as_object_mut(), extra) {
+            obj.insert("summary".into(), extra);
+        }
+        println!("{v}");
+    } else {
+        print!("{}", report.human(true));
+    }
+    if report.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
+}
+
+fn done(cli: &Cli, text: String, value: serde_json::Value) -> Outcome {
+    if cli.json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+    Outcome::Ok
+}
+
+fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
+    let kind = backend.kind().name();
+    match &cli.command {
+        Command::Version => {
+            let c = Client::new(backend.connect()?)?;
+            let v = c.version()?;
+            let l = v.limits;
+            let text = format!(
+                "ktmrm protocol {} on the {kind} device\nkeys ≤ {} bytes, values ≤ {} bytes, descriptions ≤ {} chars\n\
+                 quotas: {} live transactions, {} writes per transaction, {} keys, {} bytes",
+                v.protocol_version,
+                v.max_key_len,
+                v.max_value_len,
+                v.max_description_chars,
+                l.max_live_transactions,
+                l.max_write_set,
+                l.max_keys,
+                l.max_bytes
+            );
+            Ok(done(
+                cli,
+                text,
+                json!({
+                    "transport": kind, "protocol_version": v.protocol_version, "max_key_len": v.max_key_len,
+                    "max_value_len": v.max_value_len, "max_description_chars": v.max_description_chars,
+                    "max_live_transactions": l.max_live_transactions, "max_write_set": l.max_write_set,
+                    "max_keys": l.max_keys, "max_bytes": l.max_bytes,
+                }),
+            ))
+        }
+        Command::Stats => {
+            let c = Client::new(backend.connect()?)?;
+            let s = c.stats()?;
+            let pairs: Vec<(&str, u64)> = ktmrm_client::proto::Stats::FIELDS
+                .iter()
+                .copied()
+                .zip(s.values())
+                .collect();
+            let text = pairs
+                .iter()
+                .map(|(k, v)| format!("{k:<24} {v}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut obj = serde_json::Map::new();
+            obj.insert("transport".into(), json!(kind));
+            for (k, v) in pairs {
+                obj.insert(k.into(), json!(v));
+            }
+            Ok(done(cli, text, serde_json::Value::Object(obj)))
+        }
+        Command::Put { key, value, tx } => {
+            let (k, v) = match (bytes(key), bytes(value)) {
+                (Ok(k), Ok(v)) => (k, v),
+                (Err(e), _) | (_, Err(e)) => return Ok(e),
+            };
+            let c = Client::new(backend.connect()?)?;
+            with_tx(&c, tx.as_deref(), |h| c.put_in(h, &k, &v))?;
+            Ok(done(cli, "ok".into(), json!({ "ok": true })))
+        }
+        Command::Get { key, tx } => {
+            let k = match bytes(key) {
+                Ok(k) => k,
+                Err(e) => return Ok(e),
+            };
+            let c = Client::new(backend.connect()?)?;
+            let v = with_tx(&c, tx.as_deref(), |h| c.get_in(h, &k))?;
+            Ok(done(
+                cli,
+                show(&v),
+                json!({ "value": show(&v), "len": v.len() }),
+            ))
+        }
+        Command::Delete { key, tx } => {
+            let k = match bytes(key) {
+                Ok(k) => k,
+                Err(e) => return Ok(e),
+            };
+            let c = Client::new(backend.connect()?)?;
+            with_tx(&c, tx.as_deref(), |h| c.delete_in(h, &k))?;
+            Ok(done(cli, "ok".into(), json!({ "ok": true })))
+        }
+        Command::List { prefix, tx } => {
+            let p = match bytes(prefix) {
+                Ok(p) => p,
+                Err(e) => return Ok(e),
+            };
+            let c = Client::new(backend.connect()?)?;
+            let keys: Vec<String> = with_tx(&c, tx.as_deref(), |h| c.list_in(h, &p))?
+                .iter()
+                .map(|k| show(k))
+                .collect();
+            Ok(done(cli, keys.join("\n"), json!({ "keys": keys })))
+        }
+        Command::Script { file } => run_script(cli, backend, file),
+        Command::Scenarios { names, list } => {
+            if *list {
+                let all = scenarios::all();
+                let text = all
+                    .iter()
+                    .map(|s| format!("{:<30} {}", s.name, s.rule))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let v: Vec<_> = all
+                    .iter()
+                    .map(|s| json!({ "name": s.name, "rule": s.rule }))
+                    .collect();
+                return Ok(done(cli, text, json!(v)));
+            }
+            if let Some(bad) = names
+                .iter()
+                .find(|n| !scenarios::all().iter().any(|s| s.name == n.as_str()))
+            {
+                return Ok(Outcome::Usage(format!(
+                    "no scenario named {bad:?} (see `ktmrm-test scenarios --list`)"
+                )));
+            }
+            let report = scenarios::run(backend, names)?;
+            Ok(print_report(cli, &report, None))
+        }
+        Command::BadInput => {
+            let report = bad_input::run(backend.connect()?)?;
+            Ok(print_report(cli, &report, None))
+        }
+        Command::Stress {
+            threads,
+            seconds,
+            accounts,
+        } => {
+            if !seconds.is_finite() || *seconds < 0.0 {
+                return Ok(Outcome::Usage(format!(
+                    "--seconds {seconds} is not a duration"
+                )));
+            }
+            let cfg = stress::StressConfig {
+                threads: *threads,
+                duration: Duration::from_secs_f64(*seconds),
+                accounts: *accounts,
+                progress: !cli.json && std::io::stderr().is_terminal(),
+            };
+            let (report, summary) = stress::run(backend.connect()?, &cfg)?;
+            if !cli.json {
+                println!(
+                    "{} threads × {:.1} s: {} commits ({:.0}/s), {} conflicts retried, {} stale reads retried, {} failed commits",
+                    cfg.threads,
+                    summary.seconds,
+                    summary.commits,
+                    summary.commits_per_second,
+                    summary.conflicts,
+                    summary.stale_reads,
+                    summary.failed_commits
+                );
+            }
+            Ok(print_report(
+                cli,
+                &report,
+                serde_json::to_value(&summary).ok(),
+            ))
+        }
+        Command::Bench { iterations, quick } => {
+            let r = bench::run(backend.connect()?, (*iterations).max(1))?;
+            let mut json = serde_json::to_value(&r).unwrap_or_default();
+            let mut human = r.human();
+            let mut met = true;
+            if backend.kind() == ktmrm_client::transport::TransportKind::Sim {
+                let cfg = if *quick {
+                    ktmrm_bench::BenchConfig::quick()
+                } else {
+                    ktmrm_bench::BenchConfig::default()
+                };
+                let engine = ktmrm_bench::run(&cfg);
+                met = engine.targets.iter().all(|t| t.met);
+                human.push('\n');
+                human.push_str(&bench::engine_table(&engine));
+                if let (Some(obj), Ok(serde_json::Value::Object(more))) =
+                    (json.as_object_mut(), serde_json::to_value(&engine))
+                {
+                    obj.extend(more);
+                }
+            }
+            let outcome = done(cli, human, json);
+            Ok(if met { outcome } else { Outcome::Failed })
+        }
+    }
+}
+
+fn run_script(cli: &Cli, backend: &Backend, file: &str) -> Result<Outcome, Error> {
+    let mut src = String::new();
+    let read = if file == "-" {
+        std::io::stdin().read_to_string(&mut src).map(drop)
+    } else {
+        std::fs::read_to_string(file).map(|s| src = s)
+    };
+    if let Err(e) = read {
+        return Ok(Outcome::Usage(format!("cannot read script {file}: {e}")));
+    }
+    let lines = match script::parse(&src) {
+        Ok(l) => l,
+        Err(e) => return Ok(Outcome::Usage(format!("{file}: {e}"))),
+    };
+    let client = Client::new(backend.connect()?)?;
+    let results = match script::run(&client, &lines) {
+        Ok(r) => r,
+        Err(e) => return Ok(Outcome::Usage(format!("{file}: {e}"))),
+    };
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "transport": backend.kind(), "results": results })
+        );
+    } else {
+        for r in &results {
+            println!("{}", r.output);
+        }
+    }
+    Ok(Outcome::Ok)
+}

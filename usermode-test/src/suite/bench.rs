@@ -1,0 +1,243 @@
+//! Per-operation latency through a transport. Each operation is a named closure timed one call
+//! at a time, so a later issue can add operations, or compare a [`BenchReport`] against stored
+//! baselines, without touching the measuring code.
+
+use crate::client::{Client, TxSource};
+use crate::error::Result;
+use crate::transport::{Transport, TransportKind};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Latency summary of one operation, in microseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpResult {
+    /// Operation name (`put`, `get`, `tx-put`, …).
+    pub name: String,
+    /// What one iteration does.
+    pub what: String,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Median.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Slowest.
+    pub max_us: f64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Iterations per second (1 / mean).
+    pub ops_per_second: f64,
+}
+
+/// Every operation's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Which transport was measured.
+    pub transport: TransportKind,
+    /// One entry per operation.
+    pub ops: Vec<OpResult>,
+}
+
+impl BenchReport {
+    /// A table for people.
+    #[must_use]
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "bench on the {} transport (latency per iteration, µs)\n",
+            self.transport.name()
+        );
+        s.push_str(&format!(
+            "{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10}\n",
+            "op", "n", "p50", "p90", "p99", "max", "ops/s"
+        ));
+        for o in &self.ops {
+            s.push_str(&format!(
+                "{:<16} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0}\n",
+                o.name, o.iterations, o.p50_us, o.p90_us, o.p99_us, o.max_us, o.ops_per_second
+            ));
+        }
+        s
+    }
+}
+
+pub use ktmrm_bench::quantile;
+
+/// The engine suite's report as a table: measurements, ratios, memory, targets.
+#[must_use]
+pub fn engine_table(r: &ktmrm_bench::Report) -> String {
+    let mut s = String::from("engine suite (baselines measured in this run; ns per operation)\n");
+    s.push_str(&format!(
+        "{:<32} {:>10} {:>10} {:>10}\n",
+        "measurement", "mean", "p50", "p99"
+    ));
+    for m in r.measurements.values() {
+        s.push_str(&format!(
+            "{:<32} {:>10.0} {:>10.0} {:>10.0}\n",
+            m.name, m.mean_ns, m.p50_ns, m.p99_ns
+        ));
+    }
+    let q = &r.ratios;
+    s.push_str(&format!(
+        "ratios: engine/btreemap {:.2}, sim/btreemap {:.2}, scale largest/smallest {:.2}, commit per key largest/10 {:.2}\n",
+        q.engine_vs_btreemap, q.sim_vs_btreemap, q.scale_1e6_vs_1e3, q.commit_per_key_1000_vs_10
+    ));
+    match r.memory.overhead_bytes_per_key {
+        Some(o) => s.push_str(&format!(
+            "memory: {o:.1} bytes of overhead per stored key ({} keys)\n",
+            r.memory.keys
+        )),
+        None => s.push_str("memory: not measured (no counting allocator)\n"),
+    }
+    for t in &r.targets {
+        let verdict = if t.met { "met" } else { "MISSED" };
+        s.push_str(&format!(
+            "target {verdict:<6} {} : {:.2} (limit {})\n",
+            t.name, t.value, t.limit
+        ));
+    }
+    s
+}
+
+/// Summarises raw samples.
+#[must_use]
+pub fn summarize(name: &str, what: &str, mut samples: Vec<Duration>) -> OpResult {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let total: Duration = samples.iter().sum();
+    let mean = if samples.is_empty() {
+        0.0
+    } else {
+        us(total) / samples.len() as f64
+    };
+    OpResult {
+        name: name.into(),
+        what: what.into(),
+        iterations: samples.len(),
+        p50_us: us(quantile(&samples, 0.50)),
+        p90_us: us(quantile(&samples, 0.90)),
+        p99_us: us(quantile(&samples, 0.99)),
+        max_us: us(samples.last().copied().unwrap_or_default()),
+        mean_us: mean,
+        ops_per_second: if mean > 0.0 { 1e6 / mean } else { 0.0 },
+    }
+}
+
+/// Times `op(i)` for `iterations` calls after `iterations / 10` untimed warm-up calls.
+pub fn measure(
+    iterations: usize,
+    mut op: impl FnMut(usize) -> Result<()>,
+) -> Result<Vec<Duration>> {
+    for i in 0..iterations / 10 {
+        op(i)?;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let t = Instant::now();
+        op(i)?;
+        samples.push(t.elapsed());
+    }
+    Ok(samples)
+}
+
+/// An operation to measure.
+pub struct BenchOp<'a> {
+    /// Name in the report.
+    pub name: &'static str,
+    /// What one iteration does.
+    pub what: &'static str,
+    /// One iteration.
+    pub run: Box<dyn FnMut(usize) -> Result<()> + 'a>,
+}
+
+/// The standard operations over `client`, on keys under `prefix`.
+pub fn standard_ops<'a>(client: &'a Client, prefix: &'a [u8]) -> Vec<BenchOp<'a>> {
+    let key = move |i: usize| [prefix, format!("k{:04}", i % 1000).as_bytes()].concat();
+    let value = vec![0x5Au8; 100];
+    let v2 = value.clone();
+    let v3 = value.clone();
+    vec![
+        BenchOp {
+            name: "version",
+            what: "GET_VERSION",
+            run: Box::new(move |_| client.version().map(drop)),
+        },
+        BenchOp {
+            name: "put",
+            what: "non-transacted PUT, 100-byte value",
+            run: Box::new(move |i| client.put(&key(i), &value)),
+        },
+        BenchOp {
+            name: "get",
+            what: "GET of a committed 100-byte value",
+            run: Box::new(move |i| client.get(&key(i)).map(drop)),
+        },
+        BenchOp {
+            name: "tx-put",
+            what: "BEGIN + PUT + commit (one-put transaction)",
+            run: Box::new(move |i| {
+                let mut t = client.begin()?;
+                t.put(&key(i), &v2)?;
+                t.commit()
+            }),
+        },
+        BenchOp {
+            name: "tx-put-ktmw32",
+            what: "CreateTransaction + PUT + commit",
+            run: Box::new(move |i| {
+                let mut t = client.begin_with(TxSource::Ktmw32, 0, "bench")?;
+                t.put(&key(i), &v3)?;
+                t.commit()
+            }),
+        },
+        BenchOp {
+            name: "list-100",
+            what: "LIST of 100 keys (one page)",
+            run: Box::new(move |_| client.list_in(0, &[prefix, b"k00"].concat()).map(drop)),
+        },
+    ]
+}
+
+/// Runs the standard operations.
+pub fn run(transport: Arc<dyn Transport>, iterations: usize) -> Result<BenchReport> {
+    let client = Client::new(transport.clone())?;
+    let prefix = match transport.kind() {
+        TransportKind::Sim => b"bench/".to_vec(),
+        TransportKind::Device => format!("ktmrm-test/bench-{}/", std::process::id()).into_bytes(),
+    };
+    // Every key the ops read exists before timing starts.
+    for i in 0..1000 {
+        client.put(
+            &[&prefix[..], format!("k{i:04}").as_bytes()].concat(),
+            &[0x5A; 100],
+        )?;
+    }
+    let mut ops = Vec::new();
+    for mut op in standard_ops(&client, &prefix) {
+        let samples = measure(iterations, &mut op.run)?;
+        ops.push(summarize(op.name, op.what, samples));
+    }
+    if transport.kind() == TransportKind::Device {
+        client.delete_prefix(&prefix)?;
+    }
+    Ok(BenchReport {
+        transport: transport.kind(),
+        ops,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_samples() {
+        let s: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        let r = summarize("x", "y", s);
+        assert_eq!((r.p50_us, r.p99_us, r.max_us), (50.0, 99.0, 100.0));
+        assert_eq!(r.iterations, 100);
+        assert!((r.mean_us - 50.5).abs() < 1e-9);
+    }
+}

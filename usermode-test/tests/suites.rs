@@ -1,0 +1,117 @@
+//! The scenario, bad-input and stress suites against the simulated device: every check must
+//! run (nothing skipped on the simulator) and pass.
+
+use ktm_sim::DeliveryMode;
+use ktmrm_client::suite::{Report, Verdict, bad_input, scenarios, stress};
+use ktmrm_client::transport::{Backend, SimConfig};
+use std::time::Duration;
+
+fn assert_all_passed(r: &Report) {
+    let bad: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass)
+        .map(|c| format!("{:?} {}: {}", c.verdict, c.name, c.detail))
+        .collect();
+    assert!(bad.is_empty(), "{}:\n{}", r.suite, bad.join("\n"));
+    assert!(r.passed > 0);
+}
+
+#[test]
+fn every_scenario_passes_on_the_simulator() {
+    let r = scenarios::run(&Backend::Sim(SimConfig::default()), &[]).unwrap();
+    assert_all_passed(&r);
+    // One scenario per rule of issue 3, each run (none skipped on the simulator).
+    let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+    for rule in [
+        "reads-never-block",
+        "own-writes-visible",
+        "committed-only-outside",
+        "write-write-conflict",
+        "non-transacted-conflict",
+        "absent-key-not-found",
+        "size-limits",
+        "commit-atomic",
+        "rollback-explicit",
+        "rollback-timeout",
+        "rollback-veto",
+        "rollback-handle-close",
+        "ended-tx-not-active",
+        "list-order-pagination",
+        "read-only-transaction",
+        "two-rms-commit",
+        "quotas",
+    ] {
+        assert!(
+            names.contains(&rule),
+            "scenario {rule} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn scenarios_pass_with_notifications_on_other_threads() {
+    // KTM may deliver notifications on arbitrary threads (ktm.md §3): the same rules must hold.
+    let cfg = SimConfig {
+        delivery: DeliveryMode::Threaded,
+        ..SimConfig::default()
+    };
+    let r = scenarios::run(&Backend::Sim(cfg), &[]).unwrap();
+    assert_all_passed(&r);
+}
+
+#[test]
+fn named_scenarios_run_alone_and_unknown_names_are_refused() {
+    let backend = Backend::Sim(SimConfig::default());
+    let r = scenarios::run(&backend, &["rollback-veto".into(), "quotas".into()]).unwrap();
+    assert_eq!(r.checks.len(), 2);
+    assert_all_passed(&r);
+    let e = scenarios::run(&backend, &["no-such".into()]).err().unwrap();
+    assert!(e.to_string().contains("no such scenario"), "{e}");
+}
+
+#[test]
+fn bad_input_suite_passes_and_leaves_the_store_alone() {
+    let r = bad_input::run(Backend::Sim(SimConfig::default()).connect().unwrap()).unwrap();
+    assert_all_passed(&r);
+    let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+    for cat in [
+        "truncated",
+        "trailing-bytes",
+        "wrong-version",
+        "flags-reserved",
+        "body-len-lies",
+        "field-len-lies",
+        "oversize-fields",
+        "tx-where-none-allowed",
+        "unknown-codes",
+        "output-too-small",
+        "access-denied",
+        "bad-handle-values",
+        "wrong-object-type",
+        "closed-transaction",
+        "ended-transactions",
+        "store-unchanged",
+        "no-leaked-transactions",
+    ] {
+        assert!(
+            names.contains(&cat),
+            "category {cat} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn short_stress_run_keeps_every_invariant() {
+    let cfg = stress::StressConfig {
+        threads: 2,
+        duration: Duration::from_secs(1),
+        accounts: 4,
+        progress: false,
+    };
+    let (r, s) = stress::run(Backend::Sim(SimConfig::default()).connect().unwrap(), &cfg).unwrap();
+    assert_all_passed(&r);
+    assert!(s.commits > 0);
+    assert_eq!(s.failed_commits, 0);
+    assert!(s.unexpected.is_empty(), "{:?}", s.unexpected);
+}
