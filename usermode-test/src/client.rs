@@ -27,6 +27,11 @@ pub fn show(bytes: &[u8]) -> String {
     s
 }
 
+/// `s` as BEGIN carries a description: UTF-16LE, no terminator.
+pub(crate) fn utf16le(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
 /// A connection to a ktmrm device.
 #[derive(Clone)]
 pub struct Client {
@@ -126,10 +131,7 @@ impl Client {
 
     /// BEGIN: the driver creates a KTM transaction; returns its handle (in this process).
     pub fn begin_raw(&self, timeout_ms: u32, description: &str) -> Result<u64> {
-        let desc: Vec<u8> = description
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect();
+        let desc = utf16le(description);
         let mut out = [0u8; 8];
         let req = Request::Begin {
             timeout_ms,

@@ -1,13 +1,12 @@
 //! The `ktmrm-test` binary: exit statuses, messages, and JSON shapes, on the simulator.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{assert_fails_with, assert_stderr_has, bin, each_str};
+use std::process::Output;
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ktmrm-test"))
-        .arg("--sim")
-        .args(args)
-        .output()
-        .unwrap()
+    bin().arg("--sim").args(args).output().unwrap()
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
@@ -42,31 +41,22 @@ fn single_operations_and_their_errors() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "ok\n");
     // Each --sim run starts empty, so the key is gone in the next run.
-    let out = run(&["get", "k"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("STATUS_OBJECT_NAME_NOT_FOUND (0xC0000034): The key does not exist"),
-        "{err}"
+    assert_fails_with(
+        &run(&["get", "k"]),
+        1,
+        "STATUS_OBJECT_NAME_NOT_FOUND (0xC0000034): The key does not exist",
     );
     // A raw handle value goes to the driver as is.
-    let out = run(&["put", "k", "v", "--tx", "0x1234"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("STATUS_INVALID_HANDLE")
+    assert_fails_with(
+        &run(&["put", "k", "v", "--tx", "0x1234"]),
+        1,
+        "STATUS_INVALID_HANDLE",
     );
     let v = json(&["get", "k"]);
     assert_eq!(v["error"]["status"], "STATUS_OBJECT_NAME_NOT_FOUND");
     let v = json(&["list"]);
     assert_eq!(v["keys"], serde_json::json!([]));
-    let out = run(&["put", "", "v"]);
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("STATUS_INVALID_PARAMETER")
-    );
+    assert_stderr_has(&run(&["put", "", "v"]), "STATUS_INVALID_PARAMETER");
 }
 
 #[test]
@@ -78,12 +68,10 @@ fn scenario_listing_and_unknown_names() {
             .iter()
             .any(|s| s["name"] == "write-write-conflict")
     );
-    let out = run(&["scenarios", "nope"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("no scenario named \"nope\"")
+    assert_fails_with(
+        &run(&["scenarios", "nope"]),
+        2,
+        "no scenario named \"nope\"",
     );
 }
 
@@ -108,18 +96,24 @@ fn suites_exit_zero_and_end_with_a_count_line() {
     assert!(v["summary"]["commits"].as_u64().unwrap() > 0);
     let v = json(&["bench", "--quick", "--iterations", "20"]);
     // The engine suite's fields, as issue 8 names them (values are not judged in a debug build).
-    for ratio in ["engine_vs_btreemap", "scale_1e6_vs_1e3", "commit_per_key_1000_vs_10"] {
-        assert!(v["ratios"][ratio].as_f64().unwrap() > 0.0, "{ratio}: {}", v["ratios"]);
+    for ratio in [
+        "engine_vs_btreemap",
+        "scale_1e6_vs_1e3",
+        "commit_per_key_1000_vs_10",
+    ] {
+        assert!(
+            v["ratios"][ratio].as_f64().unwrap() > 0.0,
+            "{ratio}: {}",
+            v["ratios"]
+        );
     }
     let overhead = v["memory"]["overhead_bytes_per_key"].as_f64().unwrap();
-    assert!(overhead > 16.0 && overhead < 200.0, "counting allocator: {overhead}");
+    assert!(
+        overhead > 16.0 && overhead < 200.0,
+        "counting allocator: {overhead}"
+    );
     assert_eq!(v["targets"].as_array().unwrap().len(), 4);
-    let ops: Vec<&str> = v["ops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
+    let ops = each_str(&v["ops"], "name");
     for op in ["put", "get", "tx-put"] {
         assert!(ops.contains(&op), "{ops:?}");
     }

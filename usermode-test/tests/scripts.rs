@@ -2,12 +2,11 @@
 //! simulator and must print exactly its `.out` file. Set `KTMRM_BLESS=1` to rewrite the `.out`
 //! files from the current output (then review the diff).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ktmrm-test"))
-}
+use common::{assert_fails_with, bin, each_str};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn run_script(path: &Path) -> Output {
     bin().args(["--sim", "script"]).arg(path).output().unwrap()
@@ -95,23 +94,16 @@ fn script_stdin(src: &str, json: bool) -> Output {
 #[test]
 fn unparsable_scripts_stop_with_the_line_number_before_running() {
     let out = script_stdin("begin T\nput T k v\n\n# note\nfrobnicate T\n", false);
-    assert_eq!(out.status.code(), Some(2));
+    assert_fails_with(&out, 2, "line 5: unknown command `frobnicate`");
     assert!(
         out.stdout.is_empty(),
         "nothing runs: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("line 5: unknown command `frobnicate`"),
-        "{err}"
-    );
-    let out = script_stdin("put T1 k v\n", false);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("line 1: transaction \"T1\" is used before `begin T1`")
+    assert_fails_with(
+        &script_stdin("put T1 k v\n", false),
+        2,
+        "line 1: transaction \"T1\" is used before `begin T1`",
     );
 }
 
@@ -120,13 +112,10 @@ fn json_output_has_one_result_per_command() {
     let out = script_stdin("put - a 1\nget - a\nget - b\n", true);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let outputs: Vec<&str> = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["output"].as_str().unwrap())
-        .collect();
-    assert_eq!(outputs, ["ok", "ok 1", "err STATUS_OBJECT_NAME_NOT_FOUND"]);
+    assert_eq!(
+        each_str(&v["results"], "output"),
+        ["ok", "ok 1", "err STATUS_OBJECT_NAME_NOT_FOUND"]
+    );
     assert_eq!(v["transport"], "sim");
     assert_eq!(v["results"][2]["line"], 3);
 }

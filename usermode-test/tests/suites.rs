@@ -17,36 +17,42 @@ fn assert_all_passed(r: &Report) {
     assert!(r.passed > 0);
 }
 
+/// Asserts that `r` has a check named each of `names` (each a `what`, for the message).
+fn assert_has_checks(r: &Report, what: &str, names: &[&str]) {
+    let ran: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+    for name in names {
+        assert!(ran.contains(name), "{what} {name} missing from {ran:?}");
+    }
+}
+
 #[test]
 fn every_scenario_passes_on_the_simulator() {
     let r = scenarios::run(&Backend::Sim(SimConfig::default()), &[]).unwrap();
     assert_all_passed(&r);
     // One scenario per rule of issue 3, each run (none skipped on the simulator).
-    let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
-    for rule in [
-        "reads-never-block",
-        "own-writes-visible",
-        "committed-only-outside",
-        "write-write-conflict",
-        "non-transacted-conflict",
-        "absent-key-not-found",
-        "size-limits",
-        "commit-atomic",
-        "rollback-explicit",
-        "rollback-timeout",
-        "rollback-veto",
-        "rollback-handle-close",
-        "ended-tx-not-active",
-        "list-order-pagination",
-        "read-only-transaction",
-        "two-rms-commit",
-        "quotas",
-    ] {
-        assert!(
-            names.contains(&rule),
-            "scenario {rule} missing from {names:?}"
-        );
-    }
+    assert_has_checks(
+        &r,
+        "scenario",
+        &[
+            "reads-never-block",
+            "own-writes-visible",
+            "committed-only-outside",
+            "write-write-conflict",
+            "non-transacted-conflict",
+            "absent-key-not-found",
+            "size-limits",
+            "commit-atomic",
+            "rollback-explicit",
+            "rollback-timeout",
+            "rollback-veto",
+            "rollback-handle-close",
+            "ended-tx-not-active",
+            "list-order-pagination",
+            "read-only-transaction",
+            "two-rms-commit",
+            "quotas",
+        ],
+    );
 }
 
 #[test]
@@ -74,31 +80,29 @@ fn named_scenarios_run_alone_and_unknown_names_are_refused() {
 fn bad_input_suite_passes_and_leaves_the_store_alone() {
     let r = bad_input::run(Backend::Sim(SimConfig::default()).connect().unwrap()).unwrap();
     assert_all_passed(&r);
-    let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
-    for cat in [
-        "truncated",
-        "trailing-bytes",
-        "wrong-version",
-        "flags-reserved",
-        "body-len-lies",
-        "field-len-lies",
-        "oversize-fields",
-        "tx-where-none-allowed",
-        "unknown-codes",
-        "output-too-small",
-        "access-denied",
-        "bad-handle-values",
-        "wrong-object-type",
-        "closed-transaction",
-        "ended-transactions",
-        "store-unchanged",
-        "no-leaked-transactions",
-    ] {
-        assert!(
-            names.contains(&cat),
-            "category {cat} missing from {names:?}"
-        );
-    }
+    assert_has_checks(
+        &r,
+        "category",
+        &[
+            "truncated",
+            "trailing-bytes",
+            "wrong-version",
+            "flags-reserved",
+            "body-len-lies",
+            "field-len-lies",
+            "oversize-fields",
+            "tx-where-none-allowed",
+            "unknown-codes",
+            "output-too-small",
+            "access-denied",
+            "bad-handle-values",
+            "wrong-object-type",
+            "closed-transaction",
+            "ended-transactions",
+            "store-unchanged",
+            "no-leaked-transactions",
+        ],
+    );
 }
 
 #[test]

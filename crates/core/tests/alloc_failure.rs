@@ -103,6 +103,16 @@ enum Step {
     Rollback(usize),
 }
 
+impl Step {
+    /// What the step writes: a PUT the first `n % value.len()` bytes of `value`, others nothing.
+    fn value(self, value: &[u8]) -> &[u8] {
+        match self {
+            Step::Put(_, _, n) => &value[..n % value.len()],
+            _ => &[],
+        }
+    }
+}
+
 /// Scenarios: transaction 0 means "no transaction"; 1.. name transactions.
 fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
     use Step::*;
@@ -315,11 +325,7 @@ fn every_allocation_failure_is_clean() {
             FAIL_AT.with(|f| f.set(fail_at));
             ARMED.with(|a| a.set(true));
             for s in &steps {
-                let len = match s {
-                    Step::Put(_, _, n) => *n % value.len(),
-                    _ => 0,
-                };
-                statuses.push(run.step(*s, &value[..len]));
+                statuses.push(run.step(*s, s.value(&value)));
             }
             ARMED.with(|a| a.set(false));
             let hit = COUNT.with(Cell::get) > fail_at;
@@ -359,10 +365,6 @@ fn every_allocation_failure_is_clean() {
             // The same scenario without the failed steps gives the same store and counters.
             let reference = Run::new();
             for (i, s) in steps.iter().enumerate() {
-                let len = match s {
-                    Step::Put(_, _, n) => *n % value.len(),
-                    _ => 0,
-                };
                 let skip = failed.contains(&i) && !matches!(s, Step::Commit(_));
                 if skip {
                     continue;
@@ -377,7 +379,7 @@ fn every_allocation_failure_is_clean() {
                     );
                     continue;
                 }
-                reference.step(*s, &value[..len]);
+                reference.step(*s, s.value(&value));
             }
             assert_eq!(
                 got,

@@ -21,12 +21,18 @@ fn has(violations: &[String], needle: &str) -> bool {
     violations.iter().any(|v| v.contains(needle))
 }
 
+/// Ends the run ([`Ktm::finish`]) and asserts that the checker found exactly one violation, and
+/// that it starts with `prefix`.
+fn assert_one_violation(k: &Ktm, prefix: &str) {
+    let v = k.finish();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with(prefix), "{v:?}");
+}
+
 #[test]
 fn answering_twice_is_caught() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        let OneTx { k, rm, p, h, .. } = one_tx(ktm(mode), |k: &Ktm, d| {
             if d.notification == N::Prepare {
                 assert_eq!(
                     k.answer(d.enlistment, Answer::PrepareComplete),
@@ -41,8 +47,6 @@ fn answering_twice_is_caught() {
             }
             good()(k, d)
         });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
         let v = k.finish();
@@ -58,11 +62,7 @@ fn answering_twice_is_caught() {
 
 #[test]
 fn an_unsolicited_answer_is_caught() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), good());
     let en = enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(
         k.answer(en, Answer::RollbackEnlistment),
@@ -80,17 +80,9 @@ fn an_unsolicited_answer_is_caught() {
 #[test]
 fn never_answering_is_caught_and_counts_as_a_no_vote() {
     for mode in MODES {
-        let k = impatient(mode);
-        let log = Log::default();
         // Says "later" at PREPARE and never answers.
-        let rm = rm_with(&k, &log, |k: &Ktm, d| {
-            if d.notification == N::Prepare {
-                return NtStatus::PENDING;
-            }
-            good()(k, d)
-        });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, log, rm, p, h } =
+            one_tx(impatient(mode), no_answer_at(N::Prepare, NtStatus::PENDING));
         let en = enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
         assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED, "{mode:?}");
@@ -112,9 +104,7 @@ fn never_answering_is_caught_and_counts_as_a_no_vote() {
 fn wrong_answer_kinds_are_caught() {
     // PrepareComplete to COMMIT, then RollbackEnlistment to COMMIT (a no vote after voting yes).
     for wrong in [Answer::PrepareComplete, Answer::RollbackEnlistment] {
-        let k = ktm(DeliveryMode::Inline);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, move |k: &Ktm, d| {
+        let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), move |k: &Ktm, d| {
             if d.notification == N::Commit {
                 assert_eq!(
                     k.answer(d.enlistment, wrong),
@@ -125,24 +115,15 @@ fn wrong_answer_kinds_are_caught() {
             }
             good()(k, d)
         });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
-        let v = k.finish();
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert!(
-            v[0].starts_with(&format!("wrong answer: {wrong:?} to COMMIT")),
-            "{v:?}"
-        );
+        assert_one_violation(&k, &format!("wrong answer: {wrong:?} to COMMIT"));
     }
 }
 
 #[test]
 fn wrong_answer_to_rollback_and_preprepare_are_caught() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+    let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), |k: &Ktm, d| {
         let wrong = match d.notification {
             N::PrePrepare => Answer::CommitComplete,
             N::Rollback => Answer::RollbackEnlistment,
@@ -154,8 +135,6 @@ fn wrong_answer_to_rollback_and_preprepare_are_caught() {
         );
         good()(k, d)
     });
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.enlist_veto_rm(p, h), NtStatus::SUCCESS);
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
@@ -173,9 +152,7 @@ fn wrong_answer_to_rollback_and_preprepare_are_caught() {
 
 #[test]
 fn closing_with_a_notification_outstanding_is_caught() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+    let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), |k: &Ktm, d| {
         if d.notification == N::Commit {
             k.close_enlistment(d.enlistment);
             assert_eq!(
@@ -186,8 +163,6 @@ fn closing_with_a_notification_outstanding_is_caught() {
         }
         good()(k, d)
     });
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     let v = k.finish();
@@ -199,10 +174,8 @@ fn closing_with_a_notification_outstanding_is_caught() {
 #[test]
 fn never_closing_is_a_leak() {
     for mode in MODES {
-        let k = impatient(mode);
-        let log = Log::default();
         // Answers everything, closes nothing.
-        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        let OneTx { k, rm, p, h, .. } = one_tx(impatient(mode), |k: &Ktm, d| {
             let a = match d.notification {
                 N::PrePrepare => Answer::PrePrepareComplete,
                 N::Prepare => Answer::PrepareComplete,
@@ -212,15 +185,11 @@ fn never_closing_is_a_leak() {
             k.answer(d.enlistment, a);
             NtStatus::SUCCESS
         });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert!(k.leaked_enlistments().is_empty(), "not ended yet");
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
         assert_eq!(k.leaked_enlistments().len(), 1);
-        let v = k.finish();
-        assert_eq!(v.len(), 1, "{v:?}");
-        assert!(v[0].starts_with("leaked enlistment"), "{v:?}");
+        assert_one_violation(&k, "leaked enlistment");
         // Reported once, however often finish runs.
         assert_eq!(k.finish().len(), 1);
     }
@@ -228,16 +197,11 @@ fn never_closing_is_a_leak() {
 
 #[test]
 fn returning_success_without_answering_is_caught() {
-    let k = impatient(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, |k: &Ktm, d| {
-        if d.notification == N::PrePrepare {
-            return NtStatus::SUCCESS; // forgot to answer
-        }
-        good()(k, d)
-    });
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    // Forgets to answer PREPREPARE.
+    let OneTx { k, rm, p, h, .. } = one_tx(
+        impatient(DeliveryMode::Inline),
+        no_answer_at(N::PrePrepare, NtStatus::SUCCESS),
+    );
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
     let v = k.finish();
@@ -254,16 +218,10 @@ fn returning_success_without_answering_is_caught() {
 #[test]
 fn a_failing_callback_is_caught_and_counts_as_a_no_vote() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, |k: &Ktm, d| {
-            if d.notification == N::Prepare {
-                return NtStatus::INSUFFICIENT_RESOURCES;
-            }
-            good()(k, d)
-        });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, rm, p, h, .. } = one_tx(
+            ktm(mode),
+            no_answer_at(N::Prepare, NtStatus::INSUFFICIENT_RESOURCES),
+        );
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
         assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
@@ -281,16 +239,12 @@ fn a_failing_callback_is_caught_and_counts_as_a_no_vote() {
 
 #[test]
 fn a_panicking_threaded_callback_is_caught() {
-    let k = impatient(DeliveryMode::Threaded);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+    let OneTx { k, rm, p, h, .. } = one_tx(impatient(DeliveryMode::Threaded), |k: &Ktm, d| {
         if d.notification == N::Prepare {
             panic!("RM bug (expected by the test)");
         }
         good()(k, d)
     });
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
     let v = k.finish();
@@ -300,32 +254,22 @@ fn a_panicking_threaded_callback_is_caught() {
 
 #[test]
 fn double_close_is_caught() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, |k: &Ktm, d| {
+    let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), |k: &Ktm, d| {
         let s = good()(k, d);
         if d.notification == N::Commit {
             k.close_enlistment(d.enlistment); // good() closed it already
         }
         s
     });
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
-    let v = k.finish();
-    assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with("double close"), "{v:?}");
+    assert_one_violation(&k, "double close");
     assert_eq!(k.counters().enlistments_open, 0);
 }
 
 #[test]
 fn closing_an_enlistment_early_rolls_back() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, log, rm, p, h } = one_tx(ktm(DeliveryMode::Inline), good());
     let en = enlist(&k, rm, p, h, MASK4).unwrap();
     let other = enlist(&k, rm, p, h, MASK4).unwrap();
     k.close_enlistment(en);
@@ -342,19 +286,13 @@ fn an_unreleased_reference_is_a_leak() {
     let h = k.create_transaction(p, 0, "").unwrap();
     let r = k.reference_transaction(p, h, TRANSACTION_ENLIST).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
-    let v = k.finish();
-    assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with("leaked reference"), "{v:?}");
+    assert_one_violation(&k, "leaked reference");
     drop(r);
 }
 
 #[test]
 fn masks_are_checked() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, log, rm, p, h } = one_tx(ktm(DeliveryMode::Inline), good());
     // DELEGATE_COMMIT is not supported; bit 30 is outside TRANSACTION_NOTIFY_MASK.
     assert_eq!(
         enlist(&k, rm, p, h, MASK4 | 0x400),
@@ -369,9 +307,7 @@ fn masks_are_checked() {
     let en = enlist(&k, rm, p, h, 0xC).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     assert_eq!(log.kinds_of(en), [N::Commit]);
-    let v = k.finish();
-    assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with("bad mask"), "{v:?}");
+    assert_one_violation(&k, "bad mask");
 }
 
 #[test]

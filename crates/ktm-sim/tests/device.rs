@@ -3,8 +3,12 @@
 //! before `enlist` returns, duplicate COMMITs, enlist failures, other RMs' votes, timeouts,
 //! handle closes, and the visibility of data between phases.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use common::MODES;
 
 use ktm_sim::access::TRANSACTION_QUERY_INFORMATION;
 use ktm_sim::{
@@ -17,7 +21,6 @@ use ktmrm_proto::{
 };
 
 const RW: u32 = FILE_READ_DATA | FILE_WRITE_DATA;
-const MODES: [DeliveryMode; 2] = [DeliveryMode::Inline, DeliveryMode::Threaded];
 
 /// A client over one open of the device, speaking only bytes.
 #[derive(Clone)]
@@ -100,6 +103,13 @@ fn device(mode: DeliveryMode) -> SimDevice {
     })
 }
 
+/// What most tests start from: `dev`, a process, and a client over that process's open of it.
+fn one_client(dev: SimDevice) -> (SimDevice, SimProcess, Client) {
+    let p = dev.process();
+    let c = Client::new(&p);
+    (dev, p, c)
+}
+
 /// The end of every test: no protocol violation, no leaked enlistment or reference, and the
 /// engine holds no live transaction.
 fn assert_clean(dev: &SimDevice) {
@@ -113,9 +123,7 @@ fn assert_clean(dev: &SimDevice) {
 #[test]
 fn commit_through_ioctls_in_both_modes() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         let tx = p.create_transaction(0, "app").unwrap();
         assert_eq!(c.put(tx, "k", "v1"), NtStatus::SUCCESS);
         assert_eq!(c.get(tx, "k").as_deref(), Ok("v1"));
@@ -206,10 +214,8 @@ fn file_access_is_checked_before_the_driver() {
 #[test]
 fn nothing_is_visible_before_commit_and_everything_after() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
+        let (dev, p, c) = one_client(device(mode));
         let reader = Client::new(&dev.process());
-        let c = Client::new(&p);
         c.put(0, "k", "old");
         let tx = p.create_transaction(0, "").unwrap();
         assert_eq!(c.put(tx, "k", "new"), NtStatus::SUCCESS);
@@ -246,9 +252,7 @@ fn nothing_is_visible_before_commit_and_everything_after() {
 
 #[test]
 fn single_phase_commit_is_visible_once_it_completes() {
-    let dev = device(DeliveryMode::Inline);
-    let p = dev.process();
-    let c = Client::new(&p);
+    let (dev, p, c) = one_client(device(DeliveryMode::Inline));
     let reader = Client::new(&dev.process());
     let tx = p.create_transaction(0, "").unwrap();
     c.put(tx, "k", "v");
@@ -270,9 +274,7 @@ fn single_phase_commit_is_visible_once_it_completes() {
 #[test]
 fn another_rms_veto_discards_the_writes() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         let tx = p.create_transaction(0, "").unwrap();
         assert_eq!(c.put(tx, "k", "v"), NtStatus::SUCCESS);
         assert_eq!(p.enlist_veto_rm(tx), NtStatus::SUCCESS);
@@ -294,16 +296,14 @@ fn another_rms_veto_discards_the_writes() {
 #[test]
 fn engine_veto_after_single_phase_reject() {
     for mode in MODES {
-        let dev = SimDevice::with_config(SimConfig {
+        let (dev, p, c) = one_client(SimDevice::with_config(SimConfig {
             delivery: mode,
             limits: Limits {
                 max_keys: 1,
                 ..Limits::default()
             },
             ..SimConfig::default()
-        });
-        let p = dev.process();
-        let c = Client::new(&p);
+        }));
         let t1 = p.create_transaction(0, "").unwrap();
         let t2 = p.create_transaction(0, "").unwrap();
         assert_eq!(c.put(t1, "a", "1"), NtStatus::SUCCESS);
@@ -326,9 +326,7 @@ fn engine_veto_after_single_phase_reject() {
 #[test]
 fn read_only_transaction_with_another_rm() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         c.put(0, "k", "v");
         let tx = p.create_transaction(0, "").unwrap();
         assert_eq!(c.get(tx, "k").as_deref(), Ok("v"));
@@ -345,9 +343,7 @@ fn read_only_transaction_with_another_rm() {
 #[test]
 fn timeout_rolls_back_and_the_transaction_is_dead() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         let tx = c.begin(500, "short").unwrap();
         assert_eq!(c.put(tx, "k", "v"), NtStatus::SUCCESS);
         assert_eq!(dev.ktm().advance_time(500), 1);
@@ -364,9 +360,7 @@ fn timeout_rolls_back_and_the_transaction_is_dead() {
 #[test]
 fn closing_the_last_handle_or_exiting_rolls_back() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         let t1 = p.create_transaction(0, "").unwrap();
         c.put(t1, "a", "1");
         assert_eq!(p.close_handle(t1), NtStatus::SUCCESS);
@@ -389,9 +383,7 @@ fn closing_the_last_handle_or_exiting_rolls_back() {
 fn rollback_before_enlist_returns() {
     for mode in MODES {
         for race in [EnlistRace::SameThread, EnlistRace::OtherThread] {
-            let dev = device(mode);
-            let p = dev.process();
-            let c = Client::new(&p);
+            let (dev, p, c) = one_client(device(mode));
             let tx = p.create_transaction(0, "").unwrap();
             dev.ktm().rollback_during_next_enlist(race);
             // The first use enlists; KTM rolls back before the enlist call returns.
@@ -413,9 +405,7 @@ fn rollback_before_enlist_returns() {
 #[test]
 fn rollback_before_enlist_returns_on_a_read() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         c.put(0, "k", "v");
         let tx = p.create_transaction(0, "").unwrap();
         dev.ktm()
@@ -430,13 +420,11 @@ fn rollback_before_enlist_returns_on_a_read() {
 #[test]
 fn duplicate_commit_is_acknowledged_and_applied_once() {
     for mode in MODES {
-        let dev = SimDevice::with_config(SimConfig {
+        let (dev, p, c) = one_client(SimDevice::with_config(SimConfig {
             delivery: mode,
             duplicate_commit: true,
             ..SimConfig::default()
-        });
-        let p = dev.process();
-        let c = Client::new(&p);
+        }));
         let tx = p.create_transaction(0, "").unwrap();
         c.put(tx, "k", "v");
         c.put(tx, "d", "x");
@@ -460,9 +448,7 @@ fn duplicate_commit_is_acknowledged_and_applied_once() {
 #[test]
 fn enlist_failure_is_reported_and_the_next_use_enlists() {
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         let tx = p.create_transaction(0, "").unwrap();
         dev.ktm()
             .fail_next_enlists(1, NtStatus::INSUFFICIENT_RESOURCES);
@@ -485,9 +471,7 @@ fn enlist_failure_is_reported_and_the_next_use_enlists() {
 fn writes_during_a_commit_are_refused_reads_work() {
     // The app keeps using the transaction from another thread while KTM prepares it.
     for mode in MODES {
-        let dev = device(mode);
-        let p = dev.process();
-        let c = Client::new(&p);
+        let (dev, p, c) = one_client(device(mode));
         let tx = p.create_transaction(0, "").unwrap();
         c.put(tx, "k", "v");
         assert_eq!(p.enlist_yes_rm(tx), NtStatus::SUCCESS);

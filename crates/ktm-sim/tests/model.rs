@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use ktm_sim::access::*;
 use ktm_sim::{
-    Answer, DeliveryMode, EnlistRace, EnlistmentState, Ktm, KtmConfig, Notification as N, NtStatus,
-    Outcome, Phase, TxState,
+    Answer, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentState, Ktm, KtmConfig,
+    Notification as N, NtStatus, Outcome, Phase, TxState,
 };
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -103,11 +103,7 @@ fn two_rms_see_each_phase_before_the_next_starts() {
 #[test]
 fn builtin_yes_rm_is_a_second_participant() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, good());
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, log, rm, p, h } = one_tx(ktm(mode), good());
         enlist(&k, rm, p, h, MASK_SPC).unwrap();
         assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
@@ -123,11 +119,7 @@ fn builtin_yes_rm_is_a_second_participant() {
 #[test]
 fn sole_rm_with_spc_bit_gets_single_phase_commit() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, good());
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, log, rm, p, h } = one_tx(ktm(mode), good());
         enlist(&k, rm, p, h, MASK_SPC).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
         assert_eq!(log.kinds(), [N::SinglePhaseCommit]);
@@ -141,11 +133,7 @@ fn sole_rm_with_spc_bit_gets_single_phase_commit() {
 
 #[test]
 fn sole_rm_without_spc_bit_gets_two_phases() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, log, rm, p, h } = one_tx(ktm(DeliveryMode::Inline), good());
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     assert_eq!(log.kinds(), [N::PrePrepare, N::Prepare, N::Commit]);
@@ -154,15 +142,10 @@ fn sole_rm_without_spc_bit_gets_two_phases() {
 
 #[test]
 fn single_phase_reject_falls_back_to_the_full_protocol() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(
-        &k,
-        &log,
+    let OneTx { k, log, rm, p, h } = one_tx(
+        ktm(DeliveryMode::Inline),
         voting(Answer::PrepareComplete, Answer::SinglePhaseReject),
     );
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
     enlist(&k, rm, p, h, MASK_SPC).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     assert_eq!(
@@ -175,12 +158,9 @@ fn single_phase_reject_falls_back_to_the_full_protocol() {
 #[test]
 fn read_only_enlistment_gets_no_commit() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let ro = rm_with(&k, &log, voting(Answer::ReadOnly, Answer::CommitComplete));
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
-        let en = enlist(&k, ro, p, h, MASK4).unwrap();
+        let OneTx { k, log, rm, p, h } =
+            one_tx(ktm(mode), voting(Answer::ReadOnly, Answer::CommitComplete));
+        let en = enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
         assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare]);
@@ -196,11 +176,7 @@ fn read_only_enlistment_gets_no_commit() {
 #[test]
 fn veto_rm_aborts_and_every_voter_gets_rollback() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, good());
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, log, rm, p, h } = one_tx(ktm(mode), good());
         let en = enlist(&k, rm, p, h, MASK_SPC).unwrap();
         assert_eq!(k.enlist_veto_rm(p, h), NtStatus::SUCCESS);
         assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED, "{mode:?}");
@@ -250,11 +226,7 @@ fn own_no_vote_is_followed_by_rollback_and_read_only_is_spared() {
 #[test]
 fn explicit_rollback() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, good());
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, log, rm, p, h } = one_tx(ktm(mode), good());
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.rollback(p, h), NtStatus::SUCCESS);
         assert_eq!(log.kinds(), [N::Rollback]);
@@ -363,11 +335,7 @@ fn closing_the_last_handle_rolls_back() {
 
 #[test]
 fn closing_the_last_handle_after_commit_does_nothing() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, log, rm, p, h } = one_tx(ktm(DeliveryMode::Inline), good());
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     assert_eq!(k.close_handle(p, h), NtStatus::SUCCESS);
@@ -377,11 +345,7 @@ fn closing_the_last_handle_after_commit_does_nothing() {
 
 #[test]
 fn process_exit_closes_its_handles() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, log, rm, p, h } = one_tx(ktm(DeliveryMode::Inline), good());
     let id = k.transaction_info(p, h).unwrap().id;
     enlist(&k, rm, p, h, MASK4).unwrap();
     k.terminate_process(p);
@@ -520,11 +484,7 @@ fn enlisting_is_allowed_in_preprepare_but_not_later() {
 #[test]
 fn inline_delivery_runs_on_the_committing_thread_threaded_does_not() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, good());
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        let OneTx { k, log, rm, p, h } = one_tx(ktm(mode), good());
         enlist(&k, rm, p, h, MASK4).unwrap();
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
@@ -542,9 +502,7 @@ fn inline_delivery_runs_on_the_committing_thread_threaded_does_not() {
 #[test]
 fn pending_answers_from_another_thread_are_accepted() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let rm = rm_with(&k, &log, |k: &Ktm, d| {
+        let OneTx { k, rm, p, h, .. } = one_tx(ktm(mode), |k: &Ktm, d| {
             let k = k.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(5));
@@ -552,8 +510,6 @@ fn pending_answers_from_another_thread_are_accepted() {
             });
             NtStatus::PENDING
         });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
         enlist(&k, rm, p, h, MASK_SPC).unwrap();
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
@@ -601,11 +557,7 @@ fn phase_probe_runs_between_phases() {
 
 #[test]
 fn injected_enlist_failures() {
-    let k = ktm(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, good());
-    let p = k.create_process();
-    let h = k.create_transaction(p, 0, "").unwrap();
+    let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), good());
     k.fail_next_enlists(2, NtStatus::INSUFFICIENT_RESOURCES);
     assert_eq!(
         enlist(&k, rm, p, h, MASK4),
@@ -623,26 +575,31 @@ fn injected_enlist_failures() {
     k.assert_clean();
 }
 
+/// Enlists a good RM in a new transaction that KTM rolls back before `enlist` returns (`race`).
+/// Returns the set-up, the enlistment, and the notifications the RM got before `enlist` returned.
+fn enlist_while_rolled_back(mode: DeliveryMode, race: EnlistRace) -> (OneTx, EnlistmentId, Vec<N>) {
+    let returned = Arc::new(AtomicBool::new(false));
+    let early = Arc::new(Mutex::new(Vec::new()));
+    let (r2, e2) = (returned.clone(), early.clone());
+    let t = one_tx(ktm(mode), move |k: &Ktm, d| {
+        if !r2.load(Ordering::SeqCst) {
+            e2.lock().unwrap().push(d.notification);
+        }
+        good()(k, d)
+    });
+    t.k.rollback_during_next_enlist(race);
+    let en = enlist(&t.k, t.rm, t.p, t.h, MASK4).unwrap();
+    returned.store(true, Ordering::SeqCst);
+    let early = early.lock().unwrap().clone();
+    (t, en, early)
+}
+
 #[test]
 fn rollback_before_enlist_returns_on_the_same_thread() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let returned = Arc::new(AtomicBool::new(false));
-        let seen_before = Arc::new(AtomicBool::new(false));
-        let (r2, s2) = (returned.clone(), seen_before.clone());
-        let rm = rm_with(&k, &log, move |k: &Ktm, d| {
-            if d.notification == N::Rollback && !r2.load(Ordering::SeqCst) {
-                s2.store(true, Ordering::SeqCst);
-            }
-            good()(k, d)
-        });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
-        k.rollback_during_next_enlist(EnlistRace::SameThread);
-        let en = enlist(&k, rm, p, h, MASK4).unwrap();
-        returned.store(true, Ordering::SeqCst);
-        assert!(seen_before.load(Ordering::SeqCst), "{mode:?}");
+        let (OneTx { k, log, p, h, .. }, en, early) =
+            enlist_while_rolled_back(mode, EnlistRace::SameThread);
+        assert!(early.contains(&N::Rollback), "{mode:?} {early:?}");
         assert_eq!(log.kinds_of(en), [N::Rollback]);
         if mode == DeliveryMode::Inline {
             assert_eq!(log.threads(), [std::thread::current().id()]);
@@ -655,23 +612,9 @@ fn rollback_before_enlist_returns_on_the_same_thread() {
 #[test]
 fn rollback_before_enlist_returns_from_another_thread() {
     for mode in MODES {
-        let k = ktm(mode);
-        let log = Log::default();
-        let returned = Arc::new(AtomicBool::new(false));
-        let seen_before = Arc::new(AtomicBool::new(false));
-        let (r2, s2) = (returned.clone(), seen_before.clone());
-        let rm = rm_with(&k, &log, move |k: &Ktm, d| {
-            if !r2.load(Ordering::SeqCst) {
-                s2.store(true, Ordering::SeqCst);
-            }
-            good()(k, d)
-        });
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
-        k.rollback_during_next_enlist(EnlistRace::OtherThread);
-        let en = enlist(&k, rm, p, h, MASK4).unwrap();
-        returned.store(true, Ordering::SeqCst);
-        assert!(seen_before.load(Ordering::SeqCst), "{mode:?}");
+        let (OneTx { k, log, p, h, .. }, en, early) =
+            enlist_while_rolled_back(mode, EnlistRace::OtherThread);
+        assert!(!early.is_empty(), "{mode:?}");
         assert_ne!(log.threads()[0], std::thread::current().id());
         // Wait for the rolling-back thread to finish.
         let id = k.transaction_info(p, h).unwrap().id;
@@ -686,15 +629,12 @@ fn rollback_before_enlist_returns_from_another_thread() {
 #[test]
 fn duplicate_commit_is_delivered_after_commit_complete() {
     for mode in MODES {
-        let k = Ktm::new(KtmConfig {
+        let config = KtmConfig {
             delivery: mode,
             duplicate_commit: true,
             ..KtmConfig::default()
-        });
-        let log = Log::default();
-        let rm = rm_with(&k, &log, good());
-        let p = k.create_process();
-        let h = k.create_transaction(p, 0, "").unwrap();
+        };
+        let OneTx { k, log, rm, p, h } = one_tx(Ktm::new(config), good());
         let en = enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod txr;
 
 use crate::error::Error;
 use crate::transport::TransportKind;
+use ktmrm_proto::Stats;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::time::Instant;
@@ -68,6 +69,15 @@ pub fn expect(what: &str, cond: bool) -> Step {
     } else {
         fail(format!("{what}: did not hold"))
     }
+}
+
+/// Fails unless `after` counts as many live transactions as `before`: the check left none behind.
+pub fn expect_none_left_live(before: &Stats, after: &Stats) -> Step {
+    expect_eq(
+        "live transactions",
+        after.live_transactions,
+        before.live_transactions,
+    )
 }
 
 /// Fails unless `r` is an error with status `want`.

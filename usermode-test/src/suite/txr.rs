@@ -9,7 +9,7 @@ use super::scenarios::{Ctx, Scenario};
 use super::{Step, Stop, fail};
 use crate::client::TxSource;
 use crate::status;
-use crate::transport::TransportKind;
+use crate::transport::{TransportKind, wide};
 use ktmrm_proto::NtStatus;
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, GetLastError};
 use windows_sys::Win32::Storage::FileSystem::{CommitTransaction, RollbackTransaction};
@@ -46,10 +46,6 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             run: |c| txr(c, false, false),
         },
     ]
-}
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
 fn win32(what: &str, code: u32) -> Stop {
@@ -148,6 +144,11 @@ fn txr(c: &Ctx, registry_first: bool, commit: bool) -> Step<String> {
             "ktmrm-first"
         }
     );
+    let ended_by = if commit {
+        "CommitTransaction"
+    } else {
+        "RollbackTransaction"
+    };
     let key = c.k("txr");
     reg_delete(&name);
     // A ktmw32 transaction, as an application using TxR would create it.
@@ -176,14 +177,7 @@ fn txr(c: &Ctx, registry_first: bool, commit: bool) -> Step<String> {
         // SAFETY: reads the calling thread's last-error value.
         let code = unsafe { GetLastError() };
         if code == PROMOTION {
-            return Err(win32(
-                if commit {
-                    "CommitTransaction"
-                } else {
-                    "RollbackTransaction"
-                },
-                code,
-            ));
+            return Err(win32(ended_by, code));
         }
         format!(
             "Win32 error {code}{}",
@@ -201,12 +195,7 @@ fn txr(c: &Ctx, registry_first: bool, commit: bool) -> Step<String> {
     };
     reg_delete(&name);
     let report = format!(
-        "{} → {outcome}; registry value {:?}, ktmrm key {:?}",
-        if commit {
-            "CommitTransaction"
-        } else {
-            "RollbackTransaction"
-        },
+        "{ended_by} → {outcome}; registry value {:?}, ktmrm key {:?}",
         reg,
         kv.as_deref().map(crate::client::show)
     );

@@ -14,6 +14,8 @@ mod sim;
 
 #[cfg(windows)]
 pub use device::DeviceTransport;
+#[cfg(windows)]
+pub(crate) use device::wide;
 pub use sim::{SimConfig, SimTransport};
 
 /// Which kind of device a transport reaches.

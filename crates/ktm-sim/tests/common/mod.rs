@@ -1,4 +1,5 @@
-//! Hand-written RMs for testing the model itself (not the engine).
+//! Hand-written RMs for testing the model itself (not the engine), and the set-up most tests
+//! start from.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +94,19 @@ pub fn good() -> impl Fn(&Ktm, Delivery) -> NtStatus + Send + Sync {
     voting(Answer::PrepareComplete, Answer::CommitComplete)
 }
 
+/// A well-behaved RM, except that its callback for `at` returns `status` without answering.
+pub fn no_answer_at(
+    at: Notification,
+    status: NtStatus,
+) -> impl Fn(&Ktm, Delivery) -> NtStatus + Send + Sync {
+    move |k: &Ktm, d: Delivery| {
+        if d.notification == at {
+            return status;
+        }
+        good()(k, d)
+    }
+}
+
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1000);
 
 /// References `h` in `p` and enlists `rm` with `mask`.
@@ -110,6 +124,26 @@ pub fn enlist(
         EnlistmentKey(NEXT_KEY.fetch_add(1, Ordering::Relaxed)),
         mask,
     )
+}
+
+/// One RM (logging into `log`), one process and one transaction in it (no timeout, no
+/// description): what most tests start from.
+pub struct OneTx {
+    pub k: Ktm,
+    pub log: Log,
+    pub rm: RmId,
+    pub p: ProcessId,
+    pub h: u64,
+}
+
+/// Registers an RM running `f` with `k` (as [`rm_with`]), then creates a process and a
+/// transaction in it.
+pub fn one_tx(k: Ktm, f: impl Fn(&Ktm, Delivery) -> NtStatus + Send + Sync + 'static) -> OneTx {
+    let log = Log::default();
+    let rm = rm_with(&k, &log, f);
+    let p = k.create_process();
+    let h = k.create_transaction(p, 0, "").unwrap();
+    OneTx { k, log, rm, p, h }
 }
 
 /// A model with `mode` and a short answer deadline.

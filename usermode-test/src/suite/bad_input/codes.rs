@@ -1,6 +1,6 @@
 //! Control codes ktmrm does not define, and output buffers too small for the answer.
 
-use super::{Case, Cases, Via, enc, err_case};
+use super::{Case, Cases, Via, begin_request, enc, err_case};
 use ktmrm_proto::{
     Call, FILE_DEVICE_UNKNOWN, FILE_READ_DATA, FILE_WRITE_DATA, GET_HEADER_LEN, LIST_MIN_OUTPUT,
     METHOD_BUFFERED, NtStatus, Request, STATS_LEN, VERSION_LEN, ctl_code,
@@ -75,55 +75,32 @@ pub(super) fn unknown(key: &[u8]) -> Cases {
         .collect()
 }
 
+/// `input` for `call` with each output length in `lens`, every one too small for the answer.
+fn too_small(call: Call, input: &[u8], lens: impl IntoIterator<Item = usize>) -> Cases {
+    lens.into_iter()
+        .map(|n| {
+            (
+                "output-too-small",
+                err_case(
+                    format!("{}: {n}-byte output", call.name()),
+                    call.code(),
+                    input.to_vec(),
+                    n,
+                    NtStatus::BUFFER_TOO_SMALL,
+                ),
+            )
+        })
+        .collect()
+}
+
 /// Output buffers below each call's smallest answer, and GET's overflow header.
 pub(super) fn output(key: &[u8], value: &[u8], version: &[u8]) -> Cases {
     let bts = NtStatus::BUFFER_TOO_SMALL;
     let mut v = Vec::new();
-    let desc: Vec<u8> = "bad-input"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    let begin = enc(&Request::Begin {
-        timeout_ms: 0,
-        description: &desc,
-    });
-    for n in 0..VERSION_LEN {
-        v.push((
-            "output-too-small",
-            err_case(
-                format!("get_version: {n}-byte output"),
-                Call::GetVersion.code(),
-                Vec::new(),
-                n,
-                bts,
-            ),
-        ));
-    }
-    for n in 0..8 {
-        v.push((
-            "output-too-small",
-            err_case(
-                format!("begin: {n}-byte output"),
-                Call::Begin.code(),
-                begin.clone(),
-                n,
-                bts,
-            ),
-        ));
-    }
+    v.extend(too_small(Call::GetVersion, &[], 0..VERSION_LEN));
+    v.extend(too_small(Call::Begin, &begin_request(0), 0..8));
     let get = enc(&Request::Get { tx: 0, key });
-    for n in 0..GET_HEADER_LEN {
-        v.push((
-            "output-too-small",
-            err_case(
-                format!("get: {n}-byte output"),
-                Call::Get.code(),
-                get.clone(),
-                n,
-                bts,
-            ),
-        ));
-    }
+    v.extend(too_small(Call::Get, &get, 0..GET_HEADER_LEN));
     let mut header = (value.len() as u32).to_le_bytes().to_vec();
     header.extend_from_slice(&[0; 4]);
     for n in GET_HEADER_LEN..GET_HEADER_LEN + value.len() {
@@ -160,30 +137,16 @@ pub(super) fn output(key: &[u8], value: &[u8], version: &[u8]) -> Cases {
         cursor: b"",
         max_keys: 0,
     });
-    for n in [0, 1, 7, 8, 9, 100, LIST_MIN_OUTPUT - 1] {
-        v.push((
-            "output-too-small",
-            err_case(
-                format!("list: {n}-byte output"),
-                Call::List.code(),
-                list.clone(),
-                n,
-                bts,
-            ),
-        ));
-    }
-    for n in [0, 4, 8, STATS_LEN - 1] {
-        v.push((
-            "output-too-small",
-            err_case(
-                format!("stats: {n}-byte output"),
-                Call::Stats.code(),
-                enc(&Request::Stats),
-                n,
-                bts,
-            ),
-        ));
-    }
+    v.extend(too_small(
+        Call::List,
+        &list,
+        [0, 1, 7, 8, 9, 100, LIST_MIN_OUTPUT - 1],
+    ));
+    v.extend(too_small(
+        Call::Stats,
+        &enc(&Request::Stats),
+        [0, 4, 8, STATS_LEN - 1],
+    ));
     // What fits exactly, for contrast.
     let mut full = header.clone();
     full.extend_from_slice(value);

@@ -1,7 +1,8 @@
 //! Requests the decoder must refuse: truncations, trailing bytes, wrong versions, flags and
 //! reserved fields, lengths that lie, values outside the rules, a transaction where none is taken.
 
-use super::{Cases, enc, err_case, roomy, samples, set_u16, set_u32, set_u64};
+use super::{Cases, begin_request, enc, err_case, roomy, samples, set_u16, set_u32, set_u64};
+use crate::client::utf16le;
 use ktmrm_proto::{
     Call, HEADER_LEN, MAX_DESCRIPTION_CHARS, MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus, Request,
     STATS_LEN,
@@ -129,14 +130,7 @@ pub(super) fn cases(key: &[u8]) -> Cases {
         cursor: b"bad-a",
         max_keys: 5,
     });
-    let desc: Vec<u8> = "bad-input"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    let begin = enc(&Request::Begin {
-        timeout_ms: 0,
-        description: &desc,
-    });
+    let begin = begin_request(0);
     // Reserved fields.
     for (call, full, at) in [
         (Call::Put, &put, h + 2),
@@ -224,11 +218,7 @@ pub(super) fn cases(key: &[u8]) -> Cases {
     // Values outside the rules, with consistent lengths.
     let long_key = vec![b'k'; MAX_KEY_LEN + 1];
     let huge_key = vec![b'k'; 0xFFFF];
-    let too_long_desc: Vec<u8> = "d"
-        .repeat(MAX_DESCRIPTION_CHARS + 1)
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
+    let too_long_desc = utf16le(&"d".repeat(MAX_DESCRIPTION_CHARS + 1));
     let value = vec![7u8; MAX_VALUE_LEN + 1];
     let oversize: Vec<(String, Call, Vec<u8>)> = vec![
         (

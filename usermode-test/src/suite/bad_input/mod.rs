@@ -14,7 +14,7 @@ mod decoder;
 mod handles;
 
 use super::{CheckResult, Report, Stop, Verdict};
-use crate::client::Client;
+use crate::client::{Client, utf16le};
 use crate::error::Result;
 use crate::transport::Transport;
 use ktmrm_proto::{
@@ -76,21 +76,19 @@ pub(super) fn set_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// A well-formed BEGIN with the description "bad-input".
+pub(super) fn begin_request(timeout_ms: u32) -> Vec<u8> {
+    enc(&Request::Begin {
+        timeout_ms,
+        description: &utf16le("bad-input"),
+    })
+}
+
 /// Well-formed requests for every call but GET_VERSION (whose input is ignored). None of them is
 /// ever sent whole: every case breaks something first.
 pub(super) fn samples(key: &[u8]) -> Vec<(Call, Vec<u8>)> {
-    let desc: Vec<u8> = "bad-input"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
     vec![
-        (
-            Call::Begin,
-            enc(&Request::Begin {
-                timeout_ms: 1000,
-                description: &desc,
-            }),
-        ),
+        (Call::Begin, begin_request(1000)),
         (
             Call::Put,
             enc(&Request::Put {

@@ -4,8 +4,8 @@
 use super::{Ctx, Scenario};
 use crate::client::{Transaction, TxSource};
 use crate::error::Result;
-use crate::suite::{Step, expect_eq, expect_status, fail};
-use ktmrm_proto::{LIST_MIN_OUTPUT, NtStatus};
+use crate::suite::{Step, expect_eq, expect_none_left_live, expect_status, fail};
+use ktmrm_proto::{LIST_MIN_OUTPUT, NtStatus, Stats};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -268,20 +268,20 @@ fn read_only_transaction(c: &Ctx) -> Step<String> {
     };
     // Alone, ktmrm is offered single-phase commit and may take it even with nothing to write.
     let before = c.stats()?;
+    // After each commit: the store as it was, and no transaction left live.
+    let unchanged = |now: &Stats| -> Step {
+        expect_eq(
+            "store unchanged",
+            c.client.snapshot(&c.prefix)?,
+            vec![(k.clone(), b"v".to_vec())],
+        )?;
+        expect_none_left_live(&before, now)
+    };
     let mut t = c.begin()?;
     read_in(&t)?;
     t.commit()?;
     let mid = c.stats()?;
-    expect_eq(
-        "store unchanged",
-        c.client.snapshot(&c.prefix)?,
-        vec![(k.clone(), b"v".to_vec())],
-    )?;
-    expect_eq(
-        "live transactions",
-        mid.live_transactions,
-        before.live_transactions,
-    )?;
+    unchanged(&mid)?;
     let solo = format!(
         "sole RM: read_only +{}, single_phase_commits +{}, commits +{}",
         mid.read_only - before.read_only,
@@ -303,16 +303,7 @@ fn read_only_transaction(c: &Ctx) -> Step<String> {
         1,
     )?;
     expect_eq("two RMs: commits counted", after.commits - mid.commits, 0)?;
-    expect_eq(
-        "store unchanged",
-        c.client.snapshot(&c.prefix)?,
-        vec![(k, b"v".to_vec())],
-    )?;
-    expect_eq(
-        "live transactions",
-        after.live_transactions,
-        before.live_transactions,
-    )?;
+    unchanged(&after)?;
     Ok(solo)
 }
 
@@ -344,11 +335,7 @@ fn two_rms_commit(c: &Ctx) -> Step<String> {
         after.single_phase_commits - mid.single_phase_commits,
         0,
     )?;
-    expect_eq(
-        "live transactions",
-        after.live_transactions,
-        before.live_transactions,
-    )?;
+    expect_none_left_live(&before, &after)?;
     Ok(String::new())
 }
 

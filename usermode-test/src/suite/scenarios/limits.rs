@@ -2,7 +2,7 @@
 
 use super::{Ctx, Scenario};
 use crate::client::Client;
-use crate::suite::{Step, Stop, expect, expect_eq, expect_status, fail};
+use crate::suite::{Step, Stop, expect, expect_eq, expect_none_left_live, expect_status, fail};
 use ktmrm_proto::{LIST_MIN_OUTPUT, Limits, MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus};
 use std::collections::BTreeSet;
 
@@ -381,11 +381,7 @@ fn quotas(c: &Ctx) -> Step<String> {
         "quota rejections counted",
         after.quota_rejections > before.quota_rejections,
     )?;
-    expect_eq(
-        "live transactions",
-        after.live_transactions,
-        before.live_transactions,
-    )?;
+    expect_none_left_live(&before, &after)?;
     if notes.is_empty() {
         return Err(Stop::Skip(format!(
             "every quota is too large to reach in a test run ({limits:?})"
