@@ -1,7 +1,7 @@
 //! Owned keys and values, allocated fallibly.
 
+use alloc::alloc::Layout;
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use ktmrm_proto::{MAX_KEY_LEN, NtStatus};
 
 /// A key and its value in one allocation: `[key_len: u8][key][value]`. One allocation per stored
@@ -22,14 +22,31 @@ impl Entry {
             .checked_add(value.len())
             .and_then(|n| n.checked_add(1))
             .ok_or(NtStatus::INVALID_PARAMETER)?;
-        let mut v = Vec::new();
-        v.try_reserve_exact(total)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        v.push(klen);
-        v.extend_from_slice(key);
-        v.extend_from_slice(value);
-        // len == capacity, so this does not reallocate.
-        Ok(Entry(v.into_boxed_slice()))
+        let layout = Layout::array::<u8>(total).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        // SAFETY: `total >= 2` (a key byte and the length byte), so the layout is not zero-sized.
+        let raw = unsafe { alloc::alloc::alloc(layout) };
+        if raw.is_null() {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        let ptr = core::ptr::slice_from_raw_parts_mut(raw, total);
+        // SAFETY: `raw` is valid for writes of `total` bytes (just allocated with that size).
+        unsafe { core::ptr::write_bytes(raw, 0, total) };
+        // SAFETY: `raw` is a fresh allocation of `total` initialised bytes with the layout a
+        // `Box<[u8]>` of that length deallocates with (size `total`, align 1), owned by nothing
+        // else.
+        let mut b: Box<[u8]> = unsafe { Box::from_raw(ptr) };
+        if let Some((len, rest)) = b.split_first_mut() {
+            *len = klen;
+            let (k, v) = rest.split_at_mut(key.len().min(rest.len()));
+            k.copy_from_slice(key.get(..k.len()).unwrap_or(&[]));
+            let n = v.len().min(value.len());
+            if let (Some(d), Some(s)) = (v.get_mut(..n), value.get(..n)) {
+                d.copy_from_slice(s);
+            }
+        }
+        // Allocating the box directly (rather than Vec::into_boxed_slice, whose shrink path ends
+        // in a panic on allocation failure) keeps entry creation free of panic paths.
+        Ok(Entry(b))
     }
 
     fn split(&self) -> (&[u8], &[u8]) {

@@ -32,6 +32,7 @@ pub use port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 
 mod engine;
 mod entry;
+mod fallible;
 mod ops;
 mod state;
 mod twopc;

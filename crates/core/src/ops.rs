@@ -3,6 +3,7 @@
 //! locked against every other writer, which fails at once with `STATUS_TRANSACTIONAL_CONFLICT`.
 
 use crate::entry::{Entry, KeyBuf};
+use crate::fallible;
 use crate::port::EnlistmentKey;
 use crate::state::{Pending, Phase, State};
 use core::ops::Bound;
@@ -209,8 +210,22 @@ impl<E> State<E> {
                         owner: slot,
                     })
                     .map_err(|_| oom)?;
+                let pushed = self
+                    .txn_mut(key)
+                    .map(|t| fallible::push(&mut t.writes, node).is_ok());
+                if pushed != Some(true) {
+                    // Unreachable (room was reserved above), but never leave a pending write
+                    // that no transaction tracks: it would lock its key forever.
+                    let k = self
+                        .pending
+                        .node(node)
+                        .and_then(|p| KeyBuf::new(p.entry.key()));
+                    if let Some(k) = k {
+                        self.pending.remove(k.as_slice());
+                    }
+                    return Err(oom);
+                }
                 let t = self.txn_mut(key).ok_or(oom)?;
-                t.writes.push(node);
                 t.key_delta = cur_k.saturating_add(dk);
                 t.byte_delta = cur_b.saturating_add(db);
                 if !delete {

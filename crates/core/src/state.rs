@@ -2,6 +2,7 @@
 //! pending writes (which double as key locks), and the live transactions themselves.
 
 use crate::entry::Entry;
+use crate::fallible;
 use crate::port::{EnlistmentKey, TxId};
 use crate::tree::{Keyed, NodeId, Tree};
 use alloc::vec::Vec;
@@ -209,15 +210,17 @@ impl<E> State<E> {
                 self.free_slots
                     .try_reserve(self.slots.len().saturating_add(1))
                     .map_err(oom)?;
-                self.slots.push(Slot {
+                let fresh = Slot {
                     generation: 0,
                     txn: None,
-                });
+                };
+                fallible::push(&mut self.slots, fresh)
+                    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
                 s
             }
         };
         if self.index.insert(TxIndex { id, slot }).is_err() {
-            self.free_slots.push(slot);
+            self.free_slot(slot);
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
         let Some(s) = self
@@ -242,6 +245,12 @@ impl<E> State<E> {
         Ok(Self::key_of(slot, s.generation))
     }
 
+    /// Puts a slot back on the free list. Capacity for every slot was reserved when the slot was
+    /// created, so this cannot fail; if it ever did, the slot would only stay unused.
+    fn free_slot(&mut self, slot: u32) {
+        let _ = fallible::push(&mut self.free_slots, slot);
+    }
+
     /// Frees a transaction's slot and returns its enlistment for the caller to close (after the
     /// lock is released). Its writes must already be gone.
     pub(crate) fn remove_txn(&mut self, key: EnlistmentKey) -> Option<E> {
@@ -253,8 +262,7 @@ impl<E> State<E> {
         let txn = s.txn.take()?;
         s.generation = s.generation.wrapping_add(1);
         self.index.remove(&txn.id.0);
-        // Capacity for every slot was reserved when the slot was created.
-        self.free_slots.push(slot);
+        self.free_slot(slot);
         self.live = self.live.saturating_sub(1);
         txn.enlistment
     }

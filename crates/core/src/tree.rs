@@ -5,6 +5,15 @@
 //! - Kernel pool allocations must be small and fallible, so nodes sit in fixed pages of [`PAGE`]
 //!   nodes (each allocated once with `try_reserve_exact`, never grown) plus one page table; growing
 //!   the tree never copies nodes.
+//! - Each page is split into parallel arrays (struct of arrays), because a large tree's cost is
+//!   one cache miss per level: a descent reads only the 16-byte [`Hot`] part of a node (key
+//!   prefix and links, four to a cache line, never straddling two), so each level touches one
+//!   line, and the array it touches is 16 bytes a node instead of 40 (16 MB for a million keys).
+//!   Heights (1 byte) and payloads live in their own arrays: heights are read only while
+//!   rebalancing, payloads only to break a tie of key prefixes and to hand out the entry.
+//! - Inserts and removals descend once, recording the path on the stack, then relink and
+//!   rebalance bottom-up only as far as subtree heights change (usually a level or two), instead
+//!   of a second, recursive descent that rebalanced every level.
 //! - The engine keeps per-transaction lists of [`NodeId`]s, so an entry never moves to another
 //!   slot while it is in the tree: deletion relinks nodes instead of swapping payloads.
 //! - Commit must not fail half-way, so callers can [`Tree::reserve`] slots up front and later
@@ -13,6 +22,7 @@
 //! Nothing here panics or uses `unsafe`; an index that does not resolve (which the invariants rule
 //! out) is treated as an empty subtree rather than a bugcheck.
 
+use crate::fallible;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::iter::FusedIterator;
@@ -34,7 +44,8 @@ pub struct NodeId(u32);
 
 /// log2 of [`PAGE`].
 const PAGE_BITS: u32 = 10;
-/// Nodes per page: 1024 nodes of 32 bytes keep each pool allocation at 32 KiB.
+/// Nodes per page: 1024 nodes keep each pool allocation at most 16 KiB (the `Hot` array; the
+/// payload array is 16 KiB for 16-byte entries, the height array 1 KiB).
 pub const PAGE: usize = 1 << PAGE_BITS;
 /// Mask of the in-page part of a node index.
 const PAGE_MASK: u32 = (1 << PAGE_BITS) - 1;
@@ -46,16 +57,56 @@ const MAX_PAGES: usize = (u32::MAX >> PAGE_BITS) as usize;
 /// (1.44·log2(n+2)), and the stack holds at most one node per level.
 const STACK: usize = 64;
 
-/// One arena slot. Free slots have `payload: None` and chain the free list through `left`.
-struct Node<E> {
-    payload: Option<E>,
+/// The part of a node a descent reads: 16 bytes, aligned so that four share a cache line and none
+/// straddles two. A free slot (payload `None`) chains the free list through `left`.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Hot {
     /// The key's first 8 bytes (see [`prefix_of`]): most comparisons end here, without
-    /// following `payload` to the key's own allocation (one cache miss fewer per level).
+    /// touching the payload or following it to the key's own allocation.
     prefix: u64,
     left: u32,
     right: u32,
-    /// Height of the subtree rooted here (a leaf is 1, an empty subtree 0).
-    height: u8,
+}
+
+/// One page of slots as parallel arrays; slot `o` of the page is `hot[o]`, `height[o]` (height
+/// of the subtree rooted there: a leaf is 1, an empty subtree 0) and `payload[o]` (`None` when
+/// the slot is free). The three arrays always have equal lengths.
+struct Page<E> {
+    hot: Vec<Hot>,
+    height: Vec<u8>,
+    payload: Vec<Option<E>>,
+}
+
+impl<E> Page<E> {
+    /// Bytes allocated for this page's arrays.
+    fn bytes(&self) -> usize {
+        self.hot
+            .capacity()
+            .saturating_mul(size_of::<Hot>())
+            .saturating_add(self.height.capacity())
+            .saturating_add(
+                self.payload
+                    .capacity()
+                    .saturating_mul(size_of::<Option<E>>()),
+            )
+    }
+
+    /// Slots handed out from this page.
+    fn len(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// True when one more slot can be appended without allocating.
+    fn has_room(&self) -> bool {
+        let n = self.hot.len();
+        n < PAGE
+            && n < self.hot.capacity()
+            && self.height.len() == n
+            && n < self.height.capacity()
+            && self.payload.len() == n
+            && n < self.payload.capacity()
+    }
 }
 
 /// An ordered map of `E`s by [`Keyed::key`] with stable [`NodeId`]s and fallible allocation.
@@ -64,9 +115,9 @@ struct Node<E> {
 /// (free list plus unused page capacity). Pages are only freed by [`Tree::clear`] (and by a failed
 /// [`Tree::reserve`], which frees the pages it added).
 pub struct Tree<E: Keyed> {
-    /// Page table; every page has capacity >= [`PAGE`] and pages fill in order, so slot `i` lives
-    /// at `pages[i >> PAGE_BITS][i & PAGE_MASK]` and only slots `< used` exist.
-    pages: Vec<Vec<Node<E>>>,
+    /// Page table; every page array has capacity >= [`PAGE`] and pages fill in order, so slot `i`
+    /// lives at offset `i & PAGE_MASK` of `pages[i >> PAGE_BITS]` and only slots `< used` exist.
+    pages: Vec<Page<E>>,
     /// Slots ever handed out from page capacity (= sum of page lengths).
     used: u32,
     root: u32,
@@ -74,8 +125,8 @@ pub struct Tree<E: Keyed> {
     free_head: u32,
     free_count: usize,
     reserved: usize,
-    /// Sum of page capacities, so [`Tree::allocated_bytes`] is O(1).
-    node_capacity: usize,
+    /// Sum of the pages' [`Page::bytes`], so [`Tree::allocated_bytes`] is O(1).
+    page_bytes: usize,
 }
 
 impl<E: Keyed> Default for Tree<E> {
@@ -95,13 +146,6 @@ fn prefix_of(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// Compares a key (with its prefix) with a node's key.
-fn cmp_key<E: Keyed>(prefix: u64, key: &[u8], node: &Node<E>, payload: &E) -> Ordering {
-    prefix
-        .cmp(&node.prefix)
-        .then_with(|| key.cmp(payload.key()))
-}
-
 /// Splits a slot index into (page, offset).
 fn split(i: u32) -> (usize, usize) {
     ((i >> PAGE_BITS) as usize, (i & PAGE_MASK) as usize)
@@ -118,7 +162,7 @@ impl<E: Keyed> Tree<E> {
             free_head: NIL,
             free_count: 0,
             reserved: 0,
-            node_capacity: 0,
+            page_bytes: 0,
         }
     }
 
@@ -140,7 +184,7 @@ impl<E: Keyed> Tree<E> {
     /// The entry with this key, mutably. The caller must not change its key.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut E> {
         let i = self.find_idx(key);
-        self.slot_mut(i)?.payload.as_mut()
+        self.payload_slot_mut(i)?.as_mut()
     }
 
     /// The id of the entry with this key.
@@ -156,7 +200,7 @@ impl<E: Keyed> Tree<E> {
 
     /// The entry behind an id, mutably. The caller must not change its key.
     pub fn node_mut(&mut self, id: NodeId) -> Option<&mut E> {
-        self.slot_mut(id.0)?.payload.as_mut()
+        self.payload_slot_mut(id.0)?.as_mut()
     }
 
     /// Guarantees that `n` more inserts (on top of all outstanding reservations) succeed without
@@ -185,14 +229,18 @@ impl<E: Keyed> Tree<E> {
     /// replaced entry stays the same). Never uses a reserved slot: if free slots <= reserved it
     /// allocates a page first; on allocation failure returns `Err(e)` and the tree is unchanged.
     pub fn insert(&mut self, e: E) -> Result<(NodeId, Option<E>), E> {
-        let found = self.find_idx(e.key());
+        let prefix = prefix_of(e.key());
+        let mut path = Path::new();
+        let Some(found) = self.find_path(prefix, e.key(), &mut path) else {
+            return Err(e);
+        };
         if found != NIL {
             return self.replace(found, e);
         }
         if self.free_slots() <= self.reserved && self.grow(1).is_err() {
             return Err(e);
         }
-        self.link_new(e)
+        self.link_new(e, prefix, &path)
     }
 
     /// Like [`Tree::insert`], but consumes one reservation (always, also when the key existed
@@ -202,11 +250,12 @@ impl<E: Keyed> Tree<E> {
         let Some(left) = self.reserved.checked_sub(1) else {
             return self.insert(e);
         };
-        let found = self.find_idx(e.key());
-        let done = if found != NIL {
-            self.replace(found, e)
-        } else {
-            self.link_new(e)
+        let prefix = prefix_of(e.key());
+        let mut path = Path::new();
+        let done = match self.find_path(prefix, e.key(), &mut path) {
+            Some(NIL) => self.link_new(e, prefix, &path),
+            Some(found) => self.replace(found, e),
+            None => Err(e),
         };
         // Only an impossible broken-invariant case fails; then keep the reservation.
         if done.is_ok() {
@@ -217,18 +266,16 @@ impl<E: Keyed> Tree<E> {
 
     /// Removes by key; other NodeIds stay valid. The freed slot goes on the free list.
     pub fn remove(&mut self, key: &[u8]) -> Option<E> {
-        let (root, gone) = self.remove_at(self.root, prefix_of(key), key);
-        if gone == NIL {
-            return None;
-        }
-        self.root = root;
+        let mut path = Path::new();
+        let gone = self.find_path(prefix_of(key), key, &mut path)?;
+        self.unlink(gone, path)?;
         self.len = self.len.saturating_sub(1);
         let next = self.free_head;
-        let node = self.slot_mut(gone)?;
-        let e = node.payload.take();
-        node.left = next;
-        node.right = NIL;
-        node.height = 0;
+        let (hot, height, payload) = self.parts_mut(gone)?;
+        let e = payload.take();
+        hot.left = next;
+        hot.right = NIL;
+        *height = 0;
         self.free_head = gone;
         self.free_count = self.free_count.saturating_add(1);
         e
@@ -242,22 +289,28 @@ impl<E: Keyed> Tree<E> {
             depth: 0,
         };
         let mut n = self.root;
-        let sp = match start {
-            Bound::Included(s) | Bound::Excluded(s) => prefix_of(s),
-            Bound::Unbounded => 0,
+        let (s, sp) = match start {
+            Bound::Included(s) | Bound::Excluded(s) => (s, prefix_of(s)),
+            Bound::Unbounded => (&[][..], 0),
         };
-        while let Some(node) = self.slot(n) {
-            let inside = match (start, node.payload.as_ref()) {
-                (_, None) => break,
-                (Bound::Unbounded, Some(_)) => true,
-                (Bound::Included(s), Some(p)) => cmp_key(sp, s, node, p).is_le(),
-                (Bound::Excluded(s), Some(p)) => cmp_key(sp, s, node, p).is_lt(),
+        while let Some(&h) = self.hot(n) {
+            let inside = match start {
+                Bound::Unbounded => true,
+                Bound::Included(_) | Bound::Excluded(_) => {
+                    let Some(ord) = self.cmp_at(sp, s, n, &h) else {
+                        break;
+                    };
+                    match start {
+                        Bound::Included(_) => ord.is_le(),
+                        _ => ord.is_lt(),
+                    }
+                }
             };
             if inside {
                 it.push(n);
-                n = node.left;
+                n = h.left;
             } else {
-                n = node.right;
+                n = h.right;
             }
         }
         it
@@ -268,14 +321,11 @@ impl<E: Keyed> Tree<E> {
         self.range_from(Bound::Unbounded)
     }
 
-    /// Bytes allocated for node pages and the page table (capacity × size), for memory accounting.
+    /// Bytes allocated for node pages (all three arrays of each) and the page table
+    /// (capacity × size), for memory accounting.
     pub fn allocated_bytes(&self) -> usize {
-        let table = self
-            .pages
-            .capacity()
-            .saturating_mul(size_of::<Vec<Node<E>>>());
-        let nodes = self.node_capacity.saturating_mul(size_of::<Node<E>>());
-        table.saturating_add(nodes)
+        let table = self.pages.capacity().saturating_mul(size_of::<Page<E>>());
+        table.saturating_add(self.page_bytes)
     }
 
     /// Drops every entry and frees all pages. Reservations are dropped too (no slots remain to
@@ -286,18 +336,35 @@ impl<E: Keyed> Tree<E> {
 
     // ---- arena -------------------------------------------------------------------------------
 
-    fn slot(&self, i: u32) -> Option<&Node<E>> {
+    fn hot(&self, i: u32) -> Option<&Hot> {
         let (p, o) = split(i);
-        self.pages.get(p)?.get(o)
+        self.pages.get(p)?.hot.get(o)
     }
 
-    fn slot_mut(&mut self, i: u32) -> Option<&mut Node<E>> {
+    fn hot_mut(&mut self, i: u32) -> Option<&mut Hot> {
         let (p, o) = split(i);
-        self.pages.get_mut(p)?.get_mut(o)
+        self.pages.get_mut(p)?.hot.get_mut(o)
     }
 
     fn payload(&self, i: u32) -> Option<&E> {
-        self.slot(i)?.payload.as_ref()
+        let (p, o) = split(i);
+        self.pages.get(p)?.payload.get(o)?.as_ref()
+    }
+
+    fn payload_slot_mut(&mut self, i: u32) -> Option<&mut Option<E>> {
+        let (p, o) = split(i);
+        self.pages.get_mut(p)?.payload.get_mut(o)
+    }
+
+    /// All three parts of slot `i`, mutably.
+    fn parts_mut(&mut self, i: u32) -> Option<(&mut Hot, &mut u8, &mut Option<E>)> {
+        let (p, o) = split(i);
+        let page = self.pages.get_mut(p)?;
+        Some((
+            page.hot.get_mut(o)?,
+            page.height.get_mut(o)?,
+            page.payload.get_mut(o)?,
+        ))
     }
 
     /// Free list plus slots never handed out.
@@ -305,6 +372,24 @@ impl<E: Keyed> Tree<E> {
         let capacity = self.pages.len().saturating_mul(PAGE);
         let fresh = capacity.saturating_sub(self.used as usize);
         self.free_count.saturating_add(fresh)
+    }
+
+    /// One empty page, or `None` (having freed whatever it got) if any array cannot be had.
+    fn new_page() -> Option<Page<E>> {
+        if !page_alloc_permitted() {
+            return None;
+        }
+        let mut hot = Vec::new();
+        hot.try_reserve_exact(PAGE).ok()?;
+        let mut height = Vec::new();
+        height.try_reserve_exact(PAGE).ok()?;
+        let mut payload = Vec::new();
+        payload.try_reserve_exact(PAGE).ok()?;
+        Some(Page {
+            hot,
+            height,
+            payload,
+        })
     }
 
     /// Appends `count` empty pages, or none at all.
@@ -319,32 +404,34 @@ impl<E: Keyed> Tree<E> {
         self.pages.try_reserve(count).map_err(|_| AllocError)?;
         let mut added = 0usize;
         for _ in 0..count {
-            let mut page = Vec::new();
-            if !page_alloc_permitted() || page.try_reserve_exact(PAGE).is_err() {
+            let Some(page) = Self::new_page() else {
+                self.pages.truncate(start);
+                return Err(AllocError);
+            };
+            added = added.saturating_add(page.bytes());
+            // Capacity for `count` more pages was reserved above: this push does not allocate.
+            if fallible::push(&mut self.pages, page).is_err() {
                 self.pages.truncate(start);
                 return Err(AllocError);
             }
-            added = added.saturating_add(page.capacity());
-            // Capacity for `count` more pages was reserved above: this push does not allocate.
-            self.pages.push(page);
         }
-        self.node_capacity = self.node_capacity.saturating_add(added);
+        self.page_bytes = self.page_bytes.saturating_add(added);
         Ok(())
     }
 
     /// Puts `e` in a free slot (free list first, else page capacity); never allocates.
-    fn alloc_slot(&mut self, e: E) -> Result<u32, E> {
+    fn alloc_slot(&mut self, e: E, prefix: u64) -> Result<u32, E> {
         let head = self.free_head;
-        let prefix = prefix_of(e.key());
-        if let Some(node) = self.slot_mut(head) {
-            let next = node.left;
-            *node = Node {
-                prefix,
-                payload: Some(e),
-                left: NIL,
-                right: NIL,
-                height: 1,
-            };
+        let fresh = Hot {
+            prefix,
+            left: NIL,
+            right: NIL,
+        };
+        if let Some((hot, height, payload)) = self.parts_mut(head) {
+            let next = hot.left;
+            *hot = fresh;
+            *height = 1;
+            *payload = Some(e);
             self.free_head = next;
             self.free_count = self.free_count.saturating_sub(1);
             return Ok(head);
@@ -355,15 +442,14 @@ impl<E: Keyed> Tree<E> {
         };
         let (p, o) = split(i);
         match self.pages.get_mut(p) {
-            // `o == len` holds while pages fill in order; `len < capacity` means no allocation.
-            Some(page) if page.len() == o && o < PAGE && page.len() < page.capacity() => {
-                page.push(Node {
-                    prefix,
-                    payload: Some(e),
-                    left: NIL,
-                    right: NIL,
-                    height: 1,
-                });
+            // `o == len` holds while pages fill in order; room in all three arrays means no
+            // allocation.
+            Some(page) if page.len() == o && page.has_room() => {
+                // has_room() checked spare capacity in all three arrays, so each push succeeds
+                // (and none can allocate); `check()` verifies the arrays stay in step.
+                let _ = fallible::push(&mut page.hot, fresh);
+                let _ = fallible::push(&mut page.height, 1);
+                let _ = fallible::push(&mut page.payload, Some(e));
                 self.used = next;
                 Ok(i)
             }
@@ -373,59 +459,83 @@ impl<E: Keyed> Tree<E> {
 
     /// Replaces the payload of an existing node, keeping its id.
     fn replace(&mut self, i: u32, e: E) -> Result<(NodeId, Option<E>), E> {
-        match self.slot_mut(i) {
-            Some(node) => Ok((NodeId(i), node.payload.replace(e))),
+        match self.payload_slot_mut(i) {
+            Some(slot) => Ok((NodeId(i), slot.replace(e))),
             None => Err(e),
         }
     }
 
-    /// Inserts `e`, whose key is known to be absent, into a free slot and links it.
-    fn link_new(&mut self, e: E) -> Result<(NodeId, Option<E>), E> {
-        let i = self.alloc_slot(e)?;
-        self.root = self.insert_at(self.root, i);
+    /// Inserts `e` (key prefix `prefix`), whose key is known to be absent, into a free slot and
+    /// links it below the end of `path`, the descent that missed it.
+    fn link_new(&mut self, e: E, prefix: u64, path: &Path) -> Result<(NodeId, Option<E>), E> {
+        let i = self.alloc_slot(e, prefix)?;
+        self.retrace(path, i);
         self.len = self.len.saturating_add(1);
         Ok((NodeId(i), None))
     }
 
     // ---- AVL -----------------------------------------------------------------------------------
 
+    /// Compares a key (with its prefix) with the key of node `n`, whose hot part is `h`. Reads
+    /// the payload only when the prefixes tie; `None` if that slot is free (broken invariant).
+    fn cmp_at(&self, prefix: u64, key: &[u8], n: u32, h: &Hot) -> Option<Ordering> {
+        match prefix.cmp(&h.prefix) {
+            Ordering::Equal => Some(key.cmp(self.payload(n)?.key())),
+            ord => Some(ord),
+        }
+    }
+
     fn find_idx(&self, key: &[u8]) -> u32 {
         let prefix = prefix_of(key);
         let mut n = self.root;
-        while let Some(node) = self.slot(n) {
-            let Some(p) = node.payload.as_ref() else {
-                return NIL;
-            };
-            n = match cmp_key(prefix, key, node, p) {
-                Ordering::Less => node.left,
-                Ordering::Greater => node.right,
-                Ordering::Equal => return n,
+        while let Some(&h) = self.hot(n) {
+            n = match self.cmp_at(prefix, key, n, &h) {
+                Some(Ordering::Less) => h.left,
+                Some(Ordering::Greater) => h.right,
+                Some(Ordering::Equal) => return n,
+                None => return NIL,
             };
         }
         NIL
     }
 
     fn height(&self, i: u32) -> u8 {
-        self.slot(i).map_or(0, |n| n.height)
+        let (p, o) = split(i);
+        self.pages
+            .get(p)
+            .and_then(|page| page.height.get(o))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn set_height(&mut self, i: u32, to: u8) {
+        let (p, o) = split(i);
+        if let Some(h) = self
+            .pages
+            .get_mut(p)
+            .and_then(|page| page.height.get_mut(o))
+        {
+            *h = to;
+        }
     }
 
     fn left(&self, i: u32) -> u32 {
-        self.slot(i).map_or(NIL, |n| n.left)
+        self.hot(i).map_or(NIL, |h| h.left)
     }
 
     fn right(&self, i: u32) -> u32 {
-        self.slot(i).map_or(NIL, |n| n.right)
+        self.hot(i).map_or(NIL, |h| h.right)
     }
 
     fn set_left(&mut self, i: u32, to: u32) {
-        if let Some(n) = self.slot_mut(i) {
-            n.left = to;
+        if let Some(h) = self.hot_mut(i) {
+            h.left = to;
         }
     }
 
     fn set_right(&mut self, i: u32, to: u32) {
-        if let Some(n) = self.slot_mut(i) {
-            n.right = to;
+        if let Some(h) = self.hot_mut(i) {
+            h.right = to;
         }
     }
 
@@ -434,9 +544,7 @@ impl<E: Keyed> Tree<E> {
             .height(self.left(i))
             .max(self.height(self.right(i)))
             .saturating_add(1);
-        if let Some(n) = self.slot_mut(i) {
-            n.height = h;
-        }
+        self.set_height(i, h);
     }
 
     fn rotate_right(&mut self, i: u32) -> u32 {
@@ -486,81 +594,176 @@ impl<E: Keyed> Tree<E> {
         }
     }
 
-    fn cmp_nodes(&self, a: u32, b: u32) -> Ordering {
-        match (self.slot(a), self.slot(b)) {
-            (Some(na), Some(nb)) => match (na.payload.as_ref(), nb.payload.as_ref()) {
-                (Some(pa), Some(pb)) => cmp_key(na.prefix, pa.key(), nb, pb),
-                _ => Ordering::Greater,
-            },
-            _ => Ordering::Greater,
-        }
-    }
-
-    /// Links the detached node `new` (key absent) into the subtree at `root`; returns its root.
-    fn insert_at(&mut self, root: u32, new: u32) -> u32 {
-        if root == NIL {
-            return new;
-        }
-        if self.cmp_nodes(new, root) == Ordering::Less {
-            let l = self.insert_at(self.left(root), new);
-            self.set_left(root, l);
-        } else {
-            let r = self.insert_at(self.right(root), new);
-            self.set_right(root, r);
-        }
-        self.rebalance(root)
-    }
-
-    /// Unlinks the node with `key` from the subtree at `root`, replacing it by the minimum node
-    /// of its right subtree (the node itself, not its payload, so no entry changes slot).
-    /// Returns (new subtree root, unlinked node or NIL).
-    fn remove_at(&mut self, root: u32, prefix: u64, key: &[u8]) -> (u32, u32) {
-        let ord = match self.slot(root) {
-            Some(node) => match node.payload.as_ref() {
-                Some(p) => cmp_key(prefix, key, node, p),
-                None => return (root, NIL),
-            },
-            None => return (root, NIL),
+    /// Descends from the root towards `key`, recording the nodes passed in `path`. Returns the
+    /// node with `key` (not recorded) or `NIL` (`path` then ends at the parent-to-be); `None` if
+    /// the descent meets a free slot or is deeper than [`STACK`], which the invariants rule out.
+    fn find_path(&self, prefix: u64, key: &[u8], path: &mut Path) -> Option<u32> {
+        // Depth and sides stay in registers during the descent and are stored once at the end.
+        let mut depth = path.depth;
+        let mut sides = path.left;
+        let mut n = self.root;
+        let found = loop {
+            let Some(&h) = self.hot(n) else {
+                break Some(NIL);
+            };
+            let (Some(slot), Some(bit)) = (
+                path.nodes.get_mut(depth),
+                u32::try_from(depth).ok().and_then(|d| 1u64.checked_shl(d)),
+            ) else {
+                break None;
+            };
+            *slot = n;
+            depth = depth.saturating_add(1);
+            n = match self.cmp_at(prefix, key, n, &h) {
+                Some(Ordering::Less) => {
+                    sides |= bit;
+                    h.left
+                }
+                Some(Ordering::Greater) => {
+                    sides &= !bit;
+                    h.right
+                }
+                Some(Ordering::Equal) => {
+                    depth = depth.saturating_sub(1);
+                    break Some(n);
+                }
+                None => break None,
+            };
         };
-        let (l, r) = (self.left(root), self.right(root));
-        match ord {
-            Ordering::Less => {
-                let (nl, gone) = self.remove_at(l, prefix, key);
-                if gone == NIL {
-                    return (root, NIL);
-                }
-                self.set_left(root, nl);
-                (self.rebalance(root), gone)
-            }
-            Ordering::Greater => {
-                let (nr, gone) = self.remove_at(r, prefix, key);
-                if gone == NIL {
-                    return (root, NIL);
-                }
-                self.set_right(root, nr);
-                (self.rebalance(root), gone)
-            }
-            Ordering::Equal if l == NIL => (r, root),
-            Ordering::Equal if r == NIL => (l, root),
-            Ordering::Equal => {
-                let (nr, min) = self.remove_min(r);
-                self.set_left(min, l);
-                self.set_right(min, nr);
-                (self.rebalance(min), root)
-            }
+        path.depth = depth;
+        path.left = sides;
+        found
+    }
+
+    /// Makes `to` the child of `at` on the given side.
+    fn set_child(&mut self, at: u32, left: bool, to: u32) {
+        if left {
+            self.set_left(at, to);
+        } else {
+            self.set_right(at, to);
         }
     }
 
-    /// Detaches the minimum node of the non-empty subtree at `root`.
-    /// Returns (new subtree root, detached node).
-    fn remove_min(&mut self, root: u32) -> (u32, u32) {
-        let l = self.left(root);
-        if l == NIL {
-            return (self.right(root), root);
+    /// Makes `to` the subtree at depth `k` of `path`: the root if `k == 0`, else the child of
+    /// `path[k - 1]` on the recorded side.
+    fn link_at(&mut self, path: &Path, k: usize, to: u32) {
+        match k.checked_sub(1).and_then(|up| path.get(up)) {
+            Some((parent, left)) => self.set_child(parent, left, to),
+            None => self.root = to,
         }
-        let (nl, min) = self.remove_min(l);
-        self.set_left(root, nl);
-        (self.rebalance(root), min)
+    }
+
+    /// Puts the subtree `sub` below the end of `path` (where one subtree grew or shrank by one
+    /// level) and walks back up, fixing heights and rotating, until a subtree keeps its old
+    /// height: nothing above it changes then. AVL inserts stop after a level or two on average,
+    /// so the upper levels (and their siblings' heights) are not touched again.
+    fn retrace(&mut self, path: &Path, mut sub: u32) {
+        let mut k = path.depth;
+        while let Some(up) = k.checked_sub(1) {
+            k = up;
+            let Some((p, left)) = path.get(k) else {
+                break;
+            };
+            self.set_child(p, left, sub);
+            let old = self.height(p);
+            let top = self.rebalance(p);
+            if self.height(top) == old {
+                if top != p {
+                    self.link_at(path, k, top);
+                }
+                return;
+            }
+            sub = top;
+        }
+        self.root = sub;
+    }
+
+    /// Unlinks the node `gone`, found at the end of `path`, replacing it by the minimum node of
+    /// its right subtree if it has two children (the node itself, not its payload, so no entry
+    /// changes slot). `None` (and nothing changed) if `gone` is `NIL` or the path would overflow.
+    fn unlink(&mut self, gone: u32, mut path: Path) -> Option<()> {
+        let h = *self.hot(gone)?;
+        if h.left == NIL || h.right == NIL {
+            let sub = if h.left == NIL { h.right } else { h.left };
+            self.retrace(&path, sub);
+            return Some(());
+        }
+        // `gone`'s place on the path; the minimum of its right subtree will take it.
+        let at = path.depth;
+        path.push(gone, false)?;
+        let mut min = h.right;
+        loop {
+            let l = self.left(min);
+            if l == NIL {
+                break;
+            }
+            path.push(min, true)?;
+            min = l;
+        }
+        // Nothing has changed so far; from here on every step succeeds.
+        let sub = self.right(min);
+        if min != h.right {
+            // Detached from its parent (the end of `path`) by the first step of `retrace`.
+            self.set_right(min, h.right);
+        }
+        self.set_left(min, h.left);
+        self.set_height(min, self.height(gone));
+        path.set(at, min);
+        self.link_at(&path, at, min);
+        self.retrace(&path, sub);
+        Some(())
+    }
+}
+
+/// The nodes a descent passed, each with the side it went on: enough to relink and rebalance
+/// bottom-up without parent links or recursion.
+struct Path {
+    nodes: [u32; STACK],
+    /// Bit `k` set: the descent went left at `nodes[k]`.
+    left: u64,
+    depth: usize,
+}
+
+impl Path {
+    fn new() -> Self {
+        Path {
+            nodes: [NIL; STACK],
+            left: 0,
+            depth: 0,
+        }
+    }
+
+    /// Records `n`; `None` if the path is full (deeper than any AVL tree of 2^32 nodes).
+    fn push(&mut self, n: u32, left: bool) -> Option<()> {
+        let slot = self.nodes.get_mut(self.depth)?;
+        *slot = n;
+        let bit = 1u64.checked_shl(u32::try_from(self.depth).ok()?)?;
+        if left {
+            self.left |= bit;
+        } else {
+            self.left &= !bit;
+        }
+        self.depth = self.depth.saturating_add(1);
+        Some(())
+    }
+
+    /// The node at depth `k` and the side the descent took there.
+    fn get(&self, k: usize) -> Option<(u32, bool)> {
+        if k >= self.depth {
+            return None;
+        }
+        let n = *self.nodes.get(k)?;
+        let bit = 1u64.checked_shl(u32::try_from(k).ok()?)?;
+        Some((n, self.left & bit != 0))
+    }
+
+    /// Replaces the node at depth `k`, keeping its side.
+    fn set(&mut self, k: usize, n: u32) {
+        if k < self.depth
+            && let Some(slot) = self.nodes.get_mut(k)
+        {
+            *slot = n;
+        }
     }
 }
 
@@ -629,9 +832,9 @@ impl<'a, E: Keyed> Iterator for Iter<'a, E> {
         let top = *self.stack.get(self.depth)?;
         let tree = self.tree;
         let mut n = tree.right(top);
-        while let Some(node) = tree.slot(n) {
+        while let Some(h) = tree.hot(n) {
             self.push(n);
-            n = node.left;
+            n = h.left;
         }
         Some((NodeId(top), tree.payload(top)?))
     }
@@ -669,9 +872,9 @@ impl<E: Keyed> Tree<E> {
         let h = self.check_subtree(self.root, &mut seen, &mut count, &mut prev);
         assert_eq!(h, self.height(self.root), "root height");
         for (id, e) in self.iter() {
-            let node = self.slot(id.0).expect("linked slot");
+            let hot = self.hot(id.0).expect("linked slot");
             assert_eq!(
-                node.prefix,
+                hot.prefix,
                 prefix_of(e.key()),
                 "stale key prefix at {}",
                 id.0
@@ -682,34 +885,43 @@ impl<E: Keyed> Tree<E> {
         let mut free = 0usize;
         let mut f = self.free_head;
         while f != NIL {
-            let node = self.slot(f).expect("free list points outside the arena");
-            assert!(node.payload.is_none(), "free slot {f} holds a payload");
+            let hot = self.hot(f).expect("free list points outside the arena");
+            assert!(self.payload(f).is_none(), "free slot {f} holds a payload");
             assert!(!seen[f as usize], "slot {f} both linked and free");
             seen[f as usize] = true;
             free += 1;
             assert!(free <= slots, "free list cycle");
-            f = node.left;
+            f = hot.left;
         }
         assert_eq!(free, self.free_count, "free_count");
         assert_eq!(self.len + self.free_count, slots, "slots leaked");
         assert!(seen.iter().all(|&s| s), "slot neither linked nor free");
 
         assert!(self.pages.len() <= MAX_PAGES);
-        let mut cap = 0;
+        let mut bytes = 0;
         for (p, page) in self.pages.iter().enumerate() {
-            assert!(page.capacity() >= PAGE);
+            assert!(page.hot.capacity() >= PAGE, "page {p} hot capacity");
+            assert!(page.height.capacity() >= PAGE, "page {p} height capacity");
+            assert!(page.payload.capacity() >= PAGE, "page {p} payload capacity");
             let expect = slots.saturating_sub(p * PAGE).min(PAGE);
-            assert_eq!(page.len(), expect, "page {p} fill");
-            cap += page.capacity();
+            assert_eq!(page.hot.len(), expect, "page {p} fill");
+            assert_eq!(page.height.len(), expect, "page {p} height fill");
+            assert_eq!(page.payload.len(), expect, "page {p} payload fill");
+            for h in &page.hot {
+                let at = h as *const Hot as usize;
+                assert_eq!(at % 16, 0, "page {p}: hot entry not 16-aligned");
+            }
+            bytes += page.bytes();
         }
-        assert_eq!(cap, self.node_capacity, "node_capacity");
+        assert_eq!(bytes, self.page_bytes, "page_bytes");
         assert!(self.free_slots() >= self.reserved, "reservation not backed");
         if self.is_empty() {
             assert_eq!(self.root, NIL);
         }
     }
 
-    /// Returns the computed height of the subtree, checking heights, balance and key order.
+    /// Returns the computed height of the subtree, checking heights, balance, key order and
+    /// key prefixes.
     fn check_subtree<'a>(
         &'a self,
         i: u32,
@@ -720,24 +932,21 @@ impl<E: Keyed> Tree<E> {
         if i == NIL {
             return 0;
         }
-        let node = self.slot(i).expect("link points outside the arena");
+        let hot = *self.hot(i).expect("link points outside the arena");
         assert!(!seen[i as usize], "slot {i} linked twice");
         seen[i as usize] = true;
-        let hl = self.check_subtree(node.left, seen, count, prev);
-        let key = node
-            .payload
-            .as_ref()
-            .expect("linked slot without payload")
-            .key();
+        let hl = self.check_subtree(hot.left, seen, count, prev);
+        let key = self.payload(i).expect("linked slot without payload").key();
+        assert_eq!(hot.prefix, prefix_of(key), "stale key prefix at {i}");
         if let Some(p) = *prev {
             assert!(p < key, "keys out of order");
         }
         *prev = Some(key);
         *count += 1;
-        let hr = self.check_subtree(node.right, seen, count, prev);
+        let hr = self.check_subtree(hot.right, seen, count, prev);
         assert!(hl.abs_diff(hr) <= 1, "unbalanced at {i}");
         let h = hl.max(hr) + 1;
-        assert_eq!(node.height, h, "stored height at {i}");
+        assert_eq!(self.height(i), h, "stored height at {i}");
         h
     }
 }
@@ -828,11 +1037,21 @@ mod tests {
     }
 
     #[test]
-    fn node_is_40_bytes_for_boxed_slice_payloads() {
-        // 16 (payload) + 8 (key prefix) + 4 + 4 (links) + 1 (height), padded.
-        assert_eq!(size_of::<Node<Box<[u8]>>>(), 40);
+    fn slot_is_33_bytes_for_boxed_slice_payloads() {
+        // The descent reads only `Hot`: 8 (key prefix) + 4 + 4 (links), four to a cache line.
+        assert_eq!(size_of::<Hot>(), 16);
+        assert_eq!(align_of::<Hot>(), 16);
+        // Plus 1 (height) and 16 (payload, `None` in the pointer's niche) in their own arrays.
+        assert_eq!(size_of::<Option<Box<[u8]>>>(), 16);
         struct BoxKey(#[allow(dead_code)] Box<[u8]>);
-        assert_eq!(size_of::<Node<BoxKey>>(), 40);
+        assert_eq!(size_of::<Option<BoxKey>>(), 16);
+        let mut t = Tree::new();
+        t.insert(ent(b"a", 1)).unwrap();
+        assert_eq!(
+            t.allocated_bytes(),
+            PAGE * (16 + 1 + size_of::<Option<Ent>>())
+                + t.pages.capacity() * size_of::<Page<Ent>>()
+        );
     }
 
     #[test]
@@ -865,6 +1084,34 @@ mod tests {
         assert_eq!(t.find(b"a"), None);
         assert_eq!(t.remove(b"a"), None);
         t.check();
+    }
+
+    #[test]
+    fn removal_relinks_successor_nodes() {
+        // Every key of a perfect 31-node tree removed in turn, from every shape: a leaf, a node
+        // with one child, a node whose successor is its right child, one whose successor lies
+        // deeper, and the root.
+        for first in 0..31u32 {
+            let mut t = Tree::new();
+            let mut ids = BTreeMap::new();
+            for k in 0..31u32 {
+                ids.insert(k, t.insert(ent(&k32(k), k)).unwrap().0);
+            }
+            t.check();
+            let mut order: Vec<u32> = (first..31).chain(0..first).collect();
+            if first % 2 == 1 {
+                order.reverse();
+            }
+            for k in order {
+                assert_eq!(t.remove(&k32(k)).map(|e| e.val), Some(k));
+                ids.remove(&k);
+                t.check();
+                for (&k, &id) in &ids {
+                    assert_eq!(t.find(&k32(k)), Some(id));
+                }
+            }
+            assert!(t.is_empty());
+        }
     }
 
     #[test]
@@ -987,7 +1234,7 @@ mod tests {
         }
         assert_eq!(t.reserved(), 10);
         assert_eq!(t.pages.len(), 1);
-        assert_eq!(t.node_capacity, t.pages[0].capacity());
+        assert_eq!(t.page_bytes, t.pages[0].bytes());
         t.check();
         t.reserve(3 * PAGE).unwrap();
         assert_eq!(t.pages.len(), 4);

@@ -1,0 +1,143 @@
+//! Panic-path probe. The driver's kernel-path code (ktmrm-core and ktmrm-proto) is instantiated
+//! here with concrete types, as the driver does, and built `no_std` with the release profile
+//! (panic = abort, LTO). The panic handler calls `ktmrm_panic_path_reached`, a symbol defined
+//! nowhere: every panic path the optimizer could not prove unreachable leaves a reference to it
+//! in the archive. `scripts/panic-paths.sh` counts those references and names the functions
+//! that hold them.
+#![cfg_attr(not(test), no_std)]
+// Under `cargo test` the panic handler and allocator are std's, so theirs go unused.
+#![cfg_attr(test, allow(dead_code))]
+
+use core::alloc::{GlobalAlloc, Layout};
+use ktmrm_core::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
+use ktmrm_core::{Engine, SpinLock, State};
+use ktmrm_proto::{Limits, NtStatus};
+
+unsafe extern "C" {
+    fn ktmrm_panic_path_reached() -> !;
+    fn malloc(size: usize) -> *mut u8;
+    fn free(p: *mut u8);
+    fn ktmrm_probe_port_call(what: u32, a: u64) -> i32;
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: never defined; a reference to it marks a surviving panic path.
+    unsafe { ktmrm_panic_path_reached() }
+}
+
+/// The host allocator; allocation failure returns null, which the engine handles.
+struct Malloc;
+
+// SAFETY: forwards to malloc/free, which honour the 16-byte alignment every engine type needs.
+unsafe impl GlobalAlloc for Malloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: plain C allocation.
+        unsafe { malloc(layout.size()) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, _: Layout) {
+        // SAFETY: `ptr` came from malloc.
+        unsafe { free(ptr) }
+    }
+}
+
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOC: Malloc = Malloc;
+
+/// A port whose every call goes to an opaque external function, so nothing is constant-folded.
+pub struct ProbePort;
+
+fn call(what: u32, a: u64) -> i32 {
+    // SAFETY: an opaque external function taking plain integers.
+    unsafe { ktmrm_probe_port_call(what, a) }
+}
+
+impl KtmPort for ProbePort {
+    type Caller = u32;
+    type TxRef = u64;
+    type Enlistment = u64;
+    type Target = u64;
+
+    fn reference_transaction(&self, _: &u32, handle: u64) -> Result<(u64, TxId), NtStatus> {
+        match call(1, handle) {
+            0 => Ok((
+                handle,
+                TxId(handle.to_le_bytes().repeat(2).try_into().unwrap_or([0; 16])),
+            )),
+            st => Err(NtStatus(st)),
+        }
+    }
+    fn enlist(&self, tx: &u64, key: EnlistmentKey, _: u32) -> Result<u64, NtStatus> {
+        match call(2, tx ^ key.0) {
+            0 => Ok(key.0),
+            st => Err(NtStatus(st)),
+        }
+    }
+    fn close_enlistment(&self, e: u64) {
+        call(3, e);
+    }
+    fn answer(&self, t: &u64, a: Answer) -> NtStatus {
+        NtStatus(call(4, t ^ a as u64))
+    }
+    fn create_transaction(&self, _: &u32, timeout: u32, _: &[u8]) -> Result<u64, NtStatus> {
+        match call(5, u64::from(timeout)) {
+            0 => Ok(8),
+            st => Err(NtStatus(st)),
+        }
+    }
+    fn yield_now(&self) {
+        call(6, 0);
+    }
+}
+
+/// The engine as the probe instantiates it.
+pub type ProbeEngine = Engine<ProbePort, SpinLock<State<u64>>>;
+
+static ENGINE: ProbeEngine = Engine::new(SpinLock::new(State::new(Limits {
+    max_live_transactions: 4096,
+    max_write_set: 65_536,
+    max_keys: 4_000_000,
+    max_bytes: 1 << 30,
+})));
+
+/// IOCTL entry, as the driver's IRP_MJ_DEVICE_CONTROL calls it.
+///
+/// # Safety
+/// `buffer` must point to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ktmrm_probe_dispatch(
+    code: u32,
+    buffer: *mut u8,
+    len: usize,
+    input_len: usize,
+    output_len: usize,
+    information: *mut usize,
+) -> i32 {
+    let buf: &mut [u8] = if buffer.is_null() {
+        &mut []
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(buffer, len) }
+    };
+    let (st, n) = ENGINE.dispatch(&ProbePort, &1, code, buf, input_len, output_len);
+    if !information.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { information.write(n) };
+    }
+    st.0
+}
+
+/// Notification entry, as the driver's KTM callback calls it.
+#[unsafe(no_mangle)]
+pub extern "C" fn ktmrm_probe_notify(key: u64, notification: u32, target: u64) -> i32 {
+    ENGINE
+        .notify(
+            &ProbePort,
+            EnlistmentKey(key),
+            Notification::from_bits(notification),
+            &target,
+        )
+        .0
+}
