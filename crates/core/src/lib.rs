@@ -8,7 +8,7 @@
 //!
 //! IRQL: every entry point runs at PASSIVE_LEVEL (IOCTL dispatch of a top-level device, KTM
 //! callbacks, and all KTM routines are PASSIVE_LEVEL; shared/docs/ktm.md §2, §8).
-#![cfg_attr(not(any(test, feature = "testing")), no_std)]
+#![cfg_attr(not(test), no_std)]
 #![cfg_attr(
     not(test),
     deny(
@@ -41,10 +41,10 @@ pub use engine::Engine;
 pub use entry::{Entry, KeyBuf};
 pub use state::State;
 
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 extern crate std;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
+#[cfg(test)]
+mod testing;
 
 #[cfg(test)]
 mod tests;

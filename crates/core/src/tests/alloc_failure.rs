@@ -2,11 +2,13 @@
 //! scenarios, is made to fail in turn. Each run must end with clear statuses
 //! (`STATUS_INSUFFICIENT_RESOURCES` for the step that could not allocate, or a no vote at
 //! PREPARE), a store equal to running the same scenario without the failed steps, and no leak.
-//! An infallible allocation anywhere on these paths would abort this test binary.
+//! An infallible allocation anywhere on these paths would abort this test binary. The failing
+//! allocator is the unit-test binary's global allocator; it only ever fails on the thread and in
+//! the window a test arms it.
 
-use ktmrm_core::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
-use ktmrm_core::testing::ScriptedPort;
-use ktmrm_core::{Engine, SpinLock, State};
+use crate::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
+use crate::testing::ScriptedPort;
+use crate::{Engine, SpinLock, State};
 use ktmrm_proto::{Limits, NtStatus as S, Request};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
