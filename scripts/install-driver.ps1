@@ -147,7 +147,7 @@ if ($Start) {
     & sc.exe start $ServiceName | Out-Host
     # 1056 = ERROR_SERVICE_ALREADY_RUNNING
     if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 1056) {
-        throw "sc.exe start failed ($LASTEXITCODE). 577 = signature not accepted (test signing off or Secure Boot on); see driver/README.md."
+        throw "sc.exe start failed ($LASTEXITCODE). 577 = signature not accepted (test signing off or Secure Boot on); see README.md (Windows section)."
     }
     if (-not (Wait-ServiceStatus 'Running')) { throw "$ServiceName did not reach RUNNING." }
     Write-Host "$ServiceName is running: \\.\KtmRm is available."

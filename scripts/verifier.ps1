@@ -26,7 +26,7 @@
                    BugCheck events from the System log into -ResultsDir.
 
     A violation is a bugcheck (0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION, or 0x52504E43 "RPNC" for a
-    Rust panic); without a kernel debugger the machine reboots and writes a dump. driver/README.md
+    Rust panic); without a kernel debugger the machine reboots and writes a dump. README.md (Windows section)
     ("Reading a Driver Verifier failure") says how to read it.
 #>
 [CmdletBinding()]

@@ -15,7 +15,7 @@
 //!
 //! The kernel-mode shell (`kmode`, Windows only, not in unit tests) holds only IRP plumbing and
 //! the `Zw*`/`Tm*`/`Ob*` calls, each commented with its documented IRQL and who owns what it
-//! returns. See driver/README.md for building, signing, installing and testing it.
+//! returns. See README.md (Windows section) for building, signing, installing and testing it.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(
     not(test),

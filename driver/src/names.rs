@@ -36,8 +36,8 @@ pub const DEVICE_NAME: &[u16] = utf16!(r"\Device\KtmRm");
 /// Its symbolic link; user mode opens `\\.\KtmRm`.
 pub const SYMLINK_NAME: &[u16] = utf16!(r"\DosDevices\KtmRm");
 /// The device's security descriptor (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`): protected DACL, generic all
-/// for LocalSystem and the Administrators group, nobody else. See driver/README.md ("Who may open
-/// the device") for how to widen it.
+/// for LocalSystem and the Administrators group, nobody else. The README's Windows section ("Who
+/// may open the device") says how to widen it.
 pub const DEVICE_SDDL: &[u16] = utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
 
 /// The exported data symbols the driver resolves with `MmGetSystemRoutineAddress` (ktm.md §4,

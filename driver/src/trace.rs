@@ -3,7 +3,7 @@
 //! The level starts at [`Level::DEFAULT`] and `DriverEntry` replaces it with the service's
 //! `Parameters\TraceLevel` REG_DWORD when present. Lines are prefixed `ktmrm:` so a DebugView or
 //! WinDbg filter can pick them out. `DbgPrint` output is itself filtered by the kernel's
-//! component mask (`Kd_DEFAULT_Mask`); driver/README.md says how to see it.
+//! component mask (`Kd_DEFAULT_Mask`); README.md (Windows section) says how to see it.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
