@@ -147,6 +147,14 @@ impl SimDevice {
     pub fn shutdown(&self) {
         self.inner.engine.shutdown();
     }
+
+    /// What `DriverUnload` does: refuse new requests, then close the RM, which makes KTM roll
+    /// back every live transaction ktmrm is enlisted in (each answered and its enlistment closed
+    /// by the engine). Returns how many transactions were rolled back.
+    pub fn unload(&self) -> usize {
+        self.shutdown();
+        self.ktm().close_resource_manager(self.inner.port.rm())
+    }
 }
 
 /// A simulated process: its own handle table, its own opens of the device.

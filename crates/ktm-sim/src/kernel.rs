@@ -28,6 +28,33 @@ impl Ktm {
         id
     }
 
+    /// Closes an RM (`ZwClose` on its handle, as the driver does at unload): every transaction it
+    /// is enlisted in that has not started committing is rolled back, so the RM gets ROLLBACK
+    /// for each (ktm.md §3, §7 "Unload" [S18]). A transaction already committing is left to
+    /// finish. Returns how many transactions were rolled back.
+    pub fn close_resource_manager(&self, rm: RmId) -> usize {
+        let txs: Vec<TxId> = {
+            let st = self.lock();
+            let mut v: Vec<TxId> = st
+                .enlistments
+                .values()
+                .filter(|e| e.rm == rm && !e.closed)
+                .map(|e| e.tx)
+                .filter(|tx| {
+                    st.txs
+                        .get(tx)
+                        .is_some_and(|t| t.state == crate::model::TxState::Active)
+                })
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        txs.into_iter()
+            .filter(|id| self.rollback_tx(*id) == NtStatus::SUCCESS)
+            .count()
+    }
+
     /// `ObReferenceObjectByHandle(h, required, *TmTransactionObjectType, UserMode, ..)` in
     /// process `p` (ktm.md §4 [S25]); see [`Ktm::lookup_tx`] for the errors. Succeeds on ended
     /// transactions too (referencing does not look at the state; [`Ktm::enlist`] does).

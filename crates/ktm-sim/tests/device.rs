@@ -556,3 +556,39 @@ fn dropping_the_device_frees_the_model() {
         "an Arc cycle keeps the model alive"
     );
 }
+
+#[test]
+fn unload_with_live_transactions_rolls_them_back_and_releases_everything() {
+    for mode in MODES {
+        let (dev, p, c) = one_client(device(mode));
+        assert_eq!(c.put(0, "kept", "1"), NtStatus::SUCCESS);
+        let begun = c.begin(0, "begun").unwrap();
+        let created = p.create_transaction(0, "ktmw32").unwrap();
+        let read_only = p.create_transaction(0, "reader").unwrap();
+        assert_eq!(c.put(begun, "a", "x"), NtStatus::SUCCESS);
+        assert_eq!(c.put(created, "b", "y"), NtStatus::SUCCESS);
+        assert_eq!(c.get(read_only, "kept"), Ok("1".into()));
+        assert_eq!(c.stats().live_transactions, 3);
+        assert_eq!(
+            dev.unload(),
+            3,
+            "{mode:?}: every live transaction rolled back"
+        );
+        assert_eq!(c.put(0, "late", "z"), NtStatus::DEVICE_NOT_READY);
+        for h in [begun, created, read_only] {
+            assert_eq!(
+                p.commit(h),
+                NtStatus::TRANSACTION_ALREADY_ABORTED,
+                "{mode:?}"
+            );
+            assert_eq!(p.close_handle(h), NtStatus::SUCCESS);
+        }
+        let s = dev.stats();
+        assert_eq!(
+            (s.live_transactions, s.rollbacks, s.keys),
+            (0, 3, 1),
+            "{mode:?}"
+        );
+        assert_clean(&dev);
+    }
+}

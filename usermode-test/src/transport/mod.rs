@@ -94,8 +94,8 @@ pub trait Transport: Send + Sync {
     /// device: sleeps).
     fn elapse(&self, ms: u64);
 
-    /// KTM protocol violations the simulator's checker saw (always empty on the device, where
-    /// Driver Verifier plays that role).
+    /// KTM protocol violations and leaked enlistments or transaction references the simulator's
+    /// checker saw (always empty on the device, where Driver Verifier plays that role).
     fn violations(&self) -> Vec<String> {
         Vec::new()
     }
