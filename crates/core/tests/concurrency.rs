@@ -126,6 +126,20 @@ impl World {
         (st, buf)
     }
 
+    /// A thread writing "a" then "b" in the transaction; joins to both statuses.
+    fn writer(self: &Arc<Self>) -> thread::JoinHandle<(S, S)> {
+        let w = Arc::clone(self);
+        thread::spawn(move || (w.put(TX, b"a"), w.put(TX, b"b")))
+    }
+
+    /// Two threads each making a first request (a PUT of "a", of "b") in the transaction.
+    fn two_first_puts(self: &Arc<Self>) -> (S, S) {
+        let (w1, w2) = (Arc::clone(self), Arc::clone(self));
+        let t1 = thread::spawn(move || w1.put(TX, b"a"));
+        let t2 = thread::spawn(move || w2.put(TX, b"b"));
+        (t1.join().unwrap(), t2.join().unwrap())
+    }
+
     /// Waits (yielding) until the transaction is enlisted, then returns its key.
     fn key(&self) -> EnlistmentKey {
         loop {
@@ -182,8 +196,7 @@ fn pct(f: impl Fn() + Send + Sync + 'static) {
 fn rollback_while_a_write_is_in_flight() {
     pct(|| {
         let w = World::new();
-        let w2 = w.clone();
-        let writer = thread::spawn(move || (w2.put(TX, b"a"), w2.put(TX, b"b")));
+        let writer = w.writer();
         let key = w.key();
         w.end();
         assert_eq!(
@@ -206,8 +219,7 @@ fn rollback_while_a_write_is_in_flight() {
 fn commit_racing_the_transactions_own_writes() {
     pct(|| {
         let w = World::new();
-        let w2 = w.clone();
-        let writer = thread::spawn(move || (w2.put(TX, b"a"), w2.put(TX, b"b")));
+        let writer = w.writer();
         let key = w.key();
         // KTM stops taking enlistments once the commit starts (TmIsTransactionActive is FALSE).
         w.end();
@@ -247,11 +259,7 @@ fn commit_racing_the_transactions_own_writes() {
 fn first_requests_race_to_enlist() {
     pct(|| {
         let w = World::new();
-        let (w2, w3) = (w.clone(), w.clone());
-        let t1 = thread::spawn(move || w2.put(TX, b"a"));
-        let t2 = thread::spawn(move || w3.put(TX, b"b"));
-        assert_eq!(t1.join().unwrap(), S::SUCCESS);
-        assert_eq!(t2.join().unwrap(), S::SUCCESS);
+        assert_eq!(w.two_first_puts(), (S::SUCCESS, S::SUCCESS));
         assert_eq!(w.port.state.lock().unwrap().keys.len(), 1, "enlisted once");
         let key = w.key();
         w.end();
@@ -277,12 +285,9 @@ fn failed_enlistment_racing_a_second_request() {
     pct(|| {
         let w = World::new();
         w.port.state.lock().unwrap().refuse_enlist = true;
-        let (w2, w3) = (w.clone(), w.clone());
-        let t1 = thread::spawn(move || w2.put(TX, b"a"));
-        let t2 = thread::spawn(move || w3.put(TX, b"b"));
         // Neither write may succeed in a transaction ktmrm could not enlist in.
-        assert_eq!(t1.join().unwrap(), S::TRANSACTION_REQUIRED_PROMOTION);
-        assert_eq!(t2.join().unwrap(), S::TRANSACTION_REQUIRED_PROMOTION);
+        let refused = S::TRANSACTION_REQUIRED_PROMOTION;
+        assert_eq!(w.two_first_puts(), (refused, refused));
         w.assert_clean();
     });
 }
