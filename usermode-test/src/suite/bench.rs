@@ -3,8 +3,9 @@
 //! baselines, without touching the measuring code.
 
 use crate::client::{Client, TxSource};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::transport::{Transport, TransportKind};
+use ktmrm_proto::NtStatus;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,15 @@ pub struct OpResult {
     pub ops_per_second: f64,
 }
 
+/// Ratios between operations of the same run (means).
+#[derive(Clone, Debug, Serialize)]
+pub struct TransportRatios {
+    /// A ktmw32 transaction with one ktmrm PUT / the same transaction with no RM.
+    pub ktmrm_tx_vs_bare_ktm: Option<f64>,
+    /// A ktmw32 transaction with one ktmrm PUT / one with a TxR value write (Windows only).
+    pub ktmrm_tx_vs_txr: Option<f64>,
+}
+
 /// Every operation's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
@@ -39,6 +49,8 @@ pub struct BenchReport {
     pub transport: TransportKind,
     /// One entry per operation.
     pub ops: Vec<OpResult>,
+    /// Ratios between them.
+    pub transport_ratios: TransportRatios,
 }
 
 impl BenchReport {
@@ -59,6 +71,12 @@ impl BenchReport {
                 o.name, o.iterations, o.p50_us, o.p90_us, o.p99_us, o.max_us, o.ops_per_second
             ));
         }
+        let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}"));
+        s.push_str(&format!(
+            "ratios: ktmrm 1-put tx / bare KTM tx {}, ktmrm 1-put tx / TxR 1-value tx {}\n",
+            show(self.transport_ratios.ktmrm_tx_vs_bare_ktm),
+            show(self.transport_ratios.ktmrm_tx_vs_txr)
+        ));
         s
     }
 }
@@ -193,11 +211,50 @@ pub fn standard_ops<'a>(client: &'a Client, prefix: &'a [u8]) -> Vec<BenchOp<'a>
             }),
         },
         BenchOp {
+            name: "ktm-bare",
+            what: "CreateTransaction + CommitTransaction with no RM enlisted (KTM's own cost)",
+            run: Box::new(move |_| {
+                let t = client.transport();
+                let tx = t.create_transaction(0, "bench")?;
+                let st = t.commit_transaction(tx);
+                t.close_handle(tx);
+                ok_or(st, "commit (no RM)")
+            }),
+        },
+        #[cfg(windows)]
+        BenchOp {
+            name: "txr-put",
+            what: "CreateTransaction + RegCreateKeyTransacted + RegSetValueEx + CommitTransaction",
+            run: Box::new(move |i| {
+                let t = client.transport();
+                let tx = t.create_transaction(0, "bench")?;
+                let written = super::txr::reg_write(tx, "bench", i as u32);
+                let st = t.commit_transaction(tx);
+                t.close_handle(tx);
+                written.map_err(|s| Error::Unsupported {
+                    op: "TxR value write".into(),
+                    reason: format!("{s:?}"),
+                })?;
+                ok_or(st, "commit (TxR)")
+            }),
+        },
+        BenchOp {
             name: "list-100",
             what: "LIST of 100 keys (one page)",
             run: Box::new(move |_| client.list_in(0, &[prefix, b"k00"].concat()).map(drop)),
         },
     ]
+}
+
+fn ok_or(st: NtStatus, op: &str) -> Result<()> {
+    if st.is_success() {
+        Ok(())
+    } else {
+        Err(Error::Status {
+            op: op.into(),
+            status: st,
+        })
+    }
 }
 
 /// Runs the standard operations.
@@ -222,9 +279,19 @@ pub fn run(transport: Arc<dyn Transport>, iterations: usize) -> Result<BenchRepo
     if transport.kind() == TransportKind::Device {
         client.delete_prefix(&prefix)?;
     }
+    let mean = |name: &str| ops.iter().find(|o| o.name == name).map(|o| o.mean_us);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let ratios = TransportRatios {
+        ktmrm_tx_vs_bare_ktm: ratio(mean("tx-put-ktmw32"), mean("ktm-bare")),
+        ktmrm_tx_vs_txr: ratio(mean("tx-put-ktmw32"), mean("txr-put")),
+    };
     Ok(BenchReport {
         transport: transport.kind(),
         ops,
+        transport_ratios: ratios,
     })
 }
 

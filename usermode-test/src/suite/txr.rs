@@ -64,7 +64,7 @@ fn win32(what: &str, code: u32) -> Stop {
 }
 
 /// Writes `name` = `value` under HKCU\SUBKEY through a key opened in transaction `tx`.
-fn reg_write(tx: u64, name: &str, value: u32) -> Result<(), Stop> {
+pub(super) fn reg_write(tx: u64, name: &str, value: u32) -> Result<(), Stop> {
     let (sub, name) = (wide(SUBKEY), wide(name));
     let mut key: HKEY = std::ptr::null_mut();
     let mut disposition = 0;
