@@ -72,7 +72,10 @@ pub fn notification_name(n: Notification) -> String {
         Notification::Rollback => "ROLLBACK".into(),
         Notification::SinglePhaseCommit => "SINGLE_PHASE_COMMIT".into(),
         Notification::RmDisconnected => "RM_DISCONNECTED".into(),
-        Notification::Other(b) => format!("notification 0x{b:X}"),
+        Notification::Other(b) => match crate::durable::recovery_name(n) {
+            Some(name) => name.into(),
+            None => format!("notification 0x{b:X}"),
+        },
     }
 }
 
@@ -189,8 +192,9 @@ impl Ktm {
 
     /// Ends a test: waits for threaded callbacks still running (at least 5 s) and for
     /// enlistments of ended transactions to close (up to the answer deadline), records leaked
-    /// enlistments and unreleased transaction references as violations, and
-    /// returns every violation.
+    /// enlistments and unreleased transaction references as violations, and the recovery rules
+    /// of a durable TM ("recovery missing", "LAST_RECOVER count", "no outcome after recovery",
+    /// see `recovery.rs`), and returns every violation.
     pub fn finish(&self) -> Vec<String> {
         let mut st = self.settle();
         let until = Instant::now() + st.config.answer_deadline;
@@ -230,7 +234,8 @@ impl Ktm {
                 )
             })
             .collect();
-        for r in refs {
+        let recovery = st.recovery_violations();
+        for r in refs.into_iter().chain(recovery) {
             if !st.checker.violations.contains(&r) {
                 st.checker.violation(r);
             }

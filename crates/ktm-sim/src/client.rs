@@ -208,6 +208,7 @@ impl Ktm {
                 references: 0,
                 enlistments: Vec::new(),
                 abort_requested: false,
+                superior: None,
             },
         );
         st.checker.counters.transactions_created += 1;
@@ -256,7 +257,8 @@ impl Ktm {
     /// transport code)**; on an ended transaction
     /// `STATUS_TRANSACTION_ALREADY_COMMITTED` / `_ALREADY_ABORTED` (§5). While another commit of
     /// the same transaction is still undecided: `STATUS_TRANSACTION_REQUEST_NOT_VALID`
-    /// **(unverified; the model's choice)**. Needs `TRANSACTION_COMMIT` access.
+    /// **(unverified; the model's choice)**. Needs `TRANSACTION_COMMIT` access. A promoted
+    /// transaction → `STATUS_TRANSACTION_SUPERIOR_EXISTS` (ktm.md §1 [S9]).
     pub fn commit(&self, p: ProcessId, h: u64) -> NtStatus {
         let id = {
             let mut st = self.lock();
@@ -265,6 +267,9 @@ impl Ktm {
                 Err(s) => return s,
             };
             let tx = st.txs.get_mut(&id).expect("handle names a transaction");
+            if tx.superior.is_some() {
+                return crate::durable::status::TRANSACTION_SUPERIOR_EXISTS;
+            }
             match tx.state {
                 TxState::Active => tx.state = TxState::PrePreparing,
                 TxState::SinglePhaseCommitting | TxState::PrePreparing | TxState::Preparing => {
@@ -312,6 +317,10 @@ impl Ktm {
                 TxState::Active => {
                     tx.state = TxState::RollingBack;
                     tx.outcome = Outcome::Aborted;
+                }
+                // In doubt under a superior: only the superior decides now.
+                TxState::Preparing if tx.superior.is_some_and(|s| s.prepared) => {
+                    return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
                 }
                 TxState::PrePreparing | TxState::Preparing => {
                     tx.abort_requested = true;

@@ -4,13 +4,18 @@
 //! Only the thread that moved a transaction out of Active drives it, so the phases of one
 //! transaction never overlap. The model's lock is never held while a callback or the phase
 //! probe runs: callbacks re-enter (they answer, close and enlist from any thread).
+//!
+//! A run notes the crash epoch when it starts and stops at its next step once
+//! [`Ktm::crash`] (or an armed crash point) has happened: the machine it ran on is gone.
 
+use std::sync::MutexGuard;
 use std::time::Instant;
 
 use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::checker::{Phase, notification_name};
+use crate::durable::{CrashPoint, RecoveryArgument, status::TRANSACTIONMANAGER_NOT_ONLINE};
 use crate::ktm::Ktm;
 use crate::model::{
     Delivery, DeliveryMode, Enlistment, EnlistmentId, EnlistmentState, Outcome, Outstanding,
@@ -19,14 +24,18 @@ use crate::model::{
 
 /// One notification on its way to one enlistment.
 #[derive(Clone)]
-struct Target {
-    en: EnlistmentId,
+pub(crate) struct Target {
+    pub en: EnlistmentId,
     seq: u64,
     tx: TxId,
     key: EnlistmentKey,
     notification: Notification,
     callback: RmCallback,
+    pub recovery: Option<RecoveryArgument>,
 }
+
+/// What a protocol run cut short by a crash returns.
+pub(crate) const CRASHED: NtStatus = TRANSACTIONMANAGER_NOT_ONLINE;
 
 /// A threaded delivery in progress: counted in `inflight` until dropped, even when the callback
 /// panics (which is recorded as a violation).
@@ -52,9 +61,9 @@ impl Drop for Inflight {
 }
 
 /// What each enlistment of a phase answered (`None`: never, or its callback failed).
-type Results = Vec<(EnlistmentId, Option<Answer>)>;
+pub(crate) type Results = Vec<(EnlistmentId, Option<Answer>)>;
 
-fn any_no(results: &Results) -> bool {
+pub(crate) fn any_no(results: &Results) -> bool {
     results
         .iter()
         .any(|(_, a)| matches!(a, None | Some(Answer::RollbackEnlistment)))
@@ -74,7 +83,7 @@ fn skipped(n: Notification) -> EnlistmentState {
 /// Marks `n` outstanding on every enlistment of `id` that `filter` accepts and returns the
 /// deliveries to make. Must run under the model's lock, in the same critical section as the
 /// state change that goes with the phase, so no enlistment slips between the two.
-fn select(
+pub(crate) fn select(
     st: &mut State,
     id: TxId,
     n: Notification,
@@ -96,7 +105,7 @@ fn select(
 }
 
 /// In play, still open and at `state`.
-fn at(state: EnlistmentState) -> impl Fn(&Enlistment) -> bool {
+pub(crate) fn at(state: EnlistmentState) -> impl Fn(&Enlistment) -> bool {
     move |e| !e.closed && e.state == state
 }
 
@@ -117,13 +126,93 @@ impl Ktm {
     ///
     /// A transaction with no enlistments just commits.
     pub(crate) fn drive_commit(&self, id: TxId) -> NtStatus {
-        if let Some(status) = self.single_phase(id) {
+        let epoch = self.lock().epoch;
+        if let Some(status) = self.single_phase(id, epoch) {
             return status;
         }
+        if let Err(status) = self.prepare_phases(id, epoch) {
+            return status;
+        }
+        let targets = {
+            let Some(mut st) = self.live(epoch) else {
+                return CRASHED;
+            };
+            let tx = st.txs.get_mut(&id).expect("driven");
+            if tx.abort_requested {
+                drop(st);
+                return self.abort_commit(id, epoch);
+            }
+            tx.state = TxState::Committing;
+            tx.outcome = Outcome::Committed;
+            // KTM's commit record, before any COMMIT (ktm.md §1 [S10, S17]).
+            if st.log_commit_record(id)
+                && let Some(gone) = st.hit(CrashPoint::AfterCommitRecord, id, None)
+            {
+                drop(st);
+                drop(gone);
+                self.changed();
+                return CRASHED;
+            }
+            // Selected in the same critical section: nothing can change the set any more.
+            select(
+                &mut st,
+                id,
+                Notification::Commit,
+                at(EnlistmentState::Prepared),
+            )
+        };
+        self.probe(id, Phase::Prepare);
+
+        let Some(results) = self.deliver_and_wait(targets, epoch) else {
+            return CRASHED;
+        };
+        if self.lock().config.duplicate_commit {
+            let again: Vec<EnlistmentId> = results
+                .iter()
+                .filter(|(_, a)| *a == Some(Answer::CommitComplete))
+                .map(|(en, _)| *en)
+                .collect();
+            // As after recovery, the RM has finished with the first COMMIT: wait until its
+            // callbacks have returned (it may close the enlistment in between).
+            let targets = {
+                let Some(mut st) = self.live(epoch) else {
+                    return CRASHED;
+                };
+                let until = Instant::now() + st.config.answer_deadline;
+                while again.iter().any(|en| {
+                    st.enlistments
+                        .get(en)
+                        .is_some_and(|e| e.returned < e.entered)
+                }) && Instant::now() < until
+                {
+                    st = self.wait(st, until);
+                }
+                if st.epoch != epoch {
+                    return CRASHED;
+                }
+                select_ids(&mut st, id, Notification::Commit, &again)
+            };
+            if self.deliver_and_wait(targets, epoch).is_none() {
+                return CRASHED;
+            }
+        }
+        if !self.end(id, TxState::Committed, epoch) {
+            return CRASHED;
+        }
+        self.probe(id, Phase::Commit);
+        NtStatus::SUCCESS
+    }
+
+    /// Steps 2–3 of [`Ktm::drive_commit`] (also what a superior drives, `recovery.rs`):
+    /// PREPREPARE until every enlistment has it, then PREPARE. `Err` carries the status of a
+    /// commit that rolled back instead, or [`CRASHED`].
+    pub(crate) fn prepare_phases(&self, id: TxId, epoch: u64) -> Result<(), NtStatus> {
         // PrePrepare, until no enlistment is left without it.
         loop {
             let targets = {
-                let mut st = self.lock();
+                let Some(mut st) = self.live(epoch) else {
+                    return Err(CRASHED);
+                };
                 let t = select(
                     &mut st,
                     id,
@@ -135,7 +224,7 @@ impl Ktm {
                     tx.state = TxState::Preparing;
                     if tx.abort_requested {
                         drop(st);
-                        return self.abort_commit(id);
+                        return Err(self.abort_commit(id, epoch));
                     }
                 }
                 t
@@ -143,14 +232,28 @@ impl Ktm {
             if targets.is_empty() {
                 break;
             }
-            if any_no(&self.deliver_and_wait(targets)) {
-                return self.abort_commit(id);
+            match self.deliver_and_wait(targets, epoch) {
+                None => return Err(CRASHED),
+                Some(r) if any_no(&r) => return Err(self.abort_commit(id, epoch)),
+                Some(_) => {}
             }
         }
         self.probe(id, Phase::PrePrepare);
 
         let targets = {
-            let mut st = self.lock();
+            let Some(mut st) = self.live(epoch) else {
+                return Err(CRASHED);
+            };
+            let durable = st.txs[&id]
+                .enlistments
+                .iter()
+                .any(|en| st.enlistments[en].durable_rm.is_some());
+            if durable && let Some(gone) = st.hit(CrashPoint::BeforePrepare, id, None) {
+                drop(st);
+                drop(gone);
+                self.changed();
+                return Err(CRASHED);
+            }
             select(
                 &mut st,
                 id,
@@ -158,61 +261,30 @@ impl Ktm {
                 at(EnlistmentState::PrePrepared),
             )
         };
-        if any_no(&self.deliver_and_wait(targets)) {
-            return self.abort_commit(id);
+        match self.deliver_and_wait(targets, epoch) {
+            None => Err(CRASHED),
+            Some(r) if any_no(&r) => Err(self.abort_commit(id, epoch)),
+            Some(_) => Ok(()),
         }
-        let targets = {
-            let mut st = self.lock();
-            let tx = st.txs.get_mut(&id).expect("driven");
-            if tx.abort_requested {
-                drop(st);
-                return self.abort_commit(id);
-            }
-            tx.state = TxState::Committing;
-            tx.outcome = Outcome::Committed;
-            // Selected in the same critical section: nothing can change the set any more.
-            select(
-                &mut st,
-                id,
-                Notification::Commit,
-                at(EnlistmentState::Prepared),
-            )
-        };
-        self.probe(id, Phase::Prepare);
+    }
 
-        let results = self.deliver_and_wait(targets);
-        if self.lock().config.duplicate_commit {
-            let again: Vec<EnlistmentId> = results
-                .iter()
-                .filter(|(_, a)| *a == Some(Answer::CommitComplete))
-                .map(|(en, _)| *en)
-                .collect();
-            // As after recovery, the RM has finished with the first COMMIT: wait until its
-            // callbacks have returned (it may close the enlistment in between).
-            let targets = {
-                let mut st = self.lock();
-                let until = Instant::now() + st.config.answer_deadline;
-                while again.iter().any(|en| {
-                    let e = &st.enlistments[en];
-                    e.returned < e.entered
-                }) && Instant::now() < until
-                {
-                    st = self.wait(st, until);
-                }
-                select_ids(&mut st, id, Notification::Commit, &again)
-            };
-            self.deliver_and_wait(targets);
-        }
-        self.end(id, TxState::Committed);
-        self.probe(id, Phase::Commit);
-        NtStatus::SUCCESS
+    /// The model's lock, if no crash happened since `epoch`.
+    pub(crate) fn live(&self, epoch: u64) -> Option<MutexGuard<'_, State>> {
+        let st = self.lock();
+        (st.epoch == epoch).then_some(st)
     }
 
     /// Step 1 of [`Ktm::drive_commit`]; `None` when single-phase commit does not apply or was
     /// rejected.
-    fn single_phase(&self, id: TxId) -> Option<NtStatus> {
+    fn single_phase(&self, id: TxId, epoch: u64) -> Option<NtStatus> {
         let targets = {
-            let mut st = self.lock();
+            let Some(mut st) = self.live(epoch) else {
+                return Some(CRASHED);
+            };
+            // "single-phase commit is off" with a superior enlistment (ktm.md §1 [S9]).
+            if st.txs[&id].superior.is_some() {
+                return None;
+            }
             let in_play: Vec<EnlistmentId> = st.txs[&id]
                 .enlistments
                 .iter()
@@ -231,34 +303,48 @@ impl Ktm {
             st.txs.get_mut(&id).expect("driven").state = TxState::SinglePhaseCommitting;
             select_ids(&mut st, id, Notification::SinglePhaseCommit, &[only])
         };
-        let results = self.deliver_and_wait(targets);
+        let Some(results) = self.deliver_and_wait(targets, epoch) else {
+            return Some(CRASHED);
+        };
         match results.first().and_then(|(_, a)| *a) {
             Some(Answer::CommitComplete | Answer::ReadOnly) => {
                 {
-                    let mut st = self.lock();
+                    let Some(mut st) = self.live(epoch) else {
+                        return Some(CRASHED);
+                    };
                     st.txs.get_mut(&id).expect("driven").outcome = Outcome::Committed;
                 }
-                self.end(id, TxState::Committed);
+                if !self.end(id, TxState::Committed, epoch) {
+                    return Some(CRASHED);
+                }
                 self.probe(id, Phase::SinglePhaseCommit);
                 Some(NtStatus::SUCCESS)
             }
             Some(Answer::SinglePhaseReject) => {
-                self.lock().txs.get_mut(&id).expect("driven").state = TxState::PrePreparing;
+                let Some(mut st) = self.live(epoch) else {
+                    return Some(CRASHED);
+                };
+                st.txs.get_mut(&id).expect("driven").state = TxState::PrePreparing;
                 None
             }
-            _ => Some(self.abort_commit(id)),
+            _ => Some(self.abort_commit(id, epoch)),
         }
     }
 
     /// A commit turned into a rollback (a no vote, no answer, or a rollback request).
-    fn abort_commit(&self, id: TxId) -> NtStatus {
+    pub(crate) fn abort_commit(&self, id: TxId, epoch: u64) -> NtStatus {
         {
-            let mut st = self.lock();
+            let Some(mut st) = self.live(epoch) else {
+                return CRASHED;
+            };
             let tx = st.txs.get_mut(&id).expect("driven");
             tx.state = TxState::RollingBack;
             tx.outcome = Outcome::Aborted;
+            st.note_abort(id);
         }
-        self.drive_rollback(id);
+        if !self.drive_rollback_in(id, epoch) {
+            return CRASHED;
+        }
         NtStatus::TRANSACTION_ABORTED
     }
 
@@ -268,20 +354,38 @@ impl Ktm {
     /// TRANSACTION_NOTIFY_ROLLBACK notification to all resource managers" (ktm.md §1 [S4]) —
     /// and waits for RollbackComplete (§3 table). The caller has set the state to RollingBack.
     pub(crate) fn drive_rollback(&self, id: TxId) {
-        let targets = {
+        let epoch = {
             let mut st = self.lock();
+            st.note_abort(id);
+            st.epoch
+        };
+        self.drive_rollback_in(id, epoch);
+    }
+
+    /// [`Ktm::drive_rollback`] in crash epoch `epoch`; false if a crash cut it short.
+    fn drive_rollback_in(&self, id: TxId, epoch: u64) -> bool {
+        let targets = {
+            let Some(mut st) = self.live(epoch) else {
+                return false;
+            };
             select(&mut st, id, Notification::Rollback, |e| {
                 !e.closed && e.state.owes_rollback()
             })
         };
-        self.deliver_and_wait(targets);
-        self.end(id, TxState::Aborted);
+        if self.deliver_and_wait(targets, epoch).is_none() || !self.end(id, TxState::Aborted, epoch)
+        {
+            return false;
+        }
         self.probe(id, Phase::Rollback);
+        true
     }
 
-    fn end(&self, id: TxId, state: TxState) {
+    /// Ends the transaction; false if a crash came first.
+    pub(crate) fn end(&self, id: TxId, state: TxState, epoch: u64) -> bool {
         {
-            let mut st = self.lock();
+            let Some(mut st) = self.live(epoch) else {
+                return false;
+            };
             st.txs.get_mut(&id).expect("driven").state = state;
             if state == TxState::Committed {
                 st.checker.counters.committed += 1;
@@ -290,6 +394,7 @@ impl Ktm {
             }
         }
         self.changed();
+        true
     }
 
     fn probe(&self, id: TxId, phase: Phase) {
@@ -299,7 +404,8 @@ impl Ktm {
         }
     }
 
-    fn deliver_and_wait(&self, targets: Vec<Target>) -> Results {
+    /// Delivers `targets` and waits for their answers; `None` if a crash came first.
+    pub(crate) fn deliver_and_wait(&self, targets: Vec<Target>, epoch: u64) -> Option<Results> {
         let mode = self.lock().config.delivery;
         for t in &targets {
             match mode {
@@ -314,14 +420,16 @@ impl Ktm {
                 }
             }
         }
-        self.wait_answers(&targets)
+        self.wait_answers(&targets, epoch)
     }
 
     /// Runs one callback (no lock held) and checks how it returned (ktm.md §3 "Delivery B"
     /// [S16]: answer and return `STATUS_SUCCESS`, or return `STATUS_PENDING` and answer later).
     fn call(&self, t: &Target) {
-        if let Some(e) = self.lock().enlistments.get_mut(&t.en) {
-            e.entered += 1;
+        match self.lock().enlistments.get_mut(&t.en) {
+            Some(e) => e.entered += 1,
+            // Gone with a crash (an earlier callback of this phase crashed the machine).
+            None => return,
         }
         self.changed();
         let status = (t.callback)(Delivery {
@@ -329,12 +437,13 @@ impl Ktm {
             key: t.key,
             notification: t.notification,
             tx: t.tx,
+            recovery: t.recovery,
         });
         let mut st = self.lock();
-        let e = st
-            .enlistments
-            .get_mut(&t.en)
-            .expect("enlistments are never removed");
+        // Enlistments are removed only by a crash: then nobody is waiting any more.
+        let Some(e) = st.enlistments.get_mut(&t.en) else {
+            return;
+        };
         e.returned += 1;
         self.changed();
         if status == NtStatus::PENDING || e.outstanding.is_none_or(|o| o.seq != t.seq) {
@@ -367,16 +476,20 @@ impl Ktm {
 
     /// Waits until every target is answered, or the deadline: then each unanswered one is
     /// recorded as "never answered" and taken out of play.
-    fn wait_answers(&self, targets: &[Target]) -> Results {
+    fn wait_answers(&self, targets: &[Target], epoch: u64) -> Option<Results> {
         let mut st = self.lock();
         let until = Instant::now() + st.config.answer_deadline;
         let deadline = st.config.answer_deadline;
         let pending = |st: &State, t: &Target| {
-            st.enlistments[&t.en]
-                .outstanding
+            st.enlistments
+                .get(&t.en)
+                .and_then(|e| e.outstanding)
                 .is_some_and(|o| o.seq == t.seq)
         };
         loop {
+            if st.epoch != epoch {
+                return None;
+            }
             if !targets.iter().any(|t| pending(&st, t)) {
                 break;
             }
@@ -385,8 +498,13 @@ impl Ktm {
                     if !pending(&st, t) {
                         continue;
                     }
+                    let tag = if t.recovery.is_some() {
+                        "recover not answered: ZwRecoverEnlistment never called for"
+                    } else {
+                        "never answered:"
+                    };
                     st.checker.violation(format!(
-                        "never answered: {} on {} (key {}, {}) got no answer within {:?}",
+                        "{tag} {} on {} (key {}, {}) got no answer within {:?}",
                         notification_name(t.notification),
                         t.en,
                         t.key.0,
@@ -403,23 +521,37 @@ impl Ktm {
             }
             st = self.wait(st, until);
         }
-        targets
-            .iter()
-            .map(|t| {
-                let last = st.enlistments[&t.en].last;
-                (t.en, last.filter(|(s, _)| *s == t.seq).map(|(_, a)| a))
-            })
-            .collect()
+        Some(
+            targets
+                .iter()
+                .map(|t| {
+                    let last = st.enlistments[&t.en].last;
+                    (t.en, last.filter(|(s, _)| *s == t.seq).map(|(_, a)| a))
+                })
+                .collect(),
+        )
     }
 }
 
 /// Marks `n` outstanding on exactly the enlistments `ids` (open or not: a duplicate COMMIT after
-/// recovery reaches an enlistment the RM may have closed).
-fn select_ids(st: &mut State, id: TxId, n: Notification, ids: &[EnlistmentId]) -> Vec<Target> {
+/// recovery reaches an enlistment the RM may have closed). Skips an enlistment whose RM is not
+/// registered (rebuilt from the log, its RM not recovered yet). Checks the recovery rules: an
+/// outcome only for a prepared enlistment, one outcome per recovery (`recovery.rs`).
+pub(crate) fn select_ids(
+    st: &mut State,
+    id: TxId,
+    n: Notification,
+    ids: &[EnlistmentId],
+) -> Vec<Target> {
     let mut out = Vec::new();
     for &en in ids {
         let e = &st.enlistments[&en];
-        let callback = st.rms[&e.rm].callback.clone();
+        let Some(rm) = st.rms.get(&e.rm) else {
+            continue;
+        };
+        let callback = rm.callback.clone();
+        st.check_outcome(en, n);
+        let e = &st.enlistments[&en];
         let key = e.key;
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -435,6 +567,7 @@ fn select_ids(st: &mut State, id: TxId, n: Notification, ids: &[EnlistmentId]) -
             key,
             notification: n,
             callback,
+            recovery: None,
         });
     }
     out

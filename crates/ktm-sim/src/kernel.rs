@@ -7,11 +7,12 @@ use ktmrm_core::{Answer, EnlistmentKey, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::checker::{answer_fits, notification_name};
+use crate::durable::{CrashPoint, status};
 use crate::ktm::access::*;
 use crate::ktm::{Ktm, TxRef};
 use crate::model::{
-    EnlistRace, Enlistment, EnlistmentId, EnlistmentInfo, EnlistmentState, ProcessId,
-    ResourceManager, RmCallback, RmId, State, TxState,
+    EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, ProcessId, ResourceManager,
+    RmCallback, RmId, State, TxState,
 };
 
 impl Ktm {
@@ -112,31 +113,7 @@ impl Ktm {
                     return Err(s);
                 }
             }
-            let id = EnlistmentId(st.next_enlistment);
-            st.next_enlistment += 1;
-            st.enlistments.insert(
-                id,
-                Enlistment {
-                    rm,
-                    tx: tx.id,
-                    key,
-                    mask,
-                    state: EnlistmentState::Enlisted,
-                    outstanding: None,
-                    last: None,
-                    closed: false,
-                    entered: 0,
-                    returned: 0,
-                    leak_reported: false,
-                },
-            );
-            st.txs
-                .get_mut(&tx.id)
-                .expect("checked")
-                .enlistments
-                .push(id);
-            st.checker.counters.enlistments_created += 1;
-            st.checker.counters.enlistments_open += 1;
+            let id = st.new_enlistment(rm, tx.id, key, mask);
             let race = (faults && !st.faults.races.is_empty()).then(|| st.faults.races.remove(0));
             (id, race)
         };
@@ -156,9 +133,11 @@ impl Ktm {
                 // ktm.md §3 "Delivery A" — which then costs the deadline, not a deadlock).
                 let mut st = self.lock();
                 let until = Instant::now() + st.config.answer_deadline;
-                while st.enlistments[&id].returned == 0
-                    && st.enlistments[&id].last.is_none()
-                    && !st.txs[&tx.id].state.is_ended()
+                while st
+                    .enlistments
+                    .get(&id)
+                    .is_some_and(|e| e.returned == 0 && e.last.is_none())
+                    && st.txs.get(&tx.id).is_some_and(|t| !t.state.is_ended())
                     && Instant::now() < until
                 {
                     st = self.wait(st, until);
@@ -182,6 +161,7 @@ impl Ktm {
         if !st.rms.contains_key(&rm) {
             return Err(NtStatus::RM_NOT_ACTIVE);
         }
+        st.durable_enlist_check(rm)?;
         if mask & !NOTIFY_MASK != 0 || mask & NOTIFY_UNSUPPORTED != 0 {
             return Err(NtStatus::INVALID_PARAMETER);
         }
@@ -209,8 +189,14 @@ impl Ktm {
     ///   ("a `*Complete` nobody asked for", §5);
     /// - the wrong kind → violation "wrong answer", `STATUS_TRANSACTION_REQUEST_NOT_VALID`; the
     ///   notification stays outstanding.
+    ///
+    /// On a durable TM KTM logs a durable enlistment's PrepareComplete, CommitComplete and
+    /// RollbackComplete (see `durable.rs`), and the crash points around them are passed here.
     pub fn answer(&self, en: EnlistmentId, answer: Answer) -> NtStatus {
         let mut st = self.lock();
+        if en.0 < st.stale_below && !st.enlistments.contains_key(&en) {
+            return NtStatus::INVALID_HANDLE;
+        }
         st.checker.answered(answer);
         let Some(e) = st.enlistments.get(&en) else {
             st.checker
@@ -238,6 +224,29 @@ impl Ktm {
             ));
             return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
         }
+        let (before, after) = match answer {
+            Answer::PrepareComplete => (
+                Some(CrashPoint::BeforePrepareComplete),
+                Some(CrashPoint::AfterPrepareComplete),
+            ),
+            Answer::CommitComplete => (
+                Some(CrashPoint::BeforeCommitComplete),
+                Some(CrashPoint::AfterCommitComplete),
+            ),
+            Answer::RollbackComplete => (Some(CrashPoint::BeforeRollbackComplete), None),
+            _ => (None, None),
+        };
+        let logged = st.enlistments[&en].durable_rm.is_some();
+        let guid = st.enlistments[&en].guid;
+        if logged
+            && let Some(p) = before
+            && let Some(gone) = st.hit(p, tx, Some(guid))
+        {
+            drop(st);
+            drop(gone);
+            self.changed();
+            return status::TRANSACTIONMANAGER_NOT_ONLINE;
+        }
         let e = st.enlistments.get_mut(&en).expect("present");
         e.outstanding = None;
         e.last = Some((out.seq, answer));
@@ -250,8 +259,23 @@ impl Ktm {
             Answer::RollbackEnlistment => EnlistmentState::VotedNo,
             Answer::SinglePhaseReject => EnlistmentState::Enlisted,
         };
+        match answer {
+            Answer::PrepareComplete => st.log_prepared(en),
+            Answer::CommitComplete | Answer::RollbackComplete => st.log_done(en),
+            _ => {}
+        }
+        let gone = if logged && let Some(p) = after {
+            st.hit(p, tx, Some(guid))
+        } else {
+            None
+        };
         drop(st);
+        let crashed = gone.is_some();
+        drop(gone);
         self.changed();
+        if crashed {
+            return status::TRANSACTIONMANAGER_NOT_ONLINE;
+        }
         NtStatus::SUCCESS
     }
 
@@ -263,6 +287,9 @@ impl Ktm {
     pub fn close_enlistment(&self, en: EnlistmentId) {
         let rollback = {
             let mut st = self.lock();
+            if en.0 < st.stale_below && !st.enlistments.contains_key(&en) {
+                return;
+            }
             let Some(e) = st.enlistments.get_mut(&en) else {
                 st.checker
                     .violation(format!("unknown enlistment: close of {en}"));

@@ -23,6 +23,13 @@
 //! - The protocol checker ([`Ktm::violations`], [`Ktm::finish`], [`Ktm::set_phase_probe`]) and
 //!   [`Counters`].
 //! - [`SimDevice`]: the engine behind an in-process stand-in for `\\.\KtmRm`.
+//! - Durability (issue 6 part 2): [`Ktm::new_durable`] (a TM whose log survives
+//!   [`Ktm::crash`]), durable RMs ([`Ktm::create_durable_resource_manager`]), recovery
+//!   ([`Ktm::recover_transaction_manager`], [`Ktm::recover_resource_manager`],
+//!   [`Ktm::recover_enlistment`]; RECOVER / LAST_RECOVER / INDOUBT as [`notify`]), crash points
+//!   ([`Ktm::crash_at`], [`Ktm::crash_at_step`], [`Ktm::crash_points`], [`CrashPoint`]) and a
+//!   superior TM ([`Ktm::create_superior_enlistment`], [`Ktm::superior_prepare`],
+//!   [`Ktm::superior_decide`], [`Ktm::superior_crash`]).
 //!
 //! # Waiting
 //! KTM waits forever for an answer (ktm.md §3 "No answer ⇒ the phase stalls"). The model waits
@@ -35,14 +42,19 @@ mod checker;
 mod client;
 mod device;
 mod driver;
+mod durable;
 mod kernel;
 mod ktm;
 mod model;
 mod port;
+mod recovery;
 mod stdlock;
 
 pub use checker::{Counters, Phase, answer_fits, notification_name};
 pub use device::{SimConfig, SimDevice, SimFile, SimProcess};
+pub use durable::{
+    CrashPoint, CrashStep, EnlistmentGuid, RecoveryArgument, RmGuid, notify, status,
+};
 pub use ktm::{Ktm, TxRef, WeakKtm, access};
 pub use model::{
     Delivery, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, KtmConfig,

@@ -10,6 +10,7 @@ use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::checker::{Checker, Phase};
+use crate::durable::{CrashCtl, Durable, EnlistmentGuid, RecoveryArgument, RmGuid, Superior};
 
 /// A simulated process: the owner of a handle table (ktm.md §4: a user handle is only meaningful
 /// in its own process, and the IOCTL path runs in the caller's process).
@@ -42,7 +43,10 @@ pub struct Delivery {
     /// What KTM asks for.
     pub notification: Notification,
     /// The transaction's GUID (the real callback can get it with `TmGetTransactionId`).
+    /// All zero for `LAST_RECOVER`, which is for the RM, not for a transaction.
     pub tx: TxId,
+    /// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT` (ktm.md §3 [S19]): set on RECOVER only.
+    pub recovery: Option<RecoveryArgument>,
 }
 
 /// An RM's notification callback, as registered by `TmEnableCallbacks` (ktm.md §3 [S15]). It
@@ -114,7 +118,8 @@ pub enum TxState {
     SinglePhaseCommitting,
     /// PREPREPARE being delivered; RMs may still enlist (ktm.md §1 [S3]).
     PrePreparing,
-    /// PREPARE being delivered; no more enlistments.
+    /// PREPARE being delivered; no more enlistments. Also a transaction whose every vote is in
+    /// while its outcome comes from a superior TM that has not decided (in doubt, ktm.md §1).
     Preparing,
     /// The commit decision is made; COMMIT being delivered.
     Committing,
@@ -283,6 +288,8 @@ pub(crate) struct Transaction {
     /// A rollback was asked for while the commit was still undecided; the committing thread
     /// rolls back before the decision.
     pub abort_requested: bool,
+    /// The superior enlistment, if the transaction was promoted (ktm.md §1 [S9]).
+    pub superior: Option<Superior>,
 }
 
 pub(crate) struct ResourceManager {
@@ -309,6 +316,14 @@ pub(crate) struct Enlistment {
     pub entered: u64,
     pub returned: u64,
     pub leak_reported: bool,
+    /// `EnlistmentId` of `ZwQueryInformationEnlistment`: stable across a crash (logged).
+    pub guid: EnlistmentGuid,
+    /// The durable RM's GUID when KTM logs this enlistment (durable TM and RM).
+    pub durable_rm: Option<RmGuid>,
+    /// Where the enlistment is in recovery (see `durable.rs`).
+    pub recovery: crate::durable::EnRecovery,
+    /// COMMIT/ROLLBACK delivered since its RM recovered it (checker: exactly one).
+    pub recovery_outcomes: u32,
 }
 
 #[derive(Default)]
@@ -337,6 +352,15 @@ pub(crate) struct State {
     pub probe: Option<PhaseProbe>,
     /// Threaded deliveries whose callback has not returned yet.
     pub inflight: usize,
+    /// Crashes so far: a protocol run started in an earlier epoch stops at its next step.
+    pub epoch: u64,
+    /// Enlistment ids below this one are from before the last crash (calls on them are
+    /// ignored: the thread that makes them died with the machine).
+    pub stale_below: u64,
+    /// The durable TM's log and recovery state; `None` for a volatile TM.
+    pub durable: Option<Durable>,
+    /// Crash points: the trace, the armed crash, the count.
+    pub crash: CrashCtl,
 }
 
 impl State {
@@ -359,6 +383,10 @@ impl State {
             checker: Checker::default(),
             probe: None,
             inflight: 0,
+            epoch: 0,
+            stale_below: 0,
+            durable: None,
+            crash: CrashCtl::default(),
         }
     }
 
