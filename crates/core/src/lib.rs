@@ -25,6 +25,7 @@ extern crate alloc;
 pub mod lock;
 pub mod port;
 pub mod tree;
+pub mod wal;
 
 pub use ktmrm_proto as proto;
 pub use lock::{SpinLock, StateLock};
