@@ -1,0 +1,148 @@
+//! Ascending iteration: a fixed stack of (node, position) per level; allocates nothing.
+
+use super::node::Node;
+use super::{Keyed, NIL, NodeId, PATH, Tree, prefix_of};
+use core::iter::FusedIterator;
+use core::ops::Bound;
+
+/// Ascending iterator over `(NodeId, &E)`.
+pub struct Iter<'a, E: Keyed> {
+    tree: &'a Tree<E>,
+    /// Per level from the root: the node and, in inner nodes, the child being walked; in the
+    /// leaf (the last level), the next entry.
+    nodes: [u32; PATH],
+    pos: [usize; PATH],
+    depth: usize,
+}
+
+impl<'a, E: Keyed> Iter<'a, E> {
+    pub(super) fn new(tree: &'a Tree<E>, start: Bound<&[u8]>) -> Self {
+        let mut it = Iter {
+            tree,
+            nodes: [NIL; PATH],
+            pos: [0; PATH],
+            depth: 0,
+        };
+        let (key, prefix) = match start {
+            Bound::Included(s) | Bound::Excluded(s) => (s, prefix_of(s)),
+            Bound::Unbounded => (&[][..], 0),
+        };
+        let mut n = tree.root;
+        while let Some(node) = tree.nd(n) {
+            let i = match start {
+                Bound::Unbounded => 0,
+                _ if node.leaf => match tree.leaf_pos(node, prefix, key) {
+                    Some((i, found)) => {
+                        let skip = found && matches!(start, Bound::Excluded(_));
+                        i.saturating_add(usize::from(skip))
+                    }
+                    None => break,
+                },
+                _ => match tree.child_pos(node, prefix, key) {
+                    Some((i, _)) => i,
+                    None => break,
+                },
+            };
+            if !it.push(n, i) {
+                break;
+            }
+            if node.leaf {
+                break;
+            }
+            n = node.child_at(i);
+        }
+        it
+    }
+
+    fn push(&mut self, n: u32, i: usize) -> bool {
+        match (self.nodes.get_mut(self.depth), self.pos.get_mut(self.depth)) {
+            (Some(dn), Some(dp)) => {
+                *dn = n;
+                *dp = i;
+                self.depth = self.depth.saturating_add(1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves to the first entry of the next leaf; false at the end.
+    fn next_leaf(&mut self) -> bool {
+        let tree = self.tree;
+        // Drop the leaf and every exhausted inner level.
+        loop {
+            self.depth = match self.depth.checked_sub(1) {
+                Some(d) => d,
+                None => return false,
+            };
+            let Some(up) = self.depth.checked_sub(1) else {
+                return false;
+            };
+            let (Some(&n), Some(p)) = (self.nodes.get(up), self.pos.get_mut(up)) else {
+                return false;
+            };
+            *p = p.saturating_add(1);
+            let next = *p;
+            let Some(node) = tree.nd(n) else {
+                return false;
+            };
+            if next < node.len() {
+                let mut c = node.child_at(next);
+                // Down the leftmost edge to a leaf.
+                while let Some(cn) = tree.nd(c) {
+                    if !self.push(c, 0) {
+                        return false;
+                    }
+                    if cn.leaf {
+                        return true;
+                    }
+                    c = cn.child_at(0);
+                }
+                return false;
+            }
+        }
+    }
+}
+
+impl<'a, E: Keyed> Iterator for Iter<'a, E> {
+    type Item = (NodeId, &'a E);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let d = self.depth.checked_sub(1)?;
+            let n = *self.nodes.get(d)?;
+            let leaf: &Node = self.tree.nd(n)?;
+            let p = self.pos.get_mut(d)?;
+            if let Some(it) = leaf.item(*p) {
+                *p = p.saturating_add(1);
+                return Some((NodeId(it.k), self.tree.payload(it.k)?));
+            }
+            if !self.next_leaf() {
+                self.depth = 0;
+                return None;
+            }
+        }
+    }
+}
+
+impl<E: Keyed> FusedIterator for Iter<'_, E> {}
+
+impl<E: Keyed> Clone for Iter<'_, E> {
+    fn clone(&self) -> Self {
+        Iter {
+            tree: self.tree,
+            nodes: self.nodes,
+            pos: self.pos,
+            depth: self.depth,
+        }
+    }
+}
+
+impl<'a, E: Keyed> IntoIterator for &'a Tree<E> {
+    type Item = (NodeId, &'a E);
+    type IntoIter = Iter<'a, E>;
+
+    fn into_iter(self) -> Iter<'a, E> {
+        self.iter()
+    }
+}
