@@ -3,14 +3,14 @@
 //! (panic = abort, LTO). The panic handler calls `ktmrm_panic_path_reached`, a symbol defined
 //! nowhere: every panic path the optimizer could not prove unreachable leaves a reference to it
 //! in the archive. `scripts/panic-paths.sh` counts those references and names the functions
-//! that hold them.
+//! that hold them. The write-ahead log's replay and encoding are instantiated too.
 #![cfg_attr(not(test), no_std)]
 // Under `cargo test` the panic handler and allocator are std's, so theirs go unused.
 #![cfg_attr(test, allow(dead_code))]
 
 use core::alloc::{GlobalAlloc, Layout};
 use ktmrm_core::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
-use ktmrm_core::{Engine, SpinLock, State};
+use ktmrm_core::{Engine, SpinLock, State, wal};
 use ktmrm_proto::{Limits, NtStatus};
 
 unsafe extern "C" {
@@ -140,4 +140,71 @@ pub extern "C" fn ktmrm_probe_notify(key: u64, notification: u32, target: u64) -
             &target,
         )
         .0
+}
+
+/// Log replay entry, as the driver's recovery at start runs it: `buf` holds consecutive records
+/// as a log file stores them. Returns the number of records replayed, or the error's status.
+///
+/// # Safety
+/// `buf` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ktmrm_probe_wal_replay(buf: *const u8, len: usize) -> i64 {
+    let bytes: &[u8] = if buf.is_null() {
+        &[]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::slice::from_raw_parts(buf, len) }
+    };
+    let mut r = wal::Replayer::new(None);
+    let mut rest = bytes;
+    let mut lsn = wal::Lsn::FIRST;
+    while !rest.is_empty() {
+        let n = wal::frame_len(rest).unwrap_or(rest.len()).min(rest.len());
+        let (frame, tail) = rest.split_at(n);
+        if let Err(e) = r.feed(lsn, frame) {
+            return i64::from(e.status().0);
+        }
+        rest = tail;
+        lsn = lsn.next();
+    }
+    match r.finish() {
+        Ok(rec) => i64::try_from(rec.records).unwrap_or(i64::MAX),
+        Err(e) => i64::from(e.status().0),
+    }
+}
+
+/// Log append entry, as PREPARE logs a write set: encodes one Prepare record into `out`.
+///
+/// # Safety
+/// `key`/`value` must point to `key_len`/`value_len` readable bytes, `out` to `out_len`
+/// writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ktmrm_probe_wal_encode(
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> i64 {
+    if key.is_null() || value.is_null() || out.is_null() {
+        return -1;
+    }
+    // SAFETY: the caller's contract (all three checked non-null).
+    let (k, v, o) = unsafe {
+        (
+            core::slice::from_raw_parts(key, key_len),
+            core::slice::from_raw_parts(value, value_len),
+            core::slice::from_raw_parts_mut(out, out_len),
+        )
+    };
+    let writes: &[(&[u8], Option<&[u8]>)] = &[(k, Some(v))];
+    let rec = wal::RecordRef::Prepare {
+        tx: TxId([7; 16]),
+        writes: &writes,
+    };
+    match wal::encode_into(&rec, wal::Lsn::FIRST, o) {
+        Ok(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        Err(st) => i64::from(st.0),
+    }
 }
