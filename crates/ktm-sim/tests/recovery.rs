@@ -107,7 +107,11 @@ fn on_notify(k: &Ktm, rm: &TestRm, d: Delivery, on_recover: OnRecover) -> NtStat
         N::PrePrepare => Answer::PrePrepareComplete,
         N::Prepare => {
             let writes = rm.pending.lock().unwrap().remove(&d.tx).unwrap_or_default();
-            let en = k.enlistment_guid(d.enlistment).expect("live enlistment");
+            // A delivery racing a crash (Threaded mode) finds its enlistment gone, as a real RM's
+            // calls would fail once KTM went down: nothing to log, nobody to answer.
+            let Some(en) = k.enlistment_guid(d.enlistment) else {
+                return ktm_sim::status::TRANSACTIONMANAGER_NOT_ONLINE;
+            };
             let rec = Rec::Prepared {
                 uow: d.tx,
                 en,
