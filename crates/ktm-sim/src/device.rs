@@ -89,9 +89,11 @@ impl SimDevice {
             let weak = weak.clone();
             let rm = ktm.create_resource_manager(Arc::new(move |d: Delivery| {
                 match weak.upgrade() {
-                    Some(dev) => dev
-                        .engine
-                        .notify(&dev.port, d.key, d.notification, &d.enlistment),
+                    Some(dev) => {
+                        let _engine = crate::alloc_scope::Scope::engine();
+                        dev.engine
+                            .notify(&dev.port, d.key, d.notification, &d.enlistment)
+                    }
                     // The device is gone (unloaded): nobody answers.
                     None => NtStatus::RM_DISCONNECTED,
                 }
@@ -297,6 +299,7 @@ impl SimFile {
         let mut buffer = vec![UNWRITTEN; input.len().max(output.len())];
         buffer[..input.len()].copy_from_slice(input);
         let dev = &self.process.dev.inner;
+        let engine = crate::alloc_scope::Scope::engine();
         let (status, information) = dev.engine.dispatch(
             &dev.port,
             &self.process.pid,
@@ -305,6 +308,7 @@ impl SimFile {
             input.len(),
             output.len(),
         );
+        drop(engine);
         if status.is_error() {
             return (status, 0);
         }

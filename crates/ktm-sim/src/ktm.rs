@@ -110,6 +110,7 @@ impl fmt::Debug for TxRef {
 
 impl Drop for TxRef {
     fn drop(&mut self) {
+        let _model = crate::alloc_scope::Scope::model();
         let mut st = self.ktm.lock();
         if let Some(tx) = st.txs.get_mut(&self.id) {
             tx.references = tx.references.saturating_sub(1);

@@ -37,6 +37,7 @@
 //! missing vote as a no vote, so a broken RM fails a test instead of hanging it. In `Inline`
 //! mode a callback that never *returns* still blocks its caller; use `Threaded` to test that.
 
+pub mod alloc_scope;
 mod builtin;
 mod checker;
 mod client;

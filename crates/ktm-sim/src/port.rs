@@ -47,6 +47,7 @@ impl KtmPort for SimPort {
         caller: &ProcessId,
         handle: u64,
     ) -> Result<(TxRef, TxId), NtStatus> {
+        let _model = crate::alloc_scope::Scope::model();
         let r = self
             .ktm
             .reference_transaction(*caller, handle, TRANSACTION_ENLIST)?;
@@ -56,16 +57,19 @@ impl KtmPort for SimPort {
 
     /// `TmCreateEnlistment` (ktm.md §7 step 7); see [`Ktm::enlist`].
     fn enlist(&self, tx: &TxRef, key: EnlistmentKey, mask: u32) -> Result<EnlistmentId, NtStatus> {
+        let _model = crate::alloc_scope::Scope::model();
         self.ktm.enlist(self.rm, tx, key, mask)
     }
 
     /// `ZwClose(enlistment)`; see [`Ktm::close_enlistment`].
     fn close_enlistment(&self, enlistment: EnlistmentId) {
+        let _model = crate::alloc_scope::Scope::model();
         self.ktm.close_enlistment(enlistment);
     }
 
     /// The `Tm*Complete` routines; see [`Ktm::answer`].
     fn answer(&self, target: &EnlistmentId, answer: Answer) -> NtStatus {
+        let _model = crate::alloc_scope::Scope::model();
         self.ktm.answer(*target, answer)
     }
 
@@ -78,12 +82,14 @@ impl KtmPort for SimPort {
         timeout_ms: u32,
         description: &[u8],
     ) -> Result<u64, NtStatus> {
+        let _model = crate::alloc_scope::Scope::model();
         self.ktm
             .create_transaction_utf16(*caller, timeout_ms, description)
     }
 
     /// `ZwYieldExecution`.
     fn yield_now(&self) {
+        let _model = crate::alloc_scope::Scope::model();
         std::thread::yield_now();
     }
 }
