@@ -6,6 +6,7 @@ use crate::entry::{Entry, KeyBuf};
 use crate::fallible;
 use crate::port::EnlistmentKey;
 use crate::state::{Pending, Phase, State};
+use crate::tree::{NodeId, Slot};
 use core::ops::Bound;
 use ktmrm_proto::{ListWriter, NtStatus};
 
@@ -129,109 +130,135 @@ impl<E> State<E> {
         let Some(txn) = self.txn(key) else {
             return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
         };
-        let (cur_k, cur_b, nwrites) = (txn.key_delta, txn.byte_delta, txn.writes.len());
+        let cur = (txn.key_delta, txn.byte_delta);
+        let nwrites = txn.writes.len();
         let new_charge = match &w {
             Write::Put(e) => Some(e.charge()),
             Write::Delete(_) => None,
         };
-        match self.pending.find(w.key()) {
-            Some(node) => {
-                let Some(p) = self.pending.node(node) else {
-                    return Err(NtStatus::UNSUCCESSFUL);
-                };
-                if p.owner != slot {
-                    return Err(self.conflict());
-                }
-                let was_delete = p.delete;
-                if was_delete && matches!(w, Write::Delete(_)) {
-                    return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
-                }
-                let prev = if was_delete {
-                    None
-                } else {
-                    Some(p.entry.charge())
-                };
-                let (pk, pb) = effect(old, prev);
-                let (nk, nb) = effect(old, new_charge);
-                let (dk, db) = (nk.saturating_sub(pk), nb.saturating_sub(pb));
-                if (dk > 0 || db > 0)
-                    && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db))
-                {
-                    return Err(self.quota());
-                }
-                let Some(p) = self.pending.node_mut(node) else {
-                    return Err(NtStatus::UNSUCCESSFUL);
-                };
-                let put_change: isize = match w {
-                    Write::Put(e) => {
-                        p.entry = e;
-                        p.delete = false;
-                        isize::from(was_delete)
-                    }
-                    Write::Delete(_) => {
-                        p.delete = true;
-                        -1
-                    }
-                };
-                if let Some(t) = self.txn_mut(key) {
-                    t.key_delta = cur_k.saturating_add(dk);
-                    t.byte_delta = cur_b.saturating_add(db);
-                    t.puts = t.puts.saturating_add_signed(put_change);
-                }
-            }
-            None => {
-                if nwrites >= usize::try_from(self.limits.max_write_set).unwrap_or(usize::MAX) {
-                    return Err(self.quota());
-                }
-                if matches!(w, Write::Delete(_)) && old.is_none() {
-                    return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
-                }
-                let (dk, db) = effect(old, new_charge);
-                if (dk > 0 || db > 0)
-                    && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db))
-                {
-                    return Err(self.quota());
+        // What a new pending write needs is decided before the lookup (none of it depends on the
+        // pending tree), so looking the key up and inserting it is one search.
+        let (dk, db) = effect(old, new_charge);
+        let refusal = if nwrites >= usize::try_from(self.limits.max_write_set).unwrap_or(usize::MAX)
+        {
+            Some(NtStatus::QUOTA_EXCEEDED)
+        } else if new_charge.is_none() && old.is_none() {
+            Some(NtStatus::OBJECT_NAME_NOT_FOUND)
+        } else if (dk > 0 || db > 0)
+            && !self.fits(cur.0.saturating_add(dk), cur.1.saturating_add(db))
+        {
+            Some(NtStatus::QUOTA_EXCEEDED)
+        } else {
+            None
+        };
+        let oom = NtStatus::INSUFFICIENT_RESOURCES;
+        // Room for the new write's id; harmless when the key turns out to be written already.
+        self.txn_mut(key)
+            .ok_or(oom)?
+            .writes
+            .try_reserve(1)
+            .map_err(|_| oom)?;
+        let node = match self.pending.entry(w.key()) {
+            None => return Err(NtStatus::UNSUCCESSFUL),
+            Some(Slot::Occupied(node)) => return self.rewrite(key, slot, node, w, old, cur),
+            Some(Slot::Vacant(v)) => {
+                if let Some(st) = refusal {
+                    return Err(if st == NtStatus::QUOTA_EXCEEDED {
+                        self.quota()
+                    } else {
+                        st
+                    });
                 }
                 let (entry, delete) = match w {
                     Write::Put(e) => (e, false),
                     Write::Delete(k) => (Entry::try_new(k.as_slice(), &[])?, true),
                 };
-                let oom = NtStatus::INSUFFICIENT_RESOURCES;
-                self.txn_mut(key)
-                    .ok_or(oom)?
-                    .writes
-                    .try_reserve(1)
-                    .map_err(|_| oom)?;
-                let (node, _) = self
-                    .pending
-                    .insert(Pending {
-                        entry,
-                        delete,
-                        owner: slot,
-                    })
-                    .map_err(|_| oom)?;
-                let pushed = self
-                    .txn_mut(key)
-                    .map(|t| fallible::push(&mut t.writes, node).is_ok());
-                if pushed != Some(true) {
-                    // Unreachable (room was reserved above), but never leave a pending write
-                    // that no transaction tracks: it would lock its key forever.
-                    let k = self
-                        .pending
-                        .node(node)
-                        .and_then(|p| KeyBuf::new(p.entry.key()));
-                    if let Some(k) = k {
-                        self.pending.remove(k.as_slice());
-                    }
-                    return Err(oom);
-                }
-                let t = self.txn_mut(key).ok_or(oom)?;
-                t.key_delta = cur_k.saturating_add(dk);
-                t.byte_delta = cur_b.saturating_add(db);
-                if !delete {
-                    t.puts = t.puts.saturating_add(1);
-                }
+                v.insert(Pending {
+                    entry,
+                    delete,
+                    owner: slot,
+                })
+                .map_err(|_| oom)?
             }
+        };
+        let pushed = self
+            .txn_mut(key)
+            .map(|t| fallible::push(&mut t.writes, node).is_ok());
+        if pushed != Some(true) {
+            // Unreachable (room was reserved above), but never leave a pending write that no
+            // transaction tracks: it would lock its key forever.
+            let k = self
+                .pending
+                .node(node)
+                .and_then(|p| KeyBuf::new(p.entry.key()));
+            if let Some(k) = k {
+                self.pending.remove(k.as_slice());
+            }
+            return Err(oom);
+        }
+        let t = self.txn_mut(key).ok_or(oom)?;
+        t.key_delta = cur.0.saturating_add(dk);
+        t.byte_delta = cur.1.saturating_add(db);
+        if new_charge.is_some() {
+            t.puts = t.puts.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// A write in transaction `key` to a key that already has a pending write (`node`): allowed
+    /// only to the owner, replacing the pending put or delete in place.
+    fn rewrite(
+        &mut self,
+        key: EnlistmentKey,
+        slot: u32,
+        node: NodeId,
+        w: Write,
+        old: Option<u64>,
+        (cur_k, cur_b): (i64, i64),
+    ) -> Result<(), NtStatus> {
+        let new_charge = match &w {
+            Write::Put(e) => Some(e.charge()),
+            Write::Delete(_) => None,
+        };
+        let Some(p) = self.pending.node(node) else {
+            return Err(NtStatus::UNSUCCESSFUL);
+        };
+        if p.owner != slot {
+            return Err(self.conflict());
+        }
+        let was_delete = p.delete;
+        if was_delete && new_charge.is_none() {
+            return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+        }
+        let prev = if was_delete {
+            None
+        } else {
+            Some(p.entry.charge())
+        };
+        let (pk, pb) = effect(old, prev);
+        let (nk, nb) = effect(old, new_charge);
+        let (dk, db) = (nk.saturating_sub(pk), nb.saturating_sub(pb));
+        if (dk > 0 || db > 0) && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db)) {
+            return Err(self.quota());
+        }
+        let Some(p) = self.pending.node_mut(node) else {
+            return Err(NtStatus::UNSUCCESSFUL);
+        };
+        let put_change: isize = match w {
+            Write::Put(e) => {
+                p.entry = e;
+                p.delete = false;
+                isize::from(was_delete)
+            }
+            Write::Delete(_) => {
+                p.delete = true;
+                -1
+            }
+        };
+        if let Some(t) = self.txn_mut(key) {
+            t.key_delta = cur_k.saturating_add(dk);
+            t.byte_delta = cur_b.saturating_add(db);
+            t.puts = t.puts.saturating_add_signed(put_change);
         }
         Ok(())
     }

@@ -119,6 +119,46 @@ struct Found {
     found: bool,
 }
 
+/// What [`Tree::entry`] found. (Vacant carries the search path on the stack; it lives only
+/// until the insert.)
+#[allow(clippy::large_enum_variant)]
+pub enum Slot<'a, E: Keyed> {
+    /// The key is there, with this id.
+    Occupied(NodeId),
+    /// The key is absent; the handle inserts it where the search ended.
+    Vacant(Vacant<'a, E>),
+}
+
+/// An absent key's place in the tree, from [`Tree::entry`]; the tree stays borrowed so the place
+/// cannot go stale.
+pub struct Vacant<'a, E: Keyed> {
+    tree: &'a mut Tree<E>,
+    prefix: u64,
+    at: Found,
+    path: Path,
+}
+
+impl<E: Keyed> Vacant<'_, E> {
+    /// Inserts `e` (which must have the key that was looked up) like [`Tree::insert`]: never
+    /// uses reserved room, allocates first if needed; `Err(e)` on allocation failure (or a key
+    /// that is not the one looked up) with the entries unchanged.
+    pub fn insert(self, e: E) -> Result<NodeId, E> {
+        let t = self.tree;
+        if prefix_of(e.key()) != self.prefix {
+            return Err(e);
+        }
+        let nodes = t
+            .nodes_needed(1, t.reserved)
+            .saturating_add(t.height)
+            .saturating_add(1);
+        if t.grow_slots(t.reserved.saturating_add(1)).is_err() || t.grow_nodes(nodes).is_err() {
+            return Err(e);
+        }
+        t.link_new(e, self.prefix, &self.at, &self.path)
+            .map(|(id, _)| id)
+    }
+}
+
 /// The inner nodes a descent passed, with the child taken in each, and where (if anywhere) a
 /// separator equal to the key was passed.
 struct Path {
@@ -252,6 +292,24 @@ impl<E: Keyed> Tree<E> {
             return Err(e);
         }
         self.link_new(e, prefix, &at, &path)
+    }
+
+    /// Looks `key` up once: the id of its entry, or a [`Vacant`] handle that inserts it at the
+    /// place the search found, without searching again. `None` only on a broken invariant.
+    pub fn entry(&mut self, key: &[u8]) -> Option<Slot<'_, E>> {
+        let prefix = prefix_of(key);
+        let mut path = Path::new();
+        let at = self.descend(prefix, key, &mut path)?;
+        if at.found {
+            let i = self.nd(at.leaf).and_then(|n| n.item(at.pos)).map(|x| x.k)?;
+            return Some(Slot::Occupied(NodeId(i)));
+        }
+        Some(Slot::Vacant(Vacant {
+            tree: self,
+            prefix,
+            at,
+            path,
+        }))
     }
 
     /// Like [`Tree::insert`], but consumes one reservation (always, also when the key existed

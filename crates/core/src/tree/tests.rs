@@ -287,6 +287,40 @@ mod cases {
     }
 
     #[test]
+    fn entry_finds_or_inserts_with_one_search() {
+        let mut t: Tree<Ent> = Tree::new();
+        let mut rng = Rng(7);
+        let mut model = std::collections::BTreeMap::new();
+        for i in 0..3000u32 {
+            let k = k32((rng.next() % 2000) as u32);
+            match t.entry(&k).unwrap() {
+                Slot::Occupied(id) => {
+                    assert_eq!(Some(&id), model.get(&k), "occupied id");
+                    assert_eq!(t.node(id).unwrap().key(), &k);
+                }
+                Slot::Vacant(v) => {
+                    assert!(!model.contains_key(&k));
+                    let id = v.insert(ent(&k, i)).unwrap();
+                    model.insert(k, id);
+                }
+            }
+        }
+        t.check();
+        assert_eq!(t.len(), model.len());
+        for (k, id) in &model {
+            assert_eq!(t.find(k), Some(*id));
+        }
+        // A vacant handle refuses an entry with another key, leaving the tree as it was.
+        let k = k32(5000);
+        let Some(Slot::Vacant(v)) = t.entry(&k) else {
+            panic!("5000 is absent")
+        };
+        assert!(v.insert(ent(&k32(6000), 0)).is_err());
+        assert_eq!(t.len(), model.len());
+        t.check();
+    }
+
+    #[test]
     fn removal_relinks_successor_nodes() {
         // Every key of a perfect 31-node tree removed in turn, from every shape: a leaf, a node
         // with one child, a node whose successor is its right child, one whose successor lies
