@@ -25,7 +25,7 @@ pub use ioctl::*;
 pub use request::*;
 pub use response::*;
 pub use status::NtStatus;
-pub use wire::{Overflow, Writer};
+pub use wire::{Overflow, Reader, Writer};
 
 #[cfg(test)]
 mod tests;

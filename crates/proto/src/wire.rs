@@ -1,40 +1,55 @@
 //! Bounds-checked little-endian reading and writing over byte slices, without panics.
 
-/// Reads little-endian fields from the front of a slice.
-pub(crate) struct Reader<'a> {
+/// Reads little-endian fields from the front of a slice; every read returns `None` (consuming
+/// nothing) instead of reading past the end.
+pub struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) const fn new(buf: &'a [u8]) -> Self {
+    /// A reader at the start of `buf`.
+    #[must_use]
+    pub const fn new(buf: &'a [u8]) -> Self {
         Reader { rest: buf }
     }
 
-    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, tail) = self.rest.split_at_checked(n)?;
         self.rest = tail;
         Some(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+    /// The next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, tail) = self.rest.split_first_chunk::<N>()?;
         self.rest = tail;
         Some(*head)
     }
 
-    pub(crate) fn u16(&mut self) -> Option<u16> {
+    /// A `u8`.
+    pub fn u8(&mut self) -> Option<u8> {
+        self.array::<1>().map(|[b]| b)
+    }
+
+    /// A `u16`.
+    pub fn u16(&mut self) -> Option<u16> {
         self.array().map(u16::from_le_bytes)
     }
 
-    pub(crate) fn u32(&mut self) -> Option<u32> {
+    /// A `u32`.
+    pub fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_le_bytes)
     }
 
-    pub(crate) fn u64(&mut self) -> Option<u64> {
+    /// A `u64`.
+    pub fn u64(&mut self) -> Option<u64> {
         self.array().map(u64::from_le_bytes)
     }
 
-    pub(crate) const fn remaining(&self) -> usize {
+    /// Bytes not read yet.
+    #[must_use]
+    pub const fn remaining(&self) -> usize {
         self.rest.len()
     }
 }

@@ -8,50 +8,11 @@ use crate::port::TxId;
 use alloc::vec::Vec;
 use ktmrm_proto::NtStatus;
 
-/// A cursor over bytes that never reads past the end.
-pub(crate) struct Reader<'a> {
-    rest: &'a [u8],
-}
+pub(crate) use ktmrm_proto::Reader;
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Reader { rest: bytes }
-    }
-
-    /// The next `n` bytes, or `None` (and nothing consumed) if fewer remain.
-    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = self.rest.split_at_checked(n)?;
-        self.rest = tail;
-        Some(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N).and_then(|s| <[u8; N]>::try_from(s).ok())
-    }
-
-    pub(crate) fn u8(&mut self) -> Option<u8> {
-        self.array::<1>().map(|[b]| b)
-    }
-
-    pub(crate) fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_le_bytes)
-    }
-
-    pub(crate) fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    pub(crate) fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_le_bytes)
-    }
-
-    pub(crate) fn tx(&mut self) -> Option<TxId> {
-        self.array().map(TxId)
-    }
-
-    pub(crate) fn remaining(&self) -> usize {
-        self.rest.len()
-    }
+/// A transaction id (16 bytes).
+pub(crate) fn read_tx(r: &mut Reader<'_>) -> Option<TxId> {
+    r.array().map(TxId)
 }
 
 /// Where encoders write. Errors are NTSTATUS values (a full buffer, an exhausted `Vec`).

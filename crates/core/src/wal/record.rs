@@ -25,7 +25,7 @@
 
 use super::Lsn;
 use super::crc::Crc32c;
-use super::reader::{Count, Reader, Sink, SliceSink, grow_zeroed, push, reserve};
+use super::reader::{Count, Reader, Sink, SliceSink, grow_zeroed, push, read_tx, reserve};
 use super::snapshot::{Snapshot, SnapshotSource, decode_snapshot_body, write_snapshot};
 use crate::entry::Entry;
 use crate::port::TxId;
@@ -389,15 +389,19 @@ pub fn decode_frame(f: &Frame<'_>) -> Result<Record, DecodeError> {
     let mut r = Reader::new(f.body);
     let rec = match f.kind {
         KIND_PREPARE => {
-            let tx = r.tx().ok_or(DecodeError::Malformed("prepare too short"))?;
+            let tx = read_tx(&mut r).ok_or(DecodeError::Malformed("prepare too short"))?;
             let n = r.u32().ok_or(DecodeError::Malformed("prepare too short"))?;
             Record::Prepare(Prepared {
                 tx,
                 writes: read_writes(&mut r, n)?,
             })
         }
-        KIND_COMMIT => Record::Commit(r.tx().ok_or(DecodeError::Malformed("commit too short"))?),
-        KIND_ABORT => Record::Abort(r.tx().ok_or(DecodeError::Malformed("abort too short"))?),
+        KIND_COMMIT => {
+            Record::Commit(read_tx(&mut r).ok_or(DecodeError::Malformed("commit too short"))?)
+        }
+        KIND_ABORT => {
+            Record::Abort(read_tx(&mut r).ok_or(DecodeError::Malformed("abort too short"))?)
+        }
         KIND_CHECKPOINT => {
             let body = r.take(r.remaining()).unwrap_or(&[]);
             Record::Checkpoint(decode_snapshot_body(body)?)

@@ -18,7 +18,7 @@
 //! ```
 
 use super::crc::Crc32c;
-use super::reader::{Reader, Sink, push, reserve};
+use super::reader::{Reader, Sink, push, read_tx, reserve};
 use super::record::{Damage, DecodeError, Prepared, WriteSource, put_writes, read_writes};
 use super::sort::heapsort;
 use crate::entry::{Entry, KeyBuf};
@@ -297,7 +297,7 @@ fn read_in_doubt(r: &mut Reader<'_>, n: u64) -> Result<Vec<Prepared>, DecodeErro
     let mut out: Vec<Prepared> = Vec::new();
     reserve(&mut out, n.min(r.remaining().checked_div(20).unwrap_or(0)))?;
     for _ in 0..n {
-        let tx = r.tx().ok_or(TRUNC)?;
+        let tx = read_tx(r).ok_or(TRUNC)?;
         let count = r.u32().ok_or(TRUNC)?;
         let writes = read_writes(r, count)?;
         push(&mut out, Prepared { tx, writes })?;
