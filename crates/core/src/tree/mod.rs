@@ -553,7 +553,32 @@ impl<E: Keyed> Tree<E> {
     /// In a leaf: the key's position and whether it is there.
     fn leaf_pos(&self, n: &Node, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
         let len = n.len();
-        let mut i = count_less(n.prefix.get(..len)?, prefix);
+        let below = count_less(n.prefix.get(..len)?, prefix);
+        self.past_equal_prefixes(n, prefix, key, below, len)
+    }
+
+    /// In an inner node: the child whose range holds the key, and whether its separator equals
+    /// the key.
+    fn child_pos(&self, n: &Node, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
+        let len = n.len();
+        let below = count_less(n.prefix.get(1..len)?, prefix).saturating_add(1);
+        match self.past_equal_prefixes(n, prefix, key, below, len)? {
+            (i, true) => Some((i, true)),
+            (i, false) => Some((i.checked_sub(1)?, false)),
+        }
+    }
+
+    /// From position `i` (the first prefix not below the key's), steps over the items whose
+    /// prefix ties with the key's but whose full key is smaller: the key's position among the
+    /// first `len` items, and whether an item equals it.
+    fn past_equal_prefixes(
+        &self,
+        n: &Node,
+        prefix: u64,
+        key: &[u8],
+        mut i: usize,
+        len: usize,
+    ) -> Option<(usize, bool)> {
         while i < len {
             let (Some(&ep), Some(&slot)) = (n.prefix.get(i), n.key.get(i)) else {
                 break;
@@ -568,28 +593,6 @@ impl<E: Keyed> Tree<E> {
             }
         }
         Some((i, false))
-    }
-
-    /// In an inner node: the child whose range holds the key, and whether its separator equals
-    /// the key.
-    fn child_pos(&self, n: &Node, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
-        let len = n.len();
-        let seps = n.prefix.get(1..len)?;
-        let mut i = count_less(seps, prefix).saturating_add(1);
-        while i < len {
-            let (Some(&ep), Some(&slot)) = (n.prefix.get(i), n.key.get(i)) else {
-                break;
-            };
-            if ep != prefix {
-                break;
-            }
-            match self.cmp_entry(prefix, key, ep, slot)? {
-                Ordering::Less => break,
-                Ordering::Equal => return Some((i, true)),
-                Ordering::Greater => i = i.saturating_add(1),
-            }
-        }
-        Some((i.checked_sub(1)?, false))
     }
 
     fn find_idx(&self, key: &[u8]) -> u32 {
