@@ -33,25 +33,11 @@ impl Sink for Count {
     }
 }
 
-/// Writes into a caller-provided slice; `STATUS_BUFFER_TOO_SMALL` past its end.
-pub(crate) struct SliceSink<'a> {
-    pub(crate) buf: &'a mut [u8],
-    pub(crate) pos: usize,
-}
-
-impl Sink for SliceSink<'_> {
+/// Writes into a caller-provided slice (the protocol's own bounds-checked writer);
+/// `STATUS_BUFFER_TOO_SMALL` past its end.
+impl Sink for ktmrm_proto::Writer<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), NtStatus> {
-        let end = self
-            .pos
-            .checked_add(bytes.len())
-            .ok_or(NtStatus::BUFFER_TOO_SMALL)?;
-        let dst = self
-            .buf
-            .get_mut(self.pos..end)
-            .ok_or(NtStatus::BUFFER_TOO_SMALL)?;
-        dst.copy_from_slice(bytes);
-        self.pos = end;
-        Ok(())
+        self.bytes(bytes).map_err(|_| NtStatus::BUFFER_TOO_SMALL)
     }
 }
 
@@ -95,12 +81,9 @@ mod tests {
     }
 
     #[test]
-    fn slice_sink_refuses_overflow() {
+    fn writer_sink_refuses_overflow() {
         let mut buf = [0u8; 3];
-        let mut s = SliceSink {
-            buf: &mut buf,
-            pos: 0,
-        };
+        let mut s = ktmrm_proto::Writer::new(&mut buf);
         assert_eq!(s.put(b"ab"), Ok(()));
         assert_eq!(s.put(b"cd"), Err(NtStatus::BUFFER_TOO_SMALL));
         assert_eq!(s.put(b"c"), Ok(()));

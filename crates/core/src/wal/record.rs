@@ -25,11 +25,12 @@
 
 use super::Lsn;
 use super::crc::Crc32c;
-use super::reader::{Count, Reader, Sink, SliceSink, grow_zeroed, push, read_tx, reserve};
+use super::reader::{Count, Reader, Sink, grow_zeroed, push, read_tx, reserve};
 use super::snapshot::{Snapshot, SnapshotSource, decode_snapshot_body, write_snapshot};
 use crate::entry::Entry;
 use crate::port::TxId;
 use alloc::vec::Vec;
+use ktmrm_proto::Writer;
 use ktmrm_proto::{MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus};
 
 /// Record magic.
@@ -540,13 +541,12 @@ pub fn encode_into(rec: &RecordRef<'_>, lsn: Lsn, out: &mut [u8]) -> Result<usiz
     let body_len =
         u32::try_from(total.saturating_sub(HEADER_LEN)).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     let buf = out.get_mut(..total).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
-    let mut s = SliceSink { buf, pos: 0 };
+    let mut s = Writer::new(&mut *buf);
     write_record(&mut s, rec, lsn, body_len)?;
-    if s.pos != total {
+    if s.len() != total {
         // The source visited different data in the two passes.
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let buf = s.buf;
     let crc = Crc32c::new()
         .update(buf.get(..20).unwrap_or(&[]))
         .update(buf.get(HEADER_LEN..).unwrap_or(&[]))

@@ -185,12 +185,9 @@ pub fn encode_snapshot_vec(src: &dyn SnapshotSource, out: &mut Vec<u8>) -> Resul
     let total = snapshot_len(src)?;
     out.clear();
     super::reader::grow_zeroed(out, total)?;
-    let mut s = super::reader::SliceSink {
-        buf: out.as_mut_slice(),
-        pos: 0,
-    };
+    let mut s = ktmrm_proto::Writer::new(out.as_mut_slice());
     write_snapshot(&mut s, src, total)?;
-    if s.pos != total {
+    if s.len() != total {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     Ok(())
