@@ -316,7 +316,11 @@ mod tests {
             Notification::from_bits(0x0100_0000),
             Notification::RmDisconnected
         );
-        assert_eq!(Notification::from_bits(0x100), Notification::Other(0x100));
+        assert_eq!(Notification::from_bits(0x100), Notification::Recover);
+        assert_eq!(Notification::from_bits(0x2000), Notification::LastRecover);
+        assert_eq!(Notification::from_bits(0x4000), Notification::InDoubt);
+        // RECOVER_QUERY is a superior's notification; ktmrm never asks for it.
+        assert_eq!(Notification::from_bits(0x800), Notification::Other(0x800));
         // Every RM must take PREPREPARE | PREPARE | COMMIT and handle ROLLBACK (ktm.md §3).
         assert_eq!(notify_bits::ENGINE_MASK & 0xF, 0xF);
         assert_eq!(

@@ -2,20 +2,24 @@
 //! notifications. Each takes the lock for short critical sections and calls the port only with
 //! the lock released, so KTM may re-enter from inside any port call.
 
+use crate::durable::{DurabilityStats, NoLog};
 use crate::entry::{Entry, KeyBuf};
 use crate::lock::StateLock;
 use crate::ops::Write;
-use crate::port::{EnlistmentKey, KtmPort, Notification, notify_bits};
+use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
+use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
 use ktmrm_proto::{
     Call, GET_HEADER_LEN, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, NtStatus, Request, STATS_LEN,
     Stats, VERSION_LEN, VersionInfo, Writer,
 };
 
-/// The resource manager engine. `P` is the KTM port, `L` the host's lock around [`State`].
-pub struct Engine<P: KtmPort, L: StateLock<State<P::Enlistment>>> {
+/// The resource manager engine. `P` is the KTM port, `L` the host's lock around [`State`], `J`
+/// the write-ahead log's stable storage (durable engines; see `durable.rs`).
+pub struct Engine<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort = NoLog> {
     lock: L,
+    log: J,
     _port: PhantomData<fn(&P)>,
 }
 
@@ -95,11 +99,70 @@ impl Op {
 }
 
 impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
-    /// An engine over `lock`, which holds a [`State`] built with [`State::new`].
+    /// A volatile engine over `lock`, which holds a [`State`] built with [`State::new`].
     pub const fn new(lock: L) -> Self {
         Engine {
             lock,
+            log: NoLog,
             _port: PhantomData,
+        }
+    }
+}
+
+impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J> {
+    /// A durable engine over `lock`, which holds the [`State`] that [`State::recover`] rebuilt
+    /// from `log`. Until KTM's LAST_RECOVER (after the host's `ZwRecoverResourceManager`),
+    /// requests are refused with `STATUS_DEVICE_NOT_READY`.
+    pub const fn with_log(lock: L, log: J) -> Self {
+        Engine {
+            lock,
+            log,
+            _port: PhantomData,
+        }
+    }
+
+    /// The durable engine's counters (all zero for a volatile one).
+    pub fn durability(&self) -> DurabilityStats {
+        self.lock.with(|s| s.durability())
+    }
+
+    /// Writes a checkpoint (the whole state), forces it and frees the log before it. Returns its
+    /// LSN. `STATUS_TM_VOLATILE` for a volatile engine; the log's failure status once it failed.
+    /// Blocks requests while the state is encoded (the host picks when: the driver after
+    /// recovery, at unload, and once enough bytes were logged since the last one).
+    pub fn checkpoint(&self) -> Result<Lsn, NtStatus> {
+        let lsn = self.lock.with(|s| s.append_checkpoint(&self.log))?;
+        if let Err(st) = self.log.force(lsn) {
+            self.lock.with(|s| s.log_failure(st));
+            return Err(st);
+        }
+        self.lock.with(|s| {
+            s.durability.forces = s.durability.forces.saturating_add(1);
+            s.durability.checkpoints = s.durability.checkpoints.saturating_add(1);
+        });
+        // Failing to free space loses nothing: replay starts at the last checkpoint anyway.
+        let _ = self.log.truncate_before(lsn);
+        Ok(lsn)
+    }
+
+    /// Answers RECOVER for the transaction `uow` (from the notification's
+    /// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT`) through `port.recover_enlistment`, so KTM
+    /// redelivers its outcome (COMMIT, ROLLBACK, or INDOUBT first) to this engine.
+    ///
+    /// PASSIVE_LEVEL, in the RM's notification callback or a worker it queued.
+    pub fn recover(&self, port: &P, uow: TxId, target: &P::Target) -> NtStatus {
+        let key = match self.lock.with(|s| s.recover_key(uow)) {
+            Ok(k) => k,
+            Err(st) => return st,
+        };
+        match port.recover_enlistment(target, key) {
+            Ok(en) => {
+                if let Some(e) = self.lock.with(|s| s.attach(key, en)) {
+                    port.close_enlistment(e);
+                }
+                NtStatus::SUCCESS
+            }
+            Err(st) => st,
         }
     }
 
@@ -148,7 +211,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
         input_len: usize,
         output_len: usize,
     ) -> Result<(NtStatus, usize), NtStatus> {
-        if self.lock.with(|s| s.shutting_down) {
+        if self.lock.with(|s| s.shutting_down || s.recovering) {
             return Err(NtStatus::DEVICE_NOT_READY);
         }
         let call = Call::from_code(code).ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
@@ -230,10 +293,21 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
     }
 
     fn write(&self, txn: Option<EnlistmentKey>, w: Write) -> Result<(NtStatus, usize), NtStatus> {
-        self.lock.with(|s| match txn {
-            Some(t) => s.write_in(t, w),
-            None => s.write_now(w),
+        let force = self.lock.with(|s| match txn {
+            Some(t) => s.write_in(t, w).map(|()| None),
+            None if s.is_durable() => s.write_now_logged(w, &self.log).map(Some),
+            None => s.write_now(w).map(|()| None),
         })?;
+        if let Some(lsn) = force {
+            let forced = self.log.force(lsn);
+            self.lock.with(|s| {
+                s.durability.forces = s.durability.forces.saturating_add(1);
+                if let Err(st) = forced {
+                    s.log_failure(st);
+                }
+            });
+            forced?;
+        }
         Ok((NtStatus::SUCCESS, 0))
     }
 
@@ -280,6 +354,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
 
     /// Handles a KTM notification for the enlistment `key` and answers it through the port
     /// before returning (never `STATUS_PENDING`). `target` names the enlistment to answer.
+    /// Durable: PREPARE and COMMIT force the log (outside the lock) before answering; if the
+    /// Commit record cannot be forced, CommitComplete is withheld so that KTM keeps the
+    /// transaction and redelivers COMMIT after a restart (ktm.md §8). RECOVER goes to
+    /// [`Engine::recover`] instead.
     ///
     /// PASSIVE_LEVEL, any thread, possibly inside a port call of this engine (re-entrant).
     pub fn notify(
@@ -289,7 +367,11 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
         notification: Notification,
         target: &P::Target,
     ) -> NtStatus {
-        let r = self.lock.with(|s| s.on_notification(key, notification));
+        let mut r = self.lock.with(|s| s.on_notification(key, notification, &self.log));
+        if let Some(lsn) = r.force {
+            let forced = self.log.force(lsn);
+            r = self.lock.with(|s| s.after_force(key, forced, &self.log));
+        }
         let status = match r.answer {
             Some(a) => port.answer(target, a),
             None => NtStatus::SUCCESS,

@@ -31,6 +31,7 @@ pub use ktmrm_proto as proto;
 pub use lock::{SpinLock, StateLock};
 pub use port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 
+mod durable;
 mod engine;
 mod entry;
 mod fallible;
@@ -38,6 +39,7 @@ mod ops;
 mod state;
 mod twopc;
 
+pub use durable::{AUTOCOMMIT_UOW, DurabilityStats, NoLog, RecoverError, RecoveryReport};
 pub use engine::Engine;
 pub use entry::{Entry, KeyBuf};
 pub use state::State;

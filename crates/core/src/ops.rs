@@ -94,6 +94,13 @@ impl<E> State<E> {
 
     /// A write outside any transaction: applied to the committed store at once.
     pub(crate) fn write_now(&mut self, w: Write) -> Result<(), NtStatus> {
+        self.check_write_now(&w)?;
+        self.apply_now(w, false)
+    }
+
+    /// Refuses a non-transacted write to a locked key, over the quotas, or deleting a key that
+    /// is not there.
+    pub(crate) fn check_write_now(&mut self, w: &Write) -> Result<(), NtStatus> {
         if self.pending.find(w.key()).is_some() {
             return Err(self.conflict());
         }
@@ -104,10 +111,29 @@ impl<E> State<E> {
                 if !self.fits(dk, db) {
                     return Err(self.quota());
                 }
-                self.committed
-                    .insert(e)
-                    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-                self.committed_bytes = add(self.committed_bytes, db);
+            }
+            Write::Delete(_) if old.is_none() => return Err(NtStatus::OBJECT_NAME_NOT_FOUND),
+            Write::Delete(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Applies a checked non-transacted write; `reserved`: a store slot was reserved for a put.
+    pub(crate) fn apply_now(&mut self, w: Write, reserved: bool) -> Result<(), NtStatus> {
+        match w {
+            Write::Put(e) => {
+                let charge = e.charge();
+                let r = if reserved {
+                    self.committed.insert_reserved(e)
+                } else {
+                    self.committed.insert(e)
+                };
+                let (_, old) = r.map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+                let old = old.map_or(0, |o| o.charge());
+                self.committed_bytes = self
+                    .committed_bytes
+                    .saturating_sub(old)
+                    .saturating_add(charge);
             }
             Write::Delete(k) => {
                 let gone = self

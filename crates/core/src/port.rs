@@ -28,6 +28,15 @@ pub enum Notification {
     SinglePhaseCommit,
     /// `TRANSACTION_NOTIFY_RM_DISCONNECTED` (0x1000000): cleanup only, no answer.
     RmDisconnected,
+    /// `TRANSACTION_NOTIFY_RECOVER` (0x100): a durable RM's enlistment from before a restart;
+    /// answered with `TmRecoverEnlistment` through [`crate::Engine::recover`], which needs the
+    /// notification's UOW.
+    Recover,
+    /// `TRANSACTION_NOTIFY_LAST_RECOVER` (0x2000): every RECOVER was sent; no answer.
+    LastRecover,
+    /// `TRANSACTION_NOTIFY_INDOUBT` (0x4000): the outcome comes later (a superior TM has not
+    /// decided); no answer.
+    InDoubt,
     /// Any other bit: the engine did not ask for it and answers nothing.
     Other(u32),
 }
@@ -46,6 +55,12 @@ pub mod notify_bits {
     pub const SINGLE_PHASE_COMMIT: u32 = 0x200;
     /// RM_DISCONNECTED.
     pub const RM_DISCONNECTED: u32 = 0x0100_0000;
+    /// RECOVER.
+    pub const RECOVER: u32 = 0x100;
+    /// LAST_RECOVER.
+    pub const LAST_RECOVER: u32 = 0x2000;
+    /// INDOUBT.
+    pub const INDOUBT: u32 = 0x4000;
     /// The mask ktmrm enlists with: the four phases every RM must take (ktm.md §3) plus
     /// single-phase commit, which KTM offers only when ktmrm is the sole writer.
     pub const ENGINE_MASK: u32 = PREPREPARE | PREPARE | COMMIT | ROLLBACK | SINGLE_PHASE_COMMIT;
@@ -63,6 +78,9 @@ impl Notification {
             n::ROLLBACK => Notification::Rollback,
             n::SINGLE_PHASE_COMMIT => Notification::SinglePhaseCommit,
             n::RM_DISCONNECTED => Notification::RmDisconnected,
+            n::RECOVER => Notification::Recover,
+            n::LAST_RECOVER => Notification::LastRecover,
+            n::INDOUBT => Notification::InDoubt,
             other => Notification::Other(other),
         }
     }
@@ -78,6 +96,9 @@ impl Notification {
             Notification::Rollback => n::ROLLBACK,
             Notification::SinglePhaseCommit => n::SINGLE_PHASE_COMMIT,
             Notification::RmDisconnected => n::RM_DISCONNECTED,
+            Notification::Recover => n::RECOVER,
+            Notification::LastRecover => n::LAST_RECOVER,
+            Notification::InDoubt => n::INDOUBT,
             Notification::Other(b) => b,
         }
     }
@@ -158,6 +179,20 @@ pub trait KtmPort {
         timeout_ms: u32,
         description: &[u8],
     ) -> Result<u64, NtStatus>;
+
+    /// Answers RECOVER (driver: `TmRecoverEnlistment(Enlistment, key)`): later notifications for
+    /// this enlistment carry `key`. Returns the enlistment for the engine to own and close with
+    /// [`KtmPort::close_enlistment`] after its outcome (driver: a kernel handle opened on the
+    /// callback's enlistment object), or `None` if there is nothing to close. Only a durable
+    /// engine receives RECOVER; a volatile host keeps the default, `STATUS_TM_VOLATILE`.
+    fn recover_enlistment(
+        &self,
+        target: &Self::Target,
+        key: EnlistmentKey,
+    ) -> Result<Option<Self::Enlistment>, NtStatus> {
+        let _ = (target, key);
+        Err(NtStatus::TM_VOLATILE)
+    }
 
     /// Lets another thread run while this one waits for a concurrent enlistment of the same
     /// transaction to finish (driver: `ZwYieldExecution`).

@@ -19,6 +19,11 @@ pub(crate) enum Phase {
     Prepared,
     /// Voted no; writes discarded; waiting for KTM's ROLLBACK.
     Vetoed,
+    /// Durable only: applied, its Commit record appended; CommitComplete waits for the force.
+    Committing,
+    /// Durable only: applied, but the log could not be forced, so CommitComplete is withheld
+    /// (KTM keeps the transaction and redelivers COMMIT after a restart; ktm.md §8).
+    Unlogged,
     /// Outcome applied; the slot is freed once no thread is still enlisting it.
     Ended,
 }
@@ -71,6 +76,11 @@ pub(crate) struct Txn<E> {
     pub(crate) reserved: usize,
     /// The key and byte growth is counted in `State::prepared_*` (between PREPARE and the outcome).
     pub(crate) charged: bool,
+    /// Durable only: a Prepare record for it is in the log without an outcome record.
+    pub(crate) logged: bool,
+    /// Rebuilt from the log as in doubt; KTM has not sent RECOVER for it yet (presumed aborted
+    /// at LAST_RECOVER if it never does).
+    pub(crate) awaiting_recover: bool,
 }
 
 pub(crate) struct Slot<E> {
@@ -93,6 +103,16 @@ pub struct State<E> {
     pub(crate) prepared_bytes: u64,
     pub(crate) stats: Stats,
     pub(crate) shutting_down: bool,
+    /// Durable only: numbers and encodes the log's records (appends happen under this lock, so
+    /// log order is the order of changes; forces happen outside it).
+    pub(crate) log: Option<crate::wal::LogWriter>,
+    /// Durable only: the first append or force failure. From then on PREPARE votes no and
+    /// non-transacted writes fail with it: what is durable is no longer known.
+    pub(crate) log_failed: Option<NtStatus>,
+    /// Durable only: rebuilt from the log, LAST_RECOVER not seen yet; requests wait (ktm.md §7
+    /// "finish recovery before accepting work").
+    pub(crate) recovering: bool,
+    pub(crate) durability: crate::durable::DurabilityStats,
 }
 
 impl<E> State<E> {
@@ -127,6 +147,10 @@ impl<E> State<E> {
                 enlistments: 0,
             },
             shutting_down: false,
+            log: None,
+            log_failed: None,
+            recovering: false,
+            durability: crate::durable::DurabilityStats::ZERO,
         }
     }
 
@@ -240,6 +264,8 @@ impl<E> State<E> {
             byte_delta: 0,
             reserved: 0,
             charged: false,
+            logged: false,
+            awaiting_recover: false,
         });
         self.live = self.live.saturating_add(1);
         Ok(Self::key_of(slot, s.generation))

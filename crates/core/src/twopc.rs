@@ -4,36 +4,76 @@
 //! ROLLBACK → discard; SINGLE_PHASE_COMMIT → apply at once, or reject when it would not fit.
 //! Each notification yields exactly one answer; a notification that does not fit the state is
 //! counted as a protocol error and answered the way that keeps KTM moving without losing data.
+//!
+//! Durable engines also log (see `durable.rs`): the Prepare record is appended here, under the
+//! lock, and the engine forces it before the yes vote; likewise the Commit record before
+//! CommitComplete. [`Reaction::force`] tells the engine to force, then call
+//! [`State::after_force`] for the answer.
 
 use crate::entry::KeyBuf;
 use crate::port::{Answer, EnlistmentKey, Notification};
 use crate::state::{Phase, State};
+use crate::wal::{LogPort, Lsn};
 use alloc::vec::Vec;
+use ktmrm_proto::NtStatus;
 
 /// What the host must do after a notification, outside the lock.
 pub(crate) struct Reaction<E> {
     pub(crate) answer: Option<Answer>,
     pub(crate) close: Option<E>,
+    /// Durable only: force the log up to here, then ask [`State::after_force`] for the answer
+    /// (`answer` and `close` are `None` then).
+    pub(crate) force: Option<Lsn>,
+}
+
+impl<E> Reaction<E> {
+    const fn answer(answer: Option<Answer>, close: Option<E>) -> Self {
+        Reaction {
+            answer,
+            close,
+            force: None,
+        }
+    }
+
+    const fn force(lsn: Lsn) -> Self {
+        Reaction {
+            answer: None,
+            close: None,
+            force: Some(lsn),
+        }
+    }
 }
 
 impl<E> State<E> {
-    fn protocol_error(&mut self) {
+    pub(crate) fn protocol_error(&mut self) {
         self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
     }
 
-    /// Handles a notification for `key` and says how to answer it.
-    pub(crate) fn on_notification(&mut self, key: EnlistmentKey, n: Notification) -> Reaction<E> {
+    /// Handles a notification for `key` and says how to answer it. `log` is used only by a
+    /// durable state.
+    pub(crate) fn on_notification(
+        &mut self,
+        key: EnlistmentKey,
+        n: Notification,
+        log: &dyn LogPort,
+    ) -> Reaction<E> {
         let phase = self.txn(key).map(|t| t.phase);
         let (answer, end) = match (n, phase) {
             (Notification::PrePrepare, Some(Phase::Active)) => {
                 self.set_phase(key, Phase::PrePrepared);
                 (Some(Answer::PrePrepareComplete), false)
             }
-            (Notification::Prepare, Some(Phase::Active | Phase::PrePrepared)) => self.prepare(key),
+            (Notification::Prepare, Some(Phase::Active | Phase::PrePrepared)) => {
+                match self.prepare(key, log) {
+                    Ok(r) => r,
+                    Err(lsn) => return Reaction::force(lsn),
+                }
+            }
             (Notification::Commit, Some(Phase::Prepared)) => {
-                self.apply(key);
-                self.stats.commits = self.stats.commits.saturating_add(1);
-                (Some(Answer::CommitComplete), true)
+                if let Some(lsn) = self.commit_prepared(key, log) {
+                    return Reaction::force(lsn);
+                }
+                (self.committed_answer(key), !self.is_unlogged(key))
             }
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
                 if self.txn(key).is_some_and(|t| t.writes.is_empty()) =>
@@ -44,23 +84,37 @@ impl<E> State<E> {
                 (Some(Answer::CommitComplete), true)
             }
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared)) => {
-                if self.reserve_for_commit(key) {
-                    self.apply(key);
-                    self.stats.commits = self.stats.commits.saturating_add(1);
-                    self.stats.single_phase_commits =
-                        self.stats.single_phase_commits.saturating_add(1);
-                    (Some(Answer::CommitComplete), true)
-                } else {
-                    // KTM falls back to PREPREPARE/PREPARE, where this transaction votes no.
-                    (Some(Answer::SinglePhaseReject), false)
+                match self.single_phase(key, log) {
+                    Ok(r) => r,
+                    Err(lsn) => return Reaction::force(lsn),
                 }
             }
-            (Notification::Rollback, Some(p)) if p != Phase::Ended => {
+            (Notification::Rollback, Some(p))
+                if !matches!(p, Phase::Ended | Phase::Committing | Phase::Unlogged) =>
+            {
                 self.discard(key);
+                self.log_abort(key, log);
                 self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
                 (Some(Answer::RollbackComplete), true)
             }
-            (Notification::RmDisconnected | Notification::Other(_), _) => (None, false),
+            (Notification::LastRecover, _) => {
+                self.last_recover(log);
+                (None, false)
+            }
+            (
+                Notification::RmDisconnected | Notification::InDoubt | Notification::Other(_),
+                _,
+            ) => (None, false),
+            // Withheld until a restart: KTM redelivers it then (ktm.md §8).
+            (Notification::Commit, Some(Phase::Unlogged)) => {
+                self.protocol_error();
+                (None, false)
+            }
+            // RECOVER needs its UOW: hosts call `Engine::recover`, never `notify`, for it.
+            (Notification::Recover, _) => {
+                self.protocol_error();
+                (None, false)
+            }
             // Out of order, repeated, or for an enlistment already ended. A duplicate COMMIT can
             // follow recovery (ktm.md §8 [S21]): acknowledge it again. Otherwise answer what the
             // notification asks for without touching data: an ended transaction has nothing left.
@@ -81,36 +135,147 @@ impl<E> State<E> {
             }
         };
         let close = if end { self.end(key) } else { None };
-        Reaction { answer, close }
+        Reaction::answer(answer, close)
     }
 
-    fn set_phase(&mut self, key: EnlistmentKey, phase: Phase) {
+    fn is_unlogged(&self, key: EnlistmentKey) -> bool {
+        self.txn(key).is_some_and(|t| t.phase == Phase::Unlogged)
+    }
+
+    /// The answer once a transaction's writes are applied: CommitComplete, or nothing while its
+    /// Commit record could not be logged (phase `Unlogged`).
+    fn committed_answer(&self, key: EnlistmentKey) -> Option<Answer> {
+        match self.txn(key).map(|t| t.phase) {
+            Some(Phase::Unlogged) => None,
+            _ => Some(Answer::CommitComplete),
+        }
+    }
+
+    /// The answer after the engine forced the log for `key`'s notification: the yes vote or
+    /// CommitComplete when `forced` is `Ok`; on failure a no vote for a prepare, and for a
+    /// commit no answer at all (see [`Phase::Unlogged`]).
+    pub(crate) fn after_force(
+        &mut self,
+        key: EnlistmentKey,
+        forced: Result<(), NtStatus>,
+        log: &dyn LogPort,
+    ) -> Reaction<E> {
+        self.durability.forces = self.durability.forces.saturating_add(1);
+        let phase = self.txn(key).map(|t| t.phase);
+        match (phase, forced) {
+            (Some(Phase::Prepared), Ok(())) => Reaction::answer(Some(Answer::PrepareComplete), None),
+            (Some(Phase::Committing), Ok(())) => {
+                let close = self.end(key);
+                Reaction::answer(Some(Answer::CommitComplete), close)
+            }
+            (Some(Phase::Prepared), Err(st)) => {
+                self.log_failure(st);
+                self.discard(key);
+                self.log_abort(key, log);
+                self.veto(key);
+                Reaction::answer(Some(Answer::RollbackEnlistment), None)
+            }
+            (Some(Phase::Committing), Err(st)) => {
+                self.log_failure(st);
+                self.set_phase(key, Phase::Unlogged);
+                Reaction::answer(None, None)
+            }
+            // KTM ended it meanwhile (a ROLLBACK racing our PREPARE): nothing left to answer.
+            _ => Reaction::answer(None, None),
+        }
+    }
+
+    pub(crate) fn set_phase(&mut self, key: EnlistmentKey, phase: Phase) {
         if let Some(t) = self.txn_mut(key) {
             t.phase = phase;
         }
     }
 
-    /// PREPARE: read-only when nothing was written, a no vote when the commit would not fit,
-    /// else a yes vote with everything commit needs reserved.
-    fn prepare(&mut self, key: EnlistmentKey) -> (Option<Answer>, bool) {
+    /// PREPARE: read-only when nothing was written, a no vote when the commit would not fit
+    /// (or, durable, the log cannot take the Prepare record), else a yes vote with everything
+    /// commit needs reserved. `Err(lsn)`: durable, vote once the log is forced up to `lsn`.
+    fn prepare(
+        &mut self,
+        key: EnlistmentKey,
+        log: &dyn LogPort,
+    ) -> Result<(Option<Answer>, bool), Lsn> {
         if self.txn(key).is_some_and(|t| t.writes.is_empty()) {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
-            return (Some(Answer::ReadOnly), true);
+            return Ok((Some(Answer::ReadOnly), true));
         }
-        if self.reserve_for_commit(key) {
-            self.set_phase(key, Phase::Prepared);
-            (Some(Answer::PrepareComplete), false)
-        } else {
+        if (self.log.is_some() && self.log_failed.is_some()) || !self.reserve_for_commit(key) {
             self.discard(key);
-            self.set_phase(key, Phase::Vetoed);
-            self.stats.vetoes = self.stats.vetoes.saturating_add(1);
-            (Some(Answer::RollbackEnlistment), false)
+            self.veto(key);
+            return Ok((Some(Answer::RollbackEnlistment), false));
+        }
+        self.set_phase(key, Phase::Prepared);
+        if self.log.is_none() {
+            return Ok((Some(Answer::PrepareComplete), false));
+        }
+        match self.log_prepare(key, log) {
+            Ok(lsn) => Err(lsn),
+            Err(()) => {
+                self.discard(key);
+                self.veto(key);
+                Ok((Some(Answer::RollbackEnlistment), false))
+            }
+        }
+    }
+
+    /// The no vote: writes already discarded; KTM's ROLLBACK ends the transaction.
+    fn veto(&mut self, key: EnlistmentKey) {
+        self.set_phase(key, Phase::Vetoed);
+        self.stats.vetoes = self.stats.vetoes.saturating_add(1);
+    }
+
+    /// COMMIT of a prepared transaction: applies it; durable with a Prepare record logged,
+    /// appends its Commit record and returns the LSN to force before CommitComplete (`None`:
+    /// nothing to log, or the record could not be appended and CommitComplete is withheld).
+    fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Option<Lsn> {
+        let logged = self.txn(key).is_some_and(|t| t.logged);
+        self.apply(key);
+        self.stats.commits = self.stats.commits.saturating_add(1);
+        if self.log.is_none() || !logged {
+            return None;
+        }
+        match self.log_commit(key, log) {
+            Ok(lsn) => {
+                self.set_phase(key, Phase::Committing);
+                Some(lsn)
+            }
+            Err(()) => {
+                self.set_phase(key, Phase::Unlogged);
+                None
+            }
+        }
+    }
+
+    /// SINGLE_PHASE_COMMIT with writes: applied at once, or rejected when it would not fit (KTM
+    /// then falls back to the two phases, where this transaction votes no). Durable: the Prepare
+    /// and Commit records are appended together and forced once before CommitComplete.
+    fn single_phase(
+        &mut self,
+        key: EnlistmentKey,
+        log: &dyn LogPort,
+    ) -> Result<(Option<Answer>, bool), Lsn> {
+        let durable = self.log.is_some();
+        if (durable && self.log_failed.is_some()) || !self.reserve_for_commit(key) {
+            return Ok((Some(Answer::SinglePhaseReject), false));
+        }
+        if durable && self.log_prepare(key, log).is_err() {
+            self.release_reservation(key);
+            return Ok((Some(Answer::SinglePhaseReject), false));
+        }
+        self.stats.single_phase_commits = self.stats.single_phase_commits.saturating_add(1);
+        match self.commit_prepared(key, log) {
+            Some(lsn) => Err(lsn),
+            None => Ok((self.committed_answer(key), !self.is_unlogged(key))),
         }
     }
 
     /// Checks the quotas and reserves the committed-tree slots commit will use, so that applying
     /// the writes later cannot fail. False (and nothing reserved) when it does not fit.
-    fn reserve_for_commit(&mut self, key: EnlistmentKey) -> bool {
+    pub(crate) fn reserve_for_commit(&mut self, key: EnlistmentKey) -> bool {
         let Some(t) = self.txn(key) else { return false };
         let (puts, dk, db, charged) = (t.puts, t.key_delta, t.byte_delta, t.charged);
         if charged {
@@ -133,7 +298,7 @@ impl<E> State<E> {
     }
 
     /// Gives back what `reserve_for_commit` took.
-    fn release_reservation(&mut self, key: EnlistmentKey) {
+    pub(crate) fn release_reservation(&mut self, key: EnlistmentKey) {
         let Some(t) = self.txn_mut(key) else { return };
         let (reserved, dk, db, charged) = (t.reserved, t.key_delta, t.byte_delta, t.charged);
         t.reserved = 0;
@@ -201,7 +366,7 @@ impl<E> State<E> {
     }
 
     /// Drops every pending write (releasing the key locks) and any reservation.
-    fn discard(&mut self, key: EnlistmentKey) {
+    pub(crate) fn discard(&mut self, key: EnlistmentKey) {
         for node in self.take_writes(key) {
             if let Some(k) = self
                 .pending
@@ -216,7 +381,7 @@ impl<E> State<E> {
 
     /// Marks a transaction ended and frees its slot unless a thread is still enlisting it (that
     /// thread frees it). Returns the enlistment to close.
-    fn end(&mut self, key: EnlistmentKey) -> Option<E> {
+    pub(crate) fn end(&mut self, key: EnlistmentKey) -> Option<E> {
         let t = self.txn_mut(key)?;
         t.phase = Phase::Ended;
         if t.enlisting {

@@ -38,7 +38,14 @@ fn callback(ktm: Weak<Inner>, vote: Vote) -> RmCallback {
             (Notification::Commit, _) => (Answer::CommitComplete, true),
             (Notification::Rollback, _) => (Answer::RollbackComplete, true),
             (Notification::SinglePhaseCommit, _) => (Answer::SinglePhaseReject, false),
-            (Notification::RmDisconnected | Notification::Other(_), _) => {
+            (
+                Notification::RmDisconnected
+                | Notification::Recover
+                | Notification::LastRecover
+                | Notification::InDoubt
+                | Notification::Other(_),
+                _,
+            ) => {
                 return NtStatus::SUCCESS;
             }
         };

@@ -58,7 +58,11 @@ pub fn answer_fits(notification: Notification, answer: Answer) -> bool {
             answer,
             A::CommitComplete | A::SinglePhaseReject | A::RollbackEnlistment | A::ReadOnly
         ),
-        Notification::RmDisconnected | Notification::Other(_) => false,
+        Notification::RmDisconnected
+        | Notification::Recover
+        | Notification::LastRecover
+        | Notification::InDoubt
+        | Notification::Other(_) => false,
     }
 }
 
@@ -72,10 +76,10 @@ pub fn notification_name(n: Notification) -> String {
         Notification::Rollback => "ROLLBACK".into(),
         Notification::SinglePhaseCommit => "SINGLE_PHASE_COMMIT".into(),
         Notification::RmDisconnected => "RM_DISCONNECTED".into(),
-        Notification::Other(b) => match crate::durable::recovery_name(n) {
-            Some(name) => name.into(),
-            None => format!("notification 0x{b:X}"),
-        },
+        Notification::Recover => "RECOVER".into(),
+        Notification::LastRecover => "LAST_RECOVER".into(),
+        Notification::InDoubt => "INDOUBT".into(),
+        Notification::Other(b) => format!("notification 0x{b:X}"),
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ktmrm_core::{EnlistmentKey, Notification, TxId};
+use ktmrm_core::{EnlistmentKey, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::ktm::Ktm;
@@ -42,23 +42,16 @@ pub mod status {
     pub const OBJECT_NAME_COLLISION: NtStatus = NtStatus(0xC000_0035_u32 as i32);
 }
 
-/// The recovery notifications (ktm.md §3 table). `ktmrm_core::Notification` has no variants for
-/// them, so they arrive as `Notification::Other(bits)`.
+/// The recovery notifications (ktm.md §3 table), as `ktmrm_core::Notification` names them.
 pub mod notify {
     use ktmrm_core::Notification;
 
     /// `TRANSACTION_NOTIFY_RECOVER` (0x100): durable RM → `ZwRecoverEnlistment`.
-    pub const RECOVER_BITS: u32 = 0x100;
+    pub const RECOVER: Notification = Notification::Recover;
     /// `TRANSACTION_NOTIFY_LAST_RECOVER` (0x2000): recovery done.
-    pub const LAST_RECOVER_BITS: u32 = 0x2000;
+    pub const LAST_RECOVER: Notification = Notification::LastRecover;
     /// `TRANSACTION_NOTIFY_INDOUBT` (0x4000): wait for the outcome.
-    pub const INDOUBT_BITS: u32 = 0x4000;
-    /// RECOVER as delivered.
-    pub const RECOVER: Notification = Notification::Other(RECOVER_BITS);
-    /// LAST_RECOVER as delivered.
-    pub const LAST_RECOVER: Notification = Notification::Other(LAST_RECOVER_BITS);
-    /// INDOUBT as delivered.
-    pub const INDOUBT: Notification = Notification::Other(INDOUBT_BITS);
+    pub const INDOUBT: Notification = Notification::InDoubt;
 }
 
 /// A resource manager's GUID (`ZwCreateResourceManager`'s `RmGuid`, ktm.md §2): what a durable
@@ -555,15 +548,5 @@ impl Ktm {
         drop(st);
         self.changed();
         NtStatus::SUCCESS
-    }
-}
-
-/// The `TRANSACTION_NOTIFY_*` name of a recovery notification.
-pub(crate) fn recovery_name(n: Notification) -> Option<&'static str> {
-    match n {
-        notify::RECOVER => Some("RECOVER"),
-        notify::LAST_RECOVER => Some("LAST_RECOVER"),
-        notify::INDOUBT => Some("INDOUBT"),
-        _ => None,
     }
 }

@@ -295,7 +295,7 @@ fn protocol_surprises_are_answered_and_counted() {
         h.notify(t, Notification::Commit),
         Some(Answer::CommitComplete)
     );
-    assert_eq!(h.notify(t, Notification::Other(0x2000)), None);
+    assert_eq!(h.notify(t, Notification::Other(0x800)), None);
     assert_eq!(h.stats().protocol_errors, 2);
     assert_eq!(h.get(0, "a"), Ok("1".into()));
 }

@@ -119,6 +119,12 @@ impl LogWriter {
         self.next
     }
 
+    /// The encoded length of the last record this writer encoded.
+    #[must_use]
+    pub fn last_len(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
     /// Encodes and appends `rec` (not forced). Errors: encoding (`STATUS_INVALID_PARAMETER`,
     /// `STATUS_INSUFFICIENT_RESOURCES`), the port's, or `STATUS_LOG_CORRUPTION_DETECTED` if the
     /// port numbered the record differently (the log then needs recovery before more appends).

@@ -1,0 +1,474 @@
+//! The durable engine's side of the write-ahead log (issue 6): what it appends, when, and how a
+//! restart rebuilds the state from the log.
+//!
+//! The rules (ktm.md §1, §3, §8 [S22]):
+//! - PREPARE appends a Prepare record with the transaction's writes; the engine forces it before
+//!   the yes vote. A failure to append or force is a no vote.
+//! - COMMIT applies the writes and appends a Commit record; the engine forces it before
+//!   CommitComplete, because KTM forgets the transaction once it has that answer.
+//! - ROLLBACK of a logged transaction appends an Abort record, not forced (presumed abort).
+//! - A non-transacted write appends a Prepare and a Commit record under the all-zero UOW (never a
+//!   KTM transaction's) and is forced before the request completes.
+//! - A checkpoint appends the whole state; once forced, the records before it are freed.
+//!
+//! Appends happen under the state lock, so the log's order is the order of the changes and a
+//! checkpoint sees exactly the changes of the records before it. Forces happen outside the lock
+//! (they wait for the disk). After any append or force failure the log is not appended to again
+//! (a torn record followed by good ones would read back as corruption): PREPARE votes no and
+//! non-transacted writes fail with the first failure's status until the driver restarts.
+
+use crate::entry::KeyBuf;
+use crate::ops::Write as OpWrite;
+use crate::port::{EnlistmentKey, TxId};
+use crate::state::{Phase, State};
+use crate::tree::{NodeId, Tree};
+use crate::wal::{
+    DroppedTail, EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, RecordRef, ReplayError,
+    SnapshotSource, WriteSource, WriteVisitor,
+};
+use crate::state::Pending;
+use ktmrm_proto::{Limits, NtStatus};
+
+/// The UOW non-transacted writes are logged under: the null GUID, which KTM never gives a
+/// transaction.
+pub const AUTOCOMMIT_UOW: TxId = TxId([0; 16]);
+
+/// Counters of the durable engine, for hosts and tests (not part of the IOCTL ABI).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DurabilityStats {
+    /// Records appended.
+    pub records: u64,
+    /// Bytes appended since the last checkpoint (what a host's checkpoint policy looks at).
+    pub bytes_since_checkpoint: u64,
+    /// Forces the engine asked for.
+    pub forces: u64,
+    /// Checkpoints written and forced.
+    pub checkpoints: u64,
+    /// Transactions presumed aborted at LAST_RECOVER (in the log as prepared, no RECOVER came).
+    pub presumed_aborts: u64,
+    /// Transactions KTM sent RECOVER for.
+    pub recovered: u64,
+    /// Set once an append or force failed: the log is no longer appended to.
+    pub failed: Option<NtStatus>,
+}
+
+impl DurabilityStats {
+    pub(crate) const ZERO: Self = DurabilityStats {
+        records: 0,
+        bytes_since_checkpoint: 0,
+        forces: 0,
+        checkpoints: 0,
+        presumed_aborts: 0,
+        recovered: 0,
+        failed: None,
+    };
+}
+
+/// What a restart found in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Committed entries loaded.
+    pub entries: u64,
+    /// Prepared transactions without an outcome, held locked until KTM's recovery says.
+    pub in_doubt: u64,
+    /// Valid records replayed.
+    pub records: u64,
+    /// The checkpoint replay started from.
+    pub checkpoint: Option<Lsn>,
+    /// A torn tail that was dropped (a crash during an append; never a record that was forced).
+    pub dropped_tail: Option<DroppedTail>,
+    /// The LSN the next record gets.
+    pub next_lsn: Lsn,
+}
+
+/// Why a restart failed. The driver does not start then: the log needs attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoverError {
+    /// The log could not be read or is corrupt (see [`ReplayError`]).
+    Replay(ReplayError),
+    /// An in-doubt transaction could not be held again: out of memory, or over quotas smaller
+    /// than the ones it was prepared under.
+    Rebuild {
+        /// The transaction.
+        tx: TxId,
+        /// Why.
+        status: NtStatus,
+    },
+    /// Out of memory loading the committed store.
+    NoMemory,
+}
+
+impl RecoverError {
+    /// The NTSTATUS a host reports.
+    #[must_use]
+    pub fn status(&self) -> NtStatus {
+        match self {
+            RecoverError::Replay(e) => e.status(),
+            RecoverError::Rebuild { status, .. } => *status,
+            RecoverError::NoMemory => NtStatus::INSUFFICIENT_RESOURCES,
+        }
+    }
+}
+
+impl core::fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecoverError::Replay(e) => write!(f, "log replay failed: {e}"),
+            RecoverError::Rebuild { tx, status } => write!(
+                f,
+                "in-doubt transaction {:02x?} could not be held again: {status}",
+                tx.0
+            ),
+            RecoverError::NoMemory => write!(f, "out of memory loading the store"),
+        }
+    }
+}
+
+/// A transaction's pending writes, visited in place for its Prepare record.
+struct TxnWrites<'a> {
+    pending: &'a Tree<Pending>,
+    writes: &'a [NodeId],
+}
+
+impl WriteSource for TxnWrites<'_> {
+    fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+    fn for_each_write(&self, f: &mut WriteVisitor<'_>) -> Result<(), NtStatus> {
+        for id in self.writes {
+            let p = self.pending.node(*id).ok_or(NtStatus::UNSUCCESSFUL)?;
+            let value = if p.delete {
+                None
+            } else {
+                Some(p.entry.value())
+            };
+            f(p.entry.key(), value)?;
+        }
+        Ok(())
+    }
+}
+
+impl<E> SnapshotSource for State<E> {
+    fn entry_count(&self) -> usize {
+        self.committed.len()
+    }
+    fn for_each_entry(&self, f: &mut EntryVisitor<'_>) -> Result<(), NtStatus> {
+        self.committed.iter().try_for_each(|(_, e)| f(e.key(), e.value()))
+    }
+    fn in_doubt_count(&self) -> usize {
+        self.in_doubt().count()
+    }
+    fn for_each_in_doubt(&self, f: &mut InDoubtVisitor<'_>) -> Result<(), NtStatus> {
+        for t in self.in_doubt() {
+            let w = TxnWrites {
+                pending: &self.pending,
+                writes: &t.writes,
+            };
+            f(t.id, &w)?;
+        }
+        Ok(())
+    }
+}
+
+impl<E> State<E> {
+    /// True when this state logs (built by [`State::recover`]).
+    #[must_use]
+    pub const fn is_durable(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// The durable engine's counters.
+    #[must_use]
+    pub const fn durability(&self) -> DurabilityStats {
+        self.durability
+    }
+
+    /// Transactions whose Prepare record is in the log with no outcome yet.
+    fn in_doubt(&self) -> impl Iterator<Item = &crate::state::Txn<E>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.txn.as_ref())
+            .filter(|t| t.logged)
+    }
+
+    pub(crate) fn log_failure(&mut self, st: NtStatus) {
+        if self.log_failed.is_none() {
+            self.log_failed = Some(st);
+            self.durability.failed = Some(st);
+        }
+    }
+
+    /// Runs `append` with the log writer (taken out of the state, so a record may borrow the
+    /// state) unless the log has failed, and keeps the counters. An encoding that runs out of
+    /// memory before anything reached the log is only refused; any other failure marks the log
+    /// failed.
+    fn append_with(
+        &mut self,
+        log: &dyn LogPort,
+        append: impl FnOnce(&Self, &mut LogWriter, &dyn LogPort) -> Result<Lsn, NtStatus>,
+    ) -> Result<Lsn, NtStatus> {
+        if let Some(st) = self.log_failed {
+            return Err(st);
+        }
+        let mut writer = self.log.take().ok_or(NtStatus::TM_VOLATILE)?;
+        let before = writer.next_lsn();
+        let r = append(self, &mut writer, log);
+        let (len, unchanged) = (writer.last_len(), writer.next_lsn() == before);
+        self.log = Some(writer);
+        match r {
+            Ok(lsn) => {
+                self.durability.records = self.durability.records.saturating_add(1);
+                self.durability.bytes_since_checkpoint =
+                    self.durability.bytes_since_checkpoint.saturating_add(len);
+                Ok(lsn)
+            }
+            Err(st) => {
+                if st != NtStatus::INSUFFICIENT_RESOURCES || !unchanged {
+                    self.log_failure(st);
+                }
+                Err(st)
+            }
+        }
+    }
+
+    fn append(&mut self, log: &dyn LogPort, rec: &RecordRef<'_>) -> Result<Lsn, NtStatus> {
+        self.append_with(log, |_, w, log| w.append(log, rec))
+    }
+
+    /// Appends `key`'s Prepare record and marks it logged. `Err` means vote no.
+    pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
+        let lsn = self
+            .append_with(log, |s, w, log| {
+                let t = s.txn(key).ok_or(NtStatus::UNSUCCESSFUL)?;
+                let src = TxnWrites {
+                    pending: &s.pending,
+                    writes: &t.writes,
+                };
+                w.append(log, &RecordRef::Prepare {
+                    tx: t.id,
+                    writes: &src,
+                })
+            })
+            .map_err(|_| ())?;
+        if let Some(t) = self.txn_mut(key) {
+            t.logged = true;
+        }
+        Ok(lsn)
+    }
+
+    /// Appends `key`'s Commit record (its writes are applied). `Err`: CommitComplete must wait.
+    pub(crate) fn log_commit(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
+        let tx = self.txn(key).ok_or(())?.id;
+        let lsn = self.append(log, &RecordRef::Commit { tx }).map_err(|_| ())?;
+        if let Some(t) = self.txn_mut(key) {
+            t.logged = false;
+        }
+        Ok(lsn)
+    }
+
+    /// Appends an Abort record for a logged transaction whose writes were discarded. Not forced
+    /// and allowed to fail: a Prepare without an outcome is presumed aborted after a restart.
+    pub(crate) fn log_abort(&mut self, key: EnlistmentKey, log: &dyn LogPort) {
+        let Some(t) = self.txn_mut(key) else { return };
+        if !t.logged {
+            return;
+        }
+        t.logged = false;
+        let tx = t.id;
+        let _ = self.append(log, &RecordRef::Abort { tx });
+    }
+
+    /// LAST_RECOVER: every transaction rebuilt as in doubt that KTM sent no RECOVER for was
+    /// never recorded as prepared by KTM, so it is rolled back (presumed abort, ktm.md §1).
+    pub(crate) fn last_recover(&mut self, log: &dyn LogPort) {
+        self.recovering = false;
+        let mut i = 0usize;
+        while let Some(s) = self.slots.get(i) {
+            let key = match &s.txn {
+                Some(t) if t.awaiting_recover => {
+                    u32::try_from(i).ok().map(|slot| State::<E>::key_of(slot, s.generation))
+                }
+                _ => None,
+            };
+            if let Some(key) = key {
+                self.discard(key);
+                self.log_abort(key, log);
+                self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
+                self.durability.presumed_aborts = self.durability.presumed_aborts.saturating_add(1);
+                let _ = self.end(key);
+            }
+            i = i.saturating_add(1);
+        }
+    }
+
+    /// RECOVER for `uow`: the key KTM is to use from now on. An in-doubt transaction from the
+    /// log keeps its own; an unknown one (its Commit or Abort record is already in the log; KTM
+    /// just had not recorded the answer) gets a new, empty prepared slot, so the outcome KTM
+    /// redelivers is answered and its enlistment closed like any other.
+    pub(crate) fn recover_key(&mut self, uow: TxId) -> Result<EnlistmentKey, NtStatus> {
+        if let Some(key) = self.find_txn(&uow) {
+            if let Some(t) = self.txn_mut(key)
+                && t.awaiting_recover
+            {
+                t.awaiting_recover = false;
+                self.durability.recovered = self.durability.recovered.saturating_add(1);
+                return Ok(key);
+            }
+            return Err(NtStatus::TRANSACTION_REQUEST_NOT_VALID);
+        }
+        let key = self.create_txn(uow)?;
+        if let Some(t) = self.txn_mut(key) {
+            t.enlisting = false;
+            t.phase = Phase::Prepared;
+        }
+        self.durability.recovered = self.durability.recovered.saturating_add(1);
+        Ok(key)
+    }
+
+    /// Records the enlistment `TmRecoverEnlistment` gave for `key`; returns it back if the
+    /// transaction is gone (the caller closes it).
+    pub(crate) fn attach(&mut self, key: EnlistmentKey, en: Option<E>) -> Option<E> {
+        match self.txn_mut(key) {
+            Some(t) => {
+                t.enlistment = en;
+                None
+            }
+            None => en,
+        }
+    }
+
+    /// A non-transacted write in a durable state: checked, logged as a Prepare and a Commit
+    /// record under [`AUTOCOMMIT_UOW`], then applied (with the store slot reserved first, so
+    /// applying cannot fail after logging). Returns the LSN to force before completing.
+    pub(crate) fn write_now_logged(
+        &mut self,
+        w: OpWrite,
+        log: &dyn LogPort,
+    ) -> Result<Lsn, NtStatus> {
+        if let Some(st) = self.log_failed {
+            return Err(st);
+        }
+        self.check_write_now(&w)?;
+        let (key, value) = match &w {
+            OpWrite::Put(e) => (e.key(), Some(e.value())),
+            OpWrite::Delete(k) => (k.as_slice(), None),
+        };
+        let one = [(key, value)];
+        let writes: &[(&[u8], Option<&[u8]>)] = &one;
+        if matches!(w, OpWrite::Put(_)) {
+            self.committed
+                .reserve(1)
+                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        }
+        let logged = self
+            .append(log, &RecordRef::Prepare {
+                tx: AUTOCOMMIT_UOW,
+                writes: &writes,
+            })
+            .and_then(|_| self.append(log, &RecordRef::Commit { tx: AUTOCOMMIT_UOW }));
+        let lsn = match logged {
+            Ok(lsn) => lsn,
+            Err(st) => {
+                if matches!(w, OpWrite::Put(_)) {
+                    self.committed.unreserve(1);
+                }
+                return Err(st);
+            }
+        };
+        self.apply_now(w, true)?;
+        Ok(lsn)
+    }
+
+    /// Appends a Checkpoint record of the whole state. The caller forces it, then frees what is
+    /// before it.
+    pub(crate) fn append_checkpoint(&mut self, log: &dyn LogPort) -> Result<Lsn, NtStatus> {
+        let lsn = self.append_with(log, |s, w, log| {
+            w.append(log, &RecordRef::Checkpoint { snapshot: s })
+        })?;
+        self.durability.bytes_since_checkpoint = 0;
+        Ok(lsn)
+    }
+
+    /// Rebuilds a durable state from `log`: replays it (dropping a torn tail), loads the
+    /// committed store, and holds every in-doubt transaction's keys locked as a prepared
+    /// transaction awaiting KTM's RECOVER. Requests are refused until LAST_RECOVER.
+    pub fn recover(limits: Limits, log: &dyn LogPort) -> Result<(Self, RecoveryReport), RecoverError> {
+        let rec = crate::wal::recover(log, None).map_err(RecoverError::Replay)?;
+        let mut s = State::new(limits);
+        let report = RecoveryReport {
+            entries: rec.store.len() as u64,
+            in_doubt: rec.in_doubt.len() as u64,
+            records: rec.records,
+            checkpoint: rec.checkpoint,
+            dropped_tail: rec.dropped_tail,
+            next_lsn: rec.next_lsn,
+        };
+        for e in rec.store {
+            let charge = e.charge();
+            s.committed.insert(e).map_err(|_| RecoverError::NoMemory)?;
+            s.committed_bytes = s.committed_bytes.saturating_add(charge);
+        }
+        for p in rec.in_doubt {
+            let tx = p.tx;
+            s.hold_in_doubt(p)
+                .map_err(|status| RecoverError::Rebuild { tx, status })?;
+        }
+        s.log = Some(LogWriter::new(rec.next_lsn));
+        s.recovering = true;
+        Ok((s, report))
+    }
+
+    /// Stages an in-doubt transaction's writes as a prepared transaction's (locks, reservations,
+    /// quota charge), exactly as PREPARE left them before the restart.
+    fn hold_in_doubt(&mut self, p: crate::wal::Prepared) -> Result<(), NtStatus> {
+        let key = self.create_txn(p.tx)?;
+        if let Some(t) = self.txn_mut(key) {
+            t.enlisting = false;
+        }
+        for w in p.writes {
+            let op = match KeyBuf::new(w.key()) {
+                None => return Err(NtStatus::INVALID_PARAMETER),
+                Some(k) => match w.into_put() {
+                    Some(e) => OpWrite::Put(e),
+                    None => OpWrite::Delete(k),
+                },
+            };
+            self.write_in(key, op)?;
+        }
+        if !self.reserve_for_commit(key) {
+            return Err(NtStatus::QUOTA_EXCEEDED);
+        }
+        let t = self.txn_mut(key).ok_or(NtStatus::UNSUCCESSFUL)?;
+        t.phase = Phase::Prepared;
+        t.logged = true;
+        t.awaiting_recover = true;
+        Ok(())
+    }
+}
+
+/// The log of a volatile engine: there is none. A [`State`] built with [`State::new`] never
+/// calls it; every method fails with `STATUS_TM_VOLATILE`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLog;
+
+impl LogPort for NoLog {
+    fn append(&self, _: &[u8]) -> Result<Lsn, NtStatus> {
+        Err(NtStatus::TM_VOLATILE)
+    }
+    fn force(&self, _: Lsn) -> Result<(), NtStatus> {
+        Err(NtStatus::TM_VOLATILE)
+    }
+    fn read(
+        &self,
+        _: Option<Lsn>,
+        _: &mut dyn FnMut(Lsn, &[u8]) -> core::ops::ControlFlow<()>,
+    ) -> Result<(), NtStatus> {
+        Err(NtStatus::TM_VOLATILE)
+    }
+    fn truncate_before(&self, _: Lsn) -> Result<(), NtStatus> {
+        Err(NtStatus::TM_VOLATILE)
+    }
+    fn discard_from(&self, _: Lsn) -> Result<(), NtStatus> {
+        Err(NtStatus::TM_VOLATILE)
+    }
+}
