@@ -20,13 +20,13 @@
 use crate::entry::KeyBuf;
 use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
+use crate::state::Pending;
 use crate::state::{Phase, State};
 use crate::tree::{NodeId, Tree};
 use crate::wal::{
     DroppedTail, EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, RecordRef, ReplayError,
     SnapshotSource, WriteSource, WriteVisitor,
 };
-use crate::state::Pending;
 use ktmrm_proto::{Limits, NtStatus};
 
 /// The UOW non-transacted writes are logged under: the null GUID, which KTM never gives a
@@ -153,7 +153,9 @@ impl<E> SnapshotSource for State<E> {
         self.committed.len()
     }
     fn for_each_entry(&self, f: &mut EntryVisitor<'_>) -> Result<(), NtStatus> {
-        self.committed.iter().try_for_each(|(_, e)| f(e.key(), e.value()))
+        self.committed
+            .iter()
+            .try_for_each(|(_, e)| f(e.key(), e.value()))
     }
     fn in_doubt_count(&self) -> usize {
         self.in_doubt().count()
@@ -244,10 +246,13 @@ impl<E> State<E> {
                     pending: &s.pending,
                     writes: &t.writes,
                 };
-                w.append(log, &RecordRef::Prepare {
-                    tx: t.id,
-                    writes: &src,
-                })
+                w.append(
+                    log,
+                    &RecordRef::Prepare {
+                        tx: t.id,
+                        writes: &src,
+                    },
+                )
             })
             .map_err(|_| ())?;
         if let Some(t) = self.txn_mut(key) {
@@ -259,7 +264,9 @@ impl<E> State<E> {
     /// Appends `key`'s Commit record (its writes are applied). `Err`: CommitComplete must wait.
     pub(crate) fn log_commit(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
         let tx = self.txn(key).ok_or(())?.id;
-        let lsn = self.append(log, &RecordRef::Commit { tx }).map_err(|_| ())?;
+        let lsn = self
+            .append(log, &RecordRef::Commit { tx })
+            .map_err(|_| ())?;
         if let Some(t) = self.txn_mut(key) {
             t.logged = false;
         }
@@ -285,9 +292,9 @@ impl<E> State<E> {
         let mut i = 0usize;
         while let Some(s) = self.slots.get(i) {
             let key = match &s.txn {
-                Some(t) if t.awaiting_recover => {
-                    u32::try_from(i).ok().map(|slot| State::<E>::key_of(slot, s.generation))
-                }
+                Some(t) if t.awaiting_recover => u32::try_from(i)
+                    .ok()
+                    .map(|slot| State::<E>::key_of(slot, s.generation)),
                 _ => None,
             };
             if let Some(key) = key {
@@ -361,10 +368,13 @@ impl<E> State<E> {
                 .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         }
         let logged = self
-            .append(log, &RecordRef::Prepare {
-                tx: AUTOCOMMIT_UOW,
-                writes: &writes,
-            })
+            .append(
+                log,
+                &RecordRef::Prepare {
+                    tx: AUTOCOMMIT_UOW,
+                    writes: &writes,
+                },
+            )
             .and_then(|_| self.append(log, &RecordRef::Commit { tx: AUTOCOMMIT_UOW }));
         let lsn = match logged {
             Ok(lsn) => lsn,
@@ -392,7 +402,10 @@ impl<E> State<E> {
     /// Rebuilds a durable state from `log`: replays it (dropping a torn tail), loads the
     /// committed store, and holds every in-doubt transaction's keys locked as a prepared
     /// transaction awaiting KTM's RECOVER. Requests are refused until LAST_RECOVER.
-    pub fn recover(limits: Limits, log: &dyn LogPort) -> Result<(Self, RecoveryReport), RecoverError> {
+    pub fn recover(
+        limits: Limits,
+        log: &dyn LogPort,
+    ) -> Result<(Self, RecoveryReport), RecoverError> {
         let rec = crate::wal::recover(log, None).map_err(RecoverError::Replay)?;
         let mut s = State::new(limits);
         let report = RecoveryReport {

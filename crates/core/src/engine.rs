@@ -367,7 +367,9 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         notification: Notification,
         target: &P::Target,
     ) -> NtStatus {
-        let mut r = self.lock.with(|s| s.on_notification(key, notification, &self.log));
+        let mut r = self
+            .lock
+            .with(|s| s.on_notification(key, notification, &self.log));
         if let Some(lsn) = r.force {
             let forced = self.log.force(lsn);
             r = self.lock.with(|s| s.after_force(key, forced, &self.log));

@@ -16,13 +16,16 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
-use crate::{Engine, SpinLock, State};
+use crate::wal::LogPort;
+use crate::{Engine, NoLog, RecoverError, RecoveryReport, SpinLock, State};
 use ktmrm_proto::{Limits, NtStatus, Request, Stats, decode_get, decode_list};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// A callback run inside `enlist`.
 pub type DuringEnlist = Box<dyn Fn(EnlistmentKey)>;
+/// A callback run at each answer.
+pub type OnAnswer = Box<dyn Fn(Answer)>;
 
 #[derive(Default)]
 pub struct ScriptedPort {
@@ -37,6 +40,10 @@ pub struct ScriptedPort {
     pub fail_enlist: RefCell<Option<NtStatus>>,
     /// Called inside enlist, before it returns (a notification racing the enlist call).
     pub during_enlist: RefCell<Option<DuringEnlist>>,
+    /// (target, key) of every `recover_enlistment`.
+    pub recovered: RefCell<Vec<(u32, EnlistmentKey)>>,
+    /// Called with each answer before it is recorded (durable tests check the log there).
+    pub on_answer: RefCell<Option<OnAnswer>>,
 }
 
 impl KtmPort for ScriptedPort {
@@ -74,6 +81,9 @@ impl KtmPort for ScriptedPort {
     }
 
     fn answer(&self, target: &u32, answer: Answer) -> NtStatus {
+        if let Some(f) = self.on_answer.borrow().as_ref() {
+            f(answer);
+        }
         self.answers.borrow_mut().push((*target, answer));
         NtStatus::SUCCESS
     }
@@ -84,6 +94,15 @@ impl KtmPort for ScriptedPort {
 
     fn yield_now(&self) {
         std::thread::yield_now();
+    }
+
+    fn recover_enlistment(
+        &self,
+        target: &u32,
+        key: EnlistmentKey,
+    ) -> Result<Option<u32>, NtStatus> {
+        self.recovered.borrow_mut().push((*target, key));
+        Ok(Some(*target))
     }
 }
 
@@ -100,12 +119,63 @@ impl ScriptedPort {
     }
 }
 
-pub type TestEngine = Engine<ScriptedPort, SpinLock<State<u32>>>;
+pub type TestEngine<J = NoLog> = Engine<ScriptedPort, SpinLock<State<u32>>, J>;
 
 /// An engine, its port, and helpers that speak the wire protocol.
-pub struct Harness {
+pub struct Harness<J: LogPort = NoLog> {
     pub port: ScriptedPort,
-    pub engine: TestEngine,
+    pub engine: TestEngine<J>,
+}
+
+impl<J: LogPort> Harness<J> {
+    /// A durable engine rebuilt from `log` (not yet through KTM's recovery: see
+    /// [`Harness::last_recover`]).
+    pub fn durable(log: J) -> Result<(Self, RecoveryReport), RecoverError> {
+        let (state, report) = State::recover(Limits::default(), &log)?;
+        let h = Harness {
+            port: ScriptedPort::default(),
+            engine: Engine::with_log(SpinLock::new(state), log),
+        };
+        Ok((h, report))
+    }
+
+    /// KTM's RECOVER for `uow`, answered through enlistment `target`; returns the key KTM uses
+    /// from then on.
+    pub fn recover(&self, uow: TxId, target: u32) -> EnlistmentKey {
+        assert_eq!(
+            self.engine.recover(&self.port, uow, &target),
+            NtStatus::SUCCESS
+        );
+        let r = self.port.recovered.borrow();
+        let (t, key) = *r.last().unwrap();
+        assert_eq!(t, target);
+        key
+    }
+
+    /// LAST_RECOVER (no answer).
+    pub fn last_recover(&self) {
+        let st = self
+            .engine
+            .notify(&self.port, EnlistmentKey(0), Notification::LastRecover, &0);
+        assert_eq!(st, NtStatus::SUCCESS);
+    }
+
+    /// Delivers `n` to a recovered enlistment and returns its answer.
+    pub fn notify_key(&self, key: EnlistmentKey, target: u32, n: Notification) -> Option<Answer> {
+        let before = self.port.answers.borrow().len();
+        assert_eq!(
+            self.engine.notify(&self.port, key, n, &target),
+            NtStatus::SUCCESS
+        );
+        let answers = self.port.answers.borrow();
+        assert!(answers.len() <= before + 1, "answered twice");
+        answers.get(before).map(|a| a.1)
+    }
+
+    /// The transaction id behind a handle.
+    pub fn tx_id(&self, tx: u64) -> TxId {
+        self.port.handles.borrow()[&tx].0
+    }
 }
 
 impl Harness {
@@ -120,7 +190,9 @@ impl Harness {
             engine: Engine::new(SpinLock::new(State::new(limits))),
         }
     }
+}
 
+impl<J: LogPort> Harness<J> {
     pub fn raw(&self, code: u32, input: &[u8], out_len: usize) -> (NtStatus, Vec<u8>) {
         let mut buf = vec![0u8; input.len().max(out_len)];
         buf[..input.len()].copy_from_slice(input);

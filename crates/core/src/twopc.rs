@@ -101,10 +101,9 @@ impl<E> State<E> {
                 self.last_recover(log);
                 (None, false)
             }
-            (
-                Notification::RmDisconnected | Notification::InDoubt | Notification::Other(_),
-                _,
-            ) => (None, false),
+            (Notification::RmDisconnected | Notification::InDoubt | Notification::Other(_), _) => {
+                (None, false)
+            }
             // Withheld until a restart: KTM redelivers it then (ktm.md §8).
             (Notification::Commit, Some(Phase::Unlogged)) => {
                 self.protocol_error();
@@ -163,7 +162,9 @@ impl<E> State<E> {
         self.durability.forces = self.durability.forces.saturating_add(1);
         let phase = self.txn(key).map(|t| t.phase);
         match (phase, forced) {
-            (Some(Phase::Prepared), Ok(())) => Reaction::answer(Some(Answer::PrepareComplete), None),
+            (Some(Phase::Prepared), Ok(())) => {
+                Reaction::answer(Some(Answer::PrepareComplete), None)
+            }
             (Some(Phase::Committing), Ok(())) => {
                 let close = self.end(key);
                 Reaction::answer(Some(Answer::CommitComplete), close)

@@ -2,6 +2,7 @@
 //! deliver KTM notifications itself (the full KTM model lives in ktm-sim).
 
 mod alloc_failure;
+mod durable;
 mod fuzz;
 mod model;
 mod semantics;

@@ -24,6 +24,9 @@ struct Inner {
     next: Lsn,
     /// Every record up to here is durable (`Lsn(0)`: none).
     forced: Lsn,
+    /// Fault injection: every append / force fails with this status while set.
+    fail_append: Option<NtStatus>,
+    fail_force: Option<NtStatus>,
 }
 
 /// A log in memory. `Sync`: the simulator's threads share one.
@@ -46,6 +49,8 @@ impl MemLog {
                 records: Vec::new(),
                 next: Lsn::FIRST,
                 forced: Lsn(0),
+                fail_append: None,
+                fail_force: None,
             }),
         }
     }
@@ -74,6 +79,24 @@ impl MemLog {
             });
             i.next = i.records.last().map_or(forced.next(), |r| r.lsn.next());
         });
+    }
+
+    /// Makes every later append fail with `status` (nothing is stored), or stops failing.
+    pub fn fail_appends(&self, status: Option<NtStatus>) {
+        self.inner.with(|i| i.fail_append = status);
+    }
+
+    /// Makes every later force fail with `status` (nothing more becomes durable), or stops
+    /// failing: a log device that went away.
+    pub fn fail_forces(&self, status: Option<NtStatus>) {
+        self.inner.with(|i| i.fail_force = status);
+    }
+
+    /// The LSN of the last record stored (`Lsn(0)` if none).
+    #[must_use]
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner
+            .with(|i| i.records.last().map_or(Lsn(0), |r| r.lsn))
     }
 
     /// Direct access to the stored records, for tests that damage, reorder or duplicate them.
@@ -116,6 +139,9 @@ impl LogPort for MemLog {
         grow_zeroed(&mut bytes, record.len())?;
         bytes.copy_from_slice(record);
         self.inner.with(|i| {
+            if let Some(st) = i.fail_append {
+                return Err(st);
+            }
             let lsn = i.next;
             push(&mut i.records, MemRecord { lsn, bytes })?;
             i.next = lsn.next();
@@ -125,6 +151,9 @@ impl LogPort for MemLog {
 
     fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
         self.inner.with(|i| {
+            if let Some(st) = i.fail_force {
+                return Err(st);
+            }
             let last = i.records.last().map_or(Lsn(0), |r| r.lsn);
             i.forced = i.forced.max(upto.min(last));
             Ok(())

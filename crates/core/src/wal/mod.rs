@@ -95,6 +95,52 @@ pub trait LogPort {
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus>;
 }
 
+/// A shared reference to a log is a log (hosts keep one log for successive engines).
+impl<T: LogPort + ?Sized> LogPort for &T {
+    fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        (**self).append(record)
+    }
+    fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
+        (**self).force(upto)
+    }
+    fn read(
+        &self,
+        from: Option<Lsn>,
+        sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), NtStatus> {
+        (**self).read(from, sink)
+    }
+    fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
+        (**self).truncate_before(lsn)
+    }
+    fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
+        (**self).discard_from(lsn)
+    }
+}
+
+/// So is a reference-counted one.
+impl<T: LogPort + ?Sized> LogPort for alloc::sync::Arc<T> {
+    fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        (**self).append(record)
+    }
+    fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
+        (**self).force(upto)
+    }
+    fn read(
+        &self,
+        from: Option<Lsn>,
+        sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), NtStatus> {
+        (**self).read(from, sink)
+    }
+    fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
+        (**self).truncate_before(lsn)
+    }
+    fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
+        (**self).discard_from(lsn)
+    }
+}
+
 /// Numbers, encodes and appends records. One per log; the engine keeps it under its own lock
 /// (appends are serialised, so LSNs are predicted). The encode buffer is reused, so steady-state
 /// logging allocates only when a record is larger than any before it.

@@ -1,0 +1,404 @@
+//! The durable engine over a [`MemLog`]: what is logged and forced before each answer, what a
+//! crash (losing unforced records) and a restart rebuild, KTM's recovery notifications, log
+//! failures, and checkpoints.
+
+use std::boxed::Box;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::vec::Vec;
+
+use crate::port::{Answer, Notification as N};
+use crate::testing::Harness;
+use crate::wal::{Lsn, MemLog, Record, decode};
+use ktmrm_proto::NtStatus as S;
+
+type Durable<'a> = Harness<&'a MemLog>;
+
+/// A fresh durable engine over `log`, through KTM's recovery with nothing to recover.
+fn boot(log: &MemLog) -> Durable<'_> {
+    let (h, _) = Harness::durable(log).unwrap();
+    h.last_recover();
+    h
+}
+
+/// The kinds of the records in the log, in order.
+fn kinds(log: &MemLog) -> Vec<&'static str> {
+    log.with_records(|rs| {
+        rs.iter()
+            .map(|r| match decode(&r.bytes).unwrap().1 {
+                Record::Prepare(_) => "prepare",
+                Record::Commit(_) => "commit",
+                Record::Abort(_) => "abort",
+                Record::Checkpoint(_) => "checkpoint",
+            })
+            .collect()
+    })
+}
+
+/// A durable engine over a shared log whose port asserts, at every yes vote and
+/// CommitComplete, that the log is forced up to its last record. Returns the count of checks.
+fn boot_checked(log: &Arc<MemLog>) -> (Harness<Arc<MemLog>>, Rc<Cell<u32>>) {
+    let (h, _) = Harness::durable(log.clone()).unwrap();
+    h.last_recover();
+    let checked = Rc::new(Cell::new(0u32));
+    let (c, log) = (checked.clone(), log.clone());
+    *h.port.on_answer.borrow_mut() = Some(Box::new(move |a| {
+        if matches!(a, Answer::PrepareComplete | Answer::CommitComplete) {
+            assert_eq!(
+                log.forced(),
+                log.last_lsn(),
+                "{a:?} before the log was forced"
+            );
+            c.set(c.get() + 1);
+        }
+    }));
+    (h, checked)
+}
+
+#[test]
+fn votes_and_completes_only_after_the_log_is_forced() {
+    let log = Arc::new(MemLog::new());
+    let (h, checked) = boot_checked(&log);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(h.delete(t, "a"), S::SUCCESS);
+    assert_eq!(h.put(t, "b", "2"), S::SUCCESS);
+    assert!(log.is_empty(), "nothing is logged before PREPARE");
+    assert_eq!(h.commit(t), Answer::PrepareComplete);
+    assert_eq!(kinds(&log), ["prepare", "commit"]);
+    let d = h.engine.durability();
+    assert_eq!((d.records, d.forces, d.failed), (2, 2, None));
+    // A read-only transaction logs nothing.
+    let u = h.port.new_tx();
+    assert_eq!(h.get(u, "b"), Ok("2".into()));
+    assert_eq!(h.commit(u), Answer::ReadOnly);
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        checked.get(),
+        2,
+        "the yes vote and CommitComplete were checked"
+    );
+}
+
+#[test]
+fn committed_data_survives_a_crash_and_unforced_data_does_not_exist() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    assert_eq!(h.put(0, "x", "autocommit"), S::SUCCESS);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(h.commit(t), Answer::PrepareComplete);
+    assert_eq!(h.put(0, "y", "gone"), S::SUCCESS);
+    assert_eq!(h.delete(0, "y"), S::SUCCESS);
+    let live = h.port.new_tx();
+    assert_eq!(h.put(live, "z", "never prepared"), S::SUCCESS);
+    drop(h);
+    log.crash();
+    let (h, report) = Harness::durable(&log).unwrap();
+    assert_eq!((report.entries, report.in_doubt), (2, 0));
+    assert_eq!(
+        h.put(0, "q", "1"),
+        S::DEVICE_NOT_READY,
+        "not before LAST_RECOVER"
+    );
+    h.last_recover();
+    assert_eq!(h.get(0, "a"), Ok("1".into()));
+    assert_eq!(h.get(0, "x"), Ok("autocommit".into()));
+    assert_eq!(h.get(0, "y"), Err(S::OBJECT_NAME_NOT_FOUND));
+    assert_eq!(h.get(0, "z"), Err(S::OBJECT_NAME_NOT_FOUND));
+    let s = h.stats();
+    assert_eq!((s.keys, s.live_transactions), (2, 0));
+}
+
+#[test]
+fn a_prepared_transaction_is_in_doubt_and_locked_until_recovery_commits_it() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    assert_eq!(h.put(0, "a", "old"), S::SUCCESS);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
+    assert_eq!(h.put(t, "b", "1"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    drop(h);
+    log.crash();
+    let (h, report) = Harness::durable(&log).unwrap();
+    assert_eq!((report.entries, report.in_doubt), (1, 1));
+    let key = h.recover(uow, 41);
+    h.last_recover();
+    assert_eq!(h.engine.durability().presumed_aborts, 0);
+    // In doubt: committed view unchanged, keys locked.
+    assert_eq!(h.get(0, "a"), Ok("old".into()));
+    assert_eq!(h.put(0, "a", "x"), S::TRANSACTIONAL_CONFLICT);
+    assert_eq!(h.stats().prepared, 1);
+    // KTM redelivers COMMIT to the recovered enlistment.
+    assert_eq!(
+        h.notify_key(key, 41, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(
+        h.port.closed.borrow().as_slice(),
+        [41],
+        "recovered enlistment closed"
+    );
+    assert_eq!(h.get(0, "a"), Ok("new".into()));
+    assert_eq!(h.get(0, "b"), Ok("1".into()));
+    assert_eq!(h.put(0, "a", "x"), S::SUCCESS, "lock released");
+    drop(h);
+    log.crash();
+    let (h, report) = Harness::durable(&log).unwrap();
+    assert_eq!(report.in_doubt, 0, "the Commit record was forced");
+    h.last_recover();
+    assert_eq!(h.get(0, "a"), Ok("x".into()));
+}
+
+#[test]
+fn recovery_rolls_back_an_in_doubt_transaction_ktm_aborts() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    drop(h);
+    log.crash();
+    let (h, _) = Harness::durable(&log).unwrap();
+    let key = h.recover(uow, 9);
+    h.last_recover();
+    // A superior has not decided yet: INDOUBT changes nothing.
+    assert_eq!(h.notify_key(key, 9, N::InDoubt), None);
+    assert_eq!(h.put(0, "a", "x"), S::TRANSACTIONAL_CONFLICT);
+    assert_eq!(
+        h.notify_key(key, 9, N::Rollback),
+        Some(Answer::RollbackComplete)
+    );
+    assert_eq!(h.get(0, "a"), Err(S::OBJECT_NAME_NOT_FOUND));
+    assert_eq!(kinds(&log), ["prepare", "abort"]);
+}
+
+#[test]
+fn last_recover_presumes_abort_for_a_prepare_ktm_never_recorded() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    drop(h);
+    log.crash();
+    let (h, report) = Harness::durable(&log).unwrap();
+    assert_eq!(report.in_doubt, 1);
+    h.last_recover();
+    let d = h.engine.durability();
+    assert_eq!((d.presumed_aborts, d.recovered), (1, 0));
+    assert_eq!(h.put(0, "a", "2"), S::SUCCESS, "lock released");
+    assert_eq!(h.stats().live_transactions, 0);
+    drop(h);
+    log.crash();
+    let (_, report) = Harness::durable(&log).unwrap();
+    assert_eq!((report.entries, report.in_doubt), (1, 0));
+}
+
+#[test]
+fn recover_for_a_transaction_already_committed_acknowledges_the_duplicate_commit() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(h.commit(t), Answer::PrepareComplete);
+    drop(h);
+    log.crash();
+    // KTM crashed before it recorded CommitComplete: it sends RECOVER, then COMMIT again.
+    let (h, _) = Harness::durable(&log).unwrap();
+    let records = log.len();
+    let key = h.recover(uow, 5);
+    h.last_recover();
+    assert_eq!(
+        h.notify_key(key, 5, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(h.port.closed.borrow().as_slice(), [5]);
+    assert_eq!(log.len(), records, "nothing new to log");
+    assert_eq!(h.get(0, "a"), Ok("1".into()));
+    assert_eq!(h.stats().protocol_errors, 0);
+}
+
+#[test]
+fn a_failed_force_at_prepare_is_a_no_vote_and_stops_the_log() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    log.fail_forces(Some(S::UNSUCCESSFUL));
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::RollbackEnlistment));
+    assert_eq!(h.notify(t, N::Rollback), Some(Answer::RollbackComplete));
+    assert_eq!(h.engine.durability().failed, Some(S::UNSUCCESSFUL));
+    log.fail_forces(None);
+    // Even with the device back, nothing more is appended until a restart.
+    let records = log.len();
+    let u = h.port.new_tx();
+    assert_eq!(h.put(u, "b", "1"), S::SUCCESS);
+    assert_eq!(h.commit(u), Answer::RollbackEnlistment);
+    assert_eq!(h.put(0, "c", "1"), S::UNSUCCESSFUL);
+    assert_eq!(log.len(), records);
+    assert_eq!(h.get(0, "a"), Err(S::OBJECT_NAME_NOT_FOUND));
+    drop(h);
+    log.crash();
+    let (h, report) = Harness::durable(&log).unwrap();
+    h.last_recover();
+    assert_eq!(report.entries, 0);
+    assert_eq!(h.engine.durability().presumed_aborts, report.in_doubt);
+}
+
+#[test]
+fn a_failed_append_at_prepare_is_a_no_vote() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    log.fail_appends(Some(S::INSUFFICIENT_RESOURCES));
+    assert_eq!(h.commit(t), Answer::RollbackEnlistment);
+    assert!(log.is_empty());
+    log.fail_appends(None);
+    // Out of memory before anything reached the log does not stop it.
+    assert_eq!(h.engine.durability().failed, None);
+    let u = h.port.new_tx();
+    assert_eq!(h.put(u, "a", "2"), S::SUCCESS);
+    assert_eq!(h.commit(u), Answer::PrepareComplete);
+    assert_eq!(h.get(0, "a"), Ok("2".into()));
+}
+
+#[test]
+fn a_failed_force_at_commit_withholds_commit_complete_until_recovery() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    log.fail_forces(Some(S::UNSUCCESSFUL));
+    assert_eq!(h.notify(t, N::Commit), None, "CommitComplete withheld");
+    assert!(h.port.closed.borrow().is_empty(), "enlistment kept for KTM");
+    assert_eq!(h.get(0, "a"), Ok("1".into()), "applied in memory");
+    drop(h);
+    log.crash();
+    log.fail_forces(None);
+    // KTM still has the transaction committing: RECOVER, then COMMIT again.
+    let (h, report) = Harness::durable(&log).unwrap();
+    assert_eq!(report.in_doubt, 1);
+    let key = h.recover(uow, 3);
+    h.last_recover();
+    assert_eq!(
+        h.notify_key(key, 3, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(h.get(0, "a"), Ok("1".into()));
+}
+
+#[test]
+fn single_phase_commit_logs_both_records_and_forces_once() {
+    let log = Arc::new(MemLog::new());
+    let (h, checked) = boot_checked(&log);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(
+        h.notify(t, N::SinglePhaseCommit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(kinds(&log), ["prepare", "commit"]);
+    assert_eq!((h.engine.durability().forces, checked.get()), (1, 1));
+    assert_eq!(h.port.closed.borrow().len(), 1);
+    drop(h);
+    log.crash();
+    let (h, _) = Harness::durable(&*log).unwrap();
+    h.last_recover();
+    assert_eq!(h.get(0, "a"), Ok("1".into()));
+    // With the log failed, single-phase commit is rejected (KTM falls back to the two phases).
+    log.fail_forces(Some(S::UNSUCCESSFUL));
+    assert_eq!(h.put(0, "b", "1"), S::UNSUCCESSFUL);
+    log.fail_forces(None);
+    let u = h.port.new_tx();
+    assert_eq!(h.put(u, "c", "1"), S::SUCCESS);
+    assert_eq!(
+        h.notify(u, N::SinglePhaseCommit),
+        Some(Answer::SinglePhaseReject)
+    );
+}
+
+#[test]
+fn a_checkpoint_replaces_the_log_and_keeps_in_doubt_transactions() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    for i in 0..50 {
+        assert_eq!(h.put(0, &format!("k{i:02}"), &i.to_string()), S::SUCCESS);
+    }
+    assert_eq!(h.delete(0, "k07"), S::SUCCESS);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "k01", "in doubt"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    assert_eq!(log.len(), 2 * 51 + 1);
+    let lsn = h.engine.checkpoint().unwrap();
+    assert_eq!(lsn, Lsn(2 * 51 + 2));
+    assert_eq!(kinds(&log), ["checkpoint"]);
+    assert_eq!(h.engine.durability().bytes_since_checkpoint, 0);
+    drop(h);
+    log.crash();
+    let (h, report) = Harness::durable(&log).unwrap();
+    assert_eq!(
+        (report.entries, report.in_doubt, report.checkpoint),
+        (49, 1, Some(lsn))
+    );
+    let key = h.recover(uow, 1);
+    h.last_recover();
+    assert_eq!(
+        h.notify_key(key, 1, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(h.get(0, "k01"), Ok("in doubt".into()));
+    assert_eq!(h.get(0, "k07"), Err(S::OBJECT_NAME_NOT_FOUND));
+    assert_eq!(h.get(0, "k49"), Ok("49".into()));
+    assert_eq!(kinds(&log), ["checkpoint", "commit"]);
+}
+
+#[test]
+fn a_torn_tail_is_dropped_and_the_log_continues_after_it() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    assert_eq!(h.put(0, "a", "1"), S::SUCCESS);
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "b", "2"), S::SUCCESS);
+    // The crash tears the Prepare record being written (PREPARE never answered).
+    log.fail_forces(Some(S::UNSUCCESSFUL));
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::RollbackEnlistment));
+    drop(h);
+    log.crash_torn(10);
+    let (h, report) = Harness::durable(&log).unwrap();
+    log.fail_forces(None);
+    let tail = report.dropped_tail.expect("torn record dropped");
+    assert_eq!(tail.from, Lsn(3));
+    h.last_recover();
+    assert_eq!(h.get(0, "a"), Ok("1".into()));
+    assert_eq!(h.put(0, "c", "3"), S::SUCCESS);
+    drop(h);
+    log.crash();
+    let (_, report) = Harness::durable(&log).unwrap();
+    assert_eq!((report.entries, report.dropped_tail), (2, None));
+}
+
+#[test]
+fn a_corrupt_log_refuses_to_start() {
+    let log = MemLog::new();
+    let h = boot(&log);
+    assert_eq!(h.put(0, "a", "1"), S::SUCCESS);
+    assert_eq!(h.put(0, "b", "1"), S::SUCCESS);
+    drop(h);
+    log.with_records(|rs| rs[1].bytes[30] ^= 1);
+    let err = Harness::durable(&log)
+        .err()
+        .expect("corruption before the tail");
+    assert_eq!(err.status(), crate::wal::STATUS_LOG_CORRUPTION_DETECTED);
+    assert!(err.to_string().contains("corrupt"), "{err}");
+}
