@@ -3,19 +3,24 @@
 //! bytes in, status and bytes out.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use ktmrm_core::{Engine, State};
+use ktmrm_core::{Engine, Notification, State};
 
 use crate::stdlock::StdLock;
 use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Stats};
 
+use crate::durable::RmGuid;
 use crate::ktm::Ktm;
-use crate::model::{Delivery, DeliveryMode, EnlistmentId, KtmConfig, ProcessId, TxInfo};
+use crate::model::{
+    Delivery, DeliveryMode, EnlistmentId, KtmConfig, ProcessId, RmCallback, TxInfo,
+};
 use crate::port::SimPort;
+use crate::restart::SimLog;
 
-type SimEngine = Engine<SimPort, StdLock<State<EnlistmentId>>>;
+/// A volatile device's engine never touches its log (its state has no log writer).
+pub(crate) type SimEngine = Engine<SimPort, StdLock<State<EnlistmentId>>, Arc<SimLog>>;
 
 /// Configuration of a [`SimDevice`].
 #[derive(Clone, Debug)]
@@ -30,6 +35,16 @@ pub struct SimConfig {
     pub duplicate_commit: bool,
 }
 
+impl SimConfig {
+    pub(crate) fn ktm_config(&self) -> KtmConfig {
+        KtmConfig {
+            delivery: self.delivery,
+            answer_deadline: self.answer_deadline,
+            duplicate_commit: self.duplicate_commit,
+        }
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         let k = KtmConfig::default();
@@ -42,16 +57,36 @@ impl Default for SimConfig {
     }
 }
 
-struct DeviceInner {
-    engine: SimEngine,
-    port: SimPort,
+pub(crate) struct DeviceInner {
+    pub(crate) engine: SimEngine,
+    pub(crate) port: SimPort,
+    pub(crate) log: Arc<SimLog>,
+    /// The durable RM's GUID (`None`: a volatile device).
+    pub(crate) guid: Option<RmGuid>,
+    pub(crate) config: SimConfig,
+    /// [`Ktm::crash_count`] when this device started: a crash since then ended it.
+    pub(crate) boot_crashes: u64,
+}
+
+impl DeviceInner {
+    /// The RM callback: RECOVER goes to `Engine::recover` with its UOW, everything else to
+    /// `Engine::notify`.
+    fn on_notification(&self, d: Delivery) -> NtStatus {
+        let _engine = crate::alloc_scope::Scope::engine();
+        match (d.notification, d.recovery) {
+            (Notification::Recover, Some(arg)) => {
+                self.engine.recover(&self.port, arg.uow, &d.enlistment)
+            }
+            (n, _) => self.engine.notify(&self.port, d.key, n, &d.enlistment),
+        }
+    }
 }
 
 /// The simulated device: one engine, registered as one RM of its own [`Ktm`] (ktm.md §7:
 /// the driver's RM with `TmEnableCallbacks`). Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct SimDevice {
-    inner: Arc<DeviceInner>,
+    pub(crate) inner: Arc<DeviceInner>,
 }
 
 impl fmt::Debug for SimDevice {
@@ -75,35 +110,52 @@ impl SimDevice {
         SimDevice::with_config(SimConfig::default())
     }
 
-    /// A device with `cfg`.
+    /// A volatile device with `cfg`.
     #[must_use]
     pub fn with_config(cfg: SimConfig) -> Self {
-        let ktm = Ktm::new(KtmConfig {
-            delivery: cfg.delivery,
-            answer_deadline: cfg.answer_deadline,
-            duplicate_commit: cfg.duplicate_commit,
-        });
-        let inner = Arc::new_cyclic(|weak: &Weak<DeviceInner>| {
-            // The RM callback holds the device weakly: the model (inside the device) holds the
-            // callback, so a strong reference would be a cycle that is never freed.
-            let weak = weak.clone();
-            let rm = ktm.create_resource_manager(Arc::new(move |d: Delivery| {
-                match weak.upgrade() {
-                    Some(dev) => {
-                        let _engine = crate::alloc_scope::Scope::engine();
-                        dev.engine
-                            .notify(&dev.port, d.key, d.notification, &d.enlistment)
-                    }
-                    // The device is gone (unloaded): nobody answers.
-                    None => NtStatus::RM_DISCONNECTED,
-                }
-            }));
-            DeviceInner {
-                engine: Engine::new(StdLock::new(State::new(cfg.limits))),
-                port: SimPort::new(ktm, rm),
+        let ktm = Ktm::new(cfg.ktm_config());
+        let log = Arc::new(SimLog::new(&ktm));
+        let state = State::new(cfg.limits);
+        match SimDevice::register(ktm, state, log, None, cfg) {
+            Ok(d) => d,
+            Err(st) => unreachable!("a volatile RM always registers: {st:?}"),
+        }
+    }
+
+    /// Registers the engine over `state` as an RM of `ktm` (durable with `guid`) and returns the
+    /// device. The callback holds the device weakly: the model (inside the device) holds the
+    /// callback, so a strong reference would be a cycle that is never freed.
+    pub(crate) fn register(
+        ktm: Ktm,
+        state: State<EnlistmentId>,
+        log: Arc<SimLog>,
+        guid: Option<RmGuid>,
+        config: SimConfig,
+    ) -> Result<SimDevice, NtStatus> {
+        let slot: Arc<OnceLock<Weak<DeviceInner>>> = Arc::default();
+        let cb_slot = slot.clone();
+        let callback: RmCallback = Arc::new(move |d: Delivery| {
+            match cb_slot.get().and_then(Weak::upgrade) {
+                Some(dev) => dev.on_notification(d),
+                // The device is gone (unloaded): nobody answers.
+                None => NtStatus::RM_DISCONNECTED,
             }
         });
-        SimDevice { inner }
+        let rm = match guid {
+            None => ktm.create_resource_manager(callback),
+            Some(g) => ktm.create_durable_resource_manager(g, callback)?,
+        };
+        let engine = Engine::with_log(StdLock::new(state), log.clone());
+        let inner = Arc::new(DeviceInner {
+            engine,
+            port: SimPort::new(ktm.clone(), rm),
+            log,
+            guid,
+            config,
+            boot_crashes: ktm.crash_count(),
+        });
+        let _ = slot.set(Arc::downgrade(&inner));
+        Ok(SimDevice { inner })
     }
 
     /// A new simulated process with its own handle table.

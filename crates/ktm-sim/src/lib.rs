@@ -22,7 +22,9 @@
 //!   before `enlist` returns), [`KtmConfig::duplicate_commit`].
 //! - The protocol checker ([`Ktm::violations`], [`Ktm::finish`], [`Ktm::set_phase_probe`]) and
 //!   [`Counters`].
-//! - [`SimDevice`]: the engine behind an in-process stand-in for `\\.\KtmRm`.
+//! - [`SimDevice`]: the engine behind an in-process stand-in for `\\.\KtmRm`; durable with
+//!   [`SimDevice::durable`] (its log a [`SimLog`]), [`SimDevice::crash`] and
+//!   [`SimDevice::restart`], and RM-side crash points ([`LogCrash`]).
 //! - Durability (issue 6 part 2): [`Ktm::new_durable`] (a TM whose log survives
 //!   [`Ktm::crash`]), durable RMs ([`Ktm::create_durable_resource_manager`]), recovery
 //!   ([`Ktm::recover_transaction_manager`], [`Ktm::recover_resource_manager`],
@@ -49,6 +51,7 @@ mod ktm;
 mod model;
 mod port;
 mod recovery;
+mod restart;
 mod stdlock;
 
 pub use checker::{Counters, Phase, answer_fits, notification_name};
@@ -62,6 +65,7 @@ pub use model::{
     Outcome, PhaseProbe, ProcessId, RmCallback, RmId, TxInfo, TxState,
 };
 pub use port::SimPort;
+pub use restart::{DEVICE_RM_GUID, LogCrash, RestartError, SimLog};
 pub use stdlock::StdLock;
 
 pub use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};

@@ -87,6 +87,22 @@ impl KtmPort for SimPort {
             .create_transaction_utf16(*caller, timeout_ms, description)
     }
 
+    /// `TmRecoverEnlistment(enlistment, key)`; see [`Ktm::recover_enlistment`]. The engine owns
+    /// the enlistment from then on and closes it after the outcome, like a fresh one.
+    fn recover_enlistment(
+        &self,
+        target: &EnlistmentId,
+        key: EnlistmentKey,
+    ) -> Result<Option<EnlistmentId>, NtStatus> {
+        let _model = crate::alloc_scope::Scope::model();
+        let st = self.ktm.recover_enlistment(*target, key);
+        if st.is_success() {
+            Ok(Some(*target))
+        } else {
+            Err(st)
+        }
+    }
+
     /// `ZwYieldExecution`.
     fn yield_now(&self) {
         let _model = crate::alloc_scope::Scope::model();

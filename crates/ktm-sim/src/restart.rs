@@ -1,0 +1,272 @@
+//! The durable device: the engine logging to a [`SimLog`] on a durable [`Ktm`], a machine crash
+//! that loses both sides' unforced state, and a restart that rebuilds the engine from its log
+//! and runs KTM's recovery (ktm.md §7 step 4: recover the TM, register the RM with its GUID,
+//! recover the RM; the device takes requests once LAST_RECOVER arrived).
+//!
+//! Besides KTM's own crash points ([`crate::CrashPoint`]), the log has two of the RM's
+//! ([`LogCrash`]): in the middle of writing a record (appended, not forced, possibly torn) and
+//! right after a force, before the engine answers KTM.
+
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ktmrm_core::wal::{LogPort, Lsn, MemLog};
+use ktmrm_core::{RecoverError, RecoveryReport, State};
+use ktmrm_proto::NtStatus;
+
+use crate::device::{SimConfig, SimDevice};
+use crate::durable::{RmGuid, status::TRANSACTIONMANAGER_NOT_ONLINE};
+use crate::ktm::{Ktm, WeakKtm};
+use crate::model::KtmConfig;
+
+/// The GUID the simulated durable device registers its RM with, on every boot.
+pub const DEVICE_RM_GUID: RmGuid = RmGuid(*b"ktmrm-sim-device");
+
+/// A crash of the RM's side, armed on a [`SimLog`]: at its `force`-th force (from 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogCrash {
+    /// The machine dies during the force: the unforced records are lost, the first of them
+    /// keeping only `torn` bytes (0: none).
+    DuringForce {
+        /// Which force.
+        force: u64,
+        /// Bytes of the first unforced record that reach the disk.
+        torn: usize,
+    },
+    /// The force completes, then the machine dies before the engine answers KTM.
+    AfterForce {
+        /// Which force.
+        force: u64,
+    },
+}
+
+#[derive(Default)]
+struct LogCtl {
+    forces: u64,
+    armed: Option<LogCrash>,
+    /// The machine crashed: nothing reaches the disk until the next boot.
+    dead: bool,
+}
+
+/// The durable device's log: a [`MemLog`] (what is forced survives [`SimDevice::crash`]) with
+/// the RM-side crash points of [`LogCrash`]. A crash there crashes the whole machine, KTM too.
+pub struct SimLog {
+    mem: MemLog,
+    ktm: WeakKtm,
+    ctl: Mutex<LogCtl>,
+}
+
+impl fmt::Debug for SimLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimLog")
+            .field("records", &self.mem.len())
+            .field("forced", &self.mem.forced())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimLog {
+    pub(crate) fn new(ktm: &Ktm) -> Self {
+        SimLog {
+            mem: MemLog::new(),
+            ktm: ktm.downgrade(),
+            ctl: Mutex::default(),
+        }
+    }
+
+    fn ctl(&self) -> MutexGuard<'_, LogCtl> {
+        self.ctl.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stored records (to inspect or damage in tests).
+    #[must_use]
+    pub const fn mem(&self) -> &MemLog {
+        &self.mem
+    }
+
+    /// Forces so far since this log was created (crash steps count these).
+    #[must_use]
+    pub fn forces(&self) -> u64 {
+        self.ctl().forces
+    }
+
+    /// Arms an RM-side crash (replacing any armed one).
+    pub fn arm(&self, crash: LogCrash) {
+        self.ctl().armed = Some(crash);
+    }
+
+    /// The machine crash as the log sees it: unforced records are lost (the first one torn to
+    /// `torn` bytes), and nothing more is written until [`SimDevice::restart`].
+    fn die(&self, ctl: &mut LogCtl, torn: usize) {
+        if !ctl.dead {
+            ctl.dead = true;
+            self.mem.crash_torn(torn);
+        }
+    }
+}
+
+impl LogPort for SimLog {
+    fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        let ctl = self.ctl();
+        if ctl.dead {
+            return Err(TRANSACTIONMANAGER_NOT_ONLINE);
+        }
+        self.mem.append(record)
+    }
+
+    fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
+        let mut ctl = self.ctl();
+        if ctl.dead {
+            return Err(TRANSACTIONMANAGER_NOT_ONLINE);
+        }
+        let n = ctl.forces;
+        ctl.forces += 1;
+        let crash = match ctl.armed {
+            Some(LogCrash::DuringForce { force, torn }) if force == n => Some(torn),
+            Some(LogCrash::AfterForce { force }) if force == n => {
+                self.mem.force(upto)?;
+                Some(0)
+            }
+            _ => None,
+        };
+        let Some(torn) = crash else {
+            return self.mem.force(upto);
+        };
+        ctl.armed = None;
+        self.die(&mut ctl, torn);
+        drop(ctl);
+        if let Some(k) = self.ktm.upgrade() {
+            k.crash();
+        }
+        Err(TRANSACTIONMANAGER_NOT_ONLINE)
+    }
+
+    fn read(
+        &self,
+        from: Option<Lsn>,
+        sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), NtStatus> {
+        self.mem.read(from, sink)
+    }
+
+    fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
+        self.mem.truncate_before(lsn)
+    }
+
+    fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
+        self.mem.discard_from(lsn)
+    }
+}
+
+/// Why a durable device could not start.
+#[derive(Debug)]
+pub enum RestartError {
+    /// The engine could not rebuild its state from the log.
+    Recover(RecoverError),
+    /// A KTM step failed (recovering the TM, registering or recovering the RM).
+    Ktm {
+        /// Which step.
+        step: &'static str,
+        /// Its status.
+        status: NtStatus,
+    },
+}
+
+impl fmt::Display for RestartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartError::Recover(e) => write!(f, "{e}"),
+            RestartError::Ktm { step, status } => write!(f, "{step} failed: {status}"),
+        }
+    }
+}
+
+impl std::error::Error for RestartError {}
+
+impl SimDevice {
+    /// A durable device with `cfg` on a new durable KTM, with an empty log, booted.
+    pub fn durable(cfg: SimConfig) -> Result<(SimDevice, RecoveryReport), RestartError> {
+        let ktm = Ktm::new_durable(KtmConfig {
+            delivery: cfg.delivery,
+            answer_deadline: cfg.answer_deadline,
+            duplicate_commit: cfg.duplicate_commit,
+        });
+        let log = Arc::new(SimLog::new(&ktm));
+        SimDevice::boot(ktm, log, cfg)
+    }
+
+    /// Boots the engine from `log` on the durable `ktm`: recover the TM, rebuild the state,
+    /// register the RM with [`DEVICE_RM_GUID`], recover it (RECOVER, LAST_RECOVER, outcomes).
+    fn boot(
+        ktm: Ktm,
+        log: Arc<SimLog>,
+        cfg: SimConfig,
+    ) -> Result<(SimDevice, RecoveryReport), RestartError> {
+        let step = |step, status: NtStatus| {
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(RestartError::Ktm { step, status })
+            }
+        };
+        step("ZwRecoverTransactionManager", ktm.recover_transaction_manager())?;
+        log.ctl().dead = false;
+        let (state, report) =
+            State::recover(cfg.limits, &*log).map_err(RestartError::Recover)?;
+        let dev = SimDevice::register(ktm.clone(), state, log, Some(DEVICE_RM_GUID), cfg)
+            .map_err(|status| RestartError::Ktm {
+                step: "ZwCreateResourceManager",
+                status,
+            })?;
+        step(
+            "ZwRecoverResourceManager",
+            ktm.recover_resource_manager(dev.inner.port.rm()),
+        )?;
+        Ok((dev, report))
+    }
+
+    /// The device's log (a volatile device has one it never writes).
+    #[must_use]
+    pub fn log(&self) -> &SimLog {
+        &self.inner.log
+    }
+
+    /// True for a durable device.
+    #[must_use]
+    pub fn is_durable(&self) -> bool {
+        self.inner.guid.is_some()
+    }
+
+    /// A machine crash now (unless one already happened since this device booted, at a KTM or
+    /// log crash point): KTM loses everything but its log, the device's log loses its unforced
+    /// records, and this device refuses every request.
+    pub fn crash(&self) {
+        let ktm = self.ktm();
+        if ktm.crash_count() == self.inner.boot_crashes {
+            ktm.crash();
+        }
+        let mut ctl = self.inner.log.ctl();
+        self.inner.log.die(&mut ctl, 0);
+        drop(ctl);
+        self.inner.engine.shutdown();
+    }
+
+    /// Reboots after [`SimDevice::crash`] (crashing first if nothing did): a new engine from
+    /// the log on the same KTM, through KTM's recovery. Processes from before are gone; make
+    /// new ones from the returned device.
+    pub fn restart(&self) -> Result<(SimDevice, RecoveryReport), RestartError> {
+        if self.inner.guid.is_none() {
+            return Err(RestartError::Ktm {
+                step: "restart",
+                status: NtStatus::TM_VOLATILE,
+            });
+        }
+        self.crash();
+        SimDevice::boot(
+            self.ktm().clone(),
+            self.inner.log.clone(),
+            self.inner.config.clone(),
+        )
+    }
+}
