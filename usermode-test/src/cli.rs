@@ -88,6 +88,18 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         accounts: usize,
     },
+    /// Crash a simulated durable machine at every step of every protocol path of the crash
+    /// scenarios, restart it, and check recovery (always on the simulator).
+    CrashMatrix {
+        /// Scenario names (default: all); see --list.
+        names: Vec<String>,
+        /// List the scenarios, then exit.
+        #[arg(long)]
+        list: bool,
+        /// Inline delivery only and no second crash during recovery (about a sixth of the runs).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Per-operation latency percentiles through the transport; with the simulator also the
     /// engine suite: baselines measured in the same run, ratios, targets, memory per key.
     Bench {

@@ -10,7 +10,7 @@ static ALLOC: ktmrm_bench::CountingAlloc = ktmrm_bench::CountingAlloc;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use ktmrm_client::suite::{Report, bad_input, bench, scenarios, stress};
+use ktmrm_client::suite::{Report, bad_input, bench, crash_matrix, scenarios, stress};
 use ktmrm_client::{Backend, Client, Error, TxSource, client::show, script, status};
 use serde_json::json;
 use std::io::{IsTerminal, Read};
@@ -283,6 +283,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                 serde_json::to_value(&summary).ok(),
             ))
         }
+        Command::CrashMatrix { names, list, quick } => run_crash_matrix(cli, names, *list, *quick),
         Command::Bench { iterations, quick } => {
             let r = bench::run(backend.connect()?, (*iterations).max(1))?;
             let mut json = serde_json::to_value(&r).unwrap_or_default();
@@ -308,6 +309,75 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             Ok(if met { outcome } else { Outcome::Failed })
         }
     }
+}
+
+fn run_crash_matrix(
+    cli: &Cli,
+    names: &[String],
+    list: bool,
+    quick: bool,
+) -> Result<Outcome, Error> {
+    use crash_matrix::{Options, Scenario};
+    if list {
+        for s in Scenario::ALL {
+            println!("{}", s.name());
+        }
+        return Ok(Outcome::Ok);
+    }
+    let mut opts = Options::full();
+    if quick {
+        opts.modes = vec![ktm_sim::DeliveryMode::Inline];
+        opts.recovery_crashes = false;
+    }
+    if !names.is_empty() {
+        let mut picked = Vec::new();
+        for n in names {
+            match Scenario::ALL.iter().find(|s| s.name() == n) {
+                Some(s) => picked.push(*s),
+                None => {
+                    return Ok(Outcome::Usage(format!(
+                        "no crash scenario named {n:?} (see `ktmrm-test crash-matrix --list`)"
+                    )));
+                }
+            }
+        }
+        opts.scenarios = picked;
+    }
+    let bar = if !cli.json && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let summary = crash_matrix::run(&opts, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let ok = summary.violations.is_empty();
+    if cli.json {
+        println!("{}", serde_json::to_value(&summary).unwrap_or_default());
+    } else {
+        println!(
+            "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}",
+            "scenario", "mode", "points", "crashes", "applied", "absent", "in doubt"
+        );
+        for r in &summary.rows {
+            println!(
+                "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}",
+                r.scenario, r.mode, r.points, r.crashes, r.applied, r.absent, r.in_doubt
+            );
+        }
+        for v in &summary.violations {
+            println!("VIOLATION: {v}");
+        }
+        println!(
+            "crash matrix: {} crash points tried, {} crashes, {} violations",
+            summary.crash_points,
+            summary.crashes,
+            summary.violations.len()
+        );
+    }
+    Ok(if ok { Outcome::Ok } else { Outcome::Failed })
 }
 
 fn run_script(cli: &Cli, backend: &Backend, file: &str) -> Result<Outcome, Error> {

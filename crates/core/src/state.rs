@@ -175,6 +175,29 @@ impl<E> State<E> {
         s
     }
 
+    /// Checks the invariants that tie the pending tree to the live transactions: every pending
+    /// write (a key lock) belongs to a live transaction that lists it, and no transaction lists
+    /// a write that is not there. A violation names the first broken rule. O(n); for tests and
+    /// checked hosts.
+    pub fn check_consistency(&self) -> Result<(), &'static str> {
+        let mut listed = 0usize;
+        for (slot, s) in self.slots.iter().enumerate() {
+            let Some(t) = &s.txn else { continue };
+            for id in &t.writes {
+                match self.pending.node(*id) {
+                    Some(p) if usize::try_from(p.owner).ok() == Some(slot) => {}
+                    Some(_) => return Err("a transaction lists a write another one owns"),
+                    None => return Err("a transaction lists a write that is gone"),
+                }
+            }
+            listed = listed.saturating_add(t.writes.len());
+        }
+        if listed != self.pending.len() {
+            return Err("a pending write (key lock) belongs to no live transaction");
+        }
+        Ok(())
+    }
+
     /// Bytes the engine has allocated for tree nodes (entries' own allocations not included).
     #[must_use]
     pub fn node_bytes(&self) -> usize {

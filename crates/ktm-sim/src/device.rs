@@ -185,6 +185,11 @@ impl SimDevice {
         self.inner.engine.stats()
     }
 
+    /// The engine's internal consistency ([`State::check_consistency`]).
+    pub fn check_engine(&self) -> Result<(), &'static str> {
+        self.inner.engine.with_state(State::check_consistency)
+    }
+
     /// The KTM protocol violations recorded so far.
     #[must_use]
     pub fn violations(&self) -> Vec<String> {

@@ -76,7 +76,9 @@ impl SimLog {
     }
 
     fn ctl(&self) -> MutexGuard<'_, LogCtl> {
-        self.ctl.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.ctl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The stored records (to inspect or damage in tests).
@@ -94,6 +96,11 @@ impl SimLog {
     /// Arms an RM-side crash (replacing any armed one).
     pub fn arm(&self, crash: LogCrash) {
         self.ctl().armed = Some(crash);
+    }
+
+    /// Disarms the armed crash, if any.
+    pub fn disarm(&self) {
+        self.ctl().armed = None;
     }
 
     /// The machine crash as the log sees it: unforced records are lost (the first one torn to
@@ -210,15 +217,18 @@ impl SimDevice {
                 Err(RestartError::Ktm { step, status })
             }
         };
-        step("ZwRecoverTransactionManager", ktm.recover_transaction_manager())?;
+        step(
+            "ZwRecoverTransactionManager",
+            ktm.recover_transaction_manager(),
+        )?;
         log.ctl().dead = false;
-        let (state, report) =
-            State::recover(cfg.limits, &*log).map_err(RestartError::Recover)?;
-        let dev = SimDevice::register(ktm.clone(), state, log, Some(DEVICE_RM_GUID), cfg)
-            .map_err(|status| RestartError::Ktm {
+        let (state, report) = State::recover(cfg.limits, &*log).map_err(RestartError::Recover)?;
+        let dev = SimDevice::register(ktm.clone(), state, log, Some(DEVICE_RM_GUID), cfg).map_err(
+            |status| RestartError::Ktm {
                 step: "ZwCreateResourceManager",
                 status,
-            })?;
+            },
+        )?;
         step(
             "ZwRecoverResourceManager",
             ktm.recover_resource_manager(dev.inner.port.rm()),

@@ -3,6 +3,7 @@
 
 pub mod bad_input;
 pub mod bench;
+pub mod crash_matrix;
 pub mod scenarios;
 pub mod stress;
 #[cfg(windows)]

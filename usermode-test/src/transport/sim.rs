@@ -31,6 +31,25 @@ impl SimTransport {
         }
     }
 
+    /// A new process with a read/write open of an existing `device` (a durable device after a
+    /// restart, where the processes from before the crash are gone).
+    #[must_use]
+    pub fn attach(device: &SimDevice) -> SimTransport {
+        let process = device.process();
+        let file = process.open(FILE_READ_DATA | FILE_WRITE_DATA);
+        SimTransport {
+            device: device.clone(),
+            process,
+            file,
+        }
+    }
+
+    /// The simulated process this transport's handles live in.
+    #[must_use]
+    pub const fn process(&self) -> &SimProcess {
+        &self.process
+    }
+
     /// The simulated device (KTM model, counters, checker).
     #[must_use]
     pub fn device(&self) -> &SimDevice {

@@ -1,0 +1,312 @@
+//! `ktmrm-test crash-matrix`: crash a durable simulated machine at every step of every protocol
+//! path of a set of scenarios, restart it, and check what recovery left (issue 6).
+//!
+//! For each scenario and delivery mode a dry run lists the crash points the scenario passes:
+//! KTM's ([`ktm_sim::CrashPoint`]: before PREPARE, around each PrepareComplete, after the commit
+//! record, around each CommitComplete or RollbackComplete) and the RM's log forces
+//! ([`LogCrash`]: during the force, losing the unforced records whole or torn, and after it,
+//! before the engine answers). Each point is then a run of its own: crash there, restart
+//! (optionally crashing again during recovery: before LAST_RECOVER, or in the recovery's
+//! first log force), and check with [`verify::check`]: every unit all-or-nothing, KTM's
+//! decision respected, everything the app was told committed visible, an in-doubt promoted
+//! transaction invisible with its keys locked until its superior decides; then once more after
+//! a clean restart, and the KTM checker's findings.
+
+mod scenarios;
+mod verify;
+
+pub use scenarios::Scenario;
+
+use ktm_sim::{CrashPoint, DeliveryMode, LogCrash, Outcome, SimConfig, SimDevice};
+use scenarios::Unit;
+use serde::Serialize;
+use std::time::Duration;
+use verify::Seen;
+
+/// Which runs to make.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Scenarios to crash in.
+    pub scenarios: Vec<Scenario>,
+    /// Delivery modes to run each in.
+    pub modes: Vec<DeliveryMode>,
+    /// Also crash a second time during each recovery.
+    pub recovery_crashes: bool,
+    /// Bytes of a torn record that reach the disk in the torn variant of a log crash.
+    pub torn_bytes: usize,
+}
+
+impl Options {
+    /// Everything: every scenario, both delivery modes, crashes during recovery.
+    #[must_use]
+    pub fn full() -> Self {
+        Options {
+            scenarios: Scenario::ALL.to_vec(),
+            modes: vec![DeliveryMode::Inline, DeliveryMode::Threaded],
+            recovery_crashes: true,
+            torn_bytes: 30,
+        }
+    }
+}
+
+/// One crash to arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Crash {
+    Ktm { step: u64, point: CrashPoint },
+    Log(LogCrash),
+}
+
+/// A second crash, during recovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Again {
+    No,
+    BeforeLastRecover,
+    RecoveryForce,
+}
+
+/// Totals of one scenario in one mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The scenario.
+    pub scenario: &'static str,
+    /// `inline` or `threaded`.
+    pub mode: &'static str,
+    /// Distinct crash points the dry run passed.
+    pub points: usize,
+    /// Crashes made (first crashes plus crashes during recovery that fired).
+    pub crashes: usize,
+    /// Units found applied / absent after the first recovery, over all runs.
+    pub applied: usize,
+    /// Absent after recovery.
+    pub absent: usize,
+    /// In doubt after recovery, then resolved by the superior.
+    pub in_doubt: usize,
+}
+
+/// The matrix's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// One row per scenario and mode.
+    pub rows: Vec<Row>,
+    /// Crash points tried (sum of the rows' `points`).
+    pub crash_points: usize,
+    /// Crashes made.
+    pub crashes: usize,
+    /// Every violation found.
+    pub violations: Vec<String>,
+}
+
+fn config(mode: DeliveryMode) -> SimConfig {
+    SimConfig {
+        delivery: mode,
+        answer_deadline: Duration::from_secs(5),
+        ..SimConfig::default()
+    }
+}
+
+/// A booted durable device with the base keys written.
+fn fresh(mode: DeliveryMode) -> Result<SimDevice, String> {
+    let (dev, _) = SimDevice::durable(config(mode)).map_err(|e| format!("boot: {e}"))?;
+    if !scenarios::preload(&scenarios::App::new(&dev)) {
+        return Err("preload failed".into());
+    }
+    Ok(dev)
+}
+
+/// The dry run: the crash points `s` passes after the preload.
+fn points(s: Scenario, mode: DeliveryMode, torn: usize) -> Result<Vec<Crash>, String> {
+    let dev = fresh(mode)?;
+    let (steps, forces) = (dev.ktm().crash_points().len(), dev.log().forces());
+    let mut units = Vec::new();
+    scenarios::run(s, &dev, &mut units);
+    // Taken before the checks, whose lock probes pass crash points of their own.
+    let passed = dev.ktm().crash_points();
+    let forces_end = dev.log().forces();
+    if let Err(v) = verify::check(&dev, &units, "dry run") {
+        return Err(v.join("\n"));
+    }
+    let mut out: Vec<Crash> = passed[steps..]
+        .iter()
+        .map(|p| Crash::Ktm {
+            step: p.index,
+            point: p.point,
+        })
+        .collect();
+    for force in forces..forces_end {
+        out.push(Crash::Log(LogCrash::DuringForce { force, torn: 0 }));
+        out.push(Crash::Log(LogCrash::DuringForce { force, torn }));
+        out.push(Crash::Log(LogCrash::AfterForce { force }));
+    }
+    let v = dev.finish();
+    if !v.is_empty() {
+        return Err(v.join("\n"));
+    }
+    Ok(out)
+}
+
+/// What one run found.
+struct RunResult {
+    crashes: usize,
+    seen: Vec<Seen>,
+    violations: Vec<String>,
+}
+
+/// Crashes `s` at `crash`, restarts (crashing again per `again`), and checks.
+fn run_one(s: Scenario, mode: DeliveryMode, crash: Crash, again: Again) -> RunResult {
+    let what = format!(
+        "{} ({mode:?}), crash at {crash:?}, again {again:?}",
+        s.name()
+    );
+    let mut r = RunResult {
+        crashes: 0,
+        seen: Vec::new(),
+        violations: Vec::new(),
+    };
+    let dev = match fresh(mode) {
+        Ok(d) => d,
+        Err(e) => {
+            r.violations.push(format!("{what}: {e}"));
+            return r;
+        }
+    };
+    match crash {
+        Crash::Ktm { step, .. } => dev.ktm().crash_at_step(step),
+        Crash::Log(c) => dev.log().arm(c),
+    }
+    let mut units: Vec<Unit> = Vec::new();
+    scenarios::run(s, &dev, &mut units);
+    if dev.ktm().crash_count() != 1 {
+        r.violations
+            .push(format!("{what}: the armed crash did not happen"));
+        return r;
+    }
+    r.crashes = 1;
+    match again {
+        Again::No => {}
+        Again::BeforeLastRecover => dev.ktm().crash_at(CrashPoint::BeforeLastRecover),
+        Again::RecoveryForce => dev.log().arm(LogCrash::DuringForce {
+            force: dev.log().forces(),
+            torn: 0,
+        }),
+    }
+    let before = dev.ktm().crash_count();
+    let mut booted = dev.restart();
+    if dev.ktm().crash_count() > before {
+        r.crashes += 1;
+        booted = dev.restart();
+    } else if again != Again::No {
+        // Nothing to crash in (no force during this recovery): the run is an `Again::No` one.
+        dev.ktm().disarm_crash();
+        dev.log().disarm();
+    }
+    let dev2 = match booted {
+        Ok((d, _)) => d,
+        Err(e) => {
+            r.violations.push(format!("{what}: restart: {e}"));
+            return r;
+        }
+    };
+    match verify::check(&dev2, &units, &format!("{what}, after recovery")) {
+        Ok(seen) => r.seen = seen,
+        Err(v) => r.violations.extend(v),
+    }
+    // The superior comes back and decides: commit.
+    for u in units.iter().filter(|u| u.superior) {
+        if let Some(id) = u.tx
+            && dev2.ktm().decision(id) == Outcome::Undetermined
+            && dev2.ktm().transaction_info_by_id(id).is_some()
+        {
+            let st = dev2.ktm().superior_decide(id, true);
+            if !st.is_success() {
+                r.violations
+                    .push(format!("{what}: the superior's late commit: {st:?}"));
+            }
+        }
+    }
+    let check_all = |dev: &SimDevice, when: &str, r: &mut RunResult| match verify::check(
+        dev,
+        &units,
+        &format!("{what}, {when}"),
+    ) {
+        Ok(seen) if seen.contains(&Seen::InDoubt) => {
+            r.violations.push(format!("{what}, {when}: still in doubt"));
+        }
+        Ok(_) => {}
+        Err(v) => r.violations.extend(v),
+    };
+    check_all(&dev2, "after the outcome", &mut r);
+    // What recovery and the late outcome wrote must itself survive a crash.
+    match dev2.restart() {
+        Ok((dev3, _)) => {
+            check_all(&dev3, "after a second restart", &mut r);
+            r.violations.extend(
+                dev3.finish()
+                    .into_iter()
+                    .map(|v| format!("{what}: checker: {v}")),
+            );
+        }
+        Err(e) => r.violations.push(format!("{what}: second restart: {e}")),
+    }
+    r
+}
+
+/// Runs the matrix; `progress` is called after each run with (runs done, runs planned).
+pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
+    let mut plan = Vec::new();
+    let mut violations = Vec::new();
+    let mut rows = Vec::new();
+    for &mode in &opts.modes {
+        for &s in &opts.scenarios {
+            match points(s, mode, opts.torn_bytes) {
+                Ok(p) => plan.push((s, mode, p)),
+                Err(e) => violations.push(format!("{} ({mode:?}) dry run: {e}", s.name())),
+            }
+        }
+    }
+    let agains: &[Again] = if opts.recovery_crashes {
+        &[Again::No, Again::BeforeLastRecover, Again::RecoveryForce]
+    } else {
+        &[Again::No]
+    };
+    let total: usize = plan.iter().map(|(_, _, p)| p.len() * agains.len()).sum();
+    let mut done = 0;
+    for (s, mode, pts) in plan {
+        let mut row = Row {
+            scenario: s.name(),
+            mode: match mode {
+                DeliveryMode::Inline => "inline",
+                DeliveryMode::Threaded => "threaded",
+            },
+            points: pts.len(),
+            crashes: 0,
+            applied: 0,
+            absent: 0,
+            in_doubt: 0,
+        };
+        for &crash in &pts {
+            for &again in agains {
+                let r = run_one(s, mode, crash, again);
+                row.crashes += r.crashes;
+                if again == Again::No {
+                    for seen in &r.seen {
+                        match seen {
+                            Seen::Applied => row.applied += 1,
+                            Seen::Absent => row.absent += 1,
+                            Seen::InDoubt => row.in_doubt += 1,
+                        }
+                    }
+                }
+                violations.extend(r.violations);
+                done += 1;
+                progress(done, total);
+            }
+        }
+        rows.push(row);
+    }
+    Summary {
+        crash_points: rows.iter().map(|r| r.points).sum(),
+        crashes: rows.iter().map(|r| r.crashes).sum(),
+        rows,
+        violations,
+    }
+}
