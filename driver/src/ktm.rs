@@ -29,6 +29,8 @@ pub mod access {
     pub const TRANSACTIONMANAGER_QUERY_INFORMATION: u32 = 0x1;
     /// `TRANSACTIONMANAGER_CREATE_RM`.
     pub const TRANSACTIONMANAGER_CREATE_RM: u32 = 0x10;
+    /// `TRANSACTIONMANAGER_RECOVER`: `ZwRecoverTransactionManager` (durable TM).
+    pub const TRANSACTIONMANAGER_RECOVER: u32 = 0x4;
 
     /// `RESOURCEMANAGER_QUERY_INFORMATION`.
     pub const RESOURCEMANAGER_QUERY_INFORMATION: u32 = 0x1;
@@ -36,6 +38,8 @@ pub mod access {
     pub const RESOURCEMANAGER_ENLIST: u32 = 0x8;
     /// `RESOURCEMANAGER_GET_NOTIFICATION`.
     pub const RESOURCEMANAGER_GET_NOTIFICATION: u32 = 0x10;
+    /// `RESOURCEMANAGER_RECOVER`: `ZwRecoverResourceManager` (durable RM).
+    pub const RESOURCEMANAGER_RECOVER: u32 = 0x4;
 
     /// `TRANSACTION_ENLIST`: what a caller's transaction handle must grant for ktmrm to enlist.
     pub const TRANSACTION_ENLIST: u32 = 0x4;
@@ -58,6 +62,10 @@ pub mod access {
     pub const RM_ACCESS: u32 = RESOURCEMANAGER_ENLIST
         | RESOURCEMANAGER_GET_NOTIFICATION
         | RESOURCEMANAGER_QUERY_INFORMATION;
+    /// The same, plus recovery, for the durable TM and RM (ktm.md §7 step 4).
+    pub const TM_ACCESS_DURABLE: u32 = TM_ACCESS | TRANSACTIONMANAGER_RECOVER;
+    /// See [`TM_ACCESS_DURABLE`].
+    pub const RM_ACCESS_DURABLE: u32 = RM_ACCESS | RESOURCEMANAGER_RECOVER;
     /// What each enlistment handle grants the driver.
     pub const ENLISTMENT_ACCESS: u32 = ENLISTMENT_SUBORDINATE_RIGHTS | ENLISTMENT_QUERY_INFORMATION;
 }
@@ -214,6 +222,8 @@ mod tests {
         assert_ne!(0x0012_0037 & access::TRANSACTION_ENLIST, 0);
         assert_eq!(access::TM_ACCESS, 0x11);
         assert_eq!(access::RM_ACCESS, 0x19);
+        assert_eq!(access::TM_ACCESS_DURABLE, 0x15);
+        assert_eq!(access::RM_ACCESS_DURABLE, 0x1D);
         assert_eq!(access::ENLISTMENT_ACCESS, 0x9);
         assert_eq!(access::KEY_READ, 0x20019);
         assert_eq!(obj::KERNEL_HANDLE, 0x200);

@@ -10,6 +10,8 @@
 //! - [`irp`]: what an IRP may carry before the driver builds a slice over its system buffer, and
 //!   what it may complete with;
 //! - [`registry`], [`trace`]: the `Parameters\TraceLevel` value and the leveled debug trace;
+//! - [`durable`]: the durable configuration (`Parameters\Durable`, `LogDirectory`, `TmLogPath`),
+//!   the RM's fixed GUID, and RECOVER's argument;
 //! - [`teardown`]: the order in which `DriverEntry` unwinds and `DriverUnload` tears down;
 //! - [`mem`]: fallible allocation (a kernel `Box::new` bugchecks when pool runs out).
 //!
@@ -48,10 +50,13 @@ extern crate std;
 #[macro_use]
 pub mod trace;
 
+#[macro_use]
+pub mod names;
+
+pub mod durable;
 pub mod irp;
 pub mod ktm;
 pub mod mem;
-pub mod names;
 pub mod registry;
 pub mod teardown;
 

@@ -4,6 +4,8 @@
 pub mod bad_input;
 pub mod bench;
 pub mod crash_matrix;
+#[cfg(windows)]
+pub mod dtc;
 pub mod scenarios;
 pub mod stress;
 #[cfg(windows)]

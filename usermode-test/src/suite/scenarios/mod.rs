@@ -83,6 +83,8 @@ pub fn all() -> Vec<Scenario> {
     v.extend(limits::scenarios());
     #[cfg(windows)]
     v.extend(super::txr::scenarios());
+    #[cfg(windows)]
+    v.extend(super::dtc::scenarios());
     v
 }
 
