@@ -17,10 +17,12 @@
 //! `TmCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
 //! enlisting, so that is fine (ktm.md §3 Delivery B, §8).
 
+mod file;
 mod lock;
 mod port;
 mod sys;
 
+use crate::durable::{self, Config};
 use crate::irp::{self, Ioctl};
 use crate::ktm::{self, access, obj};
 use crate::mem::try_box;
@@ -33,6 +35,8 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr::{null, null_mut};
+use file::{EventLock, KernelFile, MaybeLog};
+use ktmrm_core::wal::{FileLog, FileLogState};
 use ktmrm_core::{Engine, Notification, State};
 use ktmrm_proto::{FILE_DEVICE_UNKNOWN, Limits, NtStatus};
 use lock::GuardedLock;
@@ -44,6 +48,7 @@ use wdk_sys::ntddk::{
     IoDeleteSymbolicLink, MmGetSystemRoutineAddress, ObReferenceObjectByHandle,
     ObfDereferenceObject, PsGetCurrentProcessId, TmEnableCallbacks, ZwClose,
     ZwCreateResourceManager, ZwCreateTransactionManager, ZwOpenKey, ZwQueryValueKey,
+    ZwRecoverResourceManager, ZwRecoverTransactionManager,
 };
 use wdk_sys::{
     _KEY_VALUE_INFORMATION_CLASS, DEVICE_OBJECT, DRIVER_OBJECT, EX_RUNDOWN_REF, GUID, HANDLE, IRP,
@@ -51,7 +56,7 @@ use wdk_sys::{
     POBJECT_TYPE, PVOID, ULONG,
 };
 
-type DriverEngine = Engine<KernelPort, GuardedLock<State<EnlistmentHandle>>>;
+type DriverEngine = Engine<KernelPort, GuardedLock<State<EnlistmentHandle>>, MaybeLog>;
 
 /// Everything the driver keeps between calls: one non-paged allocation made in DriverEntry and
 /// freed in DriverUnload. The device extension holds a pointer to it (for the dispatch routines),
@@ -175,8 +180,17 @@ unsafe fn release(objects: &Objects, built: Built) {
                 unsafe { ExWaitForRundownProtectionRelease(RUNDOWN.0.get()) };
             }
             Step::FreeContext => {
+                // A durable engine first writes a checkpoint, so the next start replays little
+                // (nothing runs any more: the rundown wait is over). Volatile: STATUS_TM_VOLATILE.
+                // SAFETY: the context is allocated and not yet freed.
+                let driver = unsafe { &*objects.context };
+                if let Err(st) = driver.engine.checkpoint()
+                    && st != NtStatus::TM_VOLATILE
+                {
+                    trace!(Level::Error, "checkpoint at unload: {}", st);
+                }
                 // Drops the engine: any enlistment handle it still holds is closed (ZwClose),
-                // then the lock's mutex block and the context are freed.
+                // its log file is closed, then the lock's mutex block and the context are freed.
                 // SAFETY: the context came from Box::into_raw in DriverEntry; after the rundown
                 // wait nothing else uses it, and it is freed exactly once.
                 drop(unsafe { Box::from_raw(objects.context) });
@@ -228,10 +242,13 @@ const _: () = assert!(
         == ktm::KEY_VALUE_PARTIAL_INFORMATION as i64
 );
 
-/// Applies `Parameters\TraceLevel` (REG_DWORD) under the service key, when present.
-fn read_trace_level(registry_path: PCUNICODE_STRING) {
+/// Reads `Parameters` under the service key: applies `TraceLevel` and returns the durable
+/// configuration (`Durable`, `LogDirectory`, `TmLogPath`; defaults for what is absent or
+/// malformed, see `crate::durable`).
+fn read_parameters(registry_path: PCUNICODE_STRING) -> Config {
+    let mut config = Config::default();
     if registry_path.is_null() {
-        return;
+        return config;
     }
     let mut service_oa = object_attributes(
         registry_path.cast_mut(),
@@ -245,7 +262,7 @@ fn read_trace_level(registry_path: PCUNICODE_STRING) {
     // DriverEntry, and ZwOpenKey only reads it.
     let st = NtStatus(unsafe { ZwOpenKey(&mut service, access::KEY_READ, &mut service_oa) });
     if !st.is_success() {
-        return;
+        return config;
     }
     let mut sub = unicode(names::PARAMETERS_KEY);
     let mut params_oa = object_attributes(
@@ -259,38 +276,78 @@ fn read_trace_level(registry_path: PCUNICODE_STRING) {
     let st = NtStatus(unsafe { ZwOpenKey(&mut params, access::KEY_READ, &mut params_oa) });
     close_handle("service key", service);
     if !st.is_success() {
-        return; // no Parameters key: keep the default level
+        return config; // no Parameters key: defaults
     }
-    let mut value = unicode(names::TRACE_LEVEL_VALUE);
-    let mut words = [0u32; registry::PARTIAL_DWORD_LEN / 4]; // ULONG-aligned buffer
+    let mut words = [0u32; durable::PARTIAL_SZ_LEN.div_ceil(4)]; // ULONG-aligned buffer
+    if let Some(b) = query_value(params, names::TRACE_LEVEL_VALUE, &mut words)
+        && let Some(v) = registry::partial_dword(b.bytes(), b.len)
+    {
+        trace::set_level(Level::from_registry(v));
+    }
+    if let Some(b) = query_value(params, durable::DURABLE_VALUE, &mut words)
+        && let Some(v) = registry::partial_dword(b.bytes(), b.len)
+    {
+        config.set_durable(v);
+    }
+    if let Some(b) = query_value(params, durable::LOG_DIRECTORY_VALUE, &mut words)
+        && let Some(p) = durable::partial_sz(b.bytes(), b.len)
+    {
+        config.log_directory = p;
+    }
+    if let Some(b) = query_value(params, durable::TM_LOG_VALUE, &mut words)
+        && let Some(p) = durable::partial_sz(b.bytes(), b.len)
+    {
+        config.tm_log = p;
+    }
+    close_handle("Parameters key", params);
+    config
+}
+
+/// The bytes `ZwQueryValueKey` returned.
+struct Queried {
+    bytes: [u8; durable::PARTIAL_SZ_LEN],
+    len: usize,
+}
+
+impl Queried {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// `KeyValuePartialInformation` of value `name` under `key`, into `words`; `None` when absent
+/// or larger than the buffer.
+fn query_value(key: HANDLE, name: &'static [u16], words: &mut [u32]) -> Option<Queried> {
+    let mut value = unicode(name);
     let mut returned: ULONG = 0;
+    let len = ULONG::try_from(words.len().saturating_mul(4)).ok()?;
     // ZwQueryValueKey(HANDLE KeyHandle, PUNICODE_STRING ValueName, KEY_VALUE_INFORMATION_CLASS
     //   KeyValueInformationClass, PVOID KeyValueInformation, ULONG Length, PULONG ResultLength):
     //   PASSIVE_LEVEL. Fills the caller's buffer; STATUS_BUFFER_OVERFLOW/TOO_SMALL if the value
-    //   is larger than a DWORD, STATUS_OBJECT_NAME_NOT_FOUND if absent.
-    // SAFETY: `words` is a local of exactly the length passed; other pointers are locals.
+    //   is larger, STATUS_OBJECT_NAME_NOT_FOUND if absent.
+    // SAFETY: `words` is a live buffer of exactly `len` bytes; other pointers are locals.
     let st = NtStatus(unsafe {
         ZwQueryValueKey(
-            params,
+            key,
             &mut value,
             _KEY_VALUE_INFORMATION_CLASS::KeyValuePartialInformation,
             words.as_mut_ptr().cast(),
-            registry::PARTIAL_DWORD_LEN as ULONG,
+            len,
             &mut returned,
         )
     });
-    close_handle("Parameters key", params);
     if !st.is_success() {
-        return;
+        return None;
     }
-    let mut bytes = [0u8; registry::PARTIAL_DWORD_LEN];
-    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
+    let mut q = Queried {
+        bytes: [0; durable::PARTIAL_SZ_LEN],
+        len: usize::try_from(returned).ok()?,
+    };
+    for (chunk, word) in q.bytes.chunks_mut(4).zip(words.iter()) {
+        let b = word.to_ne_bytes();
+        chunk.copy_from_slice(b.get(..chunk.len())?);
     }
-    let returned = usize::try_from(returned).unwrap_or(0);
-    if let Some(v) = registry::partial_dword(&bytes, returned) {
-        trace::set_level(Level::from_registry(v));
-    }
+    Some(q)
 }
 
 /// The driver's entry point, called once by the I/O manager at PASSIVE_LEVEL in the System
@@ -306,11 +363,16 @@ pub unsafe extern "system" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    read_trace_level(registry_path);
+    let config = read_parameters(registry_path);
     trace!(
         Level::Info,
-        "DriverEntry (trace level {:?})",
-        trace::level()
+        "DriverEntry (trace level {:?}, {})",
+        trace::level(),
+        if config.durable {
+            "durable"
+        } else {
+            "volatile"
+        }
     );
 
     // ExInitializeRundownProtection(PEX_RUNDOWN_REF RunRef): IRQL <= APC_LEVEL.
@@ -319,7 +381,7 @@ pub unsafe extern "system" fn driver_entry(
 
     let mut objects = Objects::none();
     let mut built = Built::default();
-    match start(driver, &mut objects, &mut built) {
+    match start(driver, &config, &mut objects, &mut built) {
         Ok(()) => {
             trace!(Level::Info, "started: \\Device\\KtmRm, \\DosDevices\\KtmRm");
             NtStatus::SUCCESS.0
@@ -351,52 +413,101 @@ fn step(what: &str, status: NTSTATUS) -> Result<(), NtStatus> {
 /// caller can unwind exactly that on failure.
 fn start(
     driver: *mut DRIVER_OBJECT,
+    config: &Config,
     objects: &mut Objects,
     built: &mut Built,
 ) -> Result<(), NtStatus> {
     let tx_type = object_type(names::TX_OBJECT_TYPE_EXPORT).ok_or(NtStatus::UNSUCCESSFUL)?;
     let rm_type = object_type(names::RM_OBJECT_TYPE_EXPORT).ok_or(NtStatus::UNSUCCESSFUL)?;
 
-    // 1. A volatile transaction manager of our own (ktm.md §0, §7 step 1).
+    // 0. Durable: the engine's state from its log, before KTM can deliver anything.
+    let (state, log) = if config.durable {
+        let (state, log) = open_log(config)?;
+        (state, MaybeLog(Some(log)))
+    } else {
+        (State::new(Limits::default()), MaybeLog(None))
+    };
+
+    // 1. A transaction manager of our own (ktm.md §0, §7 step 1): volatile, or durable with
+    //    its CLFS log at `TmLogPath`, recovered at once (ktm.md §7 step 4).
     let mut tm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
+    let tm_log_units = config.tm_log.as_slice();
+    let tm_log_len =
+        names::unicode_byte_len(tm_log_units.len()).ok_or(NtStatus::INVALID_PARAMETER)?;
+    let mut tm_log = wdk_sys::UNICODE_STRING {
+        Length: tm_log_len,
+        MaximumLength: tm_log_len,
+        Buffer: tm_log_units.as_ptr().cast_mut(),
+    };
+    let (tm_access, tm_log_ptr, tm_options) = if config.durable {
+        (access::TM_ACCESS_DURABLE, &raw mut tm_log, 0)
+    } else {
+        (
+            access::TM_ACCESS,
+            null_mut(),
+            ktm::TRANSACTION_MANAGER_VOLATILE,
+        )
+    };
     // ZwCreateTransactionManager(PHANDLE TmHandle, ACCESS_MASK DesiredAccess,
     //   POBJECT_ATTRIBUTES ObjectAttributes, PUNICODE_STRING LogFileName /*NULL: volatile*/,
     //   ULONG CreateOptions, ULONG CommitStrength /*0*/): PASSIVE_LEVEL. The driver owns the
-    //   kernel handle until unload (ZwClose). A volatile TM needs no recovery call.
-    // SAFETY: pointers to locals.
+    //   kernel handle until unload (ZwClose).
+    // SAFETY: pointers to locals; `tm_log` borrows `config`, alive for the call.
     step("ZwCreateTransactionManager", unsafe {
         ZwCreateTransactionManager(
             &mut objects.tm,
-            access::TM_ACCESS,
+            tm_access,
             &mut tm_oa,
-            null_mut(),
-            ktm::TRANSACTION_MANAGER_VOLATILE,
+            tm_log_ptr,
+            tm_options,
             0,
         )
     })?;
     built.tm = true;
+    if config.durable {
+        // ZwRecoverTransactionManager(HANDLE TransactionManagerHandle): PASSIVE_LEVEL; a durable
+        // TM must be recovered after create/open before it is used (ktm.md §1, §2).
+        // SAFETY: `objects.tm` is open with TRANSACTIONMANAGER_RECOVER.
+        step("ZwRecoverTransactionManager", unsafe {
+            ZwRecoverTransactionManager(objects.tm)
+        })?;
+    }
 
-    // 2. A volatile resource manager on it, always with a GUID (ktm.md §7 step 2).
+    // 2. A resource manager on it: volatile with a fresh GUID, or durable with the fixed GUID
+    //    KTM finds its prepared enlistments by after a restart (ktm.md §7 steps 2, 4).
     let mut rm_guid = GUID::default();
-    // ExUuidCreate(UUID *Uuid): PASSIVE_LEVEL. Fills the caller's GUID.
-    // SAFETY: `rm_guid` is a local GUID.
-    step("ExUuidCreate", unsafe { ExUuidCreate(&mut rm_guid) })?;
+    if config.durable {
+        let g = durable::RM_GUID;
+        rm_guid.Data1 = g.data1;
+        rm_guid.Data2 = g.data2;
+        rm_guid.Data3 = g.data3;
+        rm_guid.Data4 = g.data4;
+    } else {
+        // ExUuidCreate(UUID *Uuid): PASSIVE_LEVEL. Fills the caller's GUID.
+        // SAFETY: `rm_guid` is a local GUID.
+        step("ExUuidCreate", unsafe { ExUuidCreate(&mut rm_guid) })?;
+    }
     let mut rm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
     let mut rm_desc = unicode(names::RM_DESCRIPTION);
+    let (rm_access, rm_options) = if config.durable {
+        (access::RM_ACCESS_DURABLE, 0)
+    } else {
+        (access::RM_ACCESS, ktm::RESOURCE_MANAGER_VOLATILE)
+    };
     // ZwCreateResourceManager(PHANDLE ResourceManagerHandle, ACCESS_MASK DesiredAccess,
     //   HANDLE TmHandle, LPGUID ResourceManagerGuid, POBJECT_ATTRIBUTES ObjectAttributes,
     //   ULONG CreateOptions, PUNICODE_STRING Description /*optional*/): PASSIVE_LEVEL. The driver
     //   owns the kernel handle; closing it at unload makes KTM roll back every transaction the
-    //   RM is still enlisted in.
+    //   RM is still enlisted in and has not prepared.
     // SAFETY: pointers to locals; `objects.tm` is open.
     step("ZwCreateResourceManager", unsafe {
         ZwCreateResourceManager(
             &mut objects.rm,
-            access::RM_ACCESS,
+            rm_access,
             objects.tm,
             &mut rm_guid,
             &mut rm_oa,
-            ktm::RESOURCE_MANAGER_VOLATILE,
+            rm_options,
             &mut rm_desc,
         )
     })?;
@@ -422,9 +533,9 @@ fn start(
     built.rm_object = true;
 
     // 4. The context: engine, state and lock, all fallible allocations.
-    let lock = GuardedLock::new(State::new(Limits::default()))?;
+    let lock = GuardedLock::new(state)?;
     let context = try_box(Driver {
-        engine: Engine::new(lock),
+        engine: Engine::with_log(lock, log),
         port: KernelPort {
             rm_object: objects.rm_object,
             tx_type,
@@ -449,6 +560,16 @@ fn start(
         )
     })?;
     built.callbacks = true;
+    if config.durable {
+        // ZwRecoverResourceManager(HANDLE ResourceManagerHandle): PASSIVE_LEVEL. Queues RECOVER
+        // for each of this RM's enlistments KTM logged, then LAST_RECOVER, to the callback
+        // (ktm.md §2, §7 step 4). Until LAST_RECOVER the engine refuses requests with
+        // STATUS_DEVICE_NOT_READY, so the device below may exist before recovery ends.
+        // SAFETY: `objects.rm` is open with RESOURCEMANAGER_RECOVER; callbacks are enabled.
+        step("ZwRecoverResourceManager", unsafe {
+            ZwRecoverResourceManager(objects.rm)
+        })?;
+    }
 
     // 6. The control device, secured by SDDL (SYSTEM and Administrators only).
     let mut device_name = unicode(names::DEVICE_NAME);
@@ -506,6 +627,43 @@ fn start(
     }
     drv.DriverUnload = Some(on_unload);
     Ok(())
+}
+
+/// Opens the engine's log in `config.log_directory` (creating the directory) and rebuilds the
+/// state from it. A log that cannot be replayed stops the driver: its status (for example
+/// STATUS_LOG_CORRUPTION_DETECTED) is DriverEntry's, and the trace says why.
+fn open_log(config: &Config) -> Result<(State<EnlistmentHandle>, file::DriverLog), NtStatus> {
+    let dir = &config.log_directory;
+    let path = dir
+        .join(durable::LOG_FILE)
+        .ok_or(NtStatus::INVALID_PARAMETER)?;
+    let new_path = dir
+        .join(durable::LOG_FILE_NEW)
+        .ok_or(NtStatus::INVALID_PARAMETER)?;
+    file::ensure_directory(dir)?;
+    let f = KernelFile::open(path, new_path)?;
+    let log = FileLog::open(
+        f,
+        GuardedLock::new(FileLogState::new())?,
+        EventLock::new(())?,
+    )?;
+    match State::recover(Limits::default(), &log) {
+        Ok((state, report)) => {
+            trace!(
+                Level::Info,
+                "log replayed: {} entries, {} in doubt, {} records, torn tail {}",
+                report.entries,
+                report.in_doubt,
+                report.records,
+                report.dropped_tail.is_some()
+            );
+            Ok((state, log))
+        }
+        Err(e) => {
+            trace!(Level::Error, "log recovery failed: {}", e);
+            Err(e.status())
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,8 +857,8 @@ unsafe extern "C" fn rm_notify(
     transaction_context: PVOID,
     notification: ULONG,
     _tm_virtual_clock: PLARGE_INTEGER,
-    _argument_length: ULONG,
-    _argument: PVOID,
+    argument_length: ULONG,
+    argument: PVOID,
 ) -> NTSTATUS {
     let Some(_guard) = RundownGuard::enter() else {
         // Unload has waited out every callback; this one must not touch the freed context.
@@ -716,14 +874,38 @@ unsafe extern "C" fn rm_notify(
     let key = ktm::key_from_context(transaction_context.addr());
     let n = Notification::from_bits(notification);
     trace!(Level::Verbose, "notification {:?} for key {}", n, key.0);
-    let st = driver
-        .engine
-        .notify(&driver.port, key, n, &KernelTarget(enlistment));
+    let target = KernelTarget(enlistment);
+    let st = match n {
+        Notification::Recover => {
+            let len = usize::try_from(argument_length).unwrap_or(0);
+            let arg = if argument.is_null() || len == 0 {
+                &[][..]
+            } else {
+                // SAFETY: KTM passes RECOVER's TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT at
+                // `Argument`, `ArgumentLength` bytes, valid for the callback (ktm.md §3 [S19]).
+                unsafe { core::slice::from_raw_parts(argument.cast::<u8>(), len) }
+            };
+            match durable::recovery_uow(arg) {
+                Some(uow) => driver.engine.recover(&driver.port, uow, &target),
+                None => NtStatus::INVALID_PARAMETER,
+            }
+        }
+        n => driver.engine.notify(&driver.port, key, n, &target),
+    };
     if !st.is_success() {
         trace!(
             Level::Error,
             "notification {:?} for key {}: {}", n, key.0, st
         );
+    }
+    // Durable: a checkpoint once recovery is over, and whenever enough was logged since the
+    // last one (PASSIVE_LEVEL, no engine lock held: the checkpoint forces the log).
+    let due = driver.engine.durability().bytes_since_checkpoint >= durable::CHECKPOINT_EVERY_BYTES;
+    if (n == Notification::LastRecover || (n == Notification::Commit && due))
+        && let Err(e) = driver.engine.checkpoint()
+        && e != NtStatus::TM_VOLATILE
+    {
+        trace!(Level::Error, "checkpoint: {}", e);
     }
     st.0
 }

@@ -12,8 +12,8 @@ use ktmrm_proto::{MAX_DESCRIPTION_CHARS, NtStatus};
 use wdk_sys::ntddk::{
     ObDereferenceObjectDeferDelete, ObReferenceObjectByHandle, TmCommitComplete,
     TmCreateEnlistment, TmGetTransactionId, TmIsTransactionActive, TmPrePrepareComplete,
-    TmPrepareComplete, TmReadOnlyEnlistment, TmRollbackComplete, TmRollbackEnlistment,
-    TmSinglePhaseReject, ZwClose, ZwCreateTransaction,
+    TmPrepareComplete, TmReadOnlyEnlistment, TmRecoverEnlistment, TmRollbackComplete,
+    TmRollbackEnlistment, TmSinglePhaseReject, ZwClose, ZwCreateTransaction,
 };
 use wdk_sys::{
     GUID, HANDLE, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PKENLISTMENT, PKRESOURCEMANAGER,
@@ -105,6 +105,24 @@ pub struct KernelPort {
 }
 
 impl KtmPort for KernelPort {
+    /// `TmRecoverEnlistment(PKENLISTMENT Enlistment, PVOID EnlistmentKey)`: PASSIVE_LEVEL; the
+    /// durable RM's answer to RECOVER, naming the key of the enlistment's later notifications
+    /// (ktm.md §2). KTM made the enlistment object during its recovery and hands it to every
+    /// later callback, so the driver opens no handle to it: `None`, nothing to close.
+    fn recover_enlistment(
+        &self,
+        target: &KernelTarget,
+        key: EnlistmentKey,
+    ) -> Result<Option<EnlistmentHandle>, NtStatus> {
+        let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
+        // SAFETY: the enlistment pointer is the callback's, valid for its duration; the key is
+        // an opaque number KTM stores and hands back, never dereferenced.
+        let st = NtStatus(unsafe {
+            TmRecoverEnlistment(target.0, core::ptr::without_provenance_mut(context))
+        });
+        if st.is_success() { Ok(None) } else { Err(st) }
+    }
+
     type Caller = KernelCaller;
     type TxRef = TxObject;
     type Enlistment = EnlistmentHandle;

@@ -14,6 +14,9 @@
 //! own LSN, so a lost, duplicated or reordered record is detected on replay.
 
 mod crc;
+mod filelog;
+#[cfg(test)]
+mod filelog_tests;
 mod memlog;
 mod reader;
 mod record;
@@ -24,6 +27,7 @@ mod sort;
 mod tests;
 
 pub use crc::{Crc32c, crc32c};
+pub use filelog::{FileIo, FileLog, FileLogState};
 pub use memlog::{MemLog, MemRecord};
 pub use record::{
     Damage, DecodeError, Frame, HEADER_LEN, Prepared, RECORD_MAGIC, RECORD_VERSION, Record,
