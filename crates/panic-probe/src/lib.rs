@@ -3,7 +3,9 @@
 //! (panic = abort, LTO). The panic handler calls `ktmrm_panic_path_reached`, a symbol defined
 //! nowhere: every panic path the optimizer could not prove unreachable leaves a reference to it
 //! in the archive. `scripts/panic-paths.sh` counts those references and names the functions
-//! that hold them. The write-ahead log's replay and encoding are instantiated too.
+//! that hold them. The write-ahead log's replay and encoding are instantiated too, and the durable
+//! engine over the file log as the driver builds it (recovery, dispatch, notifications, RECOVER,
+//! checkpoint).
 #![cfg_attr(not(test), no_std)]
 // Under `cargo test` the panic handler and allocator are std's, so theirs go unused.
 #![cfg_attr(test, allow(dead_code))]
@@ -18,6 +20,7 @@ unsafe extern "C" {
     fn malloc(size: usize) -> *mut u8;
     fn free(p: *mut u8);
     fn ktmrm_probe_port_call(what: u32, a: u64) -> i32;
+    fn ktmrm_probe_file_call(what: u32, offset: u64, buf: *mut u8, len: usize) -> i64;
 }
 
 #[cfg(not(test))]
@@ -206,5 +209,99 @@ pub unsafe extern "C" fn ktmrm_probe_wal_encode(
     match wal::encode_into(&rec, wal::Lsn::FIRST, o) {
         Ok(n) => i64::try_from(n).unwrap_or(i64::MAX),
         Err(st) => i64::from(st.0),
+    }
+}
+
+/// A log file whose every call goes to an opaque external function.
+struct ProbeFile;
+
+fn file_call(what: u32, offset: u64, buf: *mut u8, len: usize) -> Result<i64, NtStatus> {
+    // SAFETY: an opaque external function; `buf` is valid for `len` bytes (or null with 0).
+    let r = unsafe { ktmrm_probe_file_call(what, offset, buf, len) };
+    if r < 0 {
+        Err(NtStatus(i32::try_from(r).unwrap_or(i32::MIN)))
+    } else {
+        Ok(r)
+    }
+}
+
+impl wal::FileIo for ProbeFile {
+    fn len(&self) -> Result<u64, NtStatus> {
+        file_call(1, 0, core::ptr::null_mut(), 0).map(|n| n.unsigned_abs())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, NtStatus> {
+        let n = file_call(2, offset, buf.as_mut_ptr(), buf.len())?;
+        Ok(usize::try_from(n).unwrap_or(0).min(buf.len()))
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), NtStatus> {
+        file_call(3, offset, data.as_ptr().cast_mut(), data.len()).map(drop)
+    }
+    fn flush(&self) -> Result<(), NtStatus> {
+        file_call(4, 0, core::ptr::null_mut(), 0).map(drop)
+    }
+    fn truncate(&self, len: u64) -> Result<(), NtStatus> {
+        file_call(5, len, core::ptr::null_mut(), 0).map(drop)
+    }
+    fn replace(&self, data: &[u8]) -> Result<(), NtStatus> {
+        file_call(6, 0, data.as_ptr().cast_mut(), data.len()).map(drop)
+    }
+}
+
+/// The durable engine as the driver builds it: state recovered from the file log, then one
+/// request, one notification, one RECOVER and a checkpoint. Returns the last status.
+///
+/// # Safety
+/// `buffer` must point to `len` writable bytes (or be null).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ktmrm_probe_durable(
+    code: u32,
+    buffer: *mut u8,
+    len: usize,
+    input_len: usize,
+    key: u64,
+    notification: u32,
+    uow: u64,
+) -> i32 {
+    let log = match wal::FileLog::open(
+        ProbeFile,
+        SpinLock::new(wal::FileLogState::new()),
+        SpinLock::new(()),
+    ) {
+        Ok(l) => l,
+        Err(st) => return st.0,
+    };
+    let limits = Limits {
+        max_live_transactions: 4096,
+        max_write_set: 65_536,
+        max_keys: 4_000_000,
+        max_bytes: 1 << 30,
+    };
+    let state = match State::<u64>::recover(limits, &log) {
+        Ok((s, _)) => s,
+        Err(e) => return e.status().0,
+    };
+    let engine: Engine<ProbePort, SpinLock<State<u64>>, _> =
+        Engine::with_log(SpinLock::new(state), log);
+    let buf: &mut [u8] = if buffer.is_null() {
+        &mut []
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(buffer, len) }
+    };
+    let _ = engine.dispatch(&ProbePort, &1, code, buf, input_len, len);
+    let _ = engine.notify(
+        &ProbePort,
+        EnlistmentKey(key),
+        Notification::from_bits(notification),
+        &key,
+    );
+    let mut id = [0u8; 16];
+    id.iter_mut()
+        .zip(uow.to_le_bytes().iter().cycle())
+        .for_each(|(d, s)| *d = *s);
+    let st = engine.recover(&ProbePort, TxId(id), &key);
+    match engine.checkpoint() {
+        Ok(_) => st.0,
+        Err(e) => e.0,
     }
 }
