@@ -29,9 +29,7 @@ use crate::wal::{
 };
 use ktmrm_proto::{Limits, NtStatus};
 
-/// The UOW non-transacted writes are logged under: the null GUID, which KTM never gives a
-/// transaction.
-pub const AUTOCOMMIT_UOW: TxId = TxId([0; 16]);
+pub use crate::wal::AUTOCOMMIT_UOW;
 
 /// Counters of the durable engine, for hosts and tests (not part of the IOCTL ABI).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

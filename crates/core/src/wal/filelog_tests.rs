@@ -377,7 +377,8 @@ fn concurrent_appenders_and_forcers_lose_nothing() {
                 for i in 0..50u8 {
                     let lsn = {
                         let mut w = writer.lock().unwrap();
-                        prepare(log, &mut w, t * 50 + i, "k", "v")
+                        // Ids from 1: id 0 is the null UOW of non-transacted writes.
+                        prepare(log, &mut w, t * 50 + i + 1, "k", "v")
                     };
                     log.force(lsn).unwrap();
                 }

@@ -48,6 +48,10 @@ use ktmrm_proto::NtStatus;
 /// replays to (corruption before the tail, reordering, an outcome without its Prepare).
 pub const STATUS_LOG_CORRUPTION_DETECTED: NtStatus = NtStatus(0xC019_0030_u32 as i32);
 
+/// The UOW non-transacted writes are logged under (a Prepare and a Commit record each): the null
+/// GUID, which KTM never gives a transaction. Replay treats an undecided one as never written.
+pub const AUTOCOMMIT_UOW: crate::port::TxId = crate::port::TxId([0; 16]);
+
 /// A log sequence number: the position of a record in the log, from 1, one more per record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);

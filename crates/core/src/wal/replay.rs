@@ -317,6 +317,14 @@ impl Replayer {
     fn apply(&mut self, lsn: Lsn, rec: Record) -> Result<(), ReplayError> {
         match rec {
             Record::Prepare(p) => match self.pending.binary_search_by_key(&p.tx, |q| q.tx) {
+                // Non-transacted writes are logged one at a time under the null UOW: an undecided
+                // one followed by the next failed before its Commit record (its write returned an
+                // error and was never applied), so the newer one replaces it.
+                Ok(i) if p.tx == super::AUTOCOMMIT_UOW => {
+                    if let Some(slot) = self.pending.get_mut(i) {
+                        *slot = p;
+                    }
+                }
                 Ok(_) => return Err(ReplayError::DuplicatePrepare { lsn, tx: p.tx }),
                 Err(i) => {
                     push(&mut self.pending, p)?;
@@ -422,6 +430,8 @@ impl Replayer {
         if !self.backlog.is_empty() {
             self.merge()?;
         }
+        // A non-transacted write without its Commit record never completed: not in doubt.
+        self.pending.retain(|p| p.tx != super::AUTOCOMMIT_UOW);
         let next_lsn = match (&self.tail, self.prev) {
             (Some(t), _) => t.from,
             (None, Some(p)) => p.next(),

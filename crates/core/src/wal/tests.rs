@@ -1004,3 +1004,30 @@ proptest! {
 
 use core::ops::ControlFlow;
 use ktmrm_proto::NtStatus;
+
+#[test]
+fn a_non_transacted_write_without_its_commit_record_never_happened() {
+    // The first write's Commit record could not be appended (its request failed); the next
+    // non-transacted write logs under the same null UOW.
+    let log = MemLog::new();
+    let mut w = LogWriter::new(Lsn::FIRST);
+    prepare(&mut w, &log, AUTOCOMMIT_UOW, &[(b"a", Some(b"lost"))]);
+    prepare(&mut w, &log, AUTOCOMMIT_UOW, &[(b"b", Some(b"1"))]);
+    commit(&mut w, &log, AUTOCOMMIT_UOW);
+    prepare(&mut w, &log, AUTOCOMMIT_UOW, &[(b"c", Some(b"lost too"))]);
+    let r = replay(&log, None).unwrap();
+    assert_eq!(store_of(&r), vec![kv("b", "1")]);
+    assert!(
+        r.in_doubt.is_empty(),
+        "a non-transacted write is never in doubt"
+    );
+    // A real transaction's second Prepare is still corruption.
+    let log = MemLog::new();
+    let mut w = LogWriter::new(Lsn::FIRST);
+    prepare(&mut w, &log, tx(3), &[(b"a", None)]);
+    prepare(&mut w, &log, tx(3), &[(b"a", None)]);
+    assert!(matches!(
+        replay(&log, None),
+        Err(ReplayError::DuplicatePrepare { .. })
+    ));
+}
