@@ -24,8 +24,8 @@ use crate::state::Pending;
 use crate::state::{Phase, State};
 use crate::tree::{NodeId, Tree};
 use crate::wal::{
-    DroppedTail, EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, RecordRef, ReplayError,
-    SnapshotSource, WriteSource, WriteVisitor,
+    DroppedTail, EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, OUTCOME_RECORD_LEN,
+    RecordRef, ReplayError, SnapshotSource, WriteSource, WriteVisitor,
 };
 use ktmrm_proto::{Limits, NtStatus};
 
@@ -235,35 +235,68 @@ impl<E> State<E> {
         self.append_with(log, |_, w, log| w.append(log, rec))
     }
 
-    /// Appends `key`'s Prepare record and marks it logged. `Err` means vote no.
+    /// Appends `key`'s Prepare record and marks it logged, with the memory of its outcome record
+    /// reserved first. `Err` means vote no.
     pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
-        let lsn = self
-            .append_with(log, |s, w, log| {
-                let t = s.txn(key).ok_or(NtStatus::UNSUCCESSFUL)?;
-                let src = TxnWrites {
-                    pending: &s.pending,
-                    writes: &t.writes,
-                };
-                w.append(
-                    log,
-                    &RecordRef::Prepare {
-                        tx: t.id,
-                        writes: &src,
-                    },
-                )
-            })
-            .map_err(|_| ())?;
+        if self.log_failed.is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
+            return Err(());
+        }
+        let appended = self.append_with(log, |s, w, log| {
+            let t = s.txn(key).ok_or(NtStatus::UNSUCCESSFUL)?;
+            let src = TxnWrites {
+                pending: &s.pending,
+                writes: &t.writes,
+            };
+            w.append(
+                log,
+                &RecordRef::Prepare {
+                    tx: t.id,
+                    writes: &src,
+                },
+            )
+        });
+        let Ok(lsn) = appended else {
+            log.unreserve(1, OUTCOME_RECORD_LEN);
+            return Err(());
+        };
         if let Some(t) = self.txn_mut(key) {
             t.logged = true;
+            t.outcome_reserved = true;
         }
         Ok(lsn)
     }
 
+    /// Appends an outcome record, through the reservation made at PREPARE when there is one
+    /// (given back unused if the log has failed and nothing is appended).
+    fn append_outcome(
+        &mut self,
+        log: &dyn LogPort,
+        rec: &RecordRef<'_>,
+        reserved: bool,
+    ) -> Result<Lsn, NtStatus> {
+        if reserved && self.log_failed.is_some() {
+            log.unreserve(1, OUTCOME_RECORD_LEN);
+        }
+        self.append_with(log, |_, w, log| {
+            if reserved {
+                w.append_reserved(log, rec)
+            } else {
+                w.append(log, rec)
+            }
+        })
+    }
+
+    /// Takes `key`'s outcome reservation: (its UOW, whether it had one).
+    fn take_outcome(&mut self, key: EnlistmentKey) -> Option<(TxId, bool)> {
+        let t = self.txn_mut(key)?;
+        Some((t.id, core::mem::take(&mut t.outcome_reserved)))
+    }
+
     /// Appends `key`'s Commit record (its writes are applied). `Err`: CommitComplete must wait.
     pub(crate) fn log_commit(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
-        let tx = self.txn(key).ok_or(())?.id;
+        let (tx, reserved) = self.take_outcome(key).ok_or(())?;
         let lsn = self
-            .append(log, &RecordRef::Commit { tx })
+            .append_outcome(log, &RecordRef::Commit { tx }, reserved)
             .map_err(|_| ())?;
         if let Some(t) = self.txn_mut(key) {
             t.logged = false;
@@ -274,13 +307,20 @@ impl<E> State<E> {
     /// Appends an Abort record for a logged transaction whose writes were discarded. Not forced
     /// and allowed to fail: a Prepare without an outcome is presumed aborted after a restart.
     pub(crate) fn log_abort(&mut self, key: EnlistmentKey, log: &dyn LogPort) {
-        let Some(t) = self.txn_mut(key) else { return };
-        if !t.logged {
+        let logged = self.txn(key).is_some_and(|t| t.logged);
+        let Some((tx, reserved)) = self.take_outcome(key) else {
+            return;
+        };
+        if !logged {
+            if reserved {
+                log.unreserve(1, OUTCOME_RECORD_LEN);
+            }
             return;
         }
-        t.logged = false;
-        let tx = t.id;
-        let _ = self.append(log, &RecordRef::Abort { tx });
+        if let Some(t) = self.txn_mut(key) {
+            t.logged = false;
+        }
+        let _ = self.append_outcome(log, &RecordRef::Abort { tx }, reserved);
     }
 
     /// LAST_RECOVER: every transaction rebuilt as in doubt that KTM sent no RECOVER for was
@@ -421,7 +461,7 @@ impl<E> State<E> {
         }
         for p in rec.in_doubt {
             let tx = p.tx;
-            s.hold_in_doubt(p)
+            s.hold_in_doubt(p, log)
                 .map_err(|status| RecoverError::Rebuild { tx, status })?;
         }
         s.log = Some(LogWriter::new(rec.next_lsn));
@@ -431,7 +471,11 @@ impl<E> State<E> {
 
     /// Stages an in-doubt transaction's writes as a prepared transaction's (locks, reservations,
     /// quota charge), exactly as PREPARE left them before the restart.
-    fn hold_in_doubt(&mut self, p: crate::wal::Prepared) -> Result<(), NtStatus> {
+    fn hold_in_doubt(
+        &mut self,
+        p: crate::wal::Prepared,
+        log: &dyn LogPort,
+    ) -> Result<(), NtStatus> {
         let key = self.create_txn(p.tx)?;
         if let Some(t) = self.txn_mut(key) {
             t.enlisting = false;
@@ -449,10 +493,12 @@ impl<E> State<E> {
         if !self.reserve_for_commit(key) {
             return Err(NtStatus::QUOTA_EXCEEDED);
         }
+        log.reserve(1, OUTCOME_RECORD_LEN)?;
         let t = self.txn_mut(key).ok_or(NtStatus::UNSUCCESSFUL)?;
         t.phase = Phase::Prepared;
         t.logged = true;
         t.awaiting_recover = true;
+        t.outcome_reserved = true;
         Ok(())
     }
 }

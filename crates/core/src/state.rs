@@ -81,6 +81,9 @@ pub(crate) struct Txn<E> {
     /// Rebuilt from the log as in doubt; KTM has not sent RECOVER for it yet (presumed aborted
     /// at LAST_RECOVER if it never does).
     pub(crate) awaiting_recover: bool,
+    /// Durable only: the log holds memory for this transaction's outcome record (reserved at
+    /// PREPARE), so COMMIT cannot fail for lack of it.
+    pub(crate) outcome_reserved: bool,
 }
 
 pub(crate) struct Slot<E> {
@@ -289,6 +292,7 @@ impl<E> State<E> {
             charged: false,
             logged: false,
             awaiting_recover: false,
+            outcome_reserved: false,
         });
         self.live = self.live.saturating_add(1);
         Ok(Self::key_of(slot, s.generation))

@@ -8,7 +8,8 @@
 
 use crate::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 use crate::testing::ScriptedPort;
-use crate::wal::MemLog;
+use crate::wal::filelog_tests::MemFile;
+use crate::wal::{FileIo, FileLog, FileLogState, LogPort, MemLog};
 use crate::{Engine, SpinLock, State};
 use ktmrm_proto::{Limits, NtStatus as S, Request};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -188,13 +189,72 @@ const KEYS: [&str; 16] = [
     "k13", "k14", "k15",
 ];
 
+/// A file whose own bookkeeping never fails (only the log's and the engine's allocations are
+/// failed).
+struct TestFile(Arc<MemFile>);
+
+impl FileIo for TestFile {
+    fn len(&self) -> Result<u64, S> {
+        unarmed(|| self.0.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, S> {
+        unarmed(|| self.0.read_at(offset, buf))
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), S> {
+        unarmed(|| self.0.write_at(offset, data))
+    }
+    fn flush(&self) -> Result<(), S> {
+        unarmed(|| self.0.flush())
+    }
+    fn truncate(&self, len: u64) -> Result<(), S> {
+        unarmed(|| self.0.truncate(len))
+    }
+    fn replace(&self, data: &[u8]) -> Result<(), S> {
+        unarmed(|| self.0.replace(data))
+    }
+}
+
+/// Where a durable run keeps its log.
+#[derive(Clone)]
+enum Disk {
+    Mem(Arc<MemLog>),
+    File(Arc<MemFile>),
+}
+
+type DynLog = Arc<dyn LogPort + Send + Sync>;
+
+impl Disk {
+    /// A log over this disk (the file log is opened afresh, as at a restart).
+    fn log(&self) -> DynLog {
+        match self {
+            Disk::Mem(m) => m.clone(),
+            Disk::File(f) => Arc::new(
+                FileLog::open(
+                    TestFile(f.clone()),
+                    SpinLock::new(FileLogState::new()),
+                    SpinLock::new(()),
+                )
+                .unwrap(),
+            ),
+        }
+    }
+
+    /// The machine crash: what was not forced is lost.
+    fn crash(&self) {
+        match self {
+            Disk::Mem(m) => m.crash(),
+            Disk::File(f) => f.crash(),
+        }
+    }
+}
+
 struct Run {
     port: Port,
-    engine: Engine<Port, SpinLock<State<u32>>, Arc<MemLog>>,
+    engine: Engine<Port, SpinLock<State<u32>>, DynLog>,
     handles: Vec<u64>,
-    /// Durable: the log, and the transactions whose CommitComplete was withheld because their
-    /// Commit record could not be appended (KTM redelivers COMMIT after a restart).
-    log: Option<Arc<MemLog>>,
+    /// Durable: the log's disk, and the transactions whose CommitComplete was withheld because
+    /// their Commit record could not be logged (KTM redelivers COMMIT after a restart).
+    log: Option<Disk>,
     withheld: RefCell<Vec<usize>>,
 }
 
@@ -202,7 +262,7 @@ impl Run {
     fn new() -> Self {
         let port = Port::default();
         let handles = unarmed(|| (0..4).map(|_| port.0.new_tx()).collect());
-        let log = unarmed(|| Arc::new(MemLog::new()));
+        let log: DynLog = unarmed(|| Arc::new(MemLog::new()));
         Run {
             port,
             engine: Engine::with_log(SpinLock::new(State::new(Limits::default())), log),
@@ -212,16 +272,31 @@ impl Run {
         }
     }
 
-    /// A durable engine over a fresh log, through KTM's (empty) recovery.
+    /// The durable engine stopped logging (an append or force failed for a reason other than
+    /// memory): only then may CommitComplete be withheld.
+    fn log_failed(&self) -> bool {
+        unarmed(|| self.engine.durability().failed.is_some())
+    }
+
+    /// A durable engine over a fresh in-memory log, through KTM's (empty) recovery.
     fn durable() -> Self {
+        Run::durable_on(unarmed(|| Disk::Mem(Arc::new(MemLog::new()))))
+    }
+
+    /// The same over the file log, on a simulated disk.
+    fn durable_file() -> Self {
+        Run::durable_on(unarmed(|| Disk::File(Arc::new(MemFile::default()))))
+    }
+
+    fn durable_on(disk: Disk) -> Self {
         unarmed(|| {
-            let log = Arc::new(MemLog::new());
+            let log = disk.log();
             let mut r = Run::new();
             let (state, _) = State::recover(Limits::default(), &*log).unwrap();
-            r.engine = Engine::with_log(SpinLock::new(state), log.clone());
+            r.engine = Engine::with_log(SpinLock::new(state), log);
             r.engine
                 .notify(&r.port, EnlistmentKey(0), Notification::LastRecover, &0);
-            r.log = Some(log);
+            r.log = Some(disk);
             r
         })
     }
@@ -230,11 +305,12 @@ impl Run {
     /// KTM's recovery: RECOVER and COMMIT again for each withheld commit, then LAST_RECOVER.
     fn crash_and_recover(&self) -> Run {
         unarmed(|| {
-            let log = self.log.clone().expect("durable");
-            log.crash();
+            let disk = self.log.clone().expect("durable");
+            disk.crash();
+            let log = disk.log();
             let mut r = Run::new();
             let (state, _) = State::recover(Limits::default(), &*log).unwrap();
-            r.engine = Engine::with_log(SpinLock::new(state), log.clone());
+            r.engine = Engine::with_log(SpinLock::new(state), log);
             for &tx in self.withheld.borrow().iter() {
                 let uow = self.port.0.handles.borrow()[&self.handles[tx]].0;
                 assert_eq!(r.engine.recover(&r.port, uow, &9), S::SUCCESS);
@@ -247,7 +323,7 @@ impl Run {
             }
             r.engine
                 .notify(&r.port, EnlistmentKey(0), Notification::LastRecover, &0);
-            r.log = Some(log);
+            r.log = Some(disk);
             r
         })
     }
@@ -313,9 +389,10 @@ impl Run {
                 }
                 match self.notify(i, Notification::Prepare) {
                     Some(Answer::PrepareComplete) => {
+                        // Never withheld for memory: the Commit record's was reserved at PREPARE.
                         match self.notify(i, Notification::Commit) {
                             Some(Answer::CommitComplete) => {}
-                            None if self.log.is_some() => unarmed(|| {
+                            None if self.log.is_some() && self.log_failed() => unarmed(|| {
                                 self.withheld.borrow_mut().push(i);
                             }),
                             other => panic!("COMMIT answered {other:?}"),
@@ -379,6 +456,13 @@ fn every_allocation_failure_is_clean() {
 #[test]
 fn every_allocation_failure_in_a_durable_engine_is_clean_and_recoverable() {
     let injected = inject_everywhere(Run::durable);
+    assert!(injected > 150, "only {injected} allocation points reached");
+}
+
+/// The same with the file log the driver uses.
+#[test]
+fn every_allocation_failure_with_the_file_log_is_clean_and_recoverable() {
+    let injected = inject_everywhere(Run::durable_file);
     assert!(injected > 150, "only {injected} allocation points reached");
 }
 

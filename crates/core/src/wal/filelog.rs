@@ -96,6 +96,12 @@ pub struct FileLogState {
     next: Lsn,
     /// Every record up to here is durable (`Lsn(0)`: none).
     durable: Lsn,
+    /// Records and bytes `reserve` set aside: `slots` and `pending` always have that much room
+    /// beyond their length, and `spare` (the next `pending` after a force takes this one) at
+    /// least `reserved_bytes` of capacity, except while a write is out.
+    reserved_records: usize,
+    reserved_bytes: usize,
+    spare: Vec<u8>,
 }
 
 impl Default for FileLogState {
@@ -126,7 +132,36 @@ impl FileLogState {
             end: 0,
             next: Lsn::FIRST,
             durable: Lsn(0),
+            reserved_records: 0,
+            reserved_bytes: 0,
+            spare: Vec::new(),
         }
+    }
+
+    /// Sets aside room for `records` appends of `bytes` bytes each (see [`LogPort::reserve`]).
+    fn reserve_room(&mut self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        let total = bytes
+            .checked_mul(records)
+            .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        let rr = self.reserved_records.checked_add(records);
+        let rb = self.reserved_bytes.checked_add(total);
+        let (Some(rr), Some(rb)) = (rr, rb) else {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        };
+        reserve(&mut self.slots, rr)?;
+        reserve(&mut self.pending, rb)?;
+        reserve(&mut self.spare, rb)?;
+        self.reserved_records = rr;
+        self.reserved_bytes = rb;
+        Ok(())
+    }
+
+    /// Gives back what `reserve_room` set aside.
+    fn release_room(&mut self, records: usize, bytes: usize) {
+        self.reserved_records = self.reserved_records.saturating_sub(records);
+        self.reserved_bytes = self
+            .reserved_bytes
+            .saturating_sub(bytes.saturating_mul(records));
     }
 
     fn last(&self) -> Lsn {
@@ -148,20 +183,25 @@ impl FileLogState {
             .end
             .checked_add(len)
             .ok_or(NtStatus::INVALID_PARAMETER)?;
-        reserve(&mut self.slots, 1)?;
+        // Room for this record and, beyond it, for every reserved one: an unreserved append
+        // fails rather than use memory set aside (a reserved one gave its share back first).
+        reserve(&mut self.slots, self.reserved_records.saturating_add(1))?;
         let old = self.pending.len();
-        let grown = reserve(&mut self.pending, record.len())
-            .and_then(|()| grow_zeroed(&mut self.pending, record.len()))
-            .and_then(|()| {
-                push(
-                    &mut self.slots,
-                    Slot {
-                        lsn,
-                        at: self.end,
-                        len,
-                    },
-                )
-            });
+        let grown = reserve(
+            &mut self.pending,
+            record.len().saturating_add(self.reserved_bytes),
+        )
+        .and_then(|()| grow_zeroed(&mut self.pending, record.len()))
+        .and_then(|()| {
+            push(
+                &mut self.slots,
+                Slot {
+                    lsn,
+                    at: self.end,
+                    len,
+                },
+            )
+        });
         if let Err(st) = grown {
             self.pending.truncate(old);
             return Err(st);
@@ -179,7 +219,9 @@ impl FileLogState {
             return None;
         }
         if self.flight.is_empty() {
-            self.flight = take(&mut self.pending);
+            // The spare, with room for the reserved records, becomes the next `pending`.
+            let next = take(&mut self.spare);
+            self.flight = core::mem::replace(&mut self.pending, next);
             self.flight_last = self.last();
         }
         Some(Batch {
@@ -194,6 +236,12 @@ impl FileLogState {
         if ok {
             self.written = self.written.saturating_add(len64(&b.bytes));
             self.durable = self.durable.max(b.last);
+            // The written buffer is the next spare, if it is the larger one.
+            let mut used = b.bytes;
+            used.clear();
+            if used.capacity() > self.spare.capacity() {
+                self.spare = used;
+            }
         } else {
             self.flight = b.bytes;
         }
@@ -341,6 +389,26 @@ impl<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> LogPort for FileLo
         }
         let carried = header_lsn(record).ok_or(NtStatus::INVALID_PARAMETER)?;
         self.buf.with(|s| s.append(record, carried))
+    }
+
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        self.buf.with(|s| s.reserve_room(records, bytes))
+    }
+
+    fn unreserve(&self, records: usize, bytes: usize) {
+        self.buf.with(|s| s.release_room(records, bytes));
+    }
+
+    /// Uses (and consumes, whatever the outcome) one reserved record's room.
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        if frame_len(record) != Some(record.len()) {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let carried = header_lsn(record).ok_or(NtStatus::INVALID_PARAMETER)?;
+        self.buf.with(|s| {
+            s.release_room(1, record.len());
+            s.append(record, carried)
+        })
     }
 
     fn force(&self, upto: Lsn) -> Result<(), NtStatus> {

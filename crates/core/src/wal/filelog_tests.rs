@@ -55,14 +55,14 @@ impl Disk {
 
 /// A file on a disk that loses unflushed writes in a crash. `Sync`, so an engine can share it.
 #[derive(Default)]
-struct MemFile(Mutex<Disk>);
+pub(crate) struct MemFile(Mutex<Disk>);
 
 impl MemFile {
     fn disk<R>(&self, f: impl FnOnce(&mut Disk) -> R) -> R {
         f(&mut self.0.lock().unwrap())
     }
     /// Only flushed content survives.
-    fn crash(&self) {
+    pub(crate) fn crash(&self) {
         self.crash_torn(0);
     }
     /// A crash during a write: the first unflushed write keeps its first `keep` bytes.

@@ -3,7 +3,7 @@
 //! ones (optionally leaving the first of them torn). Allocation is fallible like the rest of the
 //! crate, so it is safe to compile into every build.
 
-use super::reader::{grow_zeroed, push};
+use super::reader::{grow_zeroed, push, reserve};
 use super::{LogPort, Lsn};
 use crate::lock::{SpinLock, StateLock};
 use alloc::vec::Vec;
@@ -27,6 +27,8 @@ struct Inner {
     /// Fault injection: every append / force fails with this status while set.
     fail_append: Option<NtStatus>,
     fail_force: Option<NtStatus>,
+    /// Buffers set aside by `reserve`, one per reserved record; `records` has room for them.
+    spares: Vec<Vec<u8>>,
 }
 
 /// A log in memory. `Sync`: the simulator's threads share one.
@@ -51,6 +53,7 @@ impl MemLog {
                 forced: Lsn(0),
                 fail_append: None,
                 fail_force: None,
+                spares: Vec::new(),
             }),
         }
     }
@@ -133,19 +136,59 @@ impl MemLog {
     }
 }
 
+impl Inner {
+    /// Stores `bytes` (already holding the record) as the next record.
+    fn store(&mut self, bytes: Vec<u8>) -> Result<Lsn, NtStatus> {
+        if let Some(st) = self.fail_append {
+            return Err(st);
+        }
+        let lsn = self.next;
+        // Keep room for the reserved records: an unreserved append must not use it.
+        reserve(&mut self.records, self.spares.len().saturating_add(1))?;
+        push(&mut self.records, MemRecord { lsn, bytes })?;
+        self.next = lsn.next();
+        Ok(lsn)
+    }
+}
+
 impl LogPort for MemLog {
     fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
         let mut bytes = Vec::new();
         grow_zeroed(&mut bytes, record.len())?;
         bytes.copy_from_slice(record);
+        self.inner.with(|i| i.store(bytes))
+    }
+
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
         self.inner.with(|i| {
-            if let Some(st) = i.fail_append {
-                return Err(st);
+            let outstanding = i.spares.len().saturating_add(records);
+            reserve(&mut i.records, outstanding)?;
+            reserve(&mut i.spares, records)?;
+            for _ in 0..records {
+                let mut b = Vec::new();
+                b.try_reserve_exact(bytes)
+                    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+                push(&mut i.spares, b)?;
             }
-            let lsn = i.next;
-            push(&mut i.records, MemRecord { lsn, bytes })?;
-            i.next = lsn.next();
-            Ok(lsn)
+            Ok(())
+        })
+    }
+
+    fn unreserve(&self, records: usize, _bytes: usize) {
+        self.inner.with(|i| {
+            for _ in 0..records {
+                i.spares.pop();
+            }
+        });
+    }
+
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        self.inner.with(|i| {
+            let mut bytes = i.spares.pop().unwrap_or_default();
+            bytes.clear();
+            grow_zeroed(&mut bytes, record.len())?;
+            bytes.copy_from_slice(record);
+            i.store(bytes)
         })
     }
 

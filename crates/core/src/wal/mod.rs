@@ -16,7 +16,7 @@
 mod crc;
 mod filelog;
 #[cfg(test)]
-mod filelog_tests;
+pub(crate) mod filelog_tests;
 mod memlog;
 mod reader;
 mod record;
@@ -47,6 +47,10 @@ use ktmrm_proto::NtStatus;
 /// `STATUS_LOG_CORRUPTION_DETECTED` (ntstatus.h 0xC0190030): what a log that cannot be trusted
 /// replays to (corruption before the tail, reordering, an outcome without its Prepare).
 pub const STATUS_LOG_CORRUPTION_DETECTED: NtStatus = NtStatus(0xC019_0030_u32 as i32);
+
+/// The length of an outcome record (Commit or Abort: header and a transaction id), what PREPARE
+/// reserves.
+pub const OUTCOME_RECORD_LEN: usize = HEADER_LEN + 16;
 
 /// The UOW non-transacted writes are logged under (a Prepare and a Commit record each): the null
 /// GUID, which KTM never gives a transaction. Replay treats an undecided one as never written.
@@ -101,6 +105,26 @@ pub trait LogPort {
     /// Removes the record at `lsn` and all after it: the torn tail replay dropped, so the next
     /// append lands where it began instead of behind garbage.
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus>;
+
+    /// Sets aside the memory `records` later appends of at most `bytes` bytes each need, for
+    /// [`LogPort::append_reserved`]: the engine reserves a transaction's outcome record at
+    /// PREPARE, so that COMMIT never fails for lack of memory (as CLFS reserves log space).
+    /// Default: this log's appends never run out of memory.
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        let _ = (records, bytes);
+        Ok(())
+    }
+
+    /// Gives back a reservation that will not be used.
+    fn unreserve(&self, records: usize, bytes: usize) {
+        let _ = (records, bytes);
+    }
+
+    /// [`LogPort::append`] of a record [`LogPort::reserve`] set memory aside for (consuming one
+    /// record of the reservation): fails only for I/O-level reasons, never for memory.
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        self.append(record)
+    }
 }
 
 /// A shared reference to a log is a log (hosts keep one log for successive engines).
@@ -124,6 +148,15 @@ impl<T: LogPort + ?Sized> LogPort for &T {
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
         (**self).discard_from(lsn)
     }
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        (**self).reserve(records, bytes)
+    }
+    fn unreserve(&self, records: usize, bytes: usize) {
+        (**self).unreserve(records, bytes);
+    }
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        (**self).append_reserved(record)
+    }
 }
 
 /// So is a reference-counted one.
@@ -146,6 +179,15 @@ impl<T: LogPort + ?Sized> LogPort for alloc::sync::Arc<T> {
     }
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
         (**self).discard_from(lsn)
+    }
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        (**self).reserve(records, bytes)
+    }
+    fn unreserve(&self, records: usize, bytes: usize) {
+        (**self).unreserve(records, bytes);
+    }
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        (**self).append_reserved(record)
     }
 }
 
@@ -187,13 +229,37 @@ impl LogWriter {
         port: &P,
         rec: &RecordRef<'_>,
     ) -> Result<Lsn, NtStatus> {
+        self.append_via(port, rec, false)
+    }
+
+    fn append_via<P: LogPort + ?Sized>(
+        &mut self,
+        port: &P,
+        rec: &RecordRef<'_>,
+        reserved: bool,
+    ) -> Result<Lsn, NtStatus> {
         encode_vec(rec, self.next, &mut self.buf)?;
-        let lsn = port.append(&self.buf)?;
+        let lsn = if reserved {
+            port.append_reserved(&self.buf)?
+        } else {
+            port.append(&self.buf)?
+        };
         if lsn != self.next {
             return Err(STATUS_LOG_CORRUPTION_DETECTED);
         }
         self.next = lsn.next();
         Ok(lsn)
+    }
+
+    /// [`LogWriter::append`] through [`LogPort::append_reserved`]: for an outcome record whose
+    /// memory was reserved at PREPARE. The encode buffer already holds the larger Prepare
+    /// record, so encoding does not allocate either.
+    pub fn append_reserved<P: LogPort + ?Sized>(
+        &mut self,
+        port: &P,
+        rec: &RecordRef<'_>,
+    ) -> Result<Lsn, NtStatus> {
+        self.append_via(port, rec, true)
     }
 
     /// [`LogWriter::append`], then [`LogPort::force`] up to it: for Prepare (before the yes
