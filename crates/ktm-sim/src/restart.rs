@@ -164,6 +164,22 @@ impl LogPort for SimLog {
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
         self.mem.discard_from(lsn)
     }
+
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        self.mem.reserve(records, bytes)
+    }
+
+    fn unreserve(&self, records: usize, bytes: usize) {
+        self.mem.unreserve(records, bytes);
+    }
+
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        if self.ctl().dead {
+            self.mem.unreserve(1, record.len());
+            return Err(TRANSACTIONMANAGER_NOT_ONLINE);
+        }
+        self.mem.append_reserved(record)
+    }
 }
 
 /// Why a durable device could not start.

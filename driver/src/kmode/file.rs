@@ -438,4 +438,15 @@ impl LogPort for MaybeLog {
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
         self.get()?.discard_from(lsn)
     }
+    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+        self.get()?.reserve(records, bytes)
+    }
+    fn unreserve(&self, records: usize, bytes: usize) {
+        if let Ok(l) = self.get() {
+            l.unreserve(records, bytes);
+        }
+    }
+    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+        self.get()?.append_reserved(record)
+    }
 }
