@@ -8,10 +8,10 @@
 //! Handles are kernel handles (`OBJ_KERNEL_HANDLE`) opened for synchronous I/O, so each call
 //! returns when the I/O is done and works from any thread.
 
-use super::sys::object_attributes;
+use super::step;
+use super::sys::{object_attributes, unicode_borrowed};
 use crate::durable::{NtPath, file};
 use crate::ktm::obj;
-use crate::names;
 use crate::trace::Level;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
@@ -28,34 +28,13 @@ use wdk_sys::ntddk::{
 };
 use wdk_sys::{
     _EVENT_TYPE, _FILE_INFORMATION_CLASS, _KWAIT_REASON, HANDLE, IO_STATUS_BLOCK, KEVENT,
-    LARGE_INTEGER, ULONG, UNICODE_STRING,
+    LARGE_INTEGER, ULONG,
 };
-
-/// A `UNICODE_STRING` over a path the caller keeps alive (only read by the kernel).
-fn unicode_path(path: &NtPath) -> UNICODE_STRING {
-    let units = path.as_slice();
-    let len = names::unicode_byte_len(units.len()).unwrap_or(0);
-    UNICODE_STRING {
-        Length: len,
-        MaximumLength: len,
-        Buffer: units.as_ptr().cast_mut(),
-    }
-}
-
-fn check(what: &str, status: i32) -> Result<(), NtStatus> {
-    let st = NtStatus(status);
-    if st.is_success() {
-        Ok(())
-    } else {
-        trace!(Level::Error, "{}: {}", what, st);
-        Err(st)
-    }
-}
 
 /// Opens (`create_options` with `file::NON_DIRECTORY_FILE` or `file::DIRECTORY_FILE`) a kernel
 /// handle to `path` with `disposition`.
 fn open(path: &NtPath, access: u32, disposition: u32, options: u32) -> Result<HANDLE, NtStatus> {
-    let mut name = unicode_path(path);
+    let mut name = unicode_borrowed(path.as_slice());
     let mut oa = object_attributes(
         &mut name,
         obj::KERNEL_HANDLE | obj::CASE_INSENSITIVE,
@@ -84,7 +63,7 @@ fn open(path: &NtPath, access: u32, disposition: u32, options: u32) -> Result<HA
             0,
         )
     };
-    check("ZwCreateFile", st)?;
+    step("ZwCreateFile", st)?;
     Ok(handle)
 }
 
@@ -165,7 +144,7 @@ impl KernelFile {
                     null_mut(),
                 )
             };
-            check("ZwWriteFile(log)", st)?;
+            step("ZwWriteFile(log)", st)?;
             at = at
                 .checked_add(chunk as u64)
                 .ok_or(NtStatus::INVALID_PARAMETER)?;
@@ -180,7 +159,7 @@ impl KernelFile {
         // Returns once the file system has written the file's cached data and metadata to the
         // device (the force of the write-ahead log).
         // SAFETY: the handle is open; `iosb` is a local.
-        check("ZwFlushBuffersFile(log)", unsafe {
+        step("ZwFlushBuffersFile(log)", unsafe {
             ZwFlushBuffersFile(handle, &mut iosb)
         })
     }
@@ -214,7 +193,7 @@ impl FileIo for KernelFile {
                 _FILE_INFORMATION_CLASS::FileStandardInformation,
             )
         };
-        check("ZwQueryInformationFile(log)", st)?;
+        step("ZwQueryInformationFile(log)", st)?;
         let [_, end, _] = info;
         u64::try_from(end).map_err(|_| NtStatus::UNSUCCESSFUL)
     }
@@ -246,7 +225,7 @@ impl FileIo for KernelFile {
         if st == file::STATUS_END_OF_FILE {
             return Ok(0);
         }
-        check("ZwReadFile(log)", st)?;
+        step("ZwReadFile(log)", st)?;
         Ok(iosb.Information.min(len as u64) as usize)
     }
 
@@ -274,7 +253,7 @@ impl FileIo for KernelFile {
                 _FILE_INFORMATION_CLASS::FileEndOfFileInformation,
             )
         };
-        check("ZwSetInformationFile(EndOfFile)", st)?;
+        step("ZwSetInformationFile(EndOfFile)", st)?;
         self.flush()
     }
 
@@ -311,7 +290,7 @@ impl FileIo for KernelFile {
         // file (opened with DELETE access) to the log's full path, replacing it atomically.
         // SAFETY: `info` is a FILE_RENAME_INFORMATION of `bytes` bytes (8-aligned: a Vec<u64>);
         // the handle is open with DELETE access.
-        let renamed = check("ZwSetInformationFile(Rename)", unsafe {
+        let renamed = step("ZwSetInformationFile(Rename)", unsafe {
             ZwSetInformationFile(
                 new,
                 &mut iosb,

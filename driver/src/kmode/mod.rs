@@ -41,7 +41,10 @@ use ktmrm_core::{Engine, Notification, State};
 use ktmrm_proto::{FILE_DEVICE_UNKNOWN, Limits, NtStatus};
 use lock::GuardedLock;
 use port::{EnlistmentHandle, KernelCaller, KernelPort, KernelTarget};
-use sys::{WdmlibIoCreateDeviceSecure, complete, current_stack, object_attributes, unicode};
+use sys::{
+    WdmlibIoCreateDeviceSecure, complete, current_stack, object_attributes, unicode,
+    unicode_borrowed,
+};
 use wdk_sys::ntddk::{
     ExAcquireRundownProtection, ExInitializeRundownProtection, ExReleaseRundownProtection,
     ExUuidCreate, ExWaitForRundownProtectionRelease, IoCreateSymbolicLink, IoDeleteDevice,
@@ -399,6 +402,7 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
+/// A kernel call's status as a `Result`, tracing a failure with the call's name.
 fn step(what: &str, status: NTSTATUS) -> Result<(), NtStatus> {
     let st = NtStatus(status);
     if st.is_success() {
@@ -431,14 +435,9 @@ fn start(
     // 1. A transaction manager of our own (ktm.md §0, §7 step 1): volatile, or durable with
     //    its CLFS log at `TmLogPath`, recovered at once (ktm.md §7 step 4).
     let mut tm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
-    let tm_log_units = config.tm_log.as_slice();
-    let tm_log_len =
-        names::unicode_byte_len(tm_log_units.len()).ok_or(NtStatus::INVALID_PARAMETER)?;
-    let mut tm_log = wdk_sys::UNICODE_STRING {
-        Length: tm_log_len,
-        MaximumLength: tm_log_len,
-        Buffer: tm_log_units.as_ptr().cast_mut(),
-    };
+    // A path from the registry is at most 240 units (crate::durable), well within a
+    // UNICODE_STRING; `config` outlives the call.
+    let mut tm_log = unicode_borrowed(config.tm_log.as_slice());
     let (tm_access, tm_log_ptr, tm_options) = if config.durable {
         (access::TM_ACCESS_DURABLE, &raw mut tm_log, 0)
     } else {

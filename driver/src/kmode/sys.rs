@@ -50,6 +50,13 @@ unsafe extern "C" {
 /// A `UNICODE_STRING` over a constant name (no terminating NUL). The kernel routines it is passed
 /// to only read it, though their prototypes say `PUNICODE_STRING`.
 pub fn unicode(units: &'static [u16]) -> UNICODE_STRING {
+    unicode_borrowed(units)
+}
+
+/// A `UNICODE_STRING` over `units`, which the caller keeps alive (and unchanged) for as long as
+/// the kernel uses the string: for paths read from the registry. An over-long slice (more than
+/// 32,767 units) gives an empty string.
+pub fn unicode_borrowed(units: &[u16]) -> UNICODE_STRING {
     let len = names::unicode_byte_len(units.len()).unwrap_or(0);
     UNICODE_STRING {
         Length: len,

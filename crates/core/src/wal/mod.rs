@@ -127,69 +127,44 @@ pub trait LogPort {
     }
 }
 
-/// A shared reference to a log is a log (hosts keep one log for successive engines).
-impl<T: LogPort + ?Sized> LogPort for &T {
-    fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
-        (**self).append(record)
-    }
-    fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
-        (**self).force(upto)
-    }
-    fn read(
-        &self,
-        from: Option<Lsn>,
-        sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), NtStatus> {
-        (**self).read(from, sink)
-    }
-    fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        (**self).truncate_before(lsn)
-    }
-    fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        (**self).discard_from(lsn)
-    }
-    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
-        (**self).reserve(records, bytes)
-    }
-    fn unreserve(&self, records: usize, bytes: usize) {
-        (**self).unreserve(records, bytes);
-    }
-    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
-        (**self).append_reserved(record)
-    }
+/// A shared reference to a log is a log, and so is a reference-counted one (hosts keep one log
+/// for successive engines).
+macro_rules! forward_log_port {
+    ($($ty:ty),*) => {$(
+        impl<T: LogPort + ?Sized> LogPort for $ty {
+            fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+                (**self).append(record)
+            }
+            fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
+                (**self).force(upto)
+            }
+            fn read(
+                &self,
+                from: Option<Lsn>,
+                sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+            ) -> Result<(), NtStatus> {
+                (**self).read(from, sink)
+            }
+            fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
+                (**self).truncate_before(lsn)
+            }
+            fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
+                (**self).discard_from(lsn)
+            }
+            fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
+                (**self).reserve(records, bytes)
+            }
+            fn unreserve(&self, records: usize, bytes: usize) {
+                (**self).unreserve(records, bytes);
+            }
+            fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
+                (**self).append_reserved(record)
+            }
+        }
+    )*};
 }
 
-/// So is a reference-counted one.
-impl<T: LogPort + ?Sized> LogPort for alloc::sync::Arc<T> {
-    fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
-        (**self).append(record)
-    }
-    fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
-        (**self).force(upto)
-    }
-    fn read(
-        &self,
-        from: Option<Lsn>,
-        sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), NtStatus> {
-        (**self).read(from, sink)
-    }
-    fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        (**self).truncate_before(lsn)
-    }
-    fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        (**self).discard_from(lsn)
-    }
-    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
-        (**self).reserve(records, bytes)
-    }
-    fn unreserve(&self, records: usize, bytes: usize) {
-        (**self).unreserve(records, bytes);
-    }
-    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
-        (**self).append_reserved(record)
-    }
-}
+forward_log_port!(&T, alloc::sync::Arc<T>);
 
 /// Numbers, encodes and appends records. One per log; the engine keeps it under its own lock
 /// (appends are serialised, so LSNs are predicted). The encode buffer is reused, so steady-state
