@@ -488,7 +488,7 @@ impl<E> State<E> {
                     None => OpWrite::Delete(k),
                 },
             };
-            self.write_in(key, op)?;
+            self.stage(key, op, true)?;
         }
         if !self.reserve_for_commit(key) {
             return Err(NtStatus::QUOTA_EXCEEDED);

@@ -150,6 +150,18 @@ impl<E> State<E> {
     /// A write in transaction `key` (which must be Active): staged in the pending tree, which
     /// also locks the key against every other writer.
     pub(crate) fn write_in(&mut self, key: EnlistmentKey, w: Write) -> Result<(), NtStatus> {
+        self.stage(key, w, false)
+    }
+
+    /// [`State::write_in`]; `replaying`: a write from the log, staged as it was prepared. A
+    /// delete of a key that is not there is then accepted: the transaction deleted its own put
+    /// of a new key, which its Prepare record holds as a delete.
+    pub(crate) fn stage(
+        &mut self,
+        key: EnlistmentKey,
+        w: Write,
+        replaying: bool,
+    ) -> Result<(), NtStatus> {
         self.usable(key, true)?;
         let slot = Self::owner_slot(Some(key)).ok_or(NtStatus::TRANSACTION_NOT_ACTIVE)?;
         let old = self.committed_charge(w.key());
@@ -168,7 +180,7 @@ impl<E> State<E> {
         let refusal = if nwrites >= usize::try_from(self.limits.max_write_set).unwrap_or(usize::MAX)
         {
             Some(NtStatus::QUOTA_EXCEEDED)
-        } else if new_charge.is_none() && old.is_none() {
+        } else if new_charge.is_none() && old.is_none() && !replaying {
             Some(NtStatus::OBJECT_NAME_NOT_FOUND)
         } else if (dk > 0 || db > 0)
             && !self.fits(cur.0.saturating_add(dk), cur.1.saturating_add(db))
