@@ -64,7 +64,8 @@ impl MemLog {
     }
 
     /// Simulates a crash during a write: the first unforced record keeps its first `keep` bytes
-    /// (nothing if `keep` is 0), every later one is lost.
+    /// (nothing if `keep` is 0; all of it if it is no longer), every later one is lost. What
+    /// remains counts as forced from then on, as bytes on a disk do.
     pub fn crash_torn(&self, keep: usize) {
         self.inner.with(|i| {
             let forced = i.forced;
@@ -81,6 +82,9 @@ impl MemLog {
                 true
             });
             i.next = i.records.last().map_or(forced.next(), |r| r.lsn.next());
+            // What survived the crash is on the disk now: a later crash cannot lose it (the
+            // torn record, if any, is cut by the `discard_from` of the next recovery).
+            i.forced = i.records.last().map_or(forced, |r| r.lsn);
         });
     }
 
