@@ -19,6 +19,7 @@
 
 mod file;
 mod lock;
+mod params;
 mod port;
 mod sys;
 
@@ -27,7 +28,6 @@ use crate::irp::{self, Ioctl};
 use crate::ktm::{self, access, obj};
 use crate::mem::try_box;
 use crate::names;
-use crate::registry;
 use crate::teardown::{self, Built, Step};
 use crate::trace::{self, Level};
 use alloc::boxed::Box;
@@ -50,8 +50,8 @@ use wdk_sys::ntddk::{
     ExUuidCreate, ExWaitForRundownProtectionRelease, IoCreateSymbolicLink, IoDeleteDevice,
     IoDeleteSymbolicLink, MmGetSystemRoutineAddress, ObReferenceObjectByHandle,
     ObfDereferenceObject, PsGetCurrentProcessId, TmEnableCallbacks, ZwClose,
-    ZwCreateResourceManager, ZwCreateTransactionManager, ZwOpenKey, ZwQueryValueKey,
-    ZwRecoverResourceManager, ZwRecoverTransactionManager,
+    ZwCreateResourceManager, ZwCreateTransactionManager, ZwRecoverResourceManager,
+    ZwRecoverTransactionManager,
 };
 use wdk_sys::{
     _KEY_VALUE_INFORMATION_CLASS, DEVICE_OBJECT, DRIVER_OBJECT, EX_RUNDOWN_REF, GUID, HANDLE, IRP,
@@ -245,114 +245,6 @@ const _: () = assert!(
         == ktm::KEY_VALUE_PARTIAL_INFORMATION as i64
 );
 
-/// Reads `Parameters` under the service key: applies `TraceLevel` and returns the durable
-/// configuration (`Durable`, `LogDirectory`, `TmLogPath`; defaults for what is absent or
-/// malformed, see `crate::durable`).
-fn read_parameters(registry_path: PCUNICODE_STRING) -> Config {
-    let mut config = Config::default();
-    if registry_path.is_null() {
-        return config;
-    }
-    let mut service_oa = object_attributes(
-        registry_path.cast_mut(),
-        obj::KERNEL_HANDLE | obj::CASE_INSENSITIVE,
-        null_mut(),
-    );
-    let mut service: HANDLE = null_mut();
-    // ZwOpenKey(PHANDLE KeyHandle, ACCESS_MASK DesiredAccess, POBJECT_ATTRIBUTES
-    // ObjectAttributes): PASSIVE_LEVEL. On success the driver owns a kernel handle (closed below).
-    // SAFETY: pointers to locals; RegistryPath is the I/O manager's string, valid during
-    // DriverEntry, and ZwOpenKey only reads it.
-    let st = NtStatus(unsafe { ZwOpenKey(&mut service, access::KEY_READ, &mut service_oa) });
-    if !st.is_success() {
-        return config;
-    }
-    let mut sub = unicode(names::PARAMETERS_KEY);
-    let mut params_oa = object_attributes(
-        &mut sub,
-        obj::KERNEL_HANDLE | obj::CASE_INSENSITIVE,
-        service,
-    );
-    let mut params: HANDLE = null_mut();
-    // ZwOpenKey again, relative to the service key: PASSIVE_LEVEL; owned kernel handle.
-    // SAFETY: pointers to locals; `service` is open.
-    let st = NtStatus(unsafe { ZwOpenKey(&mut params, access::KEY_READ, &mut params_oa) });
-    close_handle("service key", service);
-    if !st.is_success() {
-        return config; // no Parameters key: defaults
-    }
-    let mut words = [0u32; durable::PARTIAL_SZ_LEN.div_ceil(4)]; // ULONG-aligned buffer
-    if let Some(b) = query_value(params, names::TRACE_LEVEL_VALUE, &mut words)
-        && let Some(v) = registry::partial_dword(b.bytes(), b.len)
-    {
-        trace::set_level(Level::from_registry(v));
-    }
-    if let Some(b) = query_value(params, durable::DURABLE_VALUE, &mut words)
-        && let Some(v) = registry::partial_dword(b.bytes(), b.len)
-    {
-        config.set_durable(v);
-    }
-    if let Some(b) = query_value(params, durable::LOG_DIRECTORY_VALUE, &mut words)
-        && let Some(p) = durable::partial_sz(b.bytes(), b.len)
-    {
-        config.log_directory = p;
-    }
-    if let Some(b) = query_value(params, durable::TM_LOG_VALUE, &mut words)
-        && let Some(p) = durable::partial_sz(b.bytes(), b.len)
-    {
-        config.tm_log = p;
-    }
-    close_handle("Parameters key", params);
-    config
-}
-
-/// The bytes `ZwQueryValueKey` returned.
-struct Queried {
-    bytes: [u8; durable::PARTIAL_SZ_LEN],
-    len: usize,
-}
-
-impl Queried {
-    fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-/// `KeyValuePartialInformation` of value `name` under `key`, into `words`; `None` when absent
-/// or larger than the buffer.
-fn query_value(key: HANDLE, name: &'static [u16], words: &mut [u32]) -> Option<Queried> {
-    let mut value = unicode(name);
-    let mut returned: ULONG = 0;
-    let len = ULONG::try_from(words.len().saturating_mul(4)).ok()?;
-    // ZwQueryValueKey(HANDLE KeyHandle, PUNICODE_STRING ValueName, KEY_VALUE_INFORMATION_CLASS
-    //   KeyValueInformationClass, PVOID KeyValueInformation, ULONG Length, PULONG ResultLength):
-    //   PASSIVE_LEVEL. Fills the caller's buffer; STATUS_BUFFER_OVERFLOW/TOO_SMALL if the value
-    //   is larger, STATUS_OBJECT_NAME_NOT_FOUND if absent.
-    // SAFETY: `words` is a live buffer of exactly `len` bytes; other pointers are locals.
-    let st = NtStatus(unsafe {
-        ZwQueryValueKey(
-            key,
-            &mut value,
-            _KEY_VALUE_INFORMATION_CLASS::KeyValuePartialInformation,
-            words.as_mut_ptr().cast(),
-            len,
-            &mut returned,
-        )
-    });
-    if !st.is_success() {
-        return None;
-    }
-    let mut q = Queried {
-        bytes: [0; durable::PARTIAL_SZ_LEN],
-        len: usize::try_from(returned).ok()?,
-    };
-    for (chunk, word) in q.bytes.chunks_mut(4).zip(words.iter()) {
-        let b = word.to_ne_bytes();
-        chunk.copy_from_slice(b.get(..chunk.len())?);
-    }
-    Some(q)
-}
-
 /// The driver's entry point, called once by the I/O manager at PASSIVE_LEVEL in the System
 /// process when the service starts (`sc start KtmRm`).
 ///
@@ -366,7 +258,7 @@ pub unsafe extern "system" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    let config = read_parameters(registry_path);
+    let config = params::read_parameters(registry_path);
     trace!(
         Level::Info,
         "DriverEntry (trace level {:?}, {})",

@@ -17,19 +17,21 @@
 //! (a torn record followed by good ones would read back as corruption): PREPARE votes no and
 //! non-transacted writes fail with the first failure's status until the driver restarts.
 
-use crate::entry::KeyBuf;
 use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
 use crate::state::Pending;
-use crate::state::{Phase, State};
+use crate::state::State;
 use crate::tree::{NodeId, Tree};
 use crate::wal::{
-    DroppedTail, EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, OUTCOME_RECORD_LEN,
-    RecordRef, ReplayError, SnapshotSource, WriteSource, WriteVisitor,
+    EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, OUTCOME_RECORD_LEN, RecordRef,
+    SnapshotSource, WriteSource, WriteVisitor,
 };
-use ktmrm_proto::{Limits, NtStatus};
+use ktmrm_proto::NtStatus;
+
+mod recover;
 
 pub use crate::wal::AUTOCOMMIT_UOW;
+pub use recover::{RecoverError, RecoveryReport};
 
 /// Counters of the durable engine, for hosts and tests (not part of the IOCTL ABI).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,66 +62,6 @@ impl DurabilityStats {
         recovered: 0,
         failed: None,
     };
-}
-
-/// What a restart found in the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Committed entries loaded.
-    pub entries: u64,
-    /// Prepared transactions without an outcome, held locked until KTM's recovery says.
-    pub in_doubt: u64,
-    /// Valid records replayed.
-    pub records: u64,
-    /// The checkpoint replay started from.
-    pub checkpoint: Option<Lsn>,
-    /// A torn tail that was dropped (a crash during an append; never a record that was forced).
-    pub dropped_tail: Option<DroppedTail>,
-    /// The LSN the next record gets.
-    pub next_lsn: Lsn,
-}
-
-/// Why a restart failed. The driver does not start then: the log needs attention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecoverError {
-    /// The log could not be read or is corrupt (see [`ReplayError`]).
-    Replay(ReplayError),
-    /// An in-doubt transaction could not be held again: out of memory, or over quotas smaller
-    /// than the ones it was prepared under.
-    Rebuild {
-        /// The transaction.
-        tx: TxId,
-        /// Why.
-        status: NtStatus,
-    },
-    /// Out of memory loading the committed store.
-    NoMemory,
-}
-
-impl RecoverError {
-    /// The NTSTATUS a host reports.
-    #[must_use]
-    pub fn status(&self) -> NtStatus {
-        match self {
-            RecoverError::Replay(e) => e.status(),
-            RecoverError::Rebuild { status, .. } => *status,
-            RecoverError::NoMemory => NtStatus::INSUFFICIENT_RESOURCES,
-        }
-    }
-}
-
-impl core::fmt::Display for RecoverError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            RecoverError::Replay(e) => write!(f, "log replay failed: {e}"),
-            RecoverError::Rebuild { tx, status } => write!(
-                f,
-                "in-doubt transaction {:02x?} could not be held again: {status}",
-                tx.0
-            ),
-            RecoverError::NoMemory => write!(f, "out of memory loading the store"),
-        }
-    }
 }
 
 /// A transaction's pending writes, visited in place for its Prepare record.
@@ -323,65 +265,6 @@ impl<E> State<E> {
         let _ = self.append_outcome(log, &RecordRef::Abort { tx }, reserved);
     }
 
-    /// LAST_RECOVER: every transaction rebuilt as in doubt that KTM sent no RECOVER for was
-    /// never recorded as prepared by KTM, so it is rolled back (presumed abort, ktm.md §1).
-    pub(crate) fn last_recover(&mut self, log: &dyn LogPort) {
-        self.recovering = false;
-        let mut i = 0usize;
-        while let Some(s) = self.slots.get(i) {
-            let key = match &s.txn {
-                Some(t) if t.awaiting_recover => u32::try_from(i)
-                    .ok()
-                    .map(|slot| State::<E>::key_of(slot, s.generation)),
-                _ => None,
-            };
-            if let Some(key) = key {
-                self.discard(key);
-                self.log_abort(key, log);
-                self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
-                self.durability.presumed_aborts = self.durability.presumed_aborts.saturating_add(1);
-                let _ = self.end(key);
-            }
-            i = i.saturating_add(1);
-        }
-    }
-
-    /// RECOVER for `uow`: the key KTM is to use from now on. An in-doubt transaction from the
-    /// log keeps its own; an unknown one (its Commit or Abort record is already in the log; KTM
-    /// just had not recorded the answer) gets a new, empty prepared slot, so the outcome KTM
-    /// redelivers is answered and its enlistment closed like any other.
-    pub(crate) fn recover_key(&mut self, uow: TxId) -> Result<EnlistmentKey, NtStatus> {
-        if let Some(key) = self.find_txn(&uow) {
-            if let Some(t) = self.txn_mut(key)
-                && t.awaiting_recover
-            {
-                t.awaiting_recover = false;
-                self.durability.recovered = self.durability.recovered.saturating_add(1);
-                return Ok(key);
-            }
-            return Err(NtStatus::TRANSACTION_REQUEST_NOT_VALID);
-        }
-        let key = self.create_txn(uow)?;
-        if let Some(t) = self.txn_mut(key) {
-            t.enlisting = false;
-            t.phase = Phase::Prepared;
-        }
-        self.durability.recovered = self.durability.recovered.saturating_add(1);
-        Ok(key)
-    }
-
-    /// Records the enlistment `TmRecoverEnlistment` gave for `key`; returns it back if the
-    /// transaction is gone (the caller closes it).
-    pub(crate) fn attach(&mut self, key: EnlistmentKey, en: Option<E>) -> Option<E> {
-        match self.txn_mut(key) {
-            Some(t) => {
-                t.enlistment = en;
-                None
-            }
-            None => en,
-        }
-    }
-
     /// A non-transacted write in a durable state: checked, logged as a Prepare and a Commit
     /// record under [`AUTOCOMMIT_UOW`], then applied (with the store slot reserved first, so
     /// applying cannot fail after logging). Returns the LSN to force before completing.
@@ -435,71 +318,6 @@ impl<E> State<E> {
         })?;
         self.durability.bytes_since_checkpoint = 0;
         Ok(lsn)
-    }
-
-    /// Rebuilds a durable state from `log`: replays it (dropping a torn tail), loads the
-    /// committed store, and holds every in-doubt transaction's keys locked as a prepared
-    /// transaction awaiting KTM's RECOVER. Requests are refused until LAST_RECOVER.
-    pub fn recover(
-        limits: Limits,
-        log: &dyn LogPort,
-    ) -> Result<(Self, RecoveryReport), RecoverError> {
-        let rec = crate::wal::recover(log, None).map_err(RecoverError::Replay)?;
-        let mut s = State::new(limits);
-        let report = RecoveryReport {
-            entries: rec.store.len() as u64,
-            in_doubt: rec.in_doubt.len() as u64,
-            records: rec.records,
-            checkpoint: rec.checkpoint,
-            dropped_tail: rec.dropped_tail,
-            next_lsn: rec.next_lsn,
-        };
-        for e in rec.store {
-            let charge = e.charge();
-            s.committed.insert(e).map_err(|_| RecoverError::NoMemory)?;
-            s.committed_bytes = s.committed_bytes.saturating_add(charge);
-        }
-        for p in rec.in_doubt {
-            let tx = p.tx;
-            s.hold_in_doubt(p, log)
-                .map_err(|status| RecoverError::Rebuild { tx, status })?;
-        }
-        s.log = Some(LogWriter::new(rec.next_lsn));
-        s.recovering = true;
-        Ok((s, report))
-    }
-
-    /// Stages an in-doubt transaction's writes as a prepared transaction's (locks, reservations,
-    /// quota charge), exactly as PREPARE left them before the restart.
-    fn hold_in_doubt(
-        &mut self,
-        p: crate::wal::Prepared,
-        log: &dyn LogPort,
-    ) -> Result<(), NtStatus> {
-        let key = self.create_txn(p.tx)?;
-        if let Some(t) = self.txn_mut(key) {
-            t.enlisting = false;
-        }
-        for w in p.writes {
-            let op = match KeyBuf::new(w.key()) {
-                None => return Err(NtStatus::INVALID_PARAMETER),
-                Some(k) => match w.into_put() {
-                    Some(e) => OpWrite::Put(e),
-                    None => OpWrite::Delete(k),
-                },
-            };
-            self.stage(key, op, true)?;
-        }
-        if !self.reserve_for_commit(key) {
-            return Err(NtStatus::QUOTA_EXCEEDED);
-        }
-        log.reserve(1, OUTCOME_RECORD_LEN)?;
-        let t = self.txn_mut(key).ok_or(NtStatus::UNSUCCESSFUL)?;
-        t.phase = Phase::Prepared;
-        t.logged = true;
-        t.awaiting_recover = true;
-        t.outcome_reserved = true;
-        Ok(())
     }
 }
 
