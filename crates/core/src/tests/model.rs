@@ -135,6 +135,7 @@ proptest! {
                     handles[i] = h.port.new_tx();
                 }
             }
+            prop_assert_eq!(h.engine.with_state(crate::State::check_consistency), Ok(()));
         }
         let s = h.stats();
         prop_assert_eq!(s.keys, m.committed.len() as u64);
@@ -144,5 +145,6 @@ proptest! {
             h.rollback(*t);
         }
         prop_assert_eq!(h.stats().live_transactions, 0);
+        prop_assert_eq!(h.engine.with_state(|s| s.pending.len()), 0, "a key lock outlived its transaction");
     }
 }
