@@ -44,17 +44,21 @@ pub enum Scenario {
     Promoted,
     /// Two interleaved transactions: one rolled back by the app, one committed.
     Interleaved,
+    /// One transaction that rewrites its own writes (a new key put then deleted, a key put
+    /// twice) beside a second RM: its Prepare record holds a delete of a key the store lacks.
+    Rewrites,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::SinglePhase,
         Scenario::TwoPhase,
         Scenario::Vetoed,
         Scenario::NonTransacted,
         Scenario::Promoted,
         Scenario::Interleaved,
+        Scenario::Rewrites,
     ];
 
     /// The CLI name.
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::NonTransacted => "non-transacted",
             Scenario::Promoted => "promoted",
             Scenario::Interleaved => "interleaved",
+            Scenario::Rewrites => "rewrites",
         }
     }
 }
@@ -213,6 +218,30 @@ pub fn run(s: Scenario, dev: &SimDevice, units: &mut Vec<Unit>) {
             // The superior decides late: the app's handle is long closed.
             let _ = app.transport.close_handle(h);
             u.reported = ktm.superior_decide(id, true).is_success();
+        }
+        Scenario::Rewrites => {
+            let Some((h, id)) = app.begin() else { return };
+            // What the transaction leaves, key by key (the checks compare final values).
+            units.push(unit(
+                s.name(),
+                Some(id),
+                &[("r/new", None), ("base/2", Some("2"))],
+            ));
+            let c = &app.client;
+            let steps = c
+                .put_in(h, b"r/new", b"1")
+                .and_then(|()| c.put_in(h, b"base/2", b"1"))
+                .and_then(|()| c.delete_in(h, b"r/new"))
+                .and_then(|()| c.put_in(h, b"base/2", b"2"))
+                .and_then(|()| app.transport.enlist_yes_rm(h));
+            if steps.is_err() {
+                return;
+            }
+            let committed = app.transport.commit_transaction(h).is_success();
+            if let Some(u) = units.last_mut() {
+                u.reported = committed;
+            }
+            let _ = app.transport.close_handle(h);
         }
         Scenario::Interleaved => {
             let Some((h1, id1)) = app.begin() else { return };
