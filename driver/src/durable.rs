@@ -78,6 +78,11 @@ impl core::fmt::Debug for NtPath {
 }
 
 impl NtPath {
+    const EMPTY: NtPath = NtPath {
+        units: [0; MAX_PATH_UNITS],
+        len: 0,
+    };
+
     /// A path from UTF-16 units: `None` if empty, too long, or holding a NUL.
     #[must_use]
     pub fn new(units: &[u16]) -> Option<NtPath> {
@@ -133,14 +138,8 @@ impl Default for Config {
         Config {
             durable: false,
             // The defaults are short constants: `new` cannot fail on them.
-            log_directory: NtPath::new(DEFAULT_LOG_DIRECTORY).unwrap_or(NtPath {
-                units: [0; MAX_PATH_UNITS],
-                len: 0,
-            }),
-            tm_log: NtPath::new(DEFAULT_TM_LOG).unwrap_or(NtPath {
-                units: [0; MAX_PATH_UNITS],
-                len: 0,
-            }),
+            log_directory: NtPath::new(DEFAULT_LOG_DIRECTORY).unwrap_or(NtPath::EMPTY),
+            tm_log: NtPath::new(DEFAULT_TM_LOG).unwrap_or(NtPath::EMPTY),
         }
     }
 }

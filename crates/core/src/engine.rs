@@ -132,14 +132,14 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// recovery, at unload, and once enough bytes were logged since the last one).
     pub fn checkpoint(&self) -> Result<Lsn, NtStatus> {
         let lsn = self.lock.with(|s| s.append_checkpoint(&self.log))?;
-        if let Err(st) = self.log.force(lsn) {
-            self.lock.with(|s| s.log_failure(st));
-            return Err(st);
-        }
+        let forced = self.log.force(lsn);
         self.lock.with(|s| {
-            s.durability.forces = s.durability.forces.saturating_add(1);
-            s.durability.checkpoints = s.durability.checkpoints.saturating_add(1);
+            s.forced(forced);
+            if forced.is_ok() {
+                s.durability.checkpoints = s.durability.checkpoints.saturating_add(1);
+            }
         });
+        forced?;
         // Failing to free space loses nothing: replay starts at the last checkpoint anyway.
         let _ = self.log.truncate_before(lsn);
         Ok(lsn)
@@ -300,12 +300,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         })?;
         if let Some(lsn) = force {
             let forced = self.log.force(lsn);
-            self.lock.with(|s| {
-                s.durability.forces = s.durability.forces.saturating_add(1);
-                if let Err(st) = forced {
-                    s.log_failure(st);
-                }
-            });
+            self.lock.with(|s| s.forced(forced));
             forced?;
         }
         Ok((NtStatus::SUCCESS, 0))

@@ -109,12 +109,12 @@ pub struct State<E> {
     /// Durable only: numbers and encodes the log's records (appends happen under this lock, so
     /// log order is the order of changes; forces happen outside it).
     pub(crate) log: Option<crate::wal::LogWriter>,
-    /// Durable only: the first append or force failure. From then on PREPARE votes no and
-    /// non-transacted writes fail with it: what is durable is no longer known.
-    pub(crate) log_failed: Option<NtStatus>,
     /// Durable only: rebuilt from the log, LAST_RECOVER not seen yet; requests wait (ktm.md §7
     /// "finish recovery before accepting work").
     pub(crate) recovering: bool,
+    /// Durable only: counters, and (`failed`) the first append or force failure. From then on
+    /// PREPARE votes no and non-transacted writes fail with it: what is durable is no longer
+    /// known.
     pub(crate) durability: crate::durable::DurabilityStats,
 }
 
@@ -151,7 +151,6 @@ impl<E> State<E> {
             },
             shutting_down: false,
             log: None,
-            log_failed: None,
             recovering: false,
             durability: crate::durable::DurabilityStats::ZERO,
         }

@@ -45,7 +45,7 @@ impl<E> Reaction<E> {
 }
 
 impl<E> State<E> {
-    pub(crate) fn protocol_error(&mut self) {
+    fn protocol_error(&mut self) {
         self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
     }
 
@@ -159,7 +159,7 @@ impl<E> State<E> {
         forced: Result<(), NtStatus>,
         log: &dyn LogPort,
     ) -> Reaction<E> {
-        self.durability.forces = self.durability.forces.saturating_add(1);
+        self.forced(forced);
         let phase = self.txn(key).map(|t| t.phase);
         match (phase, forced) {
             (Some(Phase::Prepared), Ok(())) => {
@@ -169,15 +169,13 @@ impl<E> State<E> {
                 let close = self.end(key);
                 Reaction::answer(Some(Answer::CommitComplete), close)
             }
-            (Some(Phase::Prepared), Err(st)) => {
-                self.log_failure(st);
+            (Some(Phase::Prepared), Err(_)) => {
                 self.discard(key);
                 self.log_abort(key, log);
                 self.veto(key);
                 Reaction::answer(Some(Answer::RollbackEnlistment), None)
             }
-            (Some(Phase::Committing), Err(st)) => {
-                self.log_failure(st);
+            (Some(Phase::Committing), Err(_)) => {
                 self.set_phase(key, Phase::Unlogged);
                 Reaction::answer(None, None)
             }
@@ -204,7 +202,8 @@ impl<E> State<E> {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
             return Ok((Some(Answer::ReadOnly), true));
         }
-        if (self.log.is_some() && self.log_failed.is_some()) || !self.reserve_for_commit(key) {
+        if (self.log.is_some() && self.durability.failed.is_some()) || !self.reserve_for_commit(key)
+        {
             self.discard(key);
             self.veto(key);
             return Ok((Some(Answer::RollbackEnlistment), false));
@@ -260,7 +259,7 @@ impl<E> State<E> {
         log: &dyn LogPort,
     ) -> Result<(Option<Answer>, bool), Lsn> {
         let durable = self.log.is_some();
-        if (durable && self.log_failed.is_some()) || !self.reserve_for_commit(key) {
+        if (durable && self.durability.failed.is_some()) || !self.reserve_for_commit(key) {
             return Ok((Some(Answer::SinglePhaseReject), false));
         }
         if durable && self.log_prepare(key, log).is_err() {

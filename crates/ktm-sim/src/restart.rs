@@ -18,7 +18,6 @@ use ktmrm_proto::NtStatus;
 use crate::device::{SimConfig, SimDevice};
 use crate::durable::{RmGuid, status::TRANSACTIONMANAGER_NOT_ONLINE};
 use crate::ktm::{Ktm, WeakKtm};
-use crate::model::KtmConfig;
 
 /// The GUID the simulated durable device registers its RM with, on every boot.
 pub const DEVICE_RM_GUID: RmGuid = RmGuid(*b"ktmrm-sim-device");
@@ -210,11 +209,7 @@ impl std::error::Error for RestartError {}
 impl SimDevice {
     /// A durable device with `cfg` on a new durable KTM, with an empty log, booted.
     pub fn durable(cfg: SimConfig) -> Result<(SimDevice, RecoveryReport), RestartError> {
-        let ktm = Ktm::new_durable(KtmConfig {
-            delivery: cfg.delivery,
-            answer_deadline: cfg.answer_deadline,
-            duplicate_commit: cfg.duplicate_commit,
-        });
+        let ktm = Ktm::new_durable(cfg.ktm_config());
         let log = Arc::new(SimLog::new(&ktm));
         SimDevice::boot(ktm, log, cfg)
     }

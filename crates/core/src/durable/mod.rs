@@ -134,9 +134,16 @@ impl<E> State<E> {
     }
 
     pub(crate) fn log_failure(&mut self, st: NtStatus) {
-        if self.log_failed.is_none() {
-            self.log_failed = Some(st);
+        if self.durability.failed.is_none() {
             self.durability.failed = Some(st);
+        }
+    }
+
+    /// Counts a force the engine made outside the lock and records its failure, if any.
+    pub(crate) fn forced(&mut self, r: Result<(), NtStatus>) {
+        self.durability.forces = self.durability.forces.saturating_add(1);
+        if let Err(st) = r {
+            self.log_failure(st);
         }
     }
 
@@ -149,7 +156,7 @@ impl<E> State<E> {
         log: &dyn LogPort,
         append: impl FnOnce(&Self, &mut LogWriter, &dyn LogPort) -> Result<Lsn, NtStatus>,
     ) -> Result<Lsn, NtStatus> {
-        if let Some(st) = self.log_failed {
+        if let Some(st) = self.durability.failed {
             return Err(st);
         }
         let mut writer = self.log.take().ok_or(NtStatus::TM_VOLATILE)?;
@@ -180,7 +187,7 @@ impl<E> State<E> {
     /// Appends `key`'s Prepare record and marks it logged, with the memory of its outcome record
     /// reserved first. `Err` means vote no.
     pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
-        if self.log_failed.is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
+        if self.durability.failed.is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
             return Err(());
         }
         let appended = self.append_with(log, |s, w, log| {
@@ -216,7 +223,7 @@ impl<E> State<E> {
         rec: &RecordRef<'_>,
         reserved: bool,
     ) -> Result<Lsn, NtStatus> {
-        if reserved && self.log_failed.is_some() {
+        if reserved && self.durability.failed.is_some() {
             log.unreserve(1, OUTCOME_RECORD_LEN);
         }
         self.append_with(log, |_, w, log| {
@@ -266,14 +273,14 @@ impl<E> State<E> {
     }
 
     /// A non-transacted write in a durable state: checked, logged as a Prepare and a Commit
-    /// record under [`AUTOCOMMIT_UOW`], then applied (with the store slot reserved first, so
-    /// applying cannot fail after logging). Returns the LSN to force before completing.
+    /// record under [`AUTOCOMMIT_UOW`], then applied (with the store slot and the Commit record's
+    /// memory reserved first, so neither can fail once the Prepare is in the log). Returns the LSN to force before completing.
     pub(crate) fn write_now_logged(
         &mut self,
         w: OpWrite,
         log: &dyn LogPort,
     ) -> Result<Lsn, NtStatus> {
-        if let Some(st) = self.log_failed {
+        if let Some(st) = self.durability.failed {
             return Err(st);
         }
         self.check_write_now(&w)?;
@@ -288,21 +295,30 @@ impl<E> State<E> {
                 .reserve(1)
                 .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         }
-        let logged = self
-            .append(
-                log,
-                &RecordRef::Prepare {
-                    tx: AUTOCOMMIT_UOW,
-                    writes: &writes,
-                },
-            )
-            .and_then(|_| self.append(log, &RecordRef::Commit { tx: AUTOCOMMIT_UOW }));
-        let lsn = match logged {
+        let unreserve_slot = |s: &mut Self| {
+            if matches!(w, OpWrite::Put(_)) {
+                s.committed.unreserve(1);
+            }
+        };
+        // The Commit record's memory first, so that it cannot fail once the Prepare is in.
+        if let Err(st) = log.reserve(1, OUTCOME_RECORD_LEN) {
+            unreserve_slot(self);
+            return Err(st);
+        }
+        let prepare = RecordRef::Prepare {
+            tx: AUTOCOMMIT_UOW,
+            writes: &writes,
+        };
+        if let Err(st) = self.append(log, &prepare) {
+            log.unreserve(1, OUTCOME_RECORD_LEN);
+            unreserve_slot(self);
+            return Err(st);
+        }
+        let commit = RecordRef::Commit { tx: AUTOCOMMIT_UOW };
+        let lsn = match self.append_outcome(log, &commit, true) {
             Ok(lsn) => lsn,
             Err(st) => {
-                if matches!(w, OpWrite::Put(_)) {
-                    self.committed.unreserve(1);
-                }
+                unreserve_slot(self);
                 return Err(st);
             }
         };
