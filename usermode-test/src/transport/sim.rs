@@ -21,14 +21,7 @@ impl SimTransport {
     /// A fresh device (empty store) with `cfg`, one process, and a read/write open.
     #[must_use]
     pub fn new(cfg: SimConfig) -> SimTransport {
-        let device = SimDevice::with_config(cfg);
-        let process = device.process();
-        let file = process.open(FILE_READ_DATA | FILE_WRITE_DATA);
-        SimTransport {
-            device,
-            process,
-            file,
-        }
+        SimTransport::attach(&SimDevice::with_config(cfg))
     }
 
     /// A new process with a read/write open of an existing `device` (a durable device after a
