@@ -56,6 +56,25 @@ const fn min_output(call: Call) -> usize {
     }
 }
 
+/// Decodes a request: its call, the buffer lengths, its fields, and the output room it needs.
+fn decode(
+    code: u32,
+    buffer: &[u8],
+    input_len: usize,
+    output_len: usize,
+) -> Result<Request<'_>, NtStatus> {
+    let call = Call::from_code(code).ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    if input_len > buffer.len() || output_len > buffer.len() {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let input = buffer.get(..input_len).ok_or(NtStatus::INVALID_PARAMETER)?;
+    let req = Request::decode(call, input)?;
+    if output_len < min_output(call) {
+        return Err(NtStatus::BUFFER_TOO_SMALL);
+    }
+    Ok(req)
+}
+
 impl Op {
     fn from_request(req: Request<'_>) -> Result<Op, NtStatus> {
         let key = |k: &[u8]| KeyBuf::new(k).ok_or(NtStatus::INVALID_PARAMETER);
@@ -211,18 +230,22 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         input_len: usize,
         output_len: usize,
     ) -> Result<(NtStatus, usize), NtStatus> {
-        if self.lock.with(|s| s.shutting_down || s.recovering) {
-            return Err(NtStatus::DEVICE_NOT_READY);
-        }
-        let call = Call::from_code(code).ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
-        if input_len > buffer.len() || output_len > buffer.len() {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        let input = buffer.get(..input_len).ok_or(NtStatus::INVALID_PARAMETER)?;
-        let req = Request::decode(call, input)?;
-        if output_len < min_output(call) {
-            return Err(NtStatus::BUFFER_TOO_SMALL);
-        }
+        // Decoding reads only the request, so it can come first; the readiness check still
+        // decides the status first. Under that lock the key's leaf starts loading, so its cache
+        // miss overlaps the value copy and the transaction lookup below.
+        let decoded = decode(code, buffer, input_len, output_len);
+        self.lock.with(|s| {
+            if s.shutting_down || s.recovering {
+                return Err(NtStatus::DEVICE_NOT_READY);
+            }
+            if let Ok(req) = &decoded
+                && let Some(key) = req.point_key()
+            {
+                s.prefetch(key);
+            }
+            Ok(())
+        })?;
+        let req = decoded?;
         let tx = req.tx();
         let op = Op::from_request(req)?;
         let out = buffer

@@ -53,6 +53,12 @@ impl<E> State<E> {
             && (bytes <= 0 || add(base_b, bytes) <= self.limits.max_bytes)
     }
 
+    /// Starts loading the committed store's leaf for `key`, which a request on it reads
+    /// ([`crate::tree::Tree::prefetch`]).
+    pub(crate) fn prefetch(&self, key: &[u8]) {
+        self.committed.prefetch(key);
+    }
+
     fn committed_charge(&self, key: &[u8]) -> Option<u64> {
         self.committed.get(key).map(Entry::charge)
     }

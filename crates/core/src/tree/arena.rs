@@ -1,7 +1,6 @@
 //! Storage of a [`Tree`](super::Tree): entry slots and index nodes, each in fixed pages that are
 //! allocated once (`try_reserve_exact`), never grown or moved, and chained into free lists.
 
-use super::node::Node;
 use super::{AllocError, NIL};
 use crate::fallible;
 use alloc::vec::Vec;
@@ -13,7 +12,7 @@ pub const PAGE: usize = 1 << PAGE_BITS;
 const PAGE_MASK: u32 = (1 << PAGE_BITS) - 1;
 /// log2 of [`NODE_PAGE`].
 const NODE_BITS: u32 = 5;
-/// Index nodes per page (32 × 520 bytes, about 16 KiB).
+/// Index nodes per page (32 leaves of 776 bytes or inner nodes of 1,032 bytes: 24–32 KiB).
 pub(super) const NODE_PAGE: usize = 1 << NODE_BITS;
 const NODE_MASK: u32 = (1 << NODE_BITS) - 1;
 
@@ -128,13 +127,13 @@ pub(super) fn new_slot_page<E>() -> Option<(SlotPage<E>, usize)> {
     Some((SlotPage { payload, next }, bytes))
 }
 
-pub(super) fn new_node_page() -> Option<(Vec<Node>, usize)> {
+pub(super) fn new_node_page<T>() -> Option<(Vec<T>, usize)> {
     if !page_alloc_permitted() {
         return None;
     }
     let mut nodes = Vec::new();
     nodes.try_reserve_exact(NODE_PAGE).ok()?;
-    let bytes = nodes.capacity().saturating_mul(size_of::<Node>());
+    let bytes = nodes.capacity().saturating_mul(size_of::<T>());
     Some((nodes, bytes))
 }
 

@@ -1,6 +1,5 @@
 //! Ascending iteration: a fixed stack of (node, position) per level; allocates nothing.
 
-use super::node::Node;
 use super::{Keyed, NIL, NodeId, PATH, Tree, prefix_of};
 use core::iter::FusedIterator;
 use core::ops::Bound;
@@ -28,28 +27,34 @@ impl<'a, E: Keyed> Iter<'a, E> {
             Bound::Unbounded => (&[][..], 0),
         };
         let mut n = tree.root;
-        while let Some(node) = tree.nd(n) {
+        for _ in 1..tree.height {
+            let Some(node) = tree.inner(n) else {
+                return it;
+            };
             let i = match start {
                 Bound::Unbounded => 0,
-                _ if node.leaf => match tree.leaf_pos(node, prefix, key) {
-                    Some((i, found)) => {
-                        let skip = found && matches!(start, Bound::Excluded(_));
-                        i.saturating_add(usize::from(skip))
-                    }
-                    None => break,
-                },
                 _ => match tree.child_pos(node, prefix, key) {
                     Some((i, _)) => i,
-                    None => break,
+                    None => return it,
                 },
             };
             if !it.push(n, i) {
-                break;
-            }
-            if node.leaf {
-                break;
+                return it;
             }
             n = node.child_at(i);
+        }
+        let Some(leaf) = tree.leaf(n) else {
+            return it;
+        };
+        let i = match start {
+            Bound::Unbounded => Some(0),
+            _ => tree.leaf_pos(leaf, prefix, key).map(|(i, found)| {
+                let skip = found && matches!(start, Bound::Excluded(_));
+                i.saturating_add(usize::from(skip))
+            }),
+        };
+        if let Some(i) = i {
+            it.push(n, i);
         }
         it
     }
@@ -83,22 +88,24 @@ impl<'a, E: Keyed> Iter<'a, E> {
             };
             *p = p.saturating_add(1);
             let next = *p;
-            let Some(node) = tree.nd(n) else {
+            let Some(node) = tree.inner(n) else {
                 return false;
             };
             if next < node.len() {
                 let mut c = node.child_at(next);
-                // Down the leftmost edge to a leaf.
-                while let Some(cn) = tree.nd(c) {
+                // Down the leftmost edge to a leaf (the level `height - 1`).
+                loop {
                     if !self.push(c, 0) {
                         return false;
                     }
-                    if cn.leaf {
-                        return true;
+                    if self.depth >= tree.height {
+                        return tree.leaf(c).is_some();
                     }
+                    let Some(cn) = tree.inner(c) else {
+                        return false;
+                    };
                     c = cn.child_at(0);
                 }
-                return false;
             }
         }
     }
@@ -111,7 +118,7 @@ impl<'a, E: Keyed> Iterator for Iter<'a, E> {
         loop {
             let d = self.depth.checked_sub(1)?;
             let n = *self.nodes.get(d)?;
-            let leaf: &Node = self.tree.nd(n)?;
+            let leaf = self.tree.leaf(n)?;
             let p = self.pos.get_mut(d)?;
             if let Some(it) = leaf.item(*p) {
                 *p = p.saturating_add(1);

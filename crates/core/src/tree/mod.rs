@@ -2,10 +2,12 @@
 //! key prefixes over an arena of entry slots addressed by `u32` indices.
 //!
 //! Why this shape:
-//! - A large tree's cost is one cache miss per level it descends. Index nodes hold up to [`F`]
-//!   sorted 8-byte key prefixes in one array (four cache lines), so a million keys are 4–5
-//!   levels deep, and all levels but the leaves fit in the last-level cache: a cold lookup
-//!   misses about twice instead of once per level of a binary tree.
+//! - A large tree's cost is one cache miss per level it descends. Nodes hold sorted 8-byte key
+//!   prefixes in one array (64 per node), so a million keys are four levels deep.
+//!   Leaves and inner nodes live in separate pools: the few inner nodes stay packed together, so
+//!   all levels but the leaves stay in cache and TLB, and a cold lookup misses about once (the
+//!   leaf) instead of once per level. (Measured: inner nodes mixed in with leaves cost a second
+//!   miss per lookup at a million keys.)
 //! - Entries stay in stable slots of a paged arena (pages of [`PAGE`], allocated once, never
 //!   grown), so a [`NodeId`] is the slot index and stays valid while its entry is in the tree;
 //!   the index holds only (prefix, slot) pairs. Only equal prefixes read the entry's key.
@@ -13,9 +15,9 @@
 //!   with free lists; nothing is copied when the tree grows.
 //! - Commit must not fail half-way, so callers can [`Tree::reserve`] up front and later
 //!   [`Tree::insert_reserved`] without allocating. Every node but the root is at least half
-//!   full, so a tree of `n` keys uses at most `n / (MIN - 1) + MAX_HEIGHT + 1` nodes; a
-//!   reservation keeps enough free nodes for the reserved inserts' splits (see
-//!   [`Tree::nodes_needed`]).
+//!   full, which bounds the nodes a tree of `n` keys uses ([`leaf_bound`], [`inner_bound`]); a
+//!   reservation keeps enough free nodes of each kind for the reserved inserts' splits (see
+//!   [`Tree::leaves_needed`], [`Tree::inners_needed`]).
 //!
 //! Nothing here panics or uses `unsafe`; an index that does not resolve (which the invariants rule
 //! out) is treated as absent rather than a bugcheck.
@@ -37,7 +39,7 @@ use arena::{
 };
 use core::cmp::Ordering;
 use core::ops::Bound;
-use node::{Item, MIN, Node};
+use node::{INNER, Inner, Item, LEAF, Leaf, Node};
 
 /// Types stored in a [`Tree`] expose their key.
 pub trait Keyed {
@@ -55,28 +57,61 @@ pub struct NodeId(u32);
 
 /// "No slot / no node".
 const NIL: u32 = u32::MAX;
-/// Levels a tree can have: non-root nodes are at least half full ([`MIN`] = 16 items), so
-/// 2^32 slots fit in 8 levels.
+/// Levels a tree can have: non-root nodes are at least half full (leaves 32 entries, inner
+/// nodes 32 children), so 2^32 slots fit in 8 levels.
 const MAX_HEIGHT: usize = 8;
-/// Nodes one insert can take: a split on every level plus a new root.
-const NODES_PER_INSERT: usize = MAX_HEIGHT + 1;
+/// Inner nodes one insert can take: a split on every inner level plus a new root. (It takes at
+/// most one leaf.)
+const INNERS_PER_INSERT: usize = MAX_HEIGHT;
 /// Room in descent paths (more than [`MAX_HEIGHT`]).
 const PATH: usize = 12;
 
 /// An ordered map of `E`s by [`Keyed::key`] with stable [`NodeId`]s and fallible allocation.
 ///
-/// Invariants after every successful operation: every node but the root holds at least [`MIN`]
-/// items and all leaves are equally deep; free slots >= [`Tree::reserved`] and free nodes >=
-/// [`Tree::nodes_needed`]`(reserved)`. Pages are only freed by [`Tree::clear`] (and by a failed
-/// [`Tree::reserve`], which frees the pages it added).
+/// Invariants after every successful operation: every node but the root is at least half full
+/// and all leaves are equally deep (`height` levels: the last is the leaves, so a node's kind
+/// follows from its depth); free slots >= [`Tree::reserved`], free leaves >=
+/// [`Tree::leaves_needed`]`(0, reserved)` and free inner nodes >=
+/// [`Tree::inners_needed`]`(0, reserved)`. Pages are only freed by [`Tree::clear`] (and by a
+/// failed [`Tree::reserve`], which frees the pages it added).
 pub struct Tree<E: Keyed> {
     slots: Pool<SlotPage<E>>,
-    nodes: Pool<alloc::vec::Vec<Node>>,
+    nodes: Pools,
     root: u32,
     /// Levels (0 when empty, 1 when the root is a leaf).
     height: usize,
     len: usize,
     reserved: usize,
+}
+
+/// The node pools: leaves and inner nodes apart.
+struct Pools {
+    leaves: Pool<alloc::vec::Vec<Leaf>>,
+    inners: Pool<alloc::vec::Vec<Inner>>,
+}
+
+/// A node kind's pool.
+trait Pooled: Sized {
+    fn pool(p: &Pools) -> &Pool<alloc::vec::Vec<Self>>;
+    fn pool_mut(p: &mut Pools) -> &mut Pool<alloc::vec::Vec<Self>>;
+}
+
+impl Pooled for Leaf {
+    fn pool(p: &Pools) -> &Pool<alloc::vec::Vec<Self>> {
+        &p.leaves
+    }
+    fn pool_mut(p: &mut Pools) -> &mut Pool<alloc::vec::Vec<Self>> {
+        &mut p.leaves
+    }
+}
+
+impl Pooled for Inner {
+    fn pool(p: &Pools) -> &Pool<alloc::vec::Vec<Self>> {
+        &p.inners
+    }
+    fn pool_mut(p: &mut Pools) -> &mut Pool<alloc::vec::Vec<Self>> {
+        &mut p.inners
+    }
 }
 
 impl<E: Keyed> Default for Tree<E> {
@@ -85,13 +120,26 @@ impl<E: Keyed> Default for Tree<E> {
     }
 }
 
-/// How many of the sorted prefixes are below `p` (= their partition point). A branch-free count
-/// rather than a binary search: its loads do not depend on each other, so a cold node's cache
-/// lines are fetched in parallel instead of one probe after another (at most 32 prefixes).
-fn count_less(sorted: &[u64], p: u64) -> usize {
-    sorted
-        .iter()
-        .fold(0usize, |n, &x| n.wrapping_add(usize::from(x < p)))
+/// How many of the sorted prefixes are below `p` (their partition point), by a branch-free
+/// binary search over the node's whole array: its unused tail holds `u64::MAX`, never below, so
+/// the search has a fixed number of steps and never waits for the node's length. Callers first
+/// prefetch the array ([`node::Node::prefetch_search`]), so a cold node costs one miss, not one
+/// per step. (Measured hot, 64 prefixes: 8 ns against 27 ns for counting them all.)
+fn count_less(prefixes: &[u64], p: u64) -> usize {
+    let at = |i: usize| prefixes.get(i).copied().unwrap_or(u64::MAX);
+    let mut base = 0usize;
+    let mut size = prefixes.len();
+    if size == 0 {
+        return 0;
+    }
+    while size > 1 {
+        let half = size / 2;
+        if at(base.wrapping_add(half).wrapping_sub(1)) < p {
+            base = base.wrapping_add(half);
+        }
+        size = size.wrapping_sub(half);
+    }
+    base.wrapping_add(usize::from(at(base) < p))
 }
 
 /// The first 8 bytes of `key`, big-endian, zero-padded. Ordering by prefix agrees with ordering
@@ -105,9 +153,15 @@ fn prefix_of(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// Most nodes a tree of `n` keys can use: levels of at least [`MIN`] items each.
-fn node_bound(n: usize) -> usize {
-    (n / (MIN - 1)).saturating_add(MAX_HEIGHT + 1)
+/// Most leaves a tree of `n` keys can use: all but the root hold at least [`Leaf::MIN`].
+fn leaf_bound(n: usize) -> usize {
+    (n / (Leaf::MIN - 1)).saturating_add(1)
+}
+
+/// Most inner nodes a tree of `n` keys can use: each level above the leaves has at most
+/// 1/[`Inner::MIN`] as many nodes as the one below, plus a root.
+fn inner_bound(n: usize) -> usize {
+    (leaf_bound(n) / (Inner::MIN - 1)).saturating_add(MAX_HEIGHT + 1)
 }
 
 /// Where a descent ended.
@@ -147,11 +201,7 @@ impl<E: Keyed> Vacant<'_, E> {
         if prefix_of(e.key()) != self.prefix {
             return Err(e);
         }
-        let nodes = t
-            .nodes_needed(1, t.reserved)
-            .saturating_add(t.height)
-            .saturating_add(1);
-        if t.grow_slots(t.reserved.saturating_add(1)).is_err() || t.grow_nodes(nodes).is_err() {
+        if t.grow_for_insert().is_err() {
             return Err(e);
         }
         t.link_new(e, self.prefix, &self.at, &self.path)
@@ -198,7 +248,10 @@ impl<E: Keyed> Tree<E> {
     pub const fn new() -> Self {
         Tree {
             slots: Pool::new(),
-            nodes: Pool::new(),
+            nodes: Pools {
+                leaves: Pool::new(),
+                inners: Pool::new(),
+            },
             root: NIL,
             height: 0,
             len: 0,
@@ -227,6 +280,19 @@ impl<E: Keyed> Tree<E> {
         self.payload_slot_mut(i)?.as_mut()
     }
 
+    /// Starts loading the leaf that holds `key` (or would) into the cache, without waiting for
+    /// it, so that a lookup of `key` made a little later does not stall on it.
+    ///
+    /// Why: at a million keys the leaves no longer fit in the cache, and a lookup's one certain
+    /// miss is its leaf (the inner nodes are few and stay cached). A caller that knows the key
+    /// early (the dispatcher, before it copies the value and resolves the transaction) overlaps
+    /// that miss with its own work. Reads only inner nodes; the leaf is only prefetched.
+    pub fn prefetch(&self, key: &[u8]) {
+        if let Some(leaf) = self.leaf(self.find_leaf(prefix_of(key), key)) {
+            leaf.prefetch_search();
+        }
+    }
+
     /// The id of the entry with this key.
     pub fn find(&self, key: &[u8]) -> Option<NodeId> {
         let i = self.find_idx(key);
@@ -250,10 +316,17 @@ impl<E: Keyed> Tree<E> {
         if need > MAX_SLOT_PAGES.saturating_mul(PAGE) {
             return Err(AllocError);
         }
-        let (slot_pages, slot_bytes) = (self.slots.pages.len(), self.slots.bytes);
-        self.grow_slots(need)?;
-        if let Err(e) = self.grow_nodes(self.nodes_needed(0, need)) {
-            self.slots.shrink_to(slot_pages, slot_bytes);
+        let slots = (self.slots.pages.len(), self.slots.bytes);
+        let leaves = (self.nodes.leaves.pages.len(), self.nodes.leaves.bytes);
+        let inners = (self.nodes.inners.pages.len(), self.nodes.inners.bytes);
+        let grown = self
+            .grow_slots(need)
+            .and_then(|()| self.grow_nodes::<LEAF, 0>(self.leaves_needed(0, need)))
+            .and_then(|()| self.grow_nodes::<INNER, INNER>(self.inners_needed(0, need)));
+        if let Err(e) = grown {
+            self.slots.shrink_to(slots.0, slots.1);
+            self.nodes.leaves.shrink_to(leaves.0, leaves.1);
+            self.nodes.inners.shrink_to(inners.0, inners.1);
             return Err(e);
         }
         self.reserved = need;
@@ -282,13 +355,7 @@ impl<E: Keyed> Tree<E> {
         if at.found {
             return self.replace(&at, e);
         }
-        let nodes = self
-            .nodes_needed(1, self.reserved)
-            .saturating_add(self.height)
-            .saturating_add(1);
-        if self.grow_slots(self.reserved.saturating_add(1)).is_err()
-            || self.grow_nodes(nodes).is_err()
-        {
+        if self.grow_for_insert().is_err() {
             return Err(e);
         }
         self.link_new(e, prefix, &at, &path)
@@ -301,7 +368,10 @@ impl<E: Keyed> Tree<E> {
         let mut path = Path::new();
         let at = self.descend(prefix, key, &mut path)?;
         if at.found {
-            let i = self.nd(at.leaf).and_then(|n| n.item(at.pos)).map(|x| x.k)?;
+            let i = self
+                .leaf(at.leaf)
+                .and_then(|n| n.item(at.pos))
+                .map(|x| x.k)?;
             return Some(Slot::Occupied(NodeId(i)));
         }
         Some(Slot::Vacant(Vacant {
@@ -340,14 +410,14 @@ impl<E: Keyed> Tree<E> {
         if !at.found {
             return None;
         }
-        let leaf = self.nd_mut(at.leaf)?;
+        let leaf = self.leaf_mut(at.leaf)?;
         let gone = leaf.remove(at.pos)?.k;
         let first = leaf.item(0);
         // The key was the separator in an ancestor: its successor (now first in the leaf)
         // takes its place, so no separator names a free slot.
         if let (Some((lvl, i)), Some(first)) = (path.eq, first)
             && let Some((n, _)) = path.get(lvl)
-            && let Some(node) = self.nd_mut(n)
+            && let Some(node) = self.inner_mut(n)
         {
             node.set_sep(i, first.p, first.k);
         }
@@ -368,11 +438,14 @@ impl<E: Keyed> Tree<E> {
 
     /// Bytes allocated for slot and node pages and their page tables, for memory accounting.
     pub fn allocated_bytes(&self) -> usize {
+        let (l, i) = (&self.nodes.leaves, &self.nodes.inners);
         self.slots
             .table_bytes()
             .saturating_add(self.slots.bytes)
-            .saturating_add(self.nodes.table_bytes())
-            .saturating_add(self.nodes.bytes)
+            .saturating_add(l.table_bytes())
+            .saturating_add(l.bytes)
+            .saturating_add(i.table_bytes())
+            .saturating_add(i.bytes)
     }
 
     /// Drops every entry and frees all pages. Reservations are dropped too (no slots remain to
@@ -383,22 +456,43 @@ impl<E: Keyed> Tree<E> {
 
     // ---- reservations ------------------------------------------------------------------------
 
-    /// Free nodes that `r` more inserts need on top of `extra` inserts already made, beyond the
-    /// nodes now in use: at most [`NODES_PER_INSERT`] each, and never more than the bound on
-    /// a tree of the resulting size. Both shrink by at least the nodes an insert takes, so a
-    /// reservation stays backed.
-    fn nodes_needed(&self, extra: usize, r: usize) -> usize {
+    /// Free leaves that `r` more inserts need on top of `extra` inserts already made, beyond
+    /// the leaves now in use: at most one each, and never more than the bound on a tree of the
+    /// resulting size. Both shrink by at least the leaves an insert takes, so a reservation
+    /// stays backed.
+    fn leaves_needed(&self, extra: usize, r: usize) -> usize {
         let total = self.len.saturating_add(extra).saturating_add(r);
-        let by_size = node_bound(total).saturating_sub(self.nodes.in_use());
-        by_size.min(r.saturating_mul(NODES_PER_INSERT))
+        let by_size = leaf_bound(total).saturating_sub(self.nodes.leaves.in_use());
+        by_size.min(r)
+    }
+
+    /// Like [`Tree::leaves_needed`] for inner nodes: at most [`INNERS_PER_INSERT`] each.
+    fn inners_needed(&self, extra: usize, r: usize) -> usize {
+        let total = self.len.saturating_add(extra).saturating_add(r);
+        let by_size = inner_bound(total).saturating_sub(self.nodes.inners.in_use());
+        by_size.min(r.saturating_mul(INNERS_PER_INSERT))
     }
 
     fn free_slots(&self) -> usize {
         self.slots.free(PAGE)
     }
 
-    fn free_nodes(&self) -> usize {
-        self.nodes.free(NODE_PAGE)
+    fn free_nodes<const N: usize, const C: usize>(&self) -> usize
+    where
+        Node<N, C>: Pooled,
+    {
+        Node::<N, C>::pool(&self.nodes).free(NODE_PAGE)
+    }
+
+    /// Makes room for one unreserved insert on top of the reservations: a slot, a leaf, and an
+    /// inner node for every inner level's split and a new root (`height` in all).
+    fn grow_for_insert(&mut self) -> Result<(), AllocError> {
+        let r = self.reserved;
+        let leaves = self.leaves_needed(1, r).saturating_add(1);
+        let inners = self.inners_needed(1, r).saturating_add(self.height);
+        self.grow_slots(r.saturating_add(1))?;
+        self.grow_nodes::<LEAF, 0>(leaves)?;
+        self.grow_nodes::<INNER, INNER>(inners)
     }
 
     /// Makes at least `want` slots free.
@@ -412,13 +506,20 @@ impl<E: Keyed> Tree<E> {
         }
     }
 
-    /// Makes at least `want` nodes free.
-    fn grow_nodes(&mut self, want: usize) -> Result<(), AllocError> {
-        match want.checked_sub(self.free_nodes()).filter(|&s| s > 0) {
-            Some(short) => {
-                self.nodes
-                    .grow(short.div_ceil(NODE_PAGE), MAX_NODE_PAGES, new_node_page)
-            }
+    /// Makes at least `want` nodes of one kind free.
+    fn grow_nodes<const N: usize, const C: usize>(&mut self, want: usize) -> Result<(), AllocError>
+    where
+        Node<N, C>: Pooled,
+    {
+        match want
+            .checked_sub(self.free_nodes::<N, C>())
+            .filter(|&s| s > 0)
+        {
+            Some(short) => Node::<N, C>::pool_mut(&mut self.nodes).grow(
+                short.div_ceil(NODE_PAGE),
+                MAX_NODE_PAGES,
+                new_node_page::<Node<N, C>>,
+            ),
             None => Ok(()),
         }
     }
@@ -481,7 +582,7 @@ impl<E: Keyed> Tree<E> {
     }
 
     fn replace(&mut self, at: &Found, e: E) -> Result<(NodeId, Option<E>), E> {
-        let Some(i) = self.nd(at.leaf).and_then(|n| n.item(at.pos)).map(|x| x.k) else {
+        let Some(i) = self.leaf(at.leaf).and_then(|n| n.item(at.pos)).map(|x| x.k) else {
             return Err(e);
         };
         match self.payload_slot_mut(i) {
@@ -492,50 +593,79 @@ impl<E: Keyed> Tree<E> {
 
     // ---- nodes -------------------------------------------------------------------------------
 
-    fn nd(&self, i: u32) -> Option<&Node> {
+    fn nd<const N: usize, const C: usize>(&self, i: u32) -> Option<&Node<N, C>>
+    where
+        Node<N, C>: Pooled,
+    {
         let (p, o) = node_split(i);
-        self.nodes.pages.get(p)?.get(o)
+        Node::<N, C>::pool(&self.nodes).pages.get(p)?.get(o)
     }
 
-    fn nd_mut(&mut self, i: u32) -> Option<&mut Node> {
+    fn nd_mut<const N: usize, const C: usize>(&mut self, i: u32) -> Option<&mut Node<N, C>>
+    where
+        Node<N, C>: Pooled,
+    {
         let (p, o) = node_split(i);
-        self.nodes.pages.get_mut(p)?.get_mut(o)
+        Node::<N, C>::pool_mut(&mut self.nodes)
+            .pages
+            .get_mut(p)?
+            .get_mut(o)
     }
 
-    /// An empty node from the free list or page capacity; never allocates.
-    fn alloc_node(&mut self, leaf: bool) -> Option<u32> {
-        let head = self.nodes.free_head;
-        if let Some(n) = self.nd_mut(head) {
-            let next = n.child.first().copied().unwrap_or(NIL);
+    fn leaf(&self, i: u32) -> Option<&Leaf> {
+        self.nd(i)
+    }
+
+    fn leaf_mut(&mut self, i: u32) -> Option<&mut Leaf> {
+        self.nd_mut(i)
+    }
+
+    fn inner(&self, i: u32) -> Option<&Inner> {
+        self.nd(i)
+    }
+
+    fn inner_mut(&mut self, i: u32) -> Option<&mut Inner> {
+        self.nd_mut(i)
+    }
+
+    /// An empty node from its kind's free list or page capacity; never allocates.
+    fn alloc_node<const N: usize, const C: usize>(&mut self) -> Option<u32>
+    where
+        Node<N, C>: Pooled,
+    {
+        let pool = Node::<N, C>::pool_mut(&mut self.nodes);
+        let head = pool.free_head;
+        let (p, o) = node_split(head);
+        if let Some(n) = pool.pages.get_mut(p).and_then(|page| page.get_mut(o)) {
+            let next = n.link();
             *n = Node::EMPTY;
-            n.leaf = leaf;
-            self.nodes.free_head = next;
-            self.nodes.free_count = self.nodes.free_count.saturating_sub(1);
+            pool.free_head = next;
+            pool.free_count = pool.free_count.saturating_sub(1);
             return Some(head);
         }
-        let i = self.nodes.used;
+        let i = pool.used;
         let after = i.checked_add(1)?;
         let (p, o) = node_split(i);
-        let page = self.nodes.pages.get_mut(p)?;
+        let page = pool.pages.get_mut(p)?;
         if page.len() != o {
             return None;
         }
-        let mut n = Node::EMPTY;
-        n.leaf = leaf;
-        crate::fallible::push(page, n).ok()?;
-        self.nodes.used = after;
+        crate::fallible::push(page, Node::EMPTY).ok()?;
+        pool.used = after;
         Some(i)
     }
 
-    fn free_node(&mut self, i: u32) {
-        let head = self.nodes.free_head;
-        if let Some(n) = self.nd_mut(i) {
-            n.len = 0;
-            if let Some(c) = n.child.first_mut() {
-                *c = head;
-            }
-            self.nodes.free_head = i;
-            self.nodes.free_count = self.nodes.free_count.saturating_add(1);
+    fn free_node<const N: usize, const C: usize>(&mut self, i: u32)
+    where
+        Node<N, C>: Pooled,
+    {
+        let pool = Node::<N, C>::pool_mut(&mut self.nodes);
+        let head = pool.free_head;
+        let (p, o) = node_split(i);
+        if let Some(n) = pool.pages.get_mut(p).and_then(|page| page.get_mut(o)) {
+            n.set_link(head);
+            pool.free_head = i;
+            pool.free_count = pool.free_count.saturating_add(1);
         }
     }
 
@@ -551,18 +681,18 @@ impl<E: Keyed> Tree<E> {
     }
 
     /// In a leaf: the key's position and whether it is there.
-    fn leaf_pos(&self, n: &Node, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
-        let len = n.len();
-        let below = count_less(n.prefix.get(..len)?, prefix);
-        self.past_equal_prefixes(n, prefix, key, below, len)
+    fn leaf_pos(&self, n: &Leaf, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
+        n.prefetch_search();
+        let below = count_less(&n.prefix, prefix);
+        self.past_equal_prefixes(n, prefix, key, below, n.len())
     }
 
     /// In an inner node: the child whose range holds the key, and whether its separator equals
     /// the key.
-    fn child_pos(&self, n: &Node, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
-        let len = n.len();
-        let below = count_less(n.prefix.get(1..len)?, prefix).saturating_add(1);
-        match self.past_equal_prefixes(n, prefix, key, below, len)? {
+    fn child_pos(&self, n: &Inner, prefix: u64, key: &[u8]) -> Option<(usize, bool)> {
+        n.prefetch_search();
+        let below = count_less(n.prefix.get(1..)?, prefix).saturating_add(1);
+        match self.past_equal_prefixes(n, prefix, key, below, n.len())? {
             (i, true) => Some((i, true)),
             (i, false) => Some((i.checked_sub(1)?, false)),
         }
@@ -571,22 +701,24 @@ impl<E: Keyed> Tree<E> {
     /// From position `i` (the first prefix not below the key's), steps over the items whose
     /// prefix ties with the key's but whose full key is smaller: the key's position among the
     /// first `len` items, and whether an item equals it.
-    fn past_equal_prefixes(
+    fn past_equal_prefixes<const N: usize, const C: usize>(
         &self,
-        n: &Node,
+        n: &Node<N, C>,
         prefix: u64,
         key: &[u8],
         mut i: usize,
         len: usize,
     ) -> Option<(usize, bool)> {
         while i < len {
-            let (Some(&ep), Some(&slot)) = (n.prefix.get(i), n.key.get(i)) else {
-                break;
-            };
-            if ep != prefix {
+            // The slot is read only on a tie: reading it first would wait on a cache line that a
+            // lookup otherwise never needs (a second miss per node when the node is cold).
+            if n.prefix.get(i) != Some(&prefix) {
                 break;
             }
-            match self.cmp_entry(prefix, key, ep, slot)? {
+            let Some(&slot) = n.key.get(i) else {
+                break;
+            };
+            match self.cmp_entry(prefix, key, prefix, slot)? {
                 Ordering::Less => break,
                 Ordering::Equal => return Some((i, true)),
                 Ordering::Greater => i = i.saturating_add(1),
@@ -595,22 +727,31 @@ impl<E: Keyed> Tree<E> {
         Some((i, false))
     }
 
-    fn find_idx(&self, key: &[u8]) -> u32 {
-        let prefix = prefix_of(key);
+    /// The leaf that holds `key` or would: down the `height - 1` inner levels from the root.
+    /// NIL for an empty tree or a broken invariant.
+    fn find_leaf(&self, prefix: u64, key: &[u8]) -> u32 {
         let mut n = self.root;
-        while let Some(node) = self.nd(n) {
-            if node.leaf {
-                return match self.leaf_pos(node, prefix, key) {
-                    Some((i, true)) => node.key.get(i).copied().unwrap_or(NIL),
-                    _ => NIL,
-                };
-            }
+        for _ in 1..self.height {
+            let Some(node) = self.inner(n) else {
+                return NIL;
+            };
             match self.child_pos(node, prefix, key) {
                 Some((i, _)) => n = node.child_at(i),
                 None => return NIL,
             }
         }
-        NIL
+        n
+    }
+
+    fn find_idx(&self, key: &[u8]) -> u32 {
+        let prefix = prefix_of(key);
+        let Some(leaf) = self.leaf(self.find_leaf(prefix, key)) else {
+            return NIL;
+        };
+        match self.leaf_pos(leaf, prefix, key) {
+            Some((i, true)) => leaf.key.get(i).copied().unwrap_or(NIL),
+            _ => NIL,
+        }
     }
 
     /// Descends from the root towards `key`, recording the inner nodes passed in `path`. `None`
@@ -624,16 +765,8 @@ impl<E: Keyed> Tree<E> {
                 found: false,
             });
         }
-        loop {
-            let node = self.nd(n)?;
-            if node.leaf {
-                let (pos, found) = self.leaf_pos(node, prefix, key)?;
-                return Some(Found {
-                    leaf: n,
-                    pos,
-                    found,
-                });
-            }
+        for _ in 1..self.height {
+            let node = self.inner(n)?;
             let (i, eq) = self.child_pos(node, prefix, key)?;
             if eq {
                 path.eq = Some((path.depth, i));
@@ -641,6 +774,12 @@ impl<E: Keyed> Tree<E> {
             path.push(n, i)?;
             n = node.child_at(i);
         }
+        let (pos, found) = self.leaf_pos(self.leaf(n)?, prefix, key)?;
+        Some(Found {
+            leaf: n,
+            pos,
+            found,
+        })
     }
 
     // ---- insert ------------------------------------------------------------------------------
@@ -654,34 +793,37 @@ impl<E: Keyed> Tree<E> {
         at: &Found,
         path: &Path,
     ) -> Result<(NodeId, Option<E>), E> {
-        if self.free_nodes() <= self.height || self.free_slots() == 0 {
+        if self.free_nodes::<LEAF, 0>() == 0
+            || self.free_nodes::<INNER, INNER>() < self.height
+            || self.free_slots() == 0
+        {
             return Err(e);
         }
         let slot = self.alloc_slot(e)?;
-        let mut carry = Some(Item {
+        let it = Item {
             p: prefix,
             k: slot,
             c: NIL,
-        });
+        };
+        let mut carry = None;
         if at.leaf == NIL {
-            // Empty tree: the entry becomes a root leaf (a node is free: checked above).
-            if let Some(n) = self.alloc_node(true) {
-                if let (Some(node), Some(it)) = (self.nd_mut(n), carry) {
+            // Empty tree: the entry becomes a root leaf (a leaf is free: checked above).
+            if let Some(n) = self.alloc_node::<LEAF, 0>() {
+                if let Some(node) = self.leaf_mut(n) {
                     node.insert(0, it);
                 }
                 self.root = n;
                 self.height = 1;
             }
-            carry = None;
-        } else if let Some(it) = carry {
-            carry = self.insert_item(at.leaf, at.pos, it);
+        } else {
+            carry = self.insert_item::<LEAF, 0>(at.leaf, at.pos, it);
         }
         let mut lvl = path.depth;
         while let Some(it) = carry {
             match lvl.checked_sub(1).and_then(|up| Some((up, path.get(up)?))) {
                 Some((up, (n, i))) => {
                     lvl = up;
-                    carry = self.insert_item(n, i.saturating_add(1), it);
+                    carry = self.insert_item::<INNER, INNER>(n, i.saturating_add(1), it);
                 }
                 None => {
                     self.new_root(it);
@@ -695,17 +837,24 @@ impl<E: Keyed> Tree<E> {
 
     /// Inserts `it` at `pos` of node `n`, splitting it if full; returns the item to insert in
     /// the parent (separator and new right node) after a split.
-    fn insert_item(&mut self, n: u32, pos: usize, it: Item) -> Option<Item> {
-        let node = self.nd_mut(n)?;
+    fn insert_item<const N: usize, const C: usize>(
+        &mut self,
+        n: u32,
+        pos: usize,
+        it: Item,
+    ) -> Option<Item>
+    where
+        Node<N, C>: Pooled,
+    {
+        let node = self.nd_mut::<N, C>(n)?;
         if node.insert(pos, it) {
             return None;
         }
-        let leaf = node.leaf;
-        let m = self.alloc_node(leaf)?;
-        let mut right = Node::EMPTY;
-        self.nd_mut(n)?.split_insert(pos, it, &mut right);
+        let m = self.alloc_node::<N, C>()?;
+        let mut right = Node::<N, C>::EMPTY;
+        self.nd_mut::<N, C>(n)?.split_insert(pos, it, &mut right);
         let first = right.item(0)?;
-        *self.nd_mut(m)? = right;
+        *self.nd_mut::<N, C>(m)? = right;
         Some(Item {
             p: first.p,
             k: first.k,
@@ -716,10 +865,10 @@ impl<E: Keyed> Tree<E> {
     /// Grows the tree by a level: a new root over the old one and `right`.
     fn new_root(&mut self, right: Item) {
         let old = self.root;
-        let Some(r) = self.alloc_node(false) else {
+        let Some(r) = self.alloc_node::<INNER, INNER>() else {
             return;
         };
-        if let Some(node) = self.nd_mut(r) {
+        if let Some(node) = self.inner_mut(r) {
             node.insert(
                 0,
                 Item {
@@ -736,80 +885,107 @@ impl<E: Keyed> Tree<E> {
 
     // ---- remove ------------------------------------------------------------------------------
 
-    /// Restores the fill of node `n` (at the end of `path`) after it lost an item, borrowing
+    /// Restores the fill of `leaf` (at the end of `path`) after it lost an item, borrowing
     /// from or merging with a sibling, upwards as far as needed.
-    fn rebalance(&mut self, mut n: u32, path: &Path) {
+    fn rebalance(&mut self, leaf: u32, path: &Path) {
         let mut lvl = path.depth;
-        loop {
-            let Some(len) = self.nd(n).map(Node::len) else {
-                return;
-            };
-            let Some((up, (parent, idx))) =
-                lvl.checked_sub(1).and_then(|u| Some((u, path.get(u)?)))
-            else {
-                self.shrink_root();
-                return;
-            };
-            if len >= MIN {
-                return;
-            }
-            let Some(p) = self.nd(parent).copied() else {
-                return;
-            };
-            // Merge with or borrow from the left sibling, or the right one for child 0.
-            let left_idx = idx.checked_sub(1).unwrap_or(idx);
-            let (l, r) = (p.child_at(left_idx), p.child_at(left_idx.saturating_add(1)));
-            let sib = if idx > 0 { l } else { r };
-            let Some(sib_len) = self.nd(sib).map(Node::len) else {
-                return;
-            };
-            if sib_len > MIN {
-                if idx > 0 {
-                    self.borrow_left(parent, idx, l, n);
-                } else {
-                    self.borrow_right(parent, idx, n, r);
-                }
-                return;
-            }
-            self.merge(parent, left_idx, l, r);
-            n = parent;
-            lvl = up;
+        let mut next = self.rebalance_node::<LEAF, 0>(leaf, lvl, path);
+        while let Some(parent) = next {
+            lvl = lvl.saturating_sub(1);
+            next = self.rebalance_node::<INNER, INNER>(parent, lvl, path);
         }
     }
 
+    /// Restores the fill of node `n` at depth `lvl`; returns its parent if a merge took an item
+    /// from it (so the parent needs the same).
+    fn rebalance_node<const N: usize, const C: usize>(
+        &mut self,
+        n: u32,
+        lvl: usize,
+        path: &Path,
+    ) -> Option<u32>
+    where
+        Node<N, C>: Pooled,
+    {
+        let len = self.nd::<N, C>(n)?.len();
+        let Some((parent, idx)) = lvl.checked_sub(1).and_then(|u| path.get(u)) else {
+            self.shrink_root();
+            return None;
+        };
+        if len >= Node::<N, C>::MIN {
+            return None;
+        }
+        let p = self.inner(parent)?;
+        // Merge with or borrow from the left sibling, or the right one for child 0.
+        let left_idx = idx.checked_sub(1).unwrap_or(idx);
+        let (l, r) = (p.child_at(left_idx), p.child_at(left_idx.saturating_add(1)));
+        let sib = if idx > 0 { l } else { r };
+        let sib_len = self.nd::<N, C>(sib)?.len();
+        if sib_len > Node::<N, C>::MIN {
+            if idx > 0 {
+                self.borrow_left::<N, C>(parent, idx, l, n);
+            } else {
+                self.borrow_right::<N, C>(parent, idx, n, r);
+            }
+            return None;
+        }
+        self.merge::<N, C>(parent, left_idx, l, r);
+        Some(parent)
+    }
+
     /// Moves the last item of `l` to the front of `n` (child `idx` of `parent`).
-    fn borrow_left(&mut self, parent: u32, idx: usize, l: u32, n: u32) {
-        let Some(ln) = self.nd_mut(l) else { return };
+    fn borrow_left<const N: usize, const C: usize>(
+        &mut self,
+        parent: u32,
+        idx: usize,
+        l: u32,
+        n: u32,
+    ) where
+        Node<N, C>: Pooled,
+    {
+        let Some(ln) = self.nd_mut::<N, C>(l) else {
+            return;
+        };
         let Some(moved) = ln.len().checked_sub(1).and_then(|last| ln.remove(last)) else {
             return;
         };
-        let Some(old) = self.nd(parent).and_then(|p| p.item(idx)) else {
+        let Some(old) = self.inner(parent).and_then(|p| p.item(idx)) else {
             return;
         };
-        if let Some(nn) = self.nd_mut(n) {
+        if let Some(nn) = self.nd_mut::<N, C>(n) {
             nn.insert(0, moved);
-            if !nn.leaf {
+            if C > 0 {
                 // Its old first child is now second, bounded below by the old separator.
                 nn.set_sep(1, old.p, old.k);
             }
         }
-        if let Some(p) = self.nd_mut(parent) {
+        if let Some(p) = self.inner_mut(parent) {
             p.set_sep(idx, moved.p, moved.k);
         }
     }
 
     /// Moves the first item of `r` (child `idx + 1`) to the end of `n` (child `idx`).
-    fn borrow_right(&mut self, parent: u32, idx: usize, n: u32, r: u32) {
+    fn borrow_right<const N: usize, const C: usize>(
+        &mut self,
+        parent: u32,
+        idx: usize,
+        n: u32,
+        r: u32,
+    ) where
+        Node<N, C>: Pooled,
+    {
         let right_idx = idx.saturating_add(1);
-        let Some(old) = self.nd(parent).and_then(|p| p.item(right_idx)) else {
+        let Some(old) = self.inner(parent).and_then(|p| p.item(right_idx)) else {
             return;
         };
-        let Some(rn) = self.nd_mut(r) else { return };
+        let Some(rn) = self.nd_mut::<N, C>(r) else {
+            return;
+        };
         let (Some(moved), Some(first)) = (rn.remove(0), rn.item(0)) else {
             return;
         };
-        if let Some(nn) = self.nd_mut(n) {
-            let it = if nn.leaf {
+        if let Some(nn) = self.nd_mut::<N, C>(n) {
+            let it = if C == 0 {
                 moved
             } else {
                 Item {
@@ -820,44 +996,52 @@ impl<E: Keyed> Tree<E> {
             };
             nn.insert(nn.len(), it);
         }
-        if let Some(p) = self.nd_mut(parent) {
+        if let Some(p) = self.inner_mut(parent) {
             p.set_sep(right_idx, first.p, first.k);
         }
     }
 
     /// Appends `r` (child `i + 1` of `parent`) to `l` (child `i`) and frees it.
-    fn merge(&mut self, parent: u32, i: usize, l: u32, r: u32) {
+    fn merge<const N: usize, const C: usize>(&mut self, parent: u32, i: usize, l: u32, r: u32)
+    where
+        Node<N, C>: Pooled,
+    {
         let right_idx = i.saturating_add(1);
         let (Some(mut rn), Some(sep)) = (
-            self.nd(r).copied(),
-            self.nd(parent).and_then(|p| p.item(right_idx)),
+            self.nd::<N, C>(r).copied(),
+            self.inner(parent).and_then(|p| p.item(right_idx)),
         ) else {
             return;
         };
-        if !rn.leaf {
+        if C > 0 {
             rn.set_sep(0, sep.p, sep.k);
         }
-        let Some(ln) = self.nd_mut(l) else { return };
+        let Some(ln) = self.nd_mut::<N, C>(l) else {
+            return;
+        };
         if !ln.append(&rn) {
             return;
         }
-        if let Some(p) = self.nd_mut(parent) {
+        if let Some(p) = self.inner_mut(parent) {
             p.remove(right_idx);
         }
-        self.free_node(r);
+        self.free_node::<N, C>(r);
     }
 
     /// Drops an empty root leaf, or an inner root with one child.
     fn shrink_root(&mut self) {
         let root = self.root;
-        let Some(node) = self.nd(root) else { return };
-        if node.leaf && node.len() == 0 {
-            self.free_node(root);
-            self.root = NIL;
-            self.height = 0;
-        } else if !node.leaf && node.len() == 1 {
+        if self.height == 1 {
+            if self.leaf(root).is_some_and(|n| n.len() == 0) {
+                self.free_node::<LEAF, 0>(root);
+                self.root = NIL;
+                self.height = 0;
+            }
+        } else if let Some(node) = self.inner(root)
+            && node.len() == 1
+        {
             let child = node.child_at(0);
-            self.free_node(root);
+            self.free_node::<INNER, INNER>(root);
             self.root = child;
             self.height = self.height.saturating_sub(1);
         }

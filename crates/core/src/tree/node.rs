@@ -1,18 +1,31 @@
-//! One node of the B+-tree index: up to [`F`] items in parallel fixed arrays.
+//! The two kinds of node of the B+-tree index, each an array of items in parallel fixed arrays.
 //!
 //! A leaf's item `i` is an entry: its key prefix and slot. An inner node's item `i` is child
 //! `i` with its separator (prefix and the slot of the separator key); item 0's separator is
 //! unused, so child `i` holds the keys `k` with `sep[i] <= k < sep[i + 1]`. Keeping children and
-//! separators at the same index makes splits, merges and rotations the same for both kinds.
+//! separators at the same index makes splits, merges and rotations the same code for both kinds:
+//! [`Node`] is generic over its width `N` and its child array's length `C` (0 for a leaf, which
+//! so carries no child array).
+//!
+//! Why the two kinds differ: a lookup's cost at scale is the cache and TLB misses of the nodes it
+//! reads. Leaves are most of the index and are read once per lookup, so they are wide ([`LEAF`]
+//! entries) and hold no children; inner nodes are few and live in a pool of their own, so they
+//! stay packed together in cache and TLB.
 
 use super::NIL;
 
-/// Most items a node holds.
-pub(super) const F: usize = 32;
-/// Fewest items a node other than the root holds.
-pub(super) const MIN: usize = F / 2;
+/// Entries a leaf holds.
+pub(super) const LEAF: usize = 64;
+/// Children an inner node holds.
+pub(super) const INNER: usize = 64;
 
-/// One item: (prefix, slot) of an entry or separator, and a child (inner nodes only).
+/// A leaf: entries only.
+pub(super) type Leaf = Node<LEAF, 0>;
+/// An inner node: children and separators.
+pub(super) type Inner = Node<INNER, INNER>;
+
+/// One item: (prefix, slot) of an entry or separator, and a child (inner nodes only; [`NIL`] in a
+/// leaf).
 #[derive(Clone, Copy)]
 pub(super) struct Item {
     pub(super) p: u64,
@@ -20,44 +33,76 @@ pub(super) struct Item {
     pub(super) c: u32,
 }
 
+/// A node of width `N`; `C` is `N` for an inner node and 0 for a leaf.
 #[derive(Clone, Copy)]
-pub(super) struct Node {
-    /// Key prefixes, sorted: what a search reads (four cache lines).
-    pub(super) prefix: [u64; F],
-    /// Slots of the entries (leaf) or of the separator keys (inner).
-    pub(super) key: [u32; F],
-    /// Children (inner); the free list's link in a free node.
-    pub(super) child: [u32; F],
-    pub(super) len: u32,
-    pub(super) leaf: bool,
+pub(super) struct Node<const N: usize, const C: usize> {
+    /// Key prefixes, sorted; `u64::MAX` past `len`, so a search can count over the whole array
+    /// without reading `len` first.
+    pub(super) prefix: [u64; N],
+    /// Slots of the entries (leaf) or of the separator keys (inner); a free node's free-list
+    /// link in `key[0]`.
+    pub(super) key: [u32; N],
+    /// Children (inner nodes only).
+    child: [u32; C],
+    len: u32,
 }
 
-impl Node {
-    pub(super) const EMPTY: Node = Node {
-        prefix: [0; F],
-        key: [NIL; F],
-        child: [NIL; F],
+impl<const N: usize, const C: usize> Node<N, C> {
+    /// Most items.
+    #[cfg(test)]
+    pub(super) const CAP: usize = N;
+    /// Fewest items a node other than the root holds.
+    pub(super) const MIN: usize = N / 2;
+
+    pub(super) const EMPTY: Self = Node {
+        prefix: [u64::MAX; N],
+        key: [NIL; N],
+        child: [NIL; C],
         len: 0,
-        leaf: true,
     };
 
     pub(super) fn len(&self) -> usize {
-        (self.len as usize).min(F)
+        (self.len as usize).min(N)
     }
 
+    /// Sets the length; shrinking refills the prefixes past it with the `u64::MAX` sentinel.
     fn set_len(&mut self, n: usize) {
-        self.len = u32::try_from(n.min(F)).unwrap_or(0);
+        let (old, n) = (self.len(), n.min(N));
+        if let Some(past) = self.prefix.get_mut(n..old) {
+            past.fill(u64::MAX);
+        }
+        self.len = u32::try_from(n).unwrap_or(0);
+    }
+
+    /// The free-list link of a free node.
+    pub(super) fn link(&self) -> u32 {
+        self.key.first().copied().unwrap_or(NIL)
+    }
+
+    /// Empties the node and makes it a free-list entry pointing at `next`.
+    pub(super) fn set_link(&mut self, next: u32) {
+        self.set_len(0);
+        if let Some(k) = self.key.first_mut() {
+            *k = next;
+        }
+    }
+
+    /// Prefetches the cache lines a search of this node reads (its prefixes and length).
+    pub(super) fn prefetch_search(&self) {
+        let base = core::ptr::from_ref(self).cast::<u8>();
+        let mut off = 0usize;
+        while off <= size_of::<[u64; N]>() {
+            prefetch(base.wrapping_add(off));
+            off = off.saturating_add(64);
+        }
+        prefetch(core::ptr::from_ref(&self.len).cast::<u8>());
     }
 
     pub(super) fn item(&self, i: usize) -> Option<Item> {
         if i >= self.len() {
             return None;
         }
-        Some(Item {
-            p: *self.prefix.get(i)?,
-            k: *self.key.get(i)?,
-            c: *self.child.get(i)?,
-        })
+        self.item_raw(i)
     }
 
     pub(super) fn child_at(&self, i: usize) -> u32 {
@@ -68,13 +113,11 @@ impl Node {
     }
 
     pub(super) fn set(&mut self, i: usize, it: Item) {
-        if let (Some(p), Some(k), Some(c)) = (
-            self.prefix.get_mut(i),
-            self.key.get_mut(i),
-            self.child.get_mut(i),
-        ) {
+        if let (Some(p), Some(k)) = (self.prefix.get_mut(i), self.key.get_mut(i)) {
             *p = it.p;
             *k = it.k;
+        }
+        if let Some(c) = self.child.get_mut(i) {
             *c = it.c;
         }
     }
@@ -90,16 +133,12 @@ impl Node {
     /// Inserts at `pos` (shifting the rest right); false if full or `pos` is past the end.
     pub(super) fn insert(&mut self, pos: usize, it: Item) -> bool {
         let len = self.len();
-        if len >= F || pos > len {
+        if len >= N || pos > len {
             return false;
         }
-        let mut i = len;
-        while let Some(j) = i.checked_sub(1).filter(|&j| j >= pos) {
-            if let Some(x) = self.item_raw(j) {
-                self.set(i, x);
-            }
-            i = j;
-        }
+        shift_right(&mut self.prefix, pos, len);
+        shift_right(&mut self.key, pos, len);
+        shift_right(&mut self.child, pos, len);
         self.set(pos, it);
         self.set_len(len.saturating_add(1));
         true
@@ -109,30 +148,26 @@ impl Node {
     pub(super) fn remove(&mut self, pos: usize) -> Option<Item> {
         let it = self.item(pos)?;
         let len = self.len();
-        let mut i = pos;
-        while let Some(j) = i.checked_add(1).filter(|&j| j < len) {
-            if let Some(x) = self.item_raw(j) {
-                self.set(i, x);
-            }
-            i = j;
-        }
+        shift_left(&mut self.prefix, pos, len);
+        shift_left(&mut self.key, pos, len);
+        shift_left(&mut self.child, pos, len);
         self.set_len(len.saturating_sub(1));
         Some(it)
     }
 
-    /// Item `i` regardless of `len` (for shifting).
+    /// Item `i` regardless of `len`.
     fn item_raw(&self, i: usize) -> Option<Item> {
         Some(Item {
             p: *self.prefix.get(i)?,
             k: *self.key.get(i)?,
-            c: *self.child.get(i)?,
+            c: self.child.get(i).copied().unwrap_or(NIL),
         })
     }
 
     /// Appends every item of `other`; false (nothing changed) if they do not fit.
-    pub(super) fn append(&mut self, other: &Node) -> bool {
+    pub(super) fn append(&mut self, other: &Self) -> bool {
         let (len, more) = (self.len(), other.len());
-        if len.saturating_add(more) > F {
+        if len.saturating_add(more) > N {
             return false;
         }
         for i in 0..more {
@@ -144,34 +179,61 @@ impl Node {
         true
     }
 
-    /// Splits a full node while inserting `it` at `pos`: `self` keeps the first `F/2 + 1` of
-    /// the `F + 1` items and `right` (empty, of the same kind) gets the rest.
-    pub(super) fn split_insert(&mut self, pos: usize, it: Item, right: &mut Node) {
-        let mut all = [Item {
-            p: 0,
-            k: NIL,
-            c: NIL,
-        }; F + 1];
+    /// Splits a full node while inserting `it` at `pos`: `self` keeps the first `N/2 + 1` of
+    /// the `N + 1` items and `right` (empty) gets the rest.
+    pub(super) fn split_insert(&mut self, pos: usize, it: Item, right: &mut Self) {
         let len = self.len();
-        let mut src = 0usize;
-        for (i, slot) in all.iter_mut().enumerate() {
-            if i == pos {
-                *slot = it;
-            } else if let Some(x) = self.item(src) {
-                *slot = x;
-                src = src.saturating_add(1);
+        let keep = (N / 2).saturating_add(1);
+        // Items from `from` on move to `right`; `it` then goes to whichever side `pos` is on.
+        let from = if pos < keep {
+            keep.saturating_sub(1)
+        } else {
+            keep
+        };
+        for (j, i) in (from..len).enumerate() {
+            if let Some(x) = self.item_raw(i) {
+                right.set(j, x);
             }
         }
-        let keep = F / 2 + 1;
-        let total = len.saturating_add(1).min(F + 1);
-        right.leaf = self.leaf;
-        for (i, x) in all.iter().take(total).enumerate() {
-            match i.checked_sub(keep) {
-                None => self.set(i, *x),
-                Some(j) => right.set(j, *x),
-            }
+        right.set_len(len.saturating_sub(from));
+        self.set_len(from.min(len));
+        if pos < keep {
+            self.insert(pos, it);
+        } else {
+            right.insert(pos.saturating_sub(keep), it);
         }
-        self.set_len(keep.min(total));
-        right.set_len(total.saturating_sub(keep));
+    }
+}
+
+/// A hint to load the cache line at `p`; never faults and changes nothing observable.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: PREFETCHT0 is part of SSE, which every x86_64 CPU has; a prefetch of any address,
+    // valid or not, neither faults nor reads memory observably.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+}
+
+/// Elsewhere (and under Miri) there is no stable prefetch; the lookup just waits for its miss.
+#[cfg(not(all(target_arch = "x86_64", not(miri))))]
+#[inline(always)]
+fn prefetch(_: *const u8) {}
+
+/// Moves `a[pos..len]` one place right (`a[len]` is overwritten); nothing if out of range.
+fn shift_right<T: Copy>(a: &mut [T], pos: usize, len: usize) {
+    if let Some(s) = a.get_mut(pos..=len)
+        && let Some(n) = s.len().checked_sub(1)
+    {
+        s.copy_within(..n, 1);
+    }
+}
+
+/// Moves `a[pos + 1..len]` one place left (over `a[pos]`); nothing if out of range.
+fn shift_left<T: Copy>(a: &mut [T], pos: usize, len: usize) {
+    if let Some(s) = a.get_mut(pos..len)
+        && s.len() > 1
+    {
+        s.copy_within(1.., 0);
     }
 }

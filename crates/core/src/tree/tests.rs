@@ -8,7 +8,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::node::{MIN, Node};
+use super::node::{Inner, Leaf};
 use super::*;
 
 impl<E: Keyed> Tree<E> {
@@ -16,18 +16,27 @@ impl<E: Keyed> Tree<E> {
     pub(super) fn check(&self) {
         let slots = self.slots.used as usize;
         let mut seen = std::vec![false; slots];
-        let mut nodes_seen = std::vec![false; self.nodes.used as usize];
+        let mut seen_leaves = std::vec![false; self.nodes.leaves.used as usize];
+        let mut seen_inners = std::vec![false; self.nodes.inners.used as usize];
         let mut count = 0usize;
         if self.root == NIL {
             assert_eq!(self.height, 0);
+        } else if self.height == 1 {
+            assert!(self.leaf(self.root).unwrap().len() >= 1, "empty root leaf");
         } else {
-            let root = self.nd(self.root).unwrap();
-            if root.leaf {
-                assert!(root.len() >= 1, "empty root leaf");
-            } else {
-                assert!(root.len() >= 2, "inner root with one child");
-            }
-            self.check_node(self.root, 0, &mut seen, &mut nodes_seen, &mut count);
+            assert!(
+                self.inner(self.root).unwrap().len() >= 2,
+                "inner root with one child"
+            );
+        }
+        if self.root != NIL {
+            let mut walk = Walk {
+                seen: &mut seen,
+                leaves: &mut seen_leaves,
+                inners: &mut seen_inners,
+                count: &mut count,
+            };
+            self.check_node(self.root, 0, &mut walk);
         }
         assert_eq!(count, self.len, "len");
         let prev: std::vec::Vec<std::vec::Vec<u8>> =
@@ -52,22 +61,15 @@ impl<E: Keyed> Tree<E> {
         assert_eq!(free, self.slots.free_count, "free_count");
         assert!(seen.iter().all(|&s| s), "slot neither linked nor free");
 
-        let mut free = 0usize;
-        let mut f = self.nodes.free_head;
-        while f != NIL {
-            assert!(!nodes_seen[f as usize], "node {f} both linked and free");
-            nodes_seen[f as usize] = true;
-            free += 1;
-            f = self.nd(f).unwrap().child[0];
-        }
-        assert_eq!(free, self.nodes.free_count, "node free_count");
+        check_free_nodes(&self.nodes.leaves, &mut seen_leaves, "leaf");
+        check_free_nodes(&self.nodes.inners, &mut seen_inners, "inner");
         assert!(
-            nodes_seen.iter().all(|&s| s),
-            "node neither linked nor free"
+            self.nodes.leaves.in_use() <= leaf_bound(self.len),
+            "leaves over bound"
         );
         assert!(
-            self.nodes.in_use() <= node_bound(self.len),
-            "nodes over bound"
+            self.nodes.inners.in_use() <= inner_bound(self.len),
+            "inner nodes over bound"
         );
 
         let mut bytes = 0;
@@ -79,20 +81,17 @@ impl<E: Keyed> Tree<E> {
             bytes += page.payload.capacity() * size_of::<Option<E>>() + page.next.capacity() * 4;
         }
         assert_eq!(bytes, self.slots.bytes, "slot bytes");
-        let bytes: usize = self
-            .nodes
-            .pages
-            .iter()
-            .map(|p| p.capacity() * size_of::<Node>())
-            .sum();
-        assert_eq!(bytes, self.nodes.bytes, "node bytes");
         assert!(
             self.free_slots() >= self.reserved,
             "reservation not backed by slots"
         );
         assert!(
-            self.free_nodes() >= self.nodes_needed(0, self.reserved),
-            "reservation not backed by nodes"
+            self.free_nodes::<LEAF, 0>() >= self.leaves_needed(0, self.reserved),
+            "reservation not backed by leaves"
+        );
+        assert!(
+            self.free_nodes::<INNER, INNER>() >= self.inners_needed(0, self.reserved),
+            "reservation not backed by inner nodes"
         );
         assert!(self.height <= MAX_HEIGHT);
     }
@@ -102,38 +101,58 @@ impl<E: Keyed> Tree<E> {
         &self,
         n: u32,
         depth: usize,
-        seen: &mut [bool],
-        nodes_seen: &mut [bool],
-        count: &mut usize,
+        w: &mut Walk<'_>,
     ) -> (std::vec::Vec<u8>, std::vec::Vec<u8>) {
-        assert!(!nodes_seen[n as usize], "node {n} linked twice");
-        nodes_seen[n as usize] = true;
-        let node = self.nd(n).expect("node outside the arena");
-        if n != self.root {
-            assert!(node.len() >= MIN, "node {n} under-full: {}", node.len());
-        }
-        assert!(node.len() <= node::F);
-        if node.leaf {
-            assert_eq!(depth + 1, self.height, "leaf at the wrong depth");
+        if depth + 1 == self.height {
+            assert!(!w.leaves[n as usize], "leaf {n} linked twice");
+            w.leaves[n as usize] = true;
+            let node = self.leaf(n).expect("leaf outside the arena");
+            if n != self.root {
+                assert!(
+                    node.len() >= Leaf::MIN,
+                    "leaf {n} under-full: {}",
+                    node.len()
+                );
+            }
+            assert!(node.len() <= Leaf::CAP);
+            assert!(
+                node.prefix[node.len()..].iter().all(|&p| p == u64::MAX),
+                "leaf {n} lacks its sentinels"
+            );
             let mut keys = std::vec::Vec::new();
             for i in 0..node.len() {
                 let it = node.item(i).unwrap();
                 let e = self.payload(it.k).expect("leaf entry without payload");
                 assert_eq!(it.p, prefix_of(e.key()), "stale prefix");
-                assert!(!seen[it.k as usize], "slot linked twice");
-                seen[it.k as usize] = true;
-                *count += 1;
+                assert!(!w.seen[it.k as usize], "slot linked twice");
+                w.seen[it.k as usize] = true;
+                *w.count += 1;
                 keys.push(e.key().to_vec());
             }
             assert!(keys.windows(2).all(|w| w[0] < w[1]), "leaf out of order");
             return (keys[0].clone(), keys[keys.len() - 1].clone());
         }
+        assert!(!w.inners[n as usize], "inner node {n} linked twice");
+        w.inners[n as usize] = true;
+        let node = *self.inner(n).expect("inner node outside the arena");
+        if n != self.root {
+            assert!(
+                node.len() >= Inner::MIN,
+                "inner node {n} under-full: {}",
+                node.len()
+            );
+        }
+        assert!(node.len() <= Inner::CAP);
+        assert!(
+            node.prefix[node.len()..].iter().all(|&p| p == u64::MAX),
+            "inner node {n} lacks its sentinels"
+        );
         let mut lo = None;
         let mut prev_max: Option<std::vec::Vec<u8>> = None;
         let mut hi = std::vec::Vec::new();
         for i in 0..node.len() {
             let it = node.item(i).unwrap();
-            let (min, max) = self.check_node(it.c, depth + 1, seen, nodes_seen, count);
+            let (min, max) = self.check_node(it.c, depth + 1, w);
             if i > 0 {
                 let sep = self
                     .payload(it.k)
@@ -152,6 +171,40 @@ impl<E: Keyed> Tree<E> {
         }
         (lo.unwrap(), hi)
     }
+}
+
+/// What [`Tree::check_node`] has seen so far.
+struct Walk<'a> {
+    seen: &'a mut [bool],
+    leaves: &'a mut [bool],
+    inners: &'a mut [bool],
+    count: &'a mut usize,
+}
+
+/// A pool's free list: no node both linked and free, every node one or the other, counts and
+/// bytes right.
+fn check_free_nodes<const N: usize, const C: usize>(
+    pool: &Pool<std::vec::Vec<Node<N, C>>>,
+    seen: &mut [bool],
+    kind: &str,
+) {
+    let mut free = 0usize;
+    let mut f = pool.free_head;
+    while f != NIL {
+        assert!(!seen[f as usize], "{kind} {f} both linked and free");
+        seen[f as usize] = true;
+        free += 1;
+        let (p, o) = arena::node_split(f);
+        f = pool.pages[p][o].link();
+    }
+    assert_eq!(free, pool.free_count, "{kind} free_count");
+    assert!(seen.iter().all(|&s| s), "{kind} neither linked nor free");
+    let bytes: usize = pool
+        .pages
+        .iter()
+        .map(|p| p.capacity() * size_of::<Node<N, C>>())
+        .sum();
+    assert_eq!(bytes, pool.bytes, "{kind} bytes");
 }
 
 mod cases {
@@ -221,10 +274,18 @@ mod cases {
     fn assert_balanced<E: Keyed>(t: &Tree<E>) {
         t.check();
         assert!(t.height <= MAX_HEIGHT, "height {}", t.height);
-        assert!(t.nodes.in_use() <= node_bound(t.len()), "nodes over bound");
     }
 
     proptest::proptest! {
+        #[test]
+        fn count_less_is_the_partition_point(
+            mut v in proptest::collection::vec(proptest::prelude::prop_oneof![proptest::prelude::Just(0u64), proptest::prelude::Just(u64::MAX), 0u64..64, proptest::prelude::any::<u64>()], 0..70),
+            p in proptest::prelude::prop_oneof![proptest::prelude::Just(0u64), proptest::prelude::Just(u64::MAX), 0u64..64, proptest::prelude::any::<u64>()],
+        ) {
+            v.sort_unstable();
+            proptest::prop_assert_eq!(count_less(&v, p), v.iter().filter(|&&x| x < p).count());
+        }
+
         #[test]
         fn prefix_order_agrees_with_key_order(
             a in proptest::collection::vec(proptest::prelude::prop_oneof![proptest::prelude::Just(0u8), proptest::prelude::Just(1u8), proptest::prelude::any::<u8>()], 0..12),
@@ -238,19 +299,22 @@ mod cases {
     #[test]
     fn slot_and_node_sizes() {
         // A slot is 16 bytes of payload (`None` in the pointer's niche) and a 4-byte free link;
-        // a node 32 prefixes, 32 slots, 32 children and a length.
+        // a leaf 64 prefixes, 64 slots and a length; an inner node 64 prefixes, 64 slots, 64
+        // children and a length.
         assert_eq!(size_of::<Option<Box<[u8]>>>(), 16);
         struct BoxKey(#[allow(dead_code)] Box<[u8]>);
         assert_eq!(size_of::<Option<BoxKey>>(), 16);
-        assert_eq!(size_of::<Node>(), 520);
+        assert_eq!(size_of::<Leaf>(), 776);
+        assert_eq!(size_of::<Inner>(), 1032);
         let mut t = Tree::new();
         t.insert(ent(b"a", 1)).unwrap();
+        // One leaf page; no inner node page until the root splits.
         assert_eq!(
             t.allocated_bytes(),
             PAGE * (4 + size_of::<Option<Ent>>())
                 + t.slots.table_bytes()
-                + super::arena::NODE_PAGE * size_of::<Node>()
-                + t.nodes.table_bytes()
+                + super::arena::NODE_PAGE * size_of::<Leaf>()
+                + t.nodes.leaves.table_bytes()
         );
     }
 
@@ -628,7 +692,9 @@ mod cases {
                     // Failed for want of a slot or of nodes beyond those reserved.
                     assert!(
                         t.free_slots() <= t.reserved()
-                            || t.free_nodes() <= t.nodes_needed(1, t.reserved()) + t.height
+                            || t.free_nodes::<LEAF, 0>() <= t.leaves_needed(1, t.reserved())
+                            || t.free_nodes::<INNER, INNER>()
+                                <= t.inners_needed(1, t.reserved()) + t.height
                     );
                 }
             }
