@@ -1,12 +1,13 @@
 //! The benchmark suite of the simulator / any OS, with the targets it must meet.
 
 use crate::direct::DirectEngine;
-use crate::measure::{Measurement, Timer};
+use crate::measure::{Measurement, Timer, quantile};
 use ktm_sim::SimDevice;
 use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Request};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -139,6 +140,115 @@ fn filled(n: u64) -> DirectEngine {
     e
 }
 
+/// A store of a nominal size that 1-put transactions insert new keys into; the keys a batch
+/// inserted are deleted again (untimed) before the next batch, and a batch is at most half the
+/// nominal size, so the store stays within 1.5x of it.
+struct ScaleStore {
+    size: u64,
+    e: DirectEngine,
+    next: u64,
+    cleaned: u64,
+}
+
+impl ScaleStore {
+    /// Deletes what the last batch inserted. Untimed; it also leaves the store as warm as a
+    /// store that is in steady use.
+    fn clean(&mut self) {
+        for x in self.cleaned + 1..=self.next {
+            self.e.call(
+                Request::Delete {
+                    tx: 0,
+                    key: &key(x),
+                },
+                0,
+            );
+        }
+        self.cleaned = self.next;
+    }
+
+    fn tx(&mut self) {
+        self.next += 1;
+        let tx = self.e.begin();
+        self.e.call(
+            Request::Put {
+                tx,
+                key: &key(self.next),
+                value: VALUE,
+            },
+            0,
+        );
+        self.e.commit_last();
+    }
+}
+
+/// The scale measurements and the ratio largest/smallest. The sizes take turns: every
+/// repetition times one batch on each store, so a drift of the machine's speed during the run
+/// (frequent on shared VMs) moves all sizes alike; the ratio is the median of the
+/// per-repetition ratios.
+fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
+    let mut stores: Vec<ScaleStore> = cfg
+        .scale_sizes
+        .iter()
+        .map(|&size| ScaleStore {
+            size,
+            e: filled(size),
+            next: 0,
+            cleaned: 0,
+        })
+        .collect();
+    let smallest = cfg.scale_sizes.iter().copied().min().unwrap_or(2);
+    let batch = (smallest / 2).clamp(1, cfg.ops.max(1));
+    // As many transactions per size as the other measurements time, in batches.
+    let reps = usize::try_from(cfg.ops.saturating_mul(cfg.reps as u64) / batch)
+        .unwrap_or(1)
+        .max(cfg.reps)
+        .max(1);
+    let mut means: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); stores.len()];
+    let mut ratios = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        for (st, m) in stores.iter_mut().zip(&mut means) {
+            st.clean();
+            let t = Instant::now();
+            for _ in 0..batch {
+                st.tx();
+            }
+            m.push(t.elapsed().as_nanos() as f64 / batch as f64);
+        }
+        if let (Some(first), Some(last)) = (means.first(), means.last())
+            && let (Some(a), Some(b)) = (first.last(), last.last())
+        {
+            ratios.push(b / a);
+        }
+    }
+    let mut out = Vec::new();
+    for (st, m) in stores.iter_mut().zip(&mut means) {
+        // Per-transaction percentiles: one more batch, each transaction timed.
+        st.clean();
+        let mut each = Vec::with_capacity(batch as usize);
+        for _ in 0..batch {
+            let t = Instant::now();
+            st.tx();
+            each.push(t.elapsed());
+        }
+        st.clean();
+        assert_eq!(st.e.stats().keys, st.size, "the store is back at its size");
+        each.sort();
+        out.push(Measurement {
+            name: format!("engine_1put_tx_at_{}_keys", st.size),
+            ops: batch,
+            mean_ns: median(m),
+            p50_ns: quantile(&each, 0.50).as_nanos() as f64,
+            p99_ns: quantile(&each, 0.99).as_nanos() as f64,
+        });
+    }
+    (out, median(&mut ratios))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Runs the suite.
 #[must_use]
 pub fn run(cfg: &BenchConfig) -> Report {
@@ -220,51 +330,10 @@ pub fn run(cfg: &BenchConfig) -> Report {
         },
     );
 
-    // Scale: the 1-put transaction against stores of growing size. Each transaction inserts a
-    // new key; the keys a batch inserted are deleted again (untimed) before the next batch, and a
-    // batch is at most half the nominal size, so the store stays within 1.5x of it.
-    let mut scale = Vec::new();
-    for &size in &cfg.scale_sizes {
-        let e = RefCell::new(filled(size));
-        let (next, cleaned) = (Cell::new(0u64), Cell::new(0u64));
-        let batch = (size / 2).clamp(1, cfg.ops.max(1));
-        let reps = cfg
-            .reps
-            .saturating_mul(usize::try_from(cfg.ops / batch).unwrap_or(1).clamp(1, 8));
-        let meas = Timer { reps }.measure(
-            &format!("engine_1put_tx_at_{size}_keys"),
-            batch,
-            || {
-                let mut e = e.borrow_mut();
-                for x in cleaned.get() + 1..=next.get() {
-                    e.call(
-                        Request::Delete {
-                            tx: 0,
-                            key: &key(x),
-                        },
-                        0,
-                    );
-                }
-                cleaned.set(next.get());
-            },
-            |_| {
-                let mut e = e.borrow_mut();
-                next.set(next.get() + 1);
-                let tx = e.begin();
-                e.call(
-                    Request::Put {
-                        tx,
-                        key: &key(next.get()),
-                        value: VALUE,
-                    },
-                    0,
-                );
-                e.commit_last();
-            },
-        );
-        assert_eq!(e.borrow().stats().keys, size + next.get() - cleaned.get());
-        scale.push(meas.mean_ns);
-        add(meas);
+    // Scale: the 1-put transaction against stores of growing size.
+    let (scale, scale_ratio) = scale(cfg);
+    for m in scale {
+        add(m);
     }
 
     // Commit cost by write-set size, per key, with the store size held constant.
@@ -324,8 +393,7 @@ pub fn run(cfg: &BenchConfig) -> Report {
     r.ratios = Ratios {
         engine_vs_btreemap: engine.mean_ns / btree.mean_ns,
         sim_vs_btreemap: sim.mean_ns / btree.mean_ns,
-        scale_1e6_vs_1e3: scale.last().copied().unwrap_or(0.0)
-            / scale.first().copied().unwrap_or(1.0),
+        scale_1e6_vs_1e3: scale_ratio,
         commit_per_key_1000_vs_10: per_key.values().last().copied().unwrap_or(0.0)
             / per_key.get(&10).copied().unwrap_or(1.0),
     };

@@ -8,6 +8,7 @@ use crate::lock::StateLock;
 use crate::ops::Write;
 use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
+use crate::tree::Prefetch;
 use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
 use ktmrm_proto::{
@@ -114,6 +115,15 @@ impl Op {
 
     const fn writes(&self) -> bool {
         matches!(self, Op::Put(_) | Op::Delete(_))
+    }
+
+    /// The one key a PUT, GET or DELETE names.
+    fn point_key(&self) -> Option<&[u8]> {
+        match self {
+            Op::Put(e) => Some(e.key()),
+            Op::Get(k) | Op::Delete(k) => Some(k.as_slice()),
+            _ => None,
+        }
     }
 }
 
@@ -231,31 +241,38 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         output_len: usize,
     ) -> Result<(NtStatus, usize), NtStatus> {
         // Decoding reads only the request, so it can come first; the readiness check still
-        // decides the status first. Under that lock the key's leaf starts loading, so its cache
-        // miss overlaps the value copy and the transaction lookup below.
+        // decides the status first. Under that lock the lookup of the request's key starts
+        // loading its nodes (Tree::prefetch_start), and transaction resolution, under its own
+        // lock, loads the leaf: the lookup's cache misses overlap the value copy and the
+        // transaction lookup instead of stalling the write.
         let decoded = decode(code, buffer, input_len, output_len);
-        self.lock.with(|s| {
+        let started = self.lock.with(|s| {
             if s.shutting_down || s.recovering {
                 return Err(NtStatus::DEVICE_NOT_READY);
             }
-            if let Ok(req) = &decoded
-                && let Some(key) = req.point_key()
-            {
-                s.prefetch(key);
-            }
-            Ok(())
+            Ok(match &decoded {
+                Ok(req) => req.point_key().map(|key| {
+                    let p = s.prefetch_start(key);
+                    if req.tx() == 0 {
+                        s.prefetch_leaf(key, p);
+                    }
+                    p
+                }),
+                Err(_) => None,
+            })
         })?;
         let req = decoded?;
         let tx = req.tx();
         let op = Op::from_request(req)?;
-        let out = buffer
-            .get_mut(..output_len)
-            .ok_or(NtStatus::INVALID_PARAMETER)?;
         let txn = if tx == 0 {
             None
         } else {
-            Some(self.resolve(port, caller, tx, op.writes())?)
+            let prefetch = op.point_key().zip(started);
+            Some(self.resolve(port, caller, tx, op.writes(), prefetch)?)
         };
+        let out = buffer
+            .get_mut(..output_len)
+            .ok_or(NtStatus::INVALID_PARAMETER)?;
         match op {
             Op::Version => {
                 let limits = self.lock.with(|s| s.limits());
@@ -337,8 +354,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         caller: &P::Caller,
         handle: u64,
         write: bool,
+        prefetch: Option<(&[u8], Prefetch)>,
     ) -> Result<EnlistmentKey, NtStatus> {
         let (tx, id) = port.reference_transaction(caller, handle)?;
+        let mut prefetch = prefetch;
         loop {
             enum Next {
                 Ready(EnlistmentKey),
@@ -346,6 +365,9 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 Enlist(EnlistmentKey),
             }
             let next = self.lock.with(|s| -> Result<Next, NtStatus> {
+                if let Some((key, p)) = prefetch.take() {
+                    s.prefetch_leaf(key, p);
+                }
                 match s.find_txn(&id) {
                     Some(key) => match s.txn(key) {
                         Some(t) if t.enlisting => Ok(Next::Wait),

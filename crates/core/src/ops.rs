@@ -53,10 +53,15 @@ impl<E> State<E> {
             && (bytes <= 0 || add(base_b, bytes) <= self.limits.max_bytes)
     }
 
-    /// Starts loading the committed store's leaf for `key`, which a request on it reads
-    /// ([`crate::tree::Tree::prefetch`]).
-    pub(crate) fn prefetch(&self, key: &[u8]) {
-        self.committed.prefetch(key);
+    /// Starts a lookup of `key` in the committed store
+    /// ([`crate::tree::Tree::prefetch_start`]).
+    pub(crate) fn prefetch_start(&self, key: &[u8]) -> crate::tree::Prefetch {
+        self.committed.prefetch_start(key)
+    }
+
+    /// Continues it ([`crate::tree::Tree::prefetch_leaf`]).
+    pub(crate) fn prefetch_leaf(&self, key: &[u8], p: crate::tree::Prefetch) {
+        self.committed.prefetch_leaf(key, p);
     }
 
     fn committed_charge(&self, key: &[u8]) -> Option<u64> {

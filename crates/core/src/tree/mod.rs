@@ -173,6 +173,13 @@ struct Found {
     found: bool,
 }
 
+/// A lookup begun by [`Tree::prefetch_start`]: the node it started loading.
+#[derive(Clone, Copy, Debug)]
+pub struct Prefetch {
+    node: u32,
+    height: usize,
+}
+
 /// What [`Tree::entry`] found. (Vacant carries the search path on the stack; it lives only
 /// until the insert.)
 #[allow(clippy::large_enum_variant)]
@@ -280,15 +287,57 @@ impl<E: Keyed> Tree<E> {
         self.payload_slot_mut(i)?.as_mut()
     }
 
-    /// Starts loading the leaf that holds `key` (or would) into the cache, without waiting for
-    /// it, so that a lookup of `key` made a little later does not stall on it.
+    /// Starts loading, without waiting, the last inner node on the way to `key` (the first one
+    /// a lookup is likely to miss on); [`Tree::prefetch_leaf`] then loads the leaf. A caller
+    /// with work to do between knowing a key and looking it up (the dispatcher copies the value
+    /// and resolves the transaction) overlaps the lookup's two cache misses with that work.
     ///
-    /// Why: at a million keys the leaves no longer fit in the cache, and a lookup's one certain
-    /// miss is its leaf (the inner nodes are few and stay cached). A caller that knows the key
-    /// early (the dispatcher, before it copies the value and resolves the transaction) overlaps
-    /// that miss with its own work. Reads only inner nodes; the leaf is only prefetched.
-    pub fn prefetch(&self, key: &[u8]) {
-        if let Some(leaf) = self.leaf(self.find_leaf(prefix_of(key), key)) {
+    /// Why: at a million keys the leaves and the level above them no longer stay in the cache,
+    /// and a cold lookup waits for one miss on each, in turn. Reads only the inner nodes above
+    /// that level, which are few and stay cached.
+    pub fn prefetch_start(&self, key: &[u8]) -> Prefetch {
+        let prefix = prefix_of(key);
+        let mut n = self.root;
+        for _ in 2..self.height {
+            let Some(node) = self.inner(n) else {
+                break;
+            };
+            match self.child_pos(node, prefix, key) {
+                Some((i, _)) => n = node.child_at(i),
+                None => break,
+            }
+        }
+        match self.height {
+            0 => {}
+            1 => {
+                if let Some(leaf) = self.leaf(n) {
+                    leaf.prefetch_search();
+                }
+            }
+            _ => {
+                if let Some(inner) = self.inner(n) {
+                    inner.prefetch_search();
+                }
+            }
+        }
+        Prefetch {
+            node: n,
+            height: self.height,
+        }
+    }
+
+    /// Second step of [`Tree::prefetch_start`]: reads the inner node it loaded and starts
+    /// loading the leaf below it. If the tree changed meanwhile, this loads a wrong leaf at
+    /// worst (nothing is read from it); a later lookup is correct either way.
+    pub fn prefetch_leaf(&self, key: &[u8], p: Prefetch) {
+        if p.height < 2 || p.height != self.height {
+            return;
+        }
+        let prefix = prefix_of(key);
+        if let Some(inner) = self.inner(p.node)
+            && let Some((i, _)) = self.child_pos(inner, prefix, key)
+            && let Some(leaf) = self.leaf(inner.child_at(i))
+        {
             leaf.prefetch_search();
         }
     }

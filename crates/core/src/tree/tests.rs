@@ -319,6 +319,37 @@ mod cases {
     }
 
     #[test]
+    fn prefetch_hints_change_nothing_even_when_stale() {
+        let mut t: Tree<Ent> = Tree::new();
+        let empty = t.prefetch_start(b"k");
+        t.prefetch_leaf(b"k", empty);
+        let mut stale = Vec::new();
+        for i in 0..20_000u32 {
+            t.insert(ent(&k32(i.wrapping_mul(2_654_435_761)), i)).unwrap();
+            if i.is_power_of_two() {
+                stale.push(t.prefetch_start(&k32(i)));
+            }
+        }
+        assert!(t.height >= 3);
+        let before: Vec<u32> = t.iter().map(|(_, e)| e.val).collect();
+        // Hints from every earlier height, and from a tree emptied and rebuilt smaller.
+        for (n, &p) in stale.iter().enumerate() {
+            t.prefetch_leaf(&k32(n as u32), p);
+        }
+        assert_eq!(t.iter().map(|(_, e)| e.val).collect::<Vec<_>>(), before);
+        t.check();
+        t.clear();
+        for i in 0..100u32 {
+            t.insert(ent(&k32(i), i)).unwrap();
+        }
+        for &p in &stale {
+            t.prefetch_leaf(b"zz", p);
+        }
+        assert_eq!(t.len(), 100);
+        t.check();
+    }
+
+    #[test]
     fn new_allocates_nothing() {
         const EMPTY: Tree<Ent> = Tree::new();
         let t = EMPTY;
