@@ -8,7 +8,7 @@ use crate::lock::StateLock;
 use crate::ops::Write;
 use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
-use crate::tree::Prefetch;
+use crate::tree::{LeafHint, Prefetch};
 use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
 use ktmrm_proto::{
@@ -270,6 +270,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             let prefetch = op.point_key().zip(started);
             Some(self.resolve(port, caller, tx, op.writes(), prefetch)?)
         };
+        let (txn, hint) = match txn {
+            Some((t, hint)) => (Some(t), hint),
+            None => (None, LeafHint::NONE),
+        };
         let out = buffer
             .get_mut(..output_len)
             .ok_or(NtStatus::INVALID_PARAMETER)?;
@@ -299,8 +303,8 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 w.u64(handle).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
                 Ok((NtStatus::SUCCESS, w.len()))
             }
-            Op::Put(entry) => self.write(txn, Write::Put(entry)),
-            Op::Delete(key) => self.write(txn, Write::Delete(key)),
+            Op::Put(entry) => self.write(txn, Write::Put(entry), hint),
+            Op::Delete(key) => self.write(txn, Write::Delete(key), hint),
             Op::Get(key) => self.lock.with(|s| {
                 if let Some(t) = txn {
                     s.usable(t, false)?;
@@ -332,9 +336,14 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         }
     }
 
-    fn write(&self, txn: Option<EnlistmentKey>, w: Write) -> Result<(NtStatus, usize), NtStatus> {
+    fn write(
+        &self,
+        txn: Option<EnlistmentKey>,
+        w: Write,
+        hint: LeafHint,
+    ) -> Result<(NtStatus, usize), NtStatus> {
         let force = self.lock.with(|s| match txn {
-            Some(t) => s.write_in(t, w).map(|()| None),
+            Some(t) => s.write_in(t, w, hint).map(|()| None),
             None if s.is_durable() => s.write_now_logged(w, &self.log).map(Some),
             None => s.write_now(w).map(|()| None),
         })?;
@@ -355,9 +364,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         handle: u64,
         write: bool,
         prefetch: Option<(&[u8], Prefetch)>,
-    ) -> Result<EnlistmentKey, NtStatus> {
+    ) -> Result<(EnlistmentKey, LeafHint), NtStatus> {
         let (tx, id) = port.reference_transaction(caller, handle)?;
         let mut prefetch = prefetch;
+        let mut hint = LeafHint::NONE;
         loop {
             enum Next {
                 Ready(EnlistmentKey),
@@ -366,7 +376,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             }
             let next = self.lock.with(|s| -> Result<Next, NtStatus> {
                 if let Some((key, p)) = prefetch.take() {
-                    s.prefetch_leaf(key, p);
+                    hint = s.prefetch_leaf(key, p);
                 }
                 match s.find_txn(&id) {
                     Some(key) => match s.txn(key) {
@@ -378,7 +388,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 }
             })?;
             match next {
-                Next::Ready(key) => return Ok(key),
+                Next::Ready(key) => return Ok((key, hint)),
                 Next::Wait => port.yield_now(),
                 Next::Enlist(key) => {
                     let result = port.enlist(&tx, key, notify_bits::ENGINE_MASK);

@@ -6,7 +6,7 @@ use crate::entry::{Entry, KeyBuf};
 use crate::fallible;
 use crate::port::EnlistmentKey;
 use crate::state::{Pending, Phase, State};
-use crate::tree::{NodeId, Slot};
+use crate::tree::{LeafHint, NodeId, Slot};
 use core::ops::Bound;
 use ktmrm_proto::{ListWriter, NtStatus};
 
@@ -59,9 +59,9 @@ impl<E> State<E> {
         self.committed.prefetch_start(key)
     }
 
-    /// Continues it ([`crate::tree::Tree::prefetch_leaf`]).
-    pub(crate) fn prefetch_leaf(&self, key: &[u8], p: crate::tree::Prefetch) {
-        self.committed.prefetch_leaf(key, p);
+    /// Continues it ([`crate::tree::Tree::prefetch_leaf`]): the leaf, a hint for the lookup.
+    pub(crate) fn prefetch_leaf(&self, key: &[u8], p: crate::tree::Prefetch) -> LeafHint {
+        self.committed.prefetch_leaf(key, p)
     }
 
     fn committed_charge(&self, key: &[u8]) -> Option<u64> {
@@ -160,8 +160,14 @@ impl<E> State<E> {
 
     /// A write in transaction `key` (which must be Active): staged in the pending tree, which
     /// also locks the key against every other writer.
-    pub(crate) fn write_in(&mut self, key: EnlistmentKey, w: Write) -> Result<(), NtStatus> {
-        self.stage(key, w, false)
+    /// `hint`: where the committed store's lookup of the key may start.
+    pub(crate) fn write_in(
+        &mut self,
+        key: EnlistmentKey,
+        w: Write,
+        hint: LeafHint,
+    ) -> Result<(), NtStatus> {
+        self.stage(key, w, false, hint)
     }
 
     /// [`State::write_in`]; `replaying`: a write from the log, staged as it was prepared. A
@@ -172,10 +178,12 @@ impl<E> State<E> {
         key: EnlistmentKey,
         w: Write,
         replaying: bool,
+        hint: LeafHint,
     ) -> Result<(), NtStatus> {
         self.usable(key, true)?;
         let slot = Self::owner_slot(Some(key)).ok_or(NtStatus::TRANSACTION_NOT_ACTIVE)?;
-        let old = self.committed_charge(w.key());
+        let (old, leaf) = self.committed.get_hinted(w.key(), hint);
+        let old = old.map(Entry::charge);
         let Some(txn) = self.txn(key) else {
             return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
         };
@@ -209,7 +217,9 @@ impl<E> State<E> {
             .map_err(|_| oom)?;
         let node = match self.pending.entry(w.key()) {
             None => return Err(NtStatus::UNSUCCESSFUL),
-            Some(Slot::Occupied(node)) => return self.rewrite(key, slot, node, w, old, cur),
+            Some(Slot::Occupied(node)) => {
+                return self.rewrite(key, slot, node, w, (old, leaf), cur);
+            }
             Some(Slot::Vacant(v)) => {
                 if let Some(st) = refusal {
                     return Err(if st == NtStatus::QUOTA_EXCEEDED {
@@ -226,6 +236,7 @@ impl<E> State<E> {
                     entry,
                     delete,
                     owner: slot,
+                    leaf,
                 })
                 .map_err(|_| oom)?
             }
@@ -255,14 +266,15 @@ impl<E> State<E> {
     }
 
     /// A write in transaction `key` to a key that already has a pending write (`node`): allowed
-    /// only to the owner, replacing the pending put or delete in place.
+    /// only to the owner, replacing the pending put or delete in place. `(old, leaf)`: the key's
+    /// committed charge and the leaf its lookup went to.
     fn rewrite(
         &mut self,
         key: EnlistmentKey,
         slot: u32,
         node: NodeId,
         w: Write,
-        old: Option<u64>,
+        (old, leaf): (Option<u64>, LeafHint),
         (cur_k, cur_b): (i64, i64),
     ) -> Result<(), NtStatus> {
         let new_charge = match &w {
@@ -293,6 +305,7 @@ impl<E> State<E> {
         let Some(p) = self.pending.node_mut(node) else {
             return Err(NtStatus::UNSUCCESSFUL);
         };
+        p.leaf = leaf;
         let put_change: isize = match w {
             Write::Put(e) => {
                 p.entry = e;

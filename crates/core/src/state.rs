@@ -4,7 +4,7 @@
 use crate::entry::Entry;
 use crate::fallible;
 use crate::port::{EnlistmentKey, TxId};
-use crate::tree::{Keyed, NodeId, Tree};
+use crate::tree::{Keyed, LeafHint, NodeId, Tree};
 use alloc::vec::Vec;
 use ktmrm_proto::{Limits, NtStatus, Stats};
 
@@ -37,6 +37,8 @@ pub(crate) struct Pending {
     pub(crate) delete: bool,
     /// The owning transaction's slot.
     pub(crate) owner: u32,
+    /// The committed store's leaf the write's lookup went to: where its commit starts.
+    pub(crate) leaf: LeafHint,
 }
 
 impl Keyed for Pending {

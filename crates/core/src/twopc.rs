@@ -343,7 +343,7 @@ impl<E> State<E> {
             let charge = p.entry.charge();
             let res = if used < reserved {
                 used = used.saturating_add(1);
-                self.committed.insert_reserved(p.entry)
+                self.committed.insert_reserved_hinted(p.entry, p.leaf)
             } else {
                 self.committed.insert(p.entry)
             };

@@ -181,7 +181,7 @@ impl<E> State<E> {
                     None => OpWrite::Delete(k),
                 },
             };
-            self.stage(key, op, true)?;
+            self.stage(key, op, true, crate::tree::LeafHint::NONE)?;
         }
         if !self.reserve_for_commit(key) {
             return Err(NtStatus::QUOTA_EXCEEDED);

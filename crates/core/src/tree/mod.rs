@@ -173,6 +173,18 @@ struct Found {
     found: bool,
 }
 
+/// A leaf a lookup went to, so that a later lookup or insert of the same key can start there
+/// instead of at the root ([`Tree::get_hinted`], [`Tree::insert_reserved_hinted`]). Any value
+/// is safe: a hint is used only when the leaf it names is certainly the key's (see
+/// [`Tree::hinted_leaf`]), however stale it is or whichever tree it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafHint(u32);
+
+impl LeafHint {
+    /// No hint.
+    pub const NONE: LeafHint = LeafHint(NIL);
+}
+
 /// A lookup begun by [`Tree::prefetch_start`]: the node it started loading.
 #[derive(Clone, Copy, Debug)]
 pub struct Prefetch {
@@ -327,11 +339,12 @@ impl<E: Keyed> Tree<E> {
     }
 
     /// Second step of [`Tree::prefetch_start`]: reads the inner node it loaded and starts
-    /// loading the leaf below it. If the tree changed meanwhile, this loads a wrong leaf at
-    /// worst (nothing is read from it); a later lookup is correct either way.
-    pub fn prefetch_leaf(&self, key: &[u8], p: Prefetch) {
+    /// loading the leaf below it, which it returns as a hint for the lookup. If the tree changed
+    /// meanwhile, this loads a wrong leaf at worst (nothing is read from it, and the hint is
+    /// checked before use).
+    pub fn prefetch_leaf(&self, key: &[u8], p: Prefetch) -> LeafHint {
         if p.height < 2 || p.height != self.height {
-            return;
+            return LeafHint::NONE;
         }
         let prefix = prefix_of(key);
         if let Some(inner) = self.inner(p.node)
@@ -339,6 +352,88 @@ impl<E: Keyed> Tree<E> {
             && let Some(leaf) = self.leaf(inner.child_at(i))
         {
             leaf.prefetch_search();
+            return LeafHint(inner.child_at(i));
+        }
+        LeafHint::NONE
+    }
+
+    /// The leaf `hint` names if it is certainly the one `key` (with this prefix) belongs in: a
+    /// leaf in use whose first and last entries' prefixes lie strictly below and above the
+    /// key's. Leaves hold contiguous ranges of keys, so a leaf holding keys on both sides of a
+    /// key is that key's leaf, whatever happened to the tree since the hint was taken.
+    fn hinted_leaf(&self, hint: LeafHint, prefix: u64) -> Option<&Leaf> {
+        let leaf = self.leaf(hint.0)?;
+        let last = leaf.len().checked_sub(1)?;
+        let (first, last) = (*leaf.prefix.first()?, *leaf.prefix.get(last)?);
+        (first < prefix && prefix < last).then_some(leaf)
+    }
+
+    /// The entry with this key, and the leaf searched (a hint for a later insert of the key).
+    /// Starts at the leaf `hint` if that is the key's leaf, else at the root.
+    pub fn get_hinted(&self, key: &[u8], hint: LeafHint) -> (Option<&E>, LeafHint) {
+        let prefix = prefix_of(key);
+        let id = match self.hinted_leaf(hint, prefix) {
+            Some(_) => hint.0,
+            None => self.find_leaf(prefix, key),
+        };
+        let Some(leaf) = self.leaf(id) else {
+            return (None, LeafHint::NONE);
+        };
+        let e = match self.leaf_pos(leaf, prefix, key) {
+            Some((i, true)) => leaf.key.get(i).and_then(|&slot| self.payload(slot)),
+            _ => None,
+        };
+        (e, LeafHint(id))
+    }
+
+    /// [`Tree::insert_reserved`] that starts at the leaf `hint` when that is the key's leaf and
+    /// has room, with no descent from the root (the commit of a write its lookup hinted).
+    pub fn insert_reserved_hinted(
+        &mut self,
+        e: E,
+        hint: LeafHint,
+    ) -> Result<(NodeId, Option<E>), E> {
+        let prefix = prefix_of(e.key());
+        let at = match self.hinted_leaf(hint, prefix) {
+            Some(leaf) if self.reserved > 0 && leaf.len() < Leaf::CAP => self
+                .leaf_pos(leaf, prefix, e.key())
+                .map(|(pos, found)| Found {
+                    leaf: hint.0,
+                    pos,
+                    found,
+                }),
+            _ => None,
+        };
+        let Some(at) = at else {
+            return self.insert_reserved(e);
+        };
+        let done = if at.found {
+            self.replace(&at, e)
+        } else {
+            self.link_in_leaf(e, prefix, &at)
+        };
+        if done.is_ok() {
+            self.reserved = self.reserved.saturating_sub(1);
+        }
+        done
+    }
+
+    /// Puts `e` (absent, reserved for) at `at` in a leaf known to have room.
+    fn link_in_leaf(&mut self, e: E, prefix: u64, at: &Found) -> Result<(NodeId, Option<E>), E> {
+        let slot = self.alloc_slot(e)?;
+        let it = Item {
+            p: prefix,
+            k: slot,
+            c: NIL,
+        };
+        if self.leaf_mut(at.leaf).is_some_and(|l| l.insert(at.pos, it)) {
+            self.len = self.len.saturating_add(1);
+            return Ok((NodeId(slot), None));
+        }
+        // Unreachable (room was checked); give the entry back rather than lose it.
+        match self.free_slot(slot) {
+            Some(e) => Err(e),
+            None => Ok((NodeId(slot), None)),
         }
     }
 

@@ -49,7 +49,6 @@ pub(super) struct Node<const N: usize, const C: usize> {
 
 impl<const N: usize, const C: usize> Node<N, C> {
     /// Most items.
-    #[cfg(test)]
     pub(super) const CAP: usize = N;
     /// Fewest items a node other than the root holds.
     pub(super) const MIN: usize = N / 2;

@@ -325,7 +325,8 @@ mod cases {
         t.prefetch_leaf(b"k", empty);
         let mut stale = Vec::new();
         for i in 0..20_000u32 {
-            t.insert(ent(&k32(i.wrapping_mul(2_654_435_761)), i)).unwrap();
+            t.insert(ent(&k32(i.wrapping_mul(2_654_435_761)), i))
+                .unwrap();
             if i.is_power_of_two() {
                 stale.push(t.prefetch_start(&k32(i)));
             }
@@ -347,6 +348,36 @@ mod cases {
         }
         assert_eq!(t.len(), 100);
         t.check();
+    }
+
+    #[test]
+    fn hinted_lookups_and_inserts_agree_with_plain_ones() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut t: Tree<Ent> = Tree::new();
+        let mut model = BTreeMap::new();
+        let mut taken = 0usize;
+        for i in 0..30_000u32 {
+            let k = rng.next().to_be_bytes();
+            let (found, leaf) = t.get_hinted(&k, LeafHint::NONE);
+            assert_eq!(found.map(|e| e.val), model.get(&k[..]).copied());
+            // The leaf the lookup found; every fifth time a stale or foreign one instead.
+            let hint = if i % 5 == 0 {
+                LeafHint(rng.next() as u32 % 700)
+            } else {
+                leaf
+            };
+            t.reserve(1).unwrap();
+            let bytes = t.allocated_bytes();
+            let (_, old) = t.insert_reserved_hinted(ent(&k, i), hint).unwrap();
+            assert_eq!(t.allocated_bytes(), bytes, "a reserved insert allocated");
+            assert_eq!(old.map(|e| e.val), model.insert(k.to_vec(), i));
+            taken += usize::from(leaf == hint && t.hinted_leaf(leaf, prefix_of(&k)).is_some());
+        }
+        assert_eq!(t.reserved(), 0);
+        assert_eq!(t.len(), model.len());
+        t.check();
+        // Most commits of a write whose lookup found its leaf start there.
+        assert!(taken > 20_000, "hinted path taken {taken} times");
     }
 
     #[test]
@@ -655,12 +686,13 @@ mod cases {
     #[derive(Debug, Clone)]
     enum Op {
         Insert(Vec<u8>, u32),
-        InsertReserved(Vec<u8>, u32),
+        /// With a leaf hint (any leaf id: often stale or wrong) when `Some`.
+        InsertReserved(Vec<u8>, u32, Option<u32>),
         InsertMany(u16, u16),
         Remove(Vec<u8>),
         Reserve(usize),
         Unreserve(usize),
-        Get(Vec<u8>),
+        Get(Vec<u8>, Option<u32>),
         GetMut(Vec<u8>, u32),
         Range(u8, Vec<u8>),
         Budget(Option<usize>),
@@ -677,12 +709,13 @@ mod cases {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             8 => (key(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
-            6 => (key(), any::<u32>()).prop_map(|(k, v)| Op::InsertReserved(k, v)),
+            6 => (key(), any::<u32>(), proptest::option::of(0u32..200))
+                .prop_map(|(k, v, h)| Op::InsertReserved(k, v, h)),
             1 => (any::<u16>(), 0u16..1500).prop_map(|(s, n)| Op::InsertMany(s, n)),
             8 => key().prop_map(Op::Remove),
             3 => prop_oneof![0usize..4, 0usize..2500].prop_map(Op::Reserve),
             2 => (0usize..6).prop_map(Op::Unreserve),
-            2 => key().prop_map(Op::Get),
+            2 => (key(), proptest::option::of(0u32..200)).prop_map(|(k, h)| Op::Get(k, h)),
             1 => (key(), any::<u32>()).prop_map(|(k, v)| Op::GetMut(k, v)),
             2 => (0u8..3, key()).prop_map(|(b, k)| Op::Range(b, k)),
             1 => proptest::option::of(0usize..3).prop_map(Op::Budget),
@@ -742,9 +775,12 @@ mod cases {
                     let r = t.insert(ent(&k, v));
                     m.insert(&t, k, v, r);
                 }
-                Op::InsertReserved(k, v) => {
+                Op::InsertReserved(k, v, hint) => {
                     let bytes = t.allocated_bytes();
-                    let r = t.insert_reserved(ent(&k, v));
+                    let r = match hint {
+                        Some(h) => t.insert_reserved_hinted(ent(&k, v), LeafHint(h)),
+                        None => t.insert_reserved(ent(&k, v)),
+                    };
                     if m.reserved > 0 {
                         assert!(r.is_ok(), "reserved insert failed");
                         assert_eq!(t.allocated_bytes(), bytes, "reserved insert allocated");
@@ -771,9 +807,16 @@ mod cases {
                     t.unreserve(n);
                     m.reserved = m.reserved.saturating_sub(n);
                 }
-                Op::Get(k) => {
+                Op::Get(k, hint) => {
                     assert_eq!(t.get(&k).map(|e| e.val), m.map.get(&k).copied());
                     assert_eq!(t.find(&k), m.ids.get(&k).copied());
+                    let (e, leaf) = t.get_hinted(&k, LeafHint(hint.unwrap_or(NIL)));
+                    assert_eq!(e.map(|e| e.val), m.map.get(&k).copied(), "hinted get");
+                    // The leaf it returns is the key's: a hint from it finds the same.
+                    assert_eq!(
+                        t.get_hinted(&k, leaf).0.map(|e| e.val),
+                        m.map.get(&k).copied()
+                    );
                 }
                 Op::GetMut(k, v) => {
                     if let Some(e) = t.get_mut(&k) {
