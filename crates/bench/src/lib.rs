@@ -12,4 +12,4 @@ mod suite;
 pub use alloc::{CountingAlloc, allocated_bytes, counting_installed};
 pub use direct::DirectEngine;
 pub use measure::{Measurement, Timer, quantile};
-pub use suite::{BenchConfig, Memory, Ratios, Report, Target, run};
+pub use suite::{BenchConfig, Memory, Ratios, Report, Target, VALUE, filled, key, run};

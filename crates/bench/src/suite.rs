@@ -100,7 +100,8 @@ pub struct Report {
 }
 
 /// Deterministic keys: 16 hex digits of a splitmix64 sequence, so inserts land all over the tree.
-fn key(i: u64) -> [u8; 16] {
+#[must_use]
+pub fn key(i: u64) -> [u8; 16] {
     let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -112,7 +113,8 @@ fn key(i: u64) -> [u8; 16] {
     out
 }
 
-const VALUE: &[u8] = b"0123456789abcdef";
+/// The value every benchmark write stores (16 bytes).
+pub const VALUE: &[u8] = b"0123456789abcdef";
 
 fn big_limits() -> Limits {
     Limits {
@@ -123,8 +125,10 @@ fn big_limits() -> Limits {
     }
 }
 
-/// A store pre-filled with `n` keys through non-transacted PUTs.
-fn filled(n: u64) -> DirectEngine {
+/// A store pre-filled with `n` keys (`key(i | 1 << 63)`, disjoint from `key(i)` for small `i`)
+/// through non-transacted PUTs, with no quotas.
+#[must_use]
+pub fn filled(n: u64) -> DirectEngine {
     let mut e = DirectEngine::new(big_limits());
     for i in 0..n {
         let k = key(i | 1 << 63);
