@@ -246,19 +246,23 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         // lock, loads the leaf: the lookup's cache misses overlap the value copy and the
         // transaction lookup instead of stalling the write.
         let decoded = decode(code, buffer, input_len, output_len);
-        let started = self.lock.with(|s| {
+        let (started, direct_hint) = self.lock.with(|s| {
             if s.shutting_down || s.recovering {
                 return Err(NtStatus::DEVICE_NOT_READY);
             }
-            Ok(match &decoded {
-                Ok(req) => req.point_key().map(|key| {
-                    let p = s.prefetch_start(key);
-                    if req.tx() == 0 {
-                        s.prefetch_leaf(key, p);
-                    }
-                    p
-                }),
-                Err(_) => None,
+            let Some((req, key)) = decoded
+                .as_ref()
+                .ok()
+                .and_then(|r| Some((r, r.point_key()?)))
+            else {
+                return Ok((None, LeafHint::NONE));
+            };
+            let p = s.prefetch_start(key);
+            Ok(if req.tx() == 0 {
+                // No transaction to resolve: nothing to overlap; load the leaf now.
+                (None, s.prefetch_leaf(key, p))
+            } else {
+                (Some(p), LeafHint::NONE)
             })
         })?;
         let req = decoded?;
@@ -272,7 +276,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         };
         let (txn, hint) = match txn {
             Some((t, hint)) => (Some(t), hint),
-            None => (None, LeafHint::NONE),
+            None => (None, direct_hint),
         };
         let out = buffer
             .get_mut(..output_len)
@@ -310,7 +314,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                     s.usable(t, false)?;
                 }
                 let value = s
-                    .read(txn, key.as_slice())
+                    .read(txn, key.as_slice(), hint)
                     .ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
                 let len = u32::try_from(value.len()).map_err(|_| NtStatus::UNSUCCESSFUL)?;
                 let mut w = Writer::new(out);

@@ -69,7 +69,13 @@ impl<E> State<E> {
     }
 
     /// The value `key` has in the view of `txn` (`None` = committed view).
-    pub(crate) fn read(&self, txn: Option<EnlistmentKey>, key: &[u8]) -> Option<&[u8]> {
+    /// `hint`: where the committed store's lookup may start.
+    pub(crate) fn read(
+        &self,
+        txn: Option<EnlistmentKey>,
+        key: &[u8],
+        hint: LeafHint,
+    ) -> Option<&[u8]> {
         if let Some(slot) = Self::owner_slot(txn)
             && let Some(p) = self.pending.get(key)
             && p.owner == slot
@@ -80,7 +86,7 @@ impl<E> State<E> {
                 Some(p.entry.value())
             };
         }
-        self.committed.get(key).map(Entry::value)
+        self.committed.get_hinted(key, hint).0.map(Entry::value)
     }
 
     /// Checks a transaction may still be used for a request: reads need it not ended, writes
