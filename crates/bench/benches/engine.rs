@@ -13,60 +13,11 @@
 #![allow(missing_docs)]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ktmrm_bench::{DirectEngine, VALUE, filled, key};
-use ktmrm_proto::{Limits, Request};
+use ktmrm_bench::{Churn, DirectEngine, VALUE, filled, key};
+use ktmrm_proto::Limits;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
-
-/// Keys `key(cleaned + 1..=next)` were inserted since the last clean-up.
-struct Churn {
-    e: DirectEngine,
-    next: u64,
-    cleaned: u64,
-}
-
-impl Churn {
-    fn new(e: DirectEngine) -> Self {
-        Churn {
-            e,
-            next: 0,
-            cleaned: 0,
-        }
-    }
-
-    /// Deletes what was inserted since the last call (untimed: criterion's batch set-up), so a
-    /// store keeps its size however long criterion runs.
-    fn clean(&mut self) {
-        for x in self.cleaned + 1..=self.next {
-            self.e.call(
-                Request::Delete {
-                    tx: 0,
-                    key: &key(x),
-                },
-                0,
-            );
-        }
-        self.cleaned = self.next;
-    }
-
-    /// One transaction putting `n` new keys.
-    fn tx(&mut self, n: u64) {
-        let tx = self.e.begin();
-        for _ in 0..n {
-            self.next += 1;
-            self.e.call(
-                Request::Put {
-                    tx,
-                    key: &key(self.next),
-                    value: VALUE,
-                },
-                0,
-            );
-        }
-        self.e.commit_last();
-    }
-}
 
 const BATCH: u64 = 10_000;
 

@@ -5,11 +5,13 @@
 //! p50/p99 come from a separate pass that times every operation.
 
 mod alloc;
+mod churn;
 mod direct;
 mod measure;
 mod suite;
 
 pub use alloc::{CountingAlloc, allocated_bytes, counting_installed};
+pub use churn::Churn;
 pub use direct::DirectEngine;
 pub use measure::{Measurement, Timer, quantile};
 pub use suite::{BenchConfig, Memory, Ratios, Report, Target, VALUE, filled, key, run};

@@ -1,5 +1,6 @@
 //! The benchmark suite of the simulator / any OS, with the targets it must meet.
 
+use crate::churn::Churn;
 use crate::direct::DirectEngine;
 use crate::measure::{Measurement, Timer, quantile};
 use ktm_sim::SimDevice;
@@ -144,61 +145,17 @@ pub fn filled(n: u64) -> DirectEngine {
     e
 }
 
-/// A store of a nominal size that 1-put transactions insert new keys into; the keys a batch
-/// inserted are deleted again (untimed) before the next batch, and a batch is at most half the
-/// nominal size, so the store stays within 1.5x of it.
-struct ScaleStore {
-    size: u64,
-    e: DirectEngine,
-    next: u64,
-    cleaned: u64,
-}
-
-impl ScaleStore {
-    /// Deletes what the last batch inserted. Untimed; it also leaves the store as warm as a
-    /// store that is in steady use.
-    fn clean(&mut self) {
-        for x in self.cleaned + 1..=self.next {
-            self.e.call(
-                Request::Delete {
-                    tx: 0,
-                    key: &key(x),
-                },
-                0,
-            );
-        }
-        self.cleaned = self.next;
-    }
-
-    fn tx(&mut self) {
-        self.next += 1;
-        let tx = self.e.begin();
-        self.e.call(
-            Request::Put {
-                tx,
-                key: &key(self.next),
-                value: VALUE,
-            },
-            0,
-        );
-        self.e.commit_last();
-    }
-}
-
 /// The scale measurements and the ratio largest/smallest. The sizes take turns: every
 /// repetition times one batch on each store, so a drift of the machine's speed during the run
 /// (frequent on shared VMs) moves all sizes alike; the ratio is the median of the
 /// per-repetition ratios.
 fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
-    let mut stores: Vec<ScaleStore> = cfg
+    // A batch is at most half the nominal size and is deleted again before the next, so a
+    // store stays within 1.5x of its size.
+    let mut stores: Vec<(u64, Churn)> = cfg
         .scale_sizes
         .iter()
-        .map(|&size| ScaleStore {
-            size,
-            e: filled(size),
-            next: 0,
-            cleaned: 0,
-        })
+        .map(|&size| (size, Churn::new(filled(size))))
         .collect();
     let smallest = cfg.scale_sizes.iter().copied().min().unwrap_or(2);
     let batch = (smallest / 2).clamp(1, cfg.ops.max(1));
@@ -210,11 +167,11 @@ fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
     let mut means: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); stores.len()];
     let mut ratios = Vec::with_capacity(reps);
     for _ in 0..reps {
-        for (st, m) in stores.iter_mut().zip(&mut means) {
+        for ((_, st), m) in stores.iter_mut().zip(&mut means) {
             st.clean();
             let t = Instant::now();
             for _ in 0..batch {
-                st.tx();
+                st.tx(1);
             }
             m.push(t.elapsed().as_nanos() as f64 / batch as f64);
         }
@@ -225,20 +182,24 @@ fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
         }
     }
     let mut out = Vec::new();
-    for (st, m) in stores.iter_mut().zip(&mut means) {
+    for ((size, st), m) in stores.iter_mut().zip(&mut means) {
         // Per-transaction percentiles: one more batch, each transaction timed.
         st.clean();
         let mut each = Vec::with_capacity(batch as usize);
         for _ in 0..batch {
             let t = Instant::now();
-            st.tx();
+            st.tx(1);
             each.push(t.elapsed());
         }
         st.clean();
-        assert_eq!(st.e.stats().keys, st.size, "the store is back at its size");
+        assert_eq!(
+            st.engine().stats().keys,
+            *size,
+            "the store is back at its size"
+        );
         each.sort();
         out.push(Measurement {
-            name: format!("engine_1put_tx_at_{}_keys", st.size),
+            name: format!("engine_1put_tx_at_{size}_keys"),
             ops: batch,
             mean_ns: median(m),
             p50_ns: quantile(&each, 0.50).as_nanos() as f64,
