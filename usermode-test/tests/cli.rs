@@ -100,6 +100,7 @@ fn suites_exit_zero_and_end_with_a_count_line() {
         "engine_vs_btreemap",
         "scale_1e6_vs_1e3",
         "commit_per_key_1000_vs_10",
+        "shared_prefix_vs_random",
     ] {
         assert!(
             v["ratios"][ratio].as_f64().unwrap() > 0.0,

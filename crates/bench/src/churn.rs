@@ -2,7 +2,7 @@
 //! so a benchmark can run as long as it likes on a store of a fixed size.
 
 use crate::direct::DirectEngine;
-use crate::suite::{VALUE, key};
+use crate::suite::{VALUE, prefixed_key};
 use ktmrm_proto::Request;
 
 /// A store that transactions insert new keys into; the keys `key(cleaned + 1..=next)` were
@@ -11,16 +11,25 @@ pub struct Churn {
     e: DirectEngine,
     next: u64,
     cleaned: u64,
+    /// Bytes every key starts with (see [`prefixed_key`]).
+    prefix: &'static [u8],
 }
 
 impl Churn {
     /// Transactions on `e`.
     #[must_use]
     pub fn new(e: DirectEngine) -> Self {
+        Self::with_prefix(e, b"")
+    }
+
+    /// Transactions on `e` whose keys all start with `prefix`.
+    #[must_use]
+    pub fn with_prefix(e: DirectEngine, prefix: &'static [u8]) -> Self {
         Churn {
             e,
             next: 0,
             cleaned: 0,
+            prefix,
         }
     }
 
@@ -28,10 +37,11 @@ impl Churn {
     /// keeps its size however long a benchmark runs.
     pub fn clean(&mut self) {
         for x in self.cleaned + 1..=self.next {
+            let (k, n) = prefixed_key(self.prefix, x);
             self.e.call(
                 Request::Delete {
                     tx: 0,
-                    key: &key(x),
+                    key: &k[..n],
                 },
                 0,
             );
@@ -44,10 +54,11 @@ impl Churn {
         let tx = self.e.begin();
         for _ in 0..n {
             self.next += 1;
+            let (k, len) = prefixed_key(self.prefix, self.next);
             self.e.call(
                 Request::Put {
                     tx,
-                    key: &key(self.next),
+                    key: &k[..len],
                     value: VALUE,
                 },
                 0,

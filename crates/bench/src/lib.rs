@@ -14,4 +14,7 @@ pub use alloc::{CountingAlloc, allocated_bytes, counting_installed};
 pub use churn::Churn;
 pub use direct::DirectEngine;
 pub use measure::{Measurement, Timer, quantile};
-pub use suite::{BenchConfig, Memory, Ratios, Report, Target, VALUE, filled, key, run};
+pub use suite::{
+    BenchConfig, Memory, Ratios, Report, SHARED_PREFIX, Target, VALUE, filled, filled_with_prefix,
+    key, prefixed_key, run,
+};

@@ -62,6 +62,10 @@ pub struct Ratios {
     pub scale_1e6_vs_1e3: f64,
     /// Per-key commit cost at the largest write set / at 10 keys.
     pub commit_per_key_1000_vs_10: f64,
+    /// Per-transaction cost with keys that share an 18-byte prefix / with the same keys
+    /// unprefixed, at the middle store size. No target: it shows a known limit (keys are
+    /// compared by their first 8 bytes, so shared prefixes tie).
+    pub shared_prefix_vs_random: f64,
 }
 
 /// Memory per stored key.
@@ -114,6 +118,20 @@ pub fn key(i: u64) -> [u8; 16] {
     out
 }
 
+/// `prefix` (at most 64 bytes; longer is cut) followed by [`key`]`(i)`: the buffer and the
+/// key's length in it.
+#[must_use]
+pub fn prefixed_key(prefix: &[u8], i: u64) -> ([u8; 80], usize) {
+    let mut out = [0u8; 80];
+    let p = prefix.len().min(64);
+    out[..p].copy_from_slice(&prefix[..p]);
+    out[p..p + 16].copy_from_slice(&key(i));
+    (out, p + 16)
+}
+
+/// Keys of the shared-prefix measurement: a registry-like path that every key starts with.
+pub const SHARED_PREFIX: &[u8] = b"HKLM/Software/App/";
+
 /// The value every benchmark write stores (16 bytes).
 pub const VALUE: &[u8] = b"0123456789abcdef";
 
@@ -130,13 +148,19 @@ fn big_limits() -> Limits {
 /// through non-transacted PUTs, with no quotas.
 #[must_use]
 pub fn filled(n: u64) -> DirectEngine {
+    filled_with_prefix(n, b"")
+}
+
+/// [`filled`] with keys that all start with `prefix` ([`prefixed_key`]).
+#[must_use]
+pub fn filled_with_prefix(n: u64, prefix: &[u8]) -> DirectEngine {
     let mut e = DirectEngine::new(big_limits());
     for i in 0..n {
-        let k = key(i | 1 << 63);
+        let (k, len) = prefixed_key(prefix, i | 1 << 63);
         e.call(
             Request::Put {
                 tx: 0,
-                key: &k,
+                key: &k[..len],
                 value: VALUE,
             },
             0,
@@ -145,18 +169,31 @@ pub fn filled(n: u64) -> DirectEngine {
     e
 }
 
-/// The scale measurements and the ratio largest/smallest. The sizes take turns: every
-/// repetition times one batch on each store, so a drift of the machine's speed during the run
-/// (frequent on shared VMs) moves all sizes alike; the ratio is the median of the
-/// per-repetition ratios.
-fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
+/// The scale measurements, the ratio largest/smallest, and the shared-prefix ratio (a store of
+/// the middle size whose keys all start with [`SHARED_PREFIX`], against the same keys
+/// unprefixed). The stores take turns: every repetition times one batch on each, so a drift of
+/// the machine's speed during the run (frequent on shared VMs) moves all alike; each ratio is
+/// the median of the per-repetition ratios.
+fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64, f64) {
     // A batch is at most half the nominal size and is deleted again before the next, so a
     // store stays within 1.5x of its size.
-    let mut stores: Vec<(u64, Churn)> = cfg
+    let mut stores: Vec<(String, u64, Churn)> = cfg
         .scale_sizes
         .iter()
-        .map(|&size| (size, Churn::new(filled(size))))
+        .map(|&size| {
+            let name = format!("engine_1put_tx_at_{size}_keys");
+            (name, size, Churn::new(filled(size)))
+        })
         .collect();
+    let (small, large) = (0, stores.len().saturating_sub(1));
+    let mid = stores.len() / 2;
+    let mid_size = cfg.scale_sizes.get(mid).copied().unwrap_or(1);
+    stores.push((
+        format!("engine_1put_tx_shared_prefix_at_{mid_size}_keys"),
+        mid_size,
+        Churn::with_prefix(filled_with_prefix(mid_size, SHARED_PREFIX), SHARED_PREFIX),
+    ));
+    let shared = stores.len() - 1;
     let smallest = cfg.scale_sizes.iter().copied().min().unwrap_or(2);
     let batch = (smallest / 2).clamp(1, cfg.ops.max(1));
     // As many transactions per size as the other measurements time, in batches.
@@ -165,24 +202,24 @@ fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
         .max(cfg.reps)
         .max(1);
     let mut means: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); stores.len()];
-    let mut ratios = Vec::with_capacity(reps);
+    let (mut scale_ratios, mut shared_ratios) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        for ((_, st), m) in stores.iter_mut().zip(&mut means) {
+        let mut round = Vec::with_capacity(stores.len());
+        for ((_, _, st), m) in stores.iter_mut().zip(&mut means) {
             st.clean();
             let t = Instant::now();
             for _ in 0..batch {
                 st.tx(1);
             }
-            m.push(t.elapsed().as_nanos() as f64 / batch as f64);
+            let mean = t.elapsed().as_nanos() as f64 / batch as f64;
+            m.push(mean);
+            round.push(mean);
         }
-        if let (Some(first), Some(last)) = (means.first(), means.last())
-            && let (Some(a), Some(b)) = (first.last(), last.last())
-        {
-            ratios.push(b / a);
-        }
+        scale_ratios.push(round[large] / round[small]);
+        shared_ratios.push(round[shared] / round[mid]);
     }
     let mut out = Vec::new();
-    for ((size, st), m) in stores.iter_mut().zip(&mut means) {
+    for ((name, size, st), m) in stores.iter_mut().zip(&mut means) {
         // Per-transaction percentiles: one more batch, each transaction timed.
         st.clean();
         let mut each = Vec::with_capacity(batch as usize);
@@ -199,14 +236,14 @@ fn scale(cfg: &BenchConfig) -> (Vec<Measurement>, f64) {
         );
         each.sort();
         out.push(Measurement {
-            name: format!("engine_1put_tx_at_{size}_keys"),
+            name: name.clone(),
             ops: batch,
             mean_ns: median(m),
             p50_ns: quantile(&each, 0.50).as_nanos() as f64,
             p99_ns: quantile(&each, 0.99).as_nanos() as f64,
         });
     }
-    (out, median(&mut ratios))
+    (out, median(&mut scale_ratios), median(&mut shared_ratios))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -296,7 +333,7 @@ pub fn run(cfg: &BenchConfig) -> Report {
     );
 
     // Scale: the 1-put transaction against stores of growing size.
-    let (scale, scale_ratio) = scale(cfg);
+    let (scale, scale_ratio, shared_ratio) = scale(cfg);
     for m in scale {
         add(m);
     }
@@ -359,6 +396,7 @@ pub fn run(cfg: &BenchConfig) -> Report {
         engine_vs_btreemap: engine.mean_ns / btree.mean_ns,
         sim_vs_btreemap: sim.mean_ns / btree.mean_ns,
         scale_1e6_vs_1e3: scale_ratio,
+        shared_prefix_vs_random: shared_ratio,
         commit_per_key_1000_vs_10: per_key.values().last().copied().unwrap_or(0.0)
             / per_key.get(&10).copied().unwrap_or(1.0),
     };

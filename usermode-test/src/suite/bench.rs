@@ -88,12 +88,12 @@ pub use ktmrm_bench::quantile;
 pub fn engine_table(r: &ktmrm_bench::Report) -> String {
     let mut s = String::from("engine suite (baselines measured in this run; ns per operation)\n");
     s.push_str(&format!(
-        "{:<32} {:>10} {:>10} {:>10}\n",
+        "{:<44} {:>10} {:>10} {:>10}\n",
         "measurement", "mean", "p50", "p99"
     ));
     for m in r.measurements.values() {
         s.push_str(&format!(
-            "{:<32} {:>10.0} {:>10.0} {:>10.0}\n",
+            "{:<44} {:>10.0} {:>10.0} {:>10.0}\n",
             m.name, m.mean_ns, m.p50_ns, m.p99_ns
         ));
     }
@@ -101,6 +101,10 @@ pub fn engine_table(r: &ktmrm_bench::Report) -> String {
     s.push_str(&format!(
         "ratios: engine/btreemap {:.2}, sim/btreemap {:.2}, scale largest/smallest {:.2}, commit per key largest/10 {:.2}\n",
         q.engine_vs_btreemap, q.sim_vs_btreemap, q.scale_1e6_vs_1e3, q.commit_per_key_1000_vs_10
+    ));
+    s.push_str(&format!(
+        "shared 18-byte key prefix / random keys, same store size: {:.2} (no target: a known limit)\n",
+        q.shared_prefix_vs_random
     ));
     match r.memory.overhead_bytes_per_key {
         Some(o) => s.push_str(&format!(
