@@ -1,6 +1,6 @@
 //! Ascending iteration: a fixed stack of (node, position) per level; allocates nothing.
 
-use super::{Keyed, NIL, NodeId, PATH, Tree, prefix_of};
+use super::{Keyed, NIL, NodeId, PATH, Tree};
 use core::iter::FusedIterator;
 use core::ops::Bound;
 
@@ -23,7 +23,7 @@ impl<'a, E: Keyed> Iter<'a, E> {
             depth: 0,
         };
         let (key, prefix) = match start {
-            Bound::Included(s) | Bound::Excluded(s) => (s, prefix_of(s)),
+            Bound::Included(s) | Bound::Excluded(s) => (s, tree.head(s)),
             Bound::Unbounded => (&[][..], 0),
         };
         let mut n = tree.root;

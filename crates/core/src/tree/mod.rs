@@ -77,11 +77,38 @@ const PATH: usize = 12;
 pub struct Tree<E: Keyed> {
     slots: Pool<SlotPage<E>>,
     nodes: Pools,
+    /// The bytes every key in the tree starts with; nodes hold the 8 bytes after them.
+    shared: Shared,
     root: u32,
     /// Levels (0 when empty, 1 when the root is a leaf).
     height: usize,
     len: usize,
     reserved: usize,
+}
+
+/// The longest prefix every key in the tree shares (up to a key's most, 255 bytes), so that
+/// nodes compare the 8 bytes after it rather than 8 bytes every key may share.
+///
+/// Why: keys often share a long prefix (`HKLM/Software/App/...`). Compared by their first 8
+/// bytes, such keys tie at every step of every search, and each tie reads a whole key from its
+/// entry: a lookup at a million keys took 6.9 µs against 0.37 µs. The prefix only shrinks while
+/// the tree has keys (a key that does not share it shrinks it, and every node's heads are
+/// recomputed from the old ones, without reading entries); it is set afresh when the tree is
+/// empty.
+struct Shared {
+    len: usize,
+    bytes: [u8; 255],
+}
+
+impl Shared {
+    const NONE: Shared = Shared {
+        len: 0,
+        bytes: [0; 255],
+    };
+
+    fn prefix(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
 }
 
 /// The node pools: leaves and inner nodes apart.
@@ -140,6 +167,21 @@ fn count_less(prefixes: &[u64], p: u64) -> usize {
         size = size.wrapping_sub(half);
     }
     base.wrapping_add(usize::from(at(base) < p))
+}
+
+/// `a == b`, eight bytes at a time and without a library call: a head is computed several
+/// times per request, and the shared prefix is short.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails = ca.remainder() == cb.remainder();
+    tails
+        && ca.zip(cb).all(|(x, y)| {
+            let w = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+            w(x) == w(y)
+        })
 }
 
 /// The first 8 bytes of `key`, big-endian, zero-padded. Ordering by prefix agrees with ordering
@@ -217,14 +259,13 @@ impl<E: Keyed> Vacant<'_, E> {
     /// that is not the one looked up) with the entries unchanged.
     pub fn insert(self, e: E) -> Result<NodeId, E> {
         let t = self.tree;
-        if prefix_of(e.key()) != self.prefix {
+        if t.head(e.key()) != self.prefix {
             return Err(e);
         }
         if t.grow_for_insert().is_err() {
             return Err(e);
         }
-        t.link_new(e, self.prefix, &self.at, &self.path)
-            .map(|(id, _)| id)
+        t.link_new(e, &self.at, &self.path).map(|(id, _)| id)
     }
 }
 
@@ -271,6 +312,7 @@ impl<E: Keyed> Tree<E> {
                 leaves: Pool::new(),
                 inners: Pool::new(),
             },
+            shared: Shared::NONE,
             root: NIL,
             height: 0,
             len: 0,
@@ -308,7 +350,7 @@ impl<E: Keyed> Tree<E> {
     /// and a cold lookup waits for one miss on each, in turn. Reads only the inner nodes above
     /// that level, which are few and stay cached.
     pub fn prefetch_start(&self, key: &[u8]) -> Prefetch {
-        let prefix = prefix_of(key);
+        let prefix = self.head(key);
         let mut n = self.root;
         for _ in 2..self.height {
             let Some(node) = self.inner(n) else {
@@ -346,7 +388,7 @@ impl<E: Keyed> Tree<E> {
         if p.height < 2 || p.height != self.height {
             return LeafHint::NONE;
         }
-        let prefix = prefix_of(key);
+        let prefix = self.head(key);
         if let Some(inner) = self.inner(p.node)
             && let Some((i, _)) = self.child_pos(inner, prefix, key)
             && let Some(leaf) = self.leaf(inner.child_at(i))
@@ -371,7 +413,7 @@ impl<E: Keyed> Tree<E> {
     /// The entry with this key, and the leaf searched (a hint for a later insert of the key).
     /// Starts at the leaf `hint` if that is the key's leaf, else at the root.
     pub fn get_hinted(&self, key: &[u8], hint: LeafHint) -> (Option<&E>, LeafHint) {
-        let prefix = prefix_of(key);
+        let prefix = self.head(key);
         let id = match self.hinted_leaf(hint, prefix) {
             Some(_) => hint.0,
             None => self.find_leaf(prefix, key),
@@ -393,7 +435,7 @@ impl<E: Keyed> Tree<E> {
         e: E,
         hint: LeafHint,
     ) -> Result<(NodeId, Option<E>), E> {
-        let prefix = prefix_of(e.key());
+        let prefix = self.head(e.key());
         let at = match self.hinted_leaf(hint, prefix) {
             Some(leaf) if self.reserved > 0 && leaf.len() < Leaf::CAP => self
                 .leaf_pos(leaf, prefix, e.key())
@@ -410,7 +452,7 @@ impl<E: Keyed> Tree<E> {
         let done = if at.found {
             self.replace(&at, e)
         } else {
-            self.link_in_leaf(e, prefix, &at)
+            self.link_in_leaf(e, &at)
         };
         if done.is_ok() {
             self.reserved = self.reserved.saturating_sub(1);
@@ -419,7 +461,9 @@ impl<E: Keyed> Tree<E> {
     }
 
     /// Puts `e` (absent, reserved for) at `at` in a leaf known to have room.
-    fn link_in_leaf(&mut self, e: E, prefix: u64, at: &Found) -> Result<(NodeId, Option<E>), E> {
+    fn link_in_leaf(&mut self, e: E, at: &Found) -> Result<(NodeId, Option<E>), E> {
+        self.admit(e.key());
+        let prefix = self.head(e.key());
         let slot = self.alloc_slot(e)?;
         let it = Item {
             p: prefix,
@@ -491,7 +535,7 @@ impl<E: Keyed> Tree<E> {
     /// replaced entry stays the same). Never uses reserved room: allocates pages first if needed;
     /// on allocation failure returns `Err(e)` and the entries are unchanged.
     pub fn insert(&mut self, e: E) -> Result<(NodeId, Option<E>), E> {
-        let prefix = prefix_of(e.key());
+        let prefix = self.head(e.key());
         let mut path = Path::new();
         let Some(at) = self.descend(prefix, e.key(), &mut path) else {
             return Err(e);
@@ -502,13 +546,13 @@ impl<E: Keyed> Tree<E> {
         if self.grow_for_insert().is_err() {
             return Err(e);
         }
-        self.link_new(e, prefix, &at, &path)
+        self.link_new(e, &at, &path)
     }
 
     /// Looks `key` up once: the id of its entry, or a [`Vacant`] handle that inserts it at the
     /// place the search found, without searching again. `None` only on a broken invariant.
     pub fn entry(&mut self, key: &[u8]) -> Option<Slot<'_, E>> {
-        let prefix = prefix_of(key);
+        let prefix = self.head(key);
         let mut path = Path::new();
         let at = self.descend(prefix, key, &mut path)?;
         if at.found {
@@ -533,11 +577,11 @@ impl<E: Keyed> Tree<E> {
         let Some(left) = self.reserved.checked_sub(1) else {
             return self.insert(e);
         };
-        let prefix = prefix_of(e.key());
+        let prefix = self.head(e.key());
         let mut path = Path::new();
         let done = match self.descend(prefix, e.key(), &mut path) {
             Some(at) if at.found => self.replace(&at, e),
-            Some(at) => self.link_new(e, prefix, &at, &path),
+            Some(at) => self.link_new(e, &at, &path),
             None => Err(e),
         };
         // Only an impossible broken-invariant case fails; then keep the reservation.
@@ -550,7 +594,7 @@ impl<E: Keyed> Tree<E> {
     /// Removes by key; other NodeIds stay valid. The freed slot goes on the free list.
     pub fn remove(&mut self, key: &[u8]) -> Option<E> {
         let mut path = Path::new();
-        let at = self.descend(prefix_of(key), key, &mut path)?;
+        let at = self.descend(self.head(key), key, &mut path)?;
         if !at.found {
             return None;
         }
@@ -567,6 +611,9 @@ impl<E: Keyed> Tree<E> {
         }
         self.rebalance(at.leaf, &path);
         self.len = self.len.saturating_sub(1);
+        if self.len == 0 {
+            self.shared.len = 0;
+        }
         self.free_slot(gone)
     }
 
@@ -735,6 +782,79 @@ impl<E: Keyed> Tree<E> {
         }
     }
 
+    // ---- heads -------------------------------------------------------------------------------
+
+    /// What nodes compare for `key`: the 8 bytes after the shared prefix (big-endian,
+    /// zero-padded). A key without that prefix is below or above every key in the tree; it gets
+    /// 0 or `u64::MAX`, which order it right, since equal heads are settled by comparing whole
+    /// keys.
+    #[inline]
+    fn head(&self, key: &[u8]) -> u64 {
+        let n = self.shared.len;
+        if n == 0 {
+            return prefix_of(key);
+        }
+        let pre = self.shared.prefix();
+        match key.get(..n) {
+            Some(k) if same_bytes(k, pre) => prefix_of(key.get(n..).unwrap_or(&[])),
+            _ if key < pre => 0,
+            _ => u64::MAX,
+        }
+    }
+
+    /// Makes the shared prefix one that `key`, about to be inserted, has too: in an empty tree,
+    /// all of the key but its last 8 bytes (so its head still tells it from other keys), else
+    /// the part of the prefix `key` shares, with every node's heads recomputed for it. Never
+    /// allocates.
+    fn admit(&mut self, key: &[u8]) {
+        if self.len == 0 {
+            let n = key.len().saturating_sub(8).min(self.shared.bytes.len());
+            if let (Some(d), Some(s)) = (self.shared.bytes.get_mut(..n), key.get(..n)) {
+                d.copy_from_slice(s);
+                self.shared.len = n;
+            }
+            return;
+        }
+        let pre = self.shared.prefix();
+        let common = pre.iter().zip(key).take_while(|(a, b)| a == b).count();
+        if common < pre.len() {
+            self.rehead(common);
+        }
+    }
+
+    /// Shortens the shared prefix to `to` bytes and recomputes every head: the new head of a key
+    /// is the old prefix's bytes from `to` on, then its old head, cut to 8 bytes.
+    fn rehead(&mut self, to: usize) {
+        // The first 8 bytes that move from the prefix into the heads (all a head can hold).
+        let mut moved = [0u8; 8];
+        let from = self.shared.bytes.get(to..self.shared.len).unwrap_or(&[]);
+        let n = from.len().min(8);
+        if let (Some(d), Some(s)) = (moved.get_mut(..n), from.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        let rehead = |h: u64| -> u64 {
+            let mut b = [0u8; 16];
+            if let (Some(d), Some(m)) = (b.get_mut(..n), moved.get(..n)) {
+                d.copy_from_slice(m);
+            }
+            if let Some(d) = b.get_mut(n..n.saturating_add(8)) {
+                d.copy_from_slice(&h.to_be_bytes());
+            }
+            prefix_of(&b)
+        };
+        for page in &mut self.nodes.leaves.pages {
+            for n in page.iter_mut() {
+                n.rehead(&rehead);
+            }
+        }
+        for page in &mut self.nodes.inners.pages {
+            for n in page.iter_mut() {
+                n.rehead(&rehead);
+            }
+        }
+        self.shared.len = to;
+    }
+
     // ---- nodes -------------------------------------------------------------------------------
 
     fn nd<const N: usize, const C: usize>(&self, i: u32) -> Option<&Node<N, C>>
@@ -888,7 +1008,7 @@ impl<E: Keyed> Tree<E> {
     }
 
     fn find_idx(&self, key: &[u8]) -> u32 {
-        let prefix = prefix_of(key);
+        let prefix = self.head(key);
         let Some(leaf) = self.leaf(self.find_leaf(prefix, key)) else {
             return NIL;
         };
@@ -930,19 +1050,17 @@ impl<E: Keyed> Tree<E> {
 
     /// Inserts `e`, whose key is known to be absent, at the end of the descent `at`/`path`.
     /// Checks first that a slot and nodes for every split are free, so it never fails half-way.
-    fn link_new(
-        &mut self,
-        e: E,
-        prefix: u64,
-        at: &Found,
-        path: &Path,
-    ) -> Result<(NodeId, Option<E>), E> {
+    fn link_new(&mut self, e: E, at: &Found, path: &Path) -> Result<(NodeId, Option<E>), E> {
         if self.free_nodes::<LEAF, 0>() == 0
             || self.free_nodes::<INNER, INNER>() < self.height
             || self.free_slots() == 0
         {
             return Err(e);
         }
+        // The descent's positions hold whatever the shared prefix is; the head is taken after
+        // the prefix admits the key.
+        self.admit(e.key());
+        let prefix = self.head(e.key());
         let slot = self.alloc_slot(e)?;
         let it = Item {
             p: prefix,

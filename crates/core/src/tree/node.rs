@@ -97,6 +97,14 @@ impl<const N: usize, const C: usize> Node<N, C> {
         prefetch(core::ptr::from_ref(&self.len).cast::<u8>());
     }
 
+    /// Recomputes the items' prefixes with `f` (the tree's shared prefix changed).
+    pub(super) fn rehead(&mut self, f: &impl Fn(u64) -> u64) {
+        let len = self.len();
+        for p in self.prefix.iter_mut().take(len) {
+            *p = f(*p);
+        }
+    }
+
     pub(super) fn item(&self, i: usize) -> Option<Item> {
         if i >= self.len() {
             return None;

@@ -123,7 +123,11 @@ impl<E: Keyed> Tree<E> {
             for i in 0..node.len() {
                 let it = node.item(i).unwrap();
                 let e = self.payload(it.k).expect("leaf entry without payload");
-                assert_eq!(it.p, prefix_of(e.key()), "stale prefix");
+                assert_eq!(it.p, self.head(e.key()), "stale prefix");
+                assert!(
+                    e.key().starts_with(self.shared.prefix()),
+                    "key without the shared prefix"
+                );
                 assert!(!w.seen[it.k as usize], "slot linked twice");
                 w.seen[it.k as usize] = true;
                 *w.count += 1;
@@ -158,7 +162,7 @@ impl<E: Keyed> Tree<E> {
                     .payload(it.k)
                     .expect("separator names a free slot")
                     .key();
-                assert_eq!(it.p, prefix_of(sep), "stale separator prefix");
+                assert_eq!(it.p, self.head(sep), "stale separator prefix");
                 assert!(
                     prev_max.as_deref().unwrap() < sep,
                     "separator not above left child"
@@ -378,6 +382,48 @@ mod cases {
         t.check();
         // Most commits of a write whose lookup found its leaf start there.
         assert!(taken > 20_000, "hinted path taken {taken} times");
+    }
+
+    #[test]
+    fn the_shared_prefix_follows_the_keys() {
+        let mut rng = Rng(7);
+        let mut t: Tree<Ent> = Tree::new();
+        let mut keys = Vec::new();
+        for i in 0..5_000u32 {
+            let k = [&b"HKLM/Software/App/"[..], &rng.next().to_be_bytes()].concat();
+            t.insert(ent(&k, i)).unwrap();
+            keys.push(k);
+        }
+        // The random bytes after the path share nothing (with these seeds): the prefix is the
+        // path, and nodes compare the 8 bytes after it.
+        assert_eq!(t.shared.prefix(), b"HKLM/Software/App/");
+        t.check();
+        // A key outside the path shortens it and re-heads every node; every lookup still works.
+        t.insert(ent(b"HKLM/Software/Bpp", 1)).unwrap();
+        assert_eq!(t.shared.prefix(), b"HKLM/Software/");
+        t.insert(ent(b"A", 2)).unwrap();
+        assert_eq!(t.shared.prefix(), b"");
+        t.check();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.get(k).map(|e| e.val), Some(i as u32));
+        }
+        // Keys below and above every key with the prefix, absent, are found absent.
+        assert!(t.get(b"HKLM/Software/Ap").is_none());
+        assert!(
+            t.get(b"HKLM/Software/App/\xff\xff\xff\xff\xff\xff\xff\xff\xff")
+                .is_none()
+        );
+        // Emptied, the tree takes the next key's bytes as its prefix again.
+        for k in keys
+            .iter()
+            .chain([&b"HKLM/Software/Bpp".to_vec(), &b"A".to_vec()])
+        {
+            t.remove(k).unwrap();
+        }
+        assert_eq!(t.len(), 0);
+        t.insert(ent(b"0123456789xyz", 3)).unwrap();
+        assert_eq!(t.shared.prefix(), b"01234");
+        t.check();
     }
 
     #[test]
@@ -700,9 +746,15 @@ mod cases {
     }
 
     fn key() -> impl Strategy<Value = Vec<u8>> {
+        // Keys under a long shared prefix (and cut-off parts of it) move the tree's shared
+        // prefix both ways: admitted, shortened (re-heading every node), and reset when empty.
+        const SHARED: &[u8] = b"HKLM/Software/App/";
         prop_oneof![
             3 => proptest::collection::vec(0u8..3, 0..3),
             1 => proptest::collection::vec(any::<u8>(), 0..4),
+            3 => proptest::collection::vec(0u8..3, 0..3).prop_map(|s| [SHARED, &s].concat()),
+            1 => (0usize..=SHARED.len(), proptest::collection::vec(0u8..3, 0..2))
+                .prop_map(|(cut, s)| [&SHARED[..cut], &s].concat()),
         ]
     }
 
