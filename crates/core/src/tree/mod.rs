@@ -3,7 +3,9 @@
 //!
 //! Why this shape:
 //! - A large tree's cost is one cache miss per level it descends. Nodes hold sorted 8-byte key
-//!   prefixes in one array (64 per node), so a million keys are four levels deep.
+//!   heads in one array (64 per node), so a million keys are four levels deep. A head is the 8
+//!   bytes after the prefix all the tree's keys share ([`Shared`]), so keys under one path do
+//!   not tie on every comparison.
 //!   Leaves and inner nodes live in separate pools: the few inner nodes stay packed together, so
 //!   all levels but the leaves stay in cache and TLB, and a cold lookup misses about once (the
 //!   leaf) instead of once per level. (Measured: inner nodes mixed in with leaves cost a second
@@ -19,8 +21,9 @@
 //!   reservation keeps enough free nodes of each kind for the reserved inserts' splits (see
 //!   [`Tree::leaves_needed`], [`Tree::inners_needed`]).
 //!
-//! Nothing here panics or uses `unsafe`; an index that does not resolve (which the invariants rule
-//! out) is treated as absent rather than a bugcheck.
+//! Nothing here panics; the one `unsafe` is a cache prefetch hint (`node::prefetch`). An index
+//! that does not resolve (which the invariants rule out) is treated as absent rather than a
+//! bugcheck.
 
 mod arena;
 mod iter;
