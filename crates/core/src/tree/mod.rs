@@ -463,16 +463,20 @@ impl<E: Keyed> Tree<E> {
         done
     }
 
+    /// Puts `e`, about to be linked, in a free slot, and returns its leaf item. The shared prefix
+    /// admits the key first and the head is taken after (a descent's positions hold whatever the
+    /// prefix is).
+    fn place(&mut self, e: E) -> Result<Item, E> {
+        self.admit(e.key());
+        let p = self.head(e.key());
+        let k = self.alloc_slot(e)?;
+        Ok(Item { p, k, c: NIL })
+    }
+
     /// Puts `e` (absent, reserved for) at `at` in a leaf known to have room.
     fn link_in_leaf(&mut self, e: E, at: &Found) -> Result<(NodeId, Option<E>), E> {
-        self.admit(e.key());
-        let prefix = self.head(e.key());
-        let slot = self.alloc_slot(e)?;
-        let it = Item {
-            p: prefix,
-            k: slot,
-            c: NIL,
-        };
+        let it = self.place(e)?;
+        let slot = it.k;
         if self.leaf_mut(at.leaf).is_some_and(|l| l.insert(at.pos, it)) {
             self.len = self.len.saturating_add(1);
             return Ok((NodeId(slot), None));
@@ -1060,16 +1064,8 @@ impl<E: Keyed> Tree<E> {
         {
             return Err(e);
         }
-        // The descent's positions hold whatever the shared prefix is; the head is taken after
-        // the prefix admits the key.
-        self.admit(e.key());
-        let prefix = self.head(e.key());
-        let slot = self.alloc_slot(e)?;
-        let it = Item {
-            p: prefix,
-            k: slot,
-            c: NIL,
-        };
+        let it = self.place(e)?;
+        let slot = it.k;
         let mut carry = None;
         if at.leaf == NIL {
             // Empty tree: the entry becomes a root leaf (a leaf is free: checked above).
