@@ -116,15 +116,6 @@ impl Op {
     const fn writes(&self) -> bool {
         matches!(self, Op::Put(_) | Op::Delete(_))
     }
-
-    /// The one key a PUT, GET or DELETE names.
-    fn point_key(&self) -> Option<&[u8]> {
-        match self {
-            Op::Put(e) => Some(e.key()),
-            Op::Get(k) | Op::Delete(k) => Some(k.as_slice()),
-            _ => None,
-        }
-    }
 }
 
 impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
@@ -266,12 +257,12 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             })
         })?;
         let req = decoded?;
-        let tx = req.tx();
+        let (tx, key) = (req.tx(), req.point_key());
         let op = Op::from_request(req)?;
         let txn = if tx == 0 {
             None
         } else {
-            let prefetch = op.point_key().zip(started);
+            let prefetch = key.zip(started);
             Some(self.resolve(port, caller, tx, op.writes(), prefetch)?)
         };
         let (txn, hint) = match txn {

@@ -353,17 +353,7 @@ impl<E: Keyed> Tree<E> {
     /// and a cold lookup waits for one miss on each, in turn. Reads only the inner nodes above
     /// that level, which are few and stay cached.
     pub fn prefetch_start(&self, key: &[u8]) -> Prefetch {
-        let prefix = self.head(key);
-        let mut n = self.root;
-        for _ in 2..self.height {
-            let Some(node) = self.inner(n) else {
-                break;
-            };
-            match self.child_pos(node, prefix, key) {
-                Some((i, _)) => n = node.child_at(i),
-                None => break,
-            }
-        }
+        let n = self.down(self.head(key), key, self.height.saturating_sub(2));
         match self.height {
             0 => {}
             1 => {
@@ -391,15 +381,14 @@ impl<E: Keyed> Tree<E> {
         if p.height < 2 || p.height != self.height {
             return LeafHint::NONE;
         }
-        let prefix = self.head(key);
-        if let Some(inner) = self.inner(p.node)
-            && let Some((i, _)) = self.child_pos(inner, prefix, key)
-            && let Some(leaf) = self.leaf(inner.child_at(i))
-        {
-            leaf.prefetch_search();
-            return LeafHint(inner.child_at(i));
+        let id = self.down_from(p.node, self.head(key), key, 1);
+        match self.leaf(id) {
+            Some(leaf) => {
+                leaf.prefetch_search();
+                LeafHint(id)
+            }
+            None => LeafHint::NONE,
         }
-        LeafHint::NONE
     }
 
     /// The leaf `hint` names if it is certainly the one `key` (with this prefix) belongs in: a
@@ -416,19 +405,8 @@ impl<E: Keyed> Tree<E> {
     /// The entry with this key, and the leaf searched (a hint for a later insert of the key).
     /// Starts at the leaf `hint` if that is the key's leaf, else at the root.
     pub fn get_hinted(&self, key: &[u8], hint: LeafHint) -> (Option<&E>, LeafHint) {
-        let prefix = self.head(key);
-        let id = match self.hinted_leaf(hint, prefix) {
-            Some(_) => hint.0,
-            None => self.find_leaf(prefix, key),
-        };
-        let Some(leaf) = self.leaf(id) else {
-            return (None, LeafHint::NONE);
-        };
-        let e = match self.leaf_pos(leaf, prefix, key) {
-            Some((i, true)) => leaf.key.get(i).and_then(|&slot| self.payload(slot)),
-            _ => None,
-        };
-        (e, LeafHint(id))
+        let (slot, leaf) = self.find_hinted(key, hint);
+        (self.payload(slot), leaf)
     }
 
     /// [`Tree::insert_reserved`] that starts at the leaf `hint` when that is the key's leaf and
@@ -998,11 +976,15 @@ impl<E: Keyed> Tree<E> {
         Some((i, false))
     }
 
-    /// The leaf that holds `key` or would: down the `height - 1` inner levels from the root.
-    /// NIL for an empty tree or a broken invariant.
-    fn find_leaf(&self, prefix: u64, key: &[u8]) -> u32 {
-        let mut n = self.root;
-        for _ in 1..self.height {
+    /// The node `levels` inner levels below the root on the way to `key` (the leaf after
+    /// `height - 1`). NIL for an empty tree or a broken invariant.
+    fn down(&self, prefix: u64, key: &[u8], levels: usize) -> u32 {
+        self.down_from(self.root, prefix, key, levels)
+    }
+
+    /// [`Tree::down`] from the inner node `n`.
+    fn down_from(&self, mut n: u32, prefix: u64, key: &[u8], levels: usize) -> u32 {
+        for _ in 0..levels {
             let Some(node) = self.inner(n) else {
                 return NIL;
             };
@@ -1014,15 +996,26 @@ impl<E: Keyed> Tree<E> {
         n
     }
 
-    fn find_idx(&self, key: &[u8]) -> u32 {
+    /// The slot of the entry with this key (NIL if absent), and the leaf searched. Starts at the
+    /// leaf `hint` if that is the key's leaf, else at the root.
+    fn find_hinted(&self, key: &[u8], hint: LeafHint) -> (u32, LeafHint) {
         let prefix = self.head(key);
-        let Some(leaf) = self.leaf(self.find_leaf(prefix, key)) else {
-            return NIL;
+        let id = match self.hinted_leaf(hint, prefix) {
+            Some(_) => hint.0,
+            None => self.down(prefix, key, self.height.saturating_sub(1)),
         };
-        match self.leaf_pos(leaf, prefix, key) {
+        let Some(leaf) = self.leaf(id) else {
+            return (NIL, LeafHint::NONE);
+        };
+        let slot = match self.leaf_pos(leaf, prefix, key) {
             Some((i, true)) => leaf.key.get(i).copied().unwrap_or(NIL),
             _ => NIL,
-        }
+        };
+        (slot, LeafHint(id))
+    }
+
+    fn find_idx(&self, key: &[u8]) -> u32 {
+        self.find_hinted(key, LeafHint::NONE).0
     }
 
     /// Descends from the root towards `key`, recording the inner nodes passed in `path`. `None`

@@ -96,6 +96,35 @@ impl<E: Keyed> Tree<E> {
         assert!(self.height <= MAX_HEIGHT);
     }
 
+    /// Checks node `n` of one kind: linked once (marked in `seen`), at least half full unless it
+    /// is the root, within its capacity, and `u64::MAX` past its length.
+    fn check_fill<const N: usize, const C: usize>(
+        &self,
+        n: u32,
+        seen: &mut [bool],
+        kind: &str,
+    ) -> &Node<N, C>
+    where
+        Node<N, C>: Pooled,
+    {
+        assert!(!seen[n as usize], "{kind} {n} linked twice");
+        seen[n as usize] = true;
+        let node = self.nd::<N, C>(n).expect("node outside the arena");
+        if n != self.root {
+            assert!(
+                node.len() >= Node::<N, C>::MIN,
+                "{kind} {n} under-full: {}",
+                node.len()
+            );
+        }
+        assert!(node.len() <= Node::<N, C>::CAP);
+        assert!(
+            node.prefix[node.len()..].iter().all(|&p| p == u64::MAX),
+            "{kind} {n} lacks its sentinels"
+        );
+        node
+    }
+
     /// Checks the subtree at `n` (at `depth`); returns its smallest and largest key.
     fn check_node(
         &self,
@@ -104,21 +133,7 @@ impl<E: Keyed> Tree<E> {
         w: &mut Walk<'_>,
     ) -> (std::vec::Vec<u8>, std::vec::Vec<u8>) {
         if depth + 1 == self.height {
-            assert!(!w.leaves[n as usize], "leaf {n} linked twice");
-            w.leaves[n as usize] = true;
-            let node = self.leaf(n).expect("leaf outside the arena");
-            if n != self.root {
-                assert!(
-                    node.len() >= Leaf::MIN,
-                    "leaf {n} under-full: {}",
-                    node.len()
-                );
-            }
-            assert!(node.len() <= Leaf::CAP);
-            assert!(
-                node.prefix[node.len()..].iter().all(|&p| p == u64::MAX),
-                "leaf {n} lacks its sentinels"
-            );
+            let node: &Leaf = self.check_fill(n, w.leaves, "leaf");
             let mut keys = std::vec::Vec::new();
             for i in 0..node.len() {
                 let it = node.item(i).unwrap();
@@ -136,21 +151,7 @@ impl<E: Keyed> Tree<E> {
             assert!(keys.windows(2).all(|w| w[0] < w[1]), "leaf out of order");
             return (keys[0].clone(), keys[keys.len() - 1].clone());
         }
-        assert!(!w.inners[n as usize], "inner node {n} linked twice");
-        w.inners[n as usize] = true;
-        let node = *self.inner(n).expect("inner node outside the arena");
-        if n != self.root {
-            assert!(
-                node.len() >= Inner::MIN,
-                "inner node {n} under-full: {}",
-                node.len()
-            );
-        }
-        assert!(node.len() <= Inner::CAP);
-        assert!(
-            node.prefix[node.len()..].iter().all(|&p| p == u64::MAX),
-            "inner node {n} lacks its sentinels"
-        );
+        let node: Inner = *self.check_fill(n, w.inners, "inner node");
         let mut lo = None;
         let mut prev_max: Option<std::vec::Vec<u8>> = None;
         let mut hi = std::vec::Vec::new();
