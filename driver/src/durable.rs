@@ -33,7 +33,7 @@ pub const LOG_FILE: &[u16] = utf16!("ktmrm.wal");
 pub const LOG_FILE_NEW: &[u16] = utf16!("ktmrm.wal.new");
 
 /// The durable RM's GUID: fixed, because after a restart KTM finds the RM's prepared
-/// enlistments by it (ktm.md §7 step 4). `{6b746d72-6d2d-4b74-9d52-4d2d44757261}`.
+/// enlistments by it (docs/ktm.md §7 step 4). `{6b746d72-6d2d-4b74-9d52-4d2d44757261}`.
 pub const RM_GUID: Guid = Guid {
     data1: 0x6b74_6d72,
     data2: 0x6d2d,
@@ -188,7 +188,7 @@ pub const PARTIAL_SZ_LEN: usize =
     crate::registry::PARTIAL_INFO_DATA_OFFSET + 2 * (MAX_PATH_UNITS + 1);
 
 /// The UOW in RECOVER's argument, `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT { GUID
-/// EnlistmentId; GUID UOW; }` (ktm.md §3 [S19]); `None` when the argument is shorter.
+/// EnlistmentId; GUID UOW; }` (docs/ktm.md §3, S19); `None` when the argument is shorter.
 #[must_use]
 pub fn recovery_uow(argument: &[u8]) -> Option<TxId> {
     let b: [u8; 16] = argument.get(16..32)?.try_into().ok()?;

@@ -1,5 +1,5 @@
 //! What the dispatch routines check before they touch an IRP's buffer, and what they may complete
-//! it with. METHOD_BUFFERED only (windows-driver.md §3): the I/O manager allocates one system
+//! it with. METHOD_BUFFERED only (docs/kernel-routines.md, "METHOD_BUFFERED"): the I/O manager allocates one system
 //! buffer of max(InputBufferLength, OutputBufferLength) bytes, copies the input to its start, and
 //! on completion copies `IoStatus.Information` bytes from its start to the caller's output buffer
 //! (for success and warning statuses; for errors it copies nothing).

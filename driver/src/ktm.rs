@@ -1,6 +1,6 @@
 //! KTM facts and conversions the kernel shell needs, kept out of it so they are tested here:
 //! access masks and create options (values from winnt.h/ktmtypes.h as listed in
-//! shared/docs/ktm.md §4), timeouts, handle and enlistment-key conversions, the transaction GUID,
+//! docs/ktm.md §4), timeouts, handle and enlistment-key conversions, the transaction GUID,
 //! the BEGIN description, and the routine that answers each engine [`Answer`].
 
 use ktmrm_core::{Answer, EnlistmentKey, TxId};
@@ -58,11 +58,11 @@ pub mod access {
 
     /// What DriverEntry asks of its transaction manager.
     pub const TM_ACCESS: u32 = TRANSACTIONMANAGER_CREATE_RM | TRANSACTIONMANAGER_QUERY_INFORMATION;
-    /// What DriverEntry asks of its resource manager (ktm.md §7 step 2).
+    /// What DriverEntry asks of its resource manager (docs/ktm.md §7 step 2).
     pub const RM_ACCESS: u32 = RESOURCEMANAGER_ENLIST
         | RESOURCEMANAGER_GET_NOTIFICATION
         | RESOURCEMANAGER_QUERY_INFORMATION;
-    /// The same, plus recovery, for the durable TM and RM (ktm.md §7 step 4).
+    /// The same, plus recovery, for the durable TM and RM (docs/ktm.md §7 step 4).
     pub const TM_ACCESS_DURABLE: u32 = TM_ACCESS | TRANSACTIONMANAGER_RECOVER;
     /// See [`TM_ACCESS_DURABLE`].
     pub const RM_ACCESS_DURABLE: u32 = RM_ACCESS | RESOURCEMANAGER_RECOVER;
@@ -182,7 +182,7 @@ pub struct Routines<F> {
 }
 
 impl<F: Copy> Routines<F> {
-    /// The routine that gives `answer` (ktm.md §3's table: each notification's required answer).
+    /// The routine that gives `answer` (docs/ktm.md §3's table: each notification's required answer).
     #[must_use]
     pub const fn for_answer(&self, answer: Answer) -> F {
         match answer {
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn access_masks_match_winnt_h() {
-        // ktm.md §4: TRANSACTION_ALL_ACCESS 0x1F003F, TRANSACTION_RESOURCE_MANAGER_RIGHTS
+        // docs/ktm.md §4: TRANSACTION_ALL_ACCESS 0x1F003F, TRANSACTION_RESOURCE_MANAGER_RIGHTS
         // 0x120037 includes ENLIST.
         assert_eq!(access::TRANSACTION_ALL_ACCESS, 0x001F_003F);
         assert_ne!(0x0012_0037 & access::TRANSACTION_ENLIST, 0);
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn notification_codes_match_ktmtypes_h() {
-        // The callback hands KTM's ULONG straight to Notification::from_bits (ktm.md §3).
+        // The callback hands KTM's ULONG straight to Notification::from_bits (docs/ktm.md §3).
         assert_eq!(Notification::from_bits(0x1), Notification::PrePrepare);
         assert_eq!(Notification::from_bits(0x2), Notification::Prepare);
         assert_eq!(Notification::from_bits(0x4), Notification::Commit);
@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(Notification::from_bits(0x4000), Notification::InDoubt);
         // RECOVER_QUERY is a superior's notification; ktmrm never asks for it.
         assert_eq!(Notification::from_bits(0x800), Notification::Other(0x800));
-        // Every RM must take PREPREPARE | PREPARE | COMMIT and handle ROLLBACK (ktm.md §3).
+        // Every RM must take PREPREPARE | PREPARE | COMMIT and handle ROLLBACK (docs/ktm.md §3).
         assert_eq!(notify_bits::ENGINE_MASK & 0xF, 0xF);
         assert_eq!(
             notify_bits::ENGINE_MASK & !0x3FFF_FFFF,

@@ -40,7 +40,7 @@ pub const SYMLINK_NAME: &[u16] = utf16!(r"\DosDevices\KtmRm");
 /// may open the device") says how to widen it.
 pub const DEVICE_SDDL: &[u16] = utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
 
-/// The exported data symbols the driver resolves with `MmGetSystemRoutineAddress` (ktm.md §4,
+/// The exported data symbols the driver resolves with `MmGetSystemRoutineAddress` (docs/ktm.md §4,
 /// "Rust link caveat"): each is a `POBJECT_TYPE *`.
 pub const TX_OBJECT_TYPE_EXPORT: &[u16] = utf16!("TmTransactionObjectType");
 /// See [`TX_OBJECT_TYPE_EXPORT`].

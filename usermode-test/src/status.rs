@@ -89,7 +89,7 @@ pub fn describe(status: NtStatus) -> String {
 }
 
 /// Win32 error codes and the NTSTATUS the device most likely returned for them
-/// (shared/docs/ktm.md §5; winerror.h). Where several NTSTATUS values share a Win32 code, the one
+/// (docs/ktm.md §5; winerror.h). Where several NTSTATUS values share a Win32 code, the one
 /// ktmrm returns for that code is listed.
 pub const WIN32_TO_NTSTATUS: &[(u32, NtStatus)] = &[
     (1, NtStatus::INVALID_DEVICE_REQUEST), // ERROR_INVALID_FUNCTION

@@ -57,7 +57,7 @@ fn every_scenario_passes_on_the_simulator() {
 
 #[test]
 fn scenarios_pass_with_notifications_on_other_threads() {
-    // KTM may deliver notifications on arbitrary threads (ktm.md §3): the same rules must hold.
+    // KTM may deliver notifications on arbitrary threads (docs/ktm.md §3): the same rules must hold.
     let cfg = SimConfig {
         delivery: DeliveryMode::Threaded,
         ..SimConfig::default()

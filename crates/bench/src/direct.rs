@@ -40,7 +40,7 @@ impl KtmPort for DirectPort {
     fn yield_now(&self) {}
 }
 
-/// An engine over [`DirectPort`], with a reusable request buffer.
+/// An engine over `DirectPort`, with a reusable request buffer.
 pub struct DirectEngine {
     port: DirectPort,
     engine: Engine<DirectPort, SpinLock<State<()>>>,

@@ -401,7 +401,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// before returning (never `STATUS_PENDING`). `target` names the enlistment to answer.
     /// Durable: PREPARE and COMMIT force the log (outside the lock) before answering; if the
     /// Commit record cannot be forced, CommitComplete is withheld so that KTM keeps the
-    /// transaction and redelivers COMMIT after a restart (ktm.md §8). RECOVER goes to
+    /// transaction and redelivers COMMIT after a restart (docs/ktm.md §8). RECOVER goes to
     /// [`Engine::recover`] instead.
     ///
     /// PASSIVE_LEVEL, any thread, possibly inside a port call of this engine (re-entrant).

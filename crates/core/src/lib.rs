@@ -7,7 +7,7 @@
 //! host supplies.
 //!
 //! IRQL: every entry point runs at PASSIVE_LEVEL (IOCTL dispatch of a top-level device, KTM
-//! callbacks, and all KTM routines are PASSIVE_LEVEL; shared/docs/ktm.md §2, §8).
+//! callbacks, and all KTM routines are PASSIVE_LEVEL; docs/ktm.md §2, §8).
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(
     not(test),

@@ -9,11 +9,11 @@
 //! - Each successful [`KtmPort::enlist`] is matched by exactly one [`KtmPort::close_enlistment`],
 //!   after the enlistment's last answer (or at once, if the transaction ended meanwhile).
 //!
-//! All methods are called at PASSIVE_LEVEL (every KTM routine requires it; shared/docs/ktm.md §2).
+//! All methods are called at PASSIVE_LEVEL (every KTM routine requires it; docs/ktm.md §2).
 
 use ktmrm_proto::NtStatus;
 
-/// A KTM notification, as `TRANSACTION_NOTIFY_*` (ktm.md §3).
+/// A KTM notification, as `TRANSACTION_NOTIFY_*` (docs/ktm.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Notification {
     /// `TRANSACTION_NOTIFY_PREPREPARE` (0x1).
@@ -61,7 +61,7 @@ pub mod notify_bits {
     pub const LAST_RECOVER: u32 = 0x2000;
     /// INDOUBT.
     pub const INDOUBT: u32 = 0x4000;
-    /// The mask ktmrm enlists with: the four phases every RM must take (ktm.md §3) plus
+    /// The mask ktmrm enlists with: the four phases every RM must take (docs/ktm.md §3) plus
     /// single-phase commit, which KTM offers only when ktmrm is the sole writer.
     pub const ENGINE_MASK: u32 = PREPREPARE | PREPARE | COMMIT | ROLLBACK | SINGLE_PHASE_COMMIT;
 }
@@ -104,7 +104,7 @@ impl Notification {
     }
 }
 
-/// The engine's answer to a notification: one KTM completion routine each (ktm.md §2, §3).
+/// The engine's answer to a notification: one KTM completion routine each (docs/ktm.md §2, §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Answer {
     /// `ZwPrePrepareComplete` / `TmPrePrepareComplete`.

@@ -22,7 +22,7 @@ pub(crate) enum Phase {
     /// Durable only: applied, its Commit record appended; CommitComplete waits for the force.
     Committing,
     /// Durable only: applied, but the log could not be forced, so CommitComplete is withheld
-    /// (KTM keeps the transaction and redelivers COMMIT after a restart; ktm.md §8).
+    /// (KTM keeps the transaction and redelivers COMMIT after a restart; docs/ktm.md §8).
     Unlogged,
     /// Outcome applied; the slot is freed once no thread is still enlisting it.
     Ended,
@@ -111,7 +111,7 @@ pub struct State<E> {
     /// Durable only: numbers and encodes the log's records (appends happen under this lock, so
     /// log order is the order of changes; forces happen outside it).
     pub(crate) log: Option<crate::wal::LogWriter>,
-    /// Durable only: rebuilt from the log, LAST_RECOVER not seen yet; requests wait (ktm.md §7
+    /// Durable only: rebuilt from the log, LAST_RECOVER not seen yet; requests wait (docs/ktm.md §7
     /// "finish recovery before accepting work").
     pub(crate) recovering: bool,
     /// Durable only: counters, and (`failed`) the first append or force failure. From then on

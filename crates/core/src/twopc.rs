@@ -1,4 +1,4 @@
-//! The two-phase-commit state machine of one enlistment (ktm.md §1, §3, §8):
+//! The two-phase-commit state machine of one enlistment (docs/ktm.md §1, §3, §8):
 //! PREPREPARE → PrePrepareComplete; PREPARE → yes vote (slots reserved, so COMMIT cannot fail),
 //! no vote (quota exceeded or out of memory), or read-only (nothing written); COMMIT → apply;
 //! ROLLBACK → discard; SINGLE_PHASE_COMMIT → apply at once, or reject when it would not fit.
@@ -104,7 +104,7 @@ impl<E> State<E> {
             (Notification::RmDisconnected | Notification::InDoubt | Notification::Other(_), _) => {
                 (None, false)
             }
-            // Withheld until a restart: KTM redelivers it then (ktm.md §8).
+            // Withheld until a restart: KTM redelivers it then (docs/ktm.md §8).
             (Notification::Commit, Some(Phase::Unlogged)) => {
                 self.protocol_error();
                 (None, false)
@@ -115,7 +115,7 @@ impl<E> State<E> {
                 (None, false)
             }
             // Out of order, repeated, or for an enlistment already ended. A duplicate COMMIT can
-            // follow recovery (ktm.md §8 [S21]): acknowledge it again. Otherwise answer what the
+            // follow recovery (docs/ktm.md §8, S21): acknowledge it again. Otherwise answer what the
             // notification asks for without touching data: an ended transaction has nothing left.
             (n, _) => {
                 self.protocol_error();

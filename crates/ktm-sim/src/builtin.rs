@@ -1,5 +1,5 @@
 //! The built-in "other" RMs: a second durable participant that votes yes (like the transacted
-//! registry, ktm.md §0, §6) and one that vetoes, so multi-RM commits and another RM's no vote are
+//! registry, docs/ktm.md §0, §6) and one that vetoes, so multi-RM commits and another RM's no vote are
 //! exercised without a second real RM.
 
 use std::sync::{Arc, Weak};
@@ -18,12 +18,12 @@ enum Vote {
     Veto,
 }
 
-/// The mask the built-in RMs enlist with: the four phases every RM takes (ktm.md §3 [S2]).
+/// The mask the built-in RMs enlist with: the four phases every RM takes (docs/ktm.md §3, S2).
 const BUILTIN_MASK: u32 = nb::PREPREPARE | nb::PREPARE | nb::COMMIT | nb::ROLLBACK;
 
-/// A well-behaved RM (ktm.md §7 "Callback"): answers each notification inside the callback and
+/// A well-behaved RM (docs/ktm.md §7 "Callback"): answers each notification inside the callback and
 /// closes its enlistment after its last answer. The veto RM answers PREPARE with
-/// RollbackEnlistment, then takes the ROLLBACK that KTM sends to every RM (ktm.md §1 [S4]).
+/// RollbackEnlistment, then takes the ROLLBACK that KTM sends to every RM (docs/ktm.md §1, S4).
 fn callback(ktm: Weak<Inner>, vote: Vote) -> RmCallback {
     Arc::new(move |d: Delivery| {
         let Some(inner) = ktm.upgrade() else {
@@ -33,7 +33,7 @@ fn callback(ktm: Weak<Inner>, vote: Vote) -> RmCallback {
         let (answer, last) = match (d.notification, vote) {
             (Notification::PrePrepare, _) => (Answer::PrePrepareComplete, false),
             (Notification::Prepare, Vote::Yes) => (Answer::PrepareComplete, false),
-            // The ROLLBACK that follows a no vote reaches the voter too (ktm.md §1 [S4]).
+            // The ROLLBACK that follows a no vote reaches the voter too (docs/ktm.md §1, S4).
             (Notification::Prepare, Vote::Veto) => (Answer::RollbackEnlistment, false),
             (Notification::Commit, _) => (Answer::CommitComplete, true),
             (Notification::Rollback, _) => (Answer::RollbackComplete, true),
@@ -102,7 +102,7 @@ impl Ktm {
     }
 
     /// Enlists a second RM in the transaction behind `h` (in process `p`) that votes yes, like
-    /// the transacted registry next to ktmrm (ktm.md §0, §6 [S7, S26]): it answers
+    /// the transacted registry next to ktmrm (docs/ktm.md §0, §6, S7, S26): it answers
     /// PrePrepareComplete, PrepareComplete, CommitComplete / RollbackComplete inside the callback
     /// and closes its enlistment after the last answer (§7 "Callback"). Injected enlist faults do
     /// not apply to it. Errors as [`Ktm::reference_transaction`] with `TRANSACTION_ENLIST`.
@@ -111,8 +111,8 @@ impl Ktm {
     }
 
     /// Enlists a second RM in the transaction behind `h` that votes no: PrePrepareComplete, then
-    /// RollbackEnlistment at PREPARE (a veto, ktm.md §3 table), then RollbackComplete to the
-    /// ROLLBACK KTM sends every RM (§1 [S4]). Injected enlist faults do not apply to it.
+    /// RollbackEnlistment at PREPARE (a veto, docs/ktm.md §3 table), then RollbackComplete to the
+    /// ROLLBACK KTM sends every RM (§1, S4). Injected enlist faults do not apply to it.
     pub fn enlist_veto_rm(&self, p: ProcessId, h: u64) -> NtStatus {
         self.enlist_builtin(p, h, Vote::Veto)
     }

@@ -30,14 +30,14 @@ pub enum Phase {
     Rollback,
 }
 
-/// Whether `answer` is a legal reply to `notification` (ktm.md §3 table [S2, S22]):
+/// Whether `answer` is a legal reply to `notification` (docs/ktm.md §3 table, S2, S22):
 /// - PREPREPARE → PrePrepareComplete, or RollbackEnlistment on error; ReadOnly is allowed "until
-///   PrepareComplete would be due" (§1 [S1]).
+///   PrepareComplete would be due" (§1, S1).
 /// - PREPARE → PrepareComplete, RollbackEnlistment (veto) or ReadOnly.
-/// - COMMIT → CommitComplete only ("no rollback after PrepareComplete", §8 [S4]).
+/// - COMMIT → CommitComplete only ("no rollback after PrepareComplete", §8, S4).
 /// - ROLLBACK → RollbackComplete.
-/// - SINGLE_PHASE_COMMIT → CommitComplete or SinglePhaseReject (§1 [S3]); the model also takes
-///   RollbackEnlistment and ReadOnly, both legal before PrepareComplete (§1, §8 [S1, S4]).
+/// - SINGLE_PHASE_COMMIT → CommitComplete or SinglePhaseReject (§1, S3); the model also takes
+///   RollbackEnlistment and ReadOnly, both legal before PrepareComplete (§1, §8, S1, S4).
 #[must_use]
 pub fn answer_fits(notification: Notification, answer: Answer) -> bool {
     use Answer as A;
@@ -158,7 +158,7 @@ impl Ktm {
     }
 
     /// Enlistments still open although their transaction has ended (the RM must close each one
-    /// after its last answer, ktm.md §3 table, §7 "Callback").
+    /// after its last answer, docs/ktm.md §3 table, §7 "Callback").
     /// Waits first for threaded callbacks still running (at least 5 s), since an RM closes its
     /// enlistment after answering.
     #[must_use]

@@ -13,7 +13,7 @@ impl Ktm {
     // ---- processes and handles ---------------------------------------------------------------
 
     /// A new process with an empty handle table: user handles are per process, and the IOCTL
-    /// path references them in the caller's process (ktm.md §4 "Handle from an IOCTL").
+    /// path references them in the caller's process (docs/ktm.md §4 "Handle from an IOCTL").
     #[must_use]
     pub fn create_process(&self) -> ProcessId {
         let mut st = self.lock();
@@ -24,7 +24,7 @@ impl Ktm {
     }
 
     /// Closes every handle of the process (as process exit does) and forgets it; transactions
-    /// whose last handle this was roll back (ktm.md §1 [S11, S18]).
+    /// whose last handle this was roll back (docs/ktm.md §1, S11, S18).
     pub fn terminate_process(&self, p: ProcessId) {
         let handles: Vec<u64> = match self.lock().processes.get(&p) {
             Some(proc_) => proc_.handles.keys().copied().collect(),
@@ -42,7 +42,7 @@ impl Ktm {
     }
 
     /// Resolves a handle to a transaction the way `ObReferenceObjectByHandle(h, access,
-    /// *TmTransactionObjectType, UserMode, ..)` does (ktm.md §4 [S25]): unknown or closed handle →
+    /// *TmTransactionObjectType, UserMode, ..)` does (docs/ktm.md §4, S25): unknown or closed handle →
     /// `STATUS_INVALID_HANDLE`; another object type → `STATUS_OBJECT_TYPE_MISMATCH`; a handle
     /// without every bit of `required` → `STATUS_ACCESS_DENIED` (type is checked before access).
     pub(crate) fn lookup_tx(
@@ -66,7 +66,7 @@ impl Ktm {
     }
 
     /// Creates an event (any non-transaction object) in `p`, for `STATUS_OBJECT_TYPE_MISMATCH`
-    /// ("handle is not a transaction", ktm.md §5; §4 [S25]).
+    /// ("handle is not a transaction", docs/ktm.md §5; §4, S25).
     #[must_use]
     pub fn create_event(&self, p: ProcessId) -> u64 {
         let mut st = self.lock();
@@ -83,9 +83,9 @@ impl Ktm {
 
     /// `DuplicateHandle`: a new handle in `to` for the object behind `h` in `from`, with
     /// `access` (`None` = the same access). Asking for bits `h` lacks → `STATUS_ACCESS_DENIED`.
-    /// Not KTM behaviour (ktm.md does not cover it): the way tests get a handle in another
-    /// process, or one without `TRANSACTION_ENLIST` (ktm.md §4 "the handle's granted access
-    /// count" [S25]).
+    /// Not KTM behaviour (docs/ktm.md does not cover it): the way tests get a handle in another
+    /// process, or one without `TRANSACTION_ENLIST` (docs/ktm.md §4 "the handle's granted access
+    /// count", S25).
     pub fn duplicate_handle(
         &self,
         from: ProcessId,
@@ -120,7 +120,7 @@ impl Ktm {
     }
 
     /// `CloseHandle`. Closing the last handle of a transaction that has not started to commit
-    /// rolls it back, on this thread, before returning (ktm.md §1 [S11, S18]; §3 "Closing ...
+    /// rolls it back, on this thread, before returning (docs/ktm.md §1, S11, S18; §3 "Closing ...
     /// before commit rolls the affected transactions back").
     pub fn close_handle(&self, p: ProcessId, h: u64) -> NtStatus {
         let rollback = {
@@ -149,8 +149,8 @@ impl Ktm {
     // ---- client calls (ktmw32) ---------------------------------------------------------------
 
     /// `CreateTransaction(NULL, NULL, 0, 0, 0, timeout_ms, description)`: a new Active
-    /// transaction with a `TRANSACTION_ALL_ACCESS` handle in `p`. `timeout_ms` 0 = none (ktm.md
-    /// §6 [S24]); a description over 64 UTF-16 units (`MAX_TRANSACTION_DESCRIPTION_LENGTH`, §4)
+    /// transaction with a `TRANSACTION_ALL_ACCESS` handle in `p`. `timeout_ms` 0 = none (docs/ktm.md
+    /// §6, S24); a description over 64 UTF-16 units (`MAX_TRANSACTION_DESCRIPTION_LENGTH`, §4)
     /// → `STATUS_INVALID_PARAMETER`.
     pub fn create_transaction(
         &self,
@@ -222,7 +222,7 @@ impl Ktm {
         )
     }
 
-    /// `GetTransactionInformation` + `GetTransactionId` (ktm.md §6 "Checks"; needs
+    /// `GetTransactionInformation` + `GetTransactionId` (docs/ktm.md §6 "Checks"; needs
     /// `TRANSACTION_QUERY_INFORMATION`, §4 table).
     pub fn transaction_info(&self, p: ProcessId, h: u64) -> Result<TxInfo, NtStatus> {
         let st = self.lock();
@@ -250,7 +250,7 @@ impl Ktm {
         }
     }
 
-    /// `CommitTransaction`: blocks until the outcome is delivered (ktm.md §6 [S24]; the order of
+    /// `CommitTransaction`: blocks until the outcome is delivered (docs/ktm.md §6, S24; the order of
     /// phases is in [`crate`]'s docs). `STATUS_SUCCESS` when committed, `STATUS_TRANSACTION_ABORTED`
     /// when an RM vetoed or a rollback overtook the commit **(unverified: which NTSTATUS the real
     /// `NtCommitTransaction` returns then is not in our sources; §5 calls 0xC000020F a legacy
@@ -258,7 +258,7 @@ impl Ktm {
     /// `STATUS_TRANSACTION_ALREADY_COMMITTED` / `_ALREADY_ABORTED` (§5). While another commit of
     /// the same transaction is still undecided: `STATUS_TRANSACTION_REQUEST_NOT_VALID`
     /// **(unverified; the model's choice)**. Needs `TRANSACTION_COMMIT` access. A promoted
-    /// transaction → `STATUS_TRANSACTION_SUPERIOR_EXISTS` (ktm.md §1 [S9]).
+    /// transaction → `STATUS_TRANSACTION_SUPERIOR_EXISTS` (docs/ktm.md §1, S9).
     pub fn commit(&self, p: ProcessId, h: u64) -> NtStatus {
         let id = {
             let mut st = self.lock();
@@ -300,10 +300,10 @@ impl Ktm {
     }
 
     /// Rolls a transaction back, by GUID: the common path of an explicit rollback, a timeout,
-    /// the last handle closing and an RM's enlistment closing early (ktm.md §1, §3 [S4, S18]).
+    /// the last handle closing and an RM's enlistment closing early (docs/ktm.md §1, §3, S4, S18).
     /// - Active: ROLLBACK to every enlistment, on this thread; returns once all answered.
     /// - Commit under way but undecided (PrePrepare/Prepare): the committing thread rolls back
-    ///   before deciding ("Rollback may come any time before the RM's PrepareComplete", §1 [S4]);
+    ///   before deciding ("Rollback may come any time before the RM's PrepareComplete", §1, S4);
     ///   returns `STATUS_SUCCESS` at once.
     /// - Single-phase commit under way: `STATUS_TRANSACTION_REQUEST_NOT_VALID` (the RM decides).
     /// - Decided or ended: `STATUS_TRANSACTION_ALREADY_COMMITTED` / `_ALREADY_ABORTED` (§5).
@@ -351,7 +351,7 @@ impl Ktm {
 
     /// Moves the virtual clock forward and rolls back every transaction whose timeout expired
     /// while it was still Active, on this thread; one that is in PrePrepare is rolled back by its
-    /// committing thread. The timeout only applies before the prepared state (ktm.md §3, [S24]).
+    /// committing thread. The timeout only applies before the prepared state (docs/ktm.md §3, S24).
     /// Returns how many transactions the timeout rolled back or marked for rollback.
     pub fn advance_time(&self, ms: u64) -> usize {
         let expired: Vec<TxId> = {

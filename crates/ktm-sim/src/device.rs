@@ -82,7 +82,7 @@ impl DeviceInner {
     }
 }
 
-/// The simulated device: one engine, registered as one RM of its own [`Ktm`] (ktm.md §7:
+/// The simulated device: one engine, registered as one RM of its own [`Ktm`] (docs/ktm.md §7:
 /// the driver's RM with `TmEnableCallbacks`). Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct SimDevice {
@@ -271,8 +271,8 @@ impl SimProcess {
         self.ktm().rollback(self.pid, tx)
     }
 
-    /// `CloseHandle`; the last handle of an uncommitted transaction rolls it back (ktm.md §1
-    /// [S11, S18]).
+    /// `CloseHandle`; the last handle of an uncommitted transaction rolls it back (docs/ktm.md §1,
+    /// S11, S18).
     pub fn close_handle(&self, h: u64) -> NtStatus {
         self.ktm().close_handle(self.pid, h)
     }
@@ -293,7 +293,7 @@ impl SimProcess {
         self.ktm().duplicate_handle(self.pid, h, to.pid, access)
     }
 
-    /// `GetTransactionInformation` + `GetTransactionId` (ktm.md §6 "Checks").
+    /// `GetTransactionInformation` + `GetTransactionId` (docs/ktm.md §6 "Checks").
     pub fn transaction_info(&self, tx: u64) -> Result<TxInfo, NtStatus> {
         self.ktm().transaction_info(self.pid, tx)
     }
@@ -309,7 +309,7 @@ impl SimProcess {
     }
 
     /// Process exit: closes every handle (uncommitted transactions whose last handle this was
-    /// roll back, ktm.md §1 [S11, S18]). The process's handles are invalid afterwards.
+    /// roll back, docs/ktm.md §1, S11, S18). The process's handles are invalid afterwards.
     pub fn exit(&self) {
         self.ktm().terminate_process(self.pid);
     }
@@ -345,7 +345,7 @@ impl SimFile {
     /// `Engine::dispatch`, and copies back `information` bytes unless the status is an error
     /// (warnings such as `STATUS_BUFFER_OVERFLOW` still copy). Returns the status and the bytes
     /// copied. Every code is handled as METHOD_BUFFERED (all of ktmrm's are). The access check is
-    /// the I/O manager's, per `crates/proto/src/ioctl.rs`; ktm.md §4 notes that
+    /// the I/O manager's, per `crates/proto/src/ioctl.rs`; docs/ktm.md §4 notes that
     /// IRP_MJ_DEVICE_CONTROL runs in the caller's process, which is why the caller's process id
     /// is what the engine passes to the port.
     pub fn ioctl(&self, code: u32, input: &[u8], output: &mut [u8]) -> (NtStatus, usize) {

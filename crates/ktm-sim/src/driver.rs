@@ -1,5 +1,5 @@
 //! The outcome driver: delivers the phases of a commit or rollback in KTM's order and waits for
-//! the answers (ktm.md §1 "2PC", "Single-phase commit"; §3 table).
+//! the answers (docs/ktm.md §1 "2PC", "Single-phase commit"; §3 table).
 //!
 //! Only the thread that moved a transaction out of Active drives it, so the phases of one
 //! transaction never overlap. The model's lock is never held while a callback or the phase
@@ -70,7 +70,7 @@ pub(crate) fn any_no(results: &Results) -> bool {
 }
 
 /// The state an enlistment reaches when a phase it did not ask for (its mask lacks the bit) is
-/// skipped: KTM does not wait for notifications outside the mask (ktm.md §3 [S2]).
+/// skipped: KTM does not wait for notifications outside the mask (docs/ktm.md §3, S2).
 fn skipped(n: Notification) -> EnlistmentState {
     match n {
         Notification::PrePrepare => EnlistmentState::PrePrepared,
@@ -111,18 +111,18 @@ pub(crate) fn at(state: EnlistmentState) -> impl Fn(&Enlistment) -> bool {
 
 impl Ktm {
     /// Drives a commit the caller has claimed (moved from Active to PrePreparing), in KTM's
-    /// order (ktm.md §1, §3):
+    /// order (docs/ktm.md §1, §3):
     /// 1. exactly one enlistment in play whose mask has SINGLE_PHASE_COMMIT → SINGLE_PHASE_COMMIT
-    ///    (§1 [S3]); CommitComplete (or ReadOnly) commits, SinglePhaseReject falls back to 2–4,
+    ///    (§1, S3); CommitComplete (or ReadOnly) commits, SinglePhaseReject falls back to 2–4,
     ///    RollbackEnlistment or no answer rolls back;
     /// 2. PREPREPARE to every enlistment, repeated for RMs that enlist meanwhile, until all
     ///    answered (§1 "flush caches so all RMs that need to enlist have enlisted");
-    /// 3. PREPARE to every enlistment still in play; ReadOnly drops it from later phases (§1
-    ///    [S1]); a RollbackEnlistment (or no answer) is a no vote: ROLLBACK to every enlistment
+    /// 3. PREPARE to every enlistment still in play; ReadOnly drops it from later phases (§1,
+    ///    S1); a RollbackEnlistment (or no answer) is a no vote: ROLLBACK to every enlistment
     ///    not read-only, the no voter included ([`Ktm::drive_rollback`]), outcome Aborted,
     ///    `STATUS_TRANSACTION_ABORTED`;
     /// 4. the commit decision (a rollback requested until here wins), then COMMIT to every
-    ///    prepared enlistment, and after CommitComplete optionally a duplicate COMMIT (§8 [S21]).
+    ///    prepared enlistment, and after CommitComplete optionally a duplicate COMMIT (§8, S21).
     ///
     /// A transaction with no enlistments just commits.
     pub(crate) fn drive_commit(&self, id: TxId) -> NtStatus {
@@ -144,7 +144,7 @@ impl Ktm {
             }
             tx.state = TxState::Committing;
             tx.outcome = Outcome::Committed;
-            // KTM's commit record, before any COMMIT (ktm.md §1 [S10, S17]).
+            // KTM's commit record, before any COMMIT (docs/ktm.md §1, S10, S17).
             if st.log_commit_record(id)
                 && let Some(gone) = st.hit(CrashPoint::AfterCommitRecord, id, None)
             {
@@ -281,7 +281,7 @@ impl Ktm {
             let Some(mut st) = self.live(epoch) else {
                 return Some(CRASHED);
             };
-            // "single-phase commit is off" with a superior enlistment (ktm.md §1 [S9]).
+            // "single-phase commit is off" with a superior enlistment (docs/ktm.md §1, S9).
             if st.txs[&id].superior.is_some() {
                 return None;
             }
@@ -351,7 +351,7 @@ impl Ktm {
     /// Delivers ROLLBACK to every open enlistment that has not finished or gone read-only —
     /// including one that voted no: "When a call to ZwRollbackEnlistment or
     /// ZwRollbackTransaction is made, or when a time-out value is exceeded, KTM sends a
-    /// TRANSACTION_NOTIFY_ROLLBACK notification to all resource managers" (ktm.md §1 [S4]) —
+    /// TRANSACTION_NOTIFY_ROLLBACK notification to all resource managers" (docs/ktm.md §1, S4) —
     /// and waits for RollbackComplete (§3 table). The caller has set the state to RollingBack.
     pub(crate) fn drive_rollback(&self, id: TxId) {
         let epoch = {
@@ -423,8 +423,8 @@ impl Ktm {
         self.wait_answers(&targets, epoch)
     }
 
-    /// Runs one callback (no lock held) and checks how it returned (ktm.md §3 "Delivery B"
-    /// [S16]: answer and return `STATUS_SUCCESS`, or return `STATUS_PENDING` and answer later).
+    /// Runs one callback (no lock held) and checks how it returned (docs/ktm.md §3 "Delivery B",
+    /// S16: answer and return `STATUS_SUCCESS`, or return `STATUS_PENDING` and answer later).
     fn call(&self, t: &Target) {
         match self.lock().enlistments.get_mut(&t.en) {
             Some(e) => e.entered += 1,

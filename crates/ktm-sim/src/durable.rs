@@ -1,7 +1,7 @@
 //! The durable transaction manager: KTM's log, crashes and crash points.
 //!
 //! A durable TM "owns a CLFS log stream ... KTM logs RM/transaction/enlistment state there"
-//! (ktm.md §1 [S10, S17]). The model's log is in-memory state that [`Ktm::crash`] keeps while it
+//! (docs/ktm.md §1, S10, S17). The model's log is in-memory state that [`Ktm::crash`] keeps while it
 //! discards everything volatile. What the model logs **(unverified granularity; the sources say
 //! only that KTM logs this state)**:
 //! - an enlistment of a durable RM when KTM records its PrepareComplete;
@@ -11,7 +11,7 @@
 //!   transaction has one, the transaction is forgotten.
 //!
 //! Nothing is logged for an abort: "presumed abort: a prepared transaction without `RECOVER`
-//! counts as rolled back" (ktm.md §1 [S5, S21]) — after a crash a prepared transaction without a
+//! counts as rolled back" (docs/ktm.md §1, S5, S21) — after a crash a prepared transaction without a
 //! commit record is rolled back, unless its outcome comes from a superior TM that has not decided
 //! (then it stays in doubt). Recovery itself is in `recovery.rs`.
 
@@ -26,7 +26,7 @@ use crate::model::{
     RmId, State, Transaction, TxState,
 };
 
-/// NTSTATUS values the durable model returns that `ktmrm_proto` does not name (ktm.md §5 table).
+/// NTSTATUS values the durable model returns that `ktmrm_proto` does not name (docs/ktm.md §5 table).
 pub mod status {
     use ktmrm_proto::NtStatus;
 
@@ -35,14 +35,14 @@ pub mod status {
     /// **(unverified: on a real crash the caller never returns)**.
     pub const TRANSACTIONMANAGER_NOT_ONLINE: NtStatus = NtStatus(0xC019_0052_u32 as i32);
     /// `STATUS_TRANSACTION_SUPERIOR_EXISTS` (0xC0190012): "a superior enlistment exists, so
-    /// commit is refused" (ktm.md §1 [S9], §5).
+    /// commit is refused" (docs/ktm.md §1, S9, §5).
     pub const TRANSACTION_SUPERIOR_EXISTS: NtStatus = NtStatus(0xC019_0012_u32 as i32);
     /// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): a durable RM GUID already registered
     /// **(unverified: the model's choice)**.
     pub const OBJECT_NAME_COLLISION: NtStatus = NtStatus(0xC000_0035_u32 as i32);
 }
 
-/// The recovery notifications (ktm.md §3 table), as `ktmrm_core::Notification` names them.
+/// The recovery notifications (docs/ktm.md §3 table), as `ktmrm_core::Notification` names them.
 pub mod notify {
     use ktmrm_core::Notification;
 
@@ -54,12 +54,12 @@ pub mod notify {
     pub const INDOUBT: Notification = Notification::InDoubt;
 }
 
-/// A resource manager's GUID (`ZwCreateResourceManager`'s `RmGuid`, ktm.md §2): what a durable
+/// A resource manager's GUID (`ZwCreateResourceManager`'s `RmGuid`, docs/ktm.md §2): what a durable
 /// RM re-registers with after a crash so that KTM finds its logged enlistments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RmGuid(pub [u8; 16]);
 
-/// An enlistment's GUID (`EnlistmentId`, ktm.md §3 [S19]); unlike [`EnlistmentId`] (a handle) it
+/// An enlistment's GUID (`EnlistmentId`, docs/ktm.md §3, S19); unlike [`EnlistmentId`] (a handle) it
 /// survives a crash. Deterministic in the model: the enlistment's number, then a fixed tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EnlistmentGuid(pub [u8; 16]);
@@ -73,7 +73,7 @@ impl EnlistmentGuid {
     }
 }
 
-/// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT {GUID EnlistmentId; GUID UOW}` (ktm.md §3 [S19]),
+/// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT {GUID EnlistmentId; GUID UOW}` (docs/ktm.md §3, S19),
 /// the argument of RECOVER.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecoveryArgument {
@@ -89,7 +89,7 @@ pub struct RecoveryArgument {
 pub enum CrashPoint {
     /// PREPREPARE answered by all; PREPARE not delivered yet (no RM has logged).
     BeforePrepare,
-    /// An RM called PrepareComplete (it has logged, ktm.md §8 [S22]); KTM has not recorded it.
+    /// An RM called PrepareComplete (it has logged, docs/ktm.md §8, S22); KTM has not recorded it.
     BeforePrepareComplete,
     /// KTM recorded and logged an RM's PrepareComplete.
     AfterPrepareComplete,
@@ -131,7 +131,7 @@ pub(crate) struct CrashCtl {
     pub crashes: u64,
 }
 
-/// A transaction's superior enlistment (ENLISTMENT_SUPERIOR, ktm.md §1 [S9]).
+/// A transaction's superior enlistment (ENLISTMENT_SUPERIOR, docs/ktm.md §1, S9).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Superior {
     /// The superior has driven PREPREPARE and PREPARE; it alone decides now.
@@ -222,7 +222,7 @@ impl State {
         fire.then(|| self.crash_now())
     }
 
-    /// The crash: everything volatile goes, the log stays (ktm.md §1 "In-doubt / recovery").
+    /// The crash: everything volatile goes, the log stays (docs/ktm.md §1 "In-doubt / recovery").
     pub(crate) fn crash_now(&mut self) -> Discarded {
         self.epoch += 1;
         self.crash.crashes += 1;
@@ -359,7 +359,7 @@ impl State {
     }
 
     /// Why a durable TM refuses `rm` to enlist: the TM or the durable RM is not recovered yet
-    /// ("finish recovery before accepting work", ktm.md §7 step 4 [S1, S5]). Codes
+    /// ("finish recovery before accepting work", docs/ktm.md §7 step 4, S1, S5). Codes
     /// **(unverified)**: TM → `STATUS_TRANSACTIONMANAGER_NOT_ONLINE`, RM → `STATUS_RM_NOT_ACTIVE`.
     pub(crate) fn durable_enlist_check(&self, rm: RmId) -> Result<(), NtStatus> {
         let Some(d) = &self.durable else {
@@ -376,8 +376,8 @@ impl State {
 }
 
 impl Ktm {
-    /// A durable TM (`ZwCreateTransactionManager` with a log file name, ktm.md §2, §1
-    /// [S1, S12]): its log survives [`Ktm::crash`]. Like a real durable TM it "must be recovered
+    /// A durable TM (`ZwCreateTransactionManager` with a log file name, docs/ktm.md §2, §1,
+    /// S1, S12): its log survives [`Ktm::crash`]. Like a real durable TM it "must be recovered
     /// after create/open" (§1): enlisting fails with `STATUS_TRANSACTIONMANAGER_NOT_ONLINE` until
     /// [`Ktm::recover_transaction_manager`].
     #[must_use]
@@ -394,7 +394,7 @@ impl Ktm {
     }
 
     /// Registers a durable RM (`ZwCreateResourceManager` without `RESOURCE_MANAGER_VOLATILE` +
-    /// `TmEnableCallbacks`, ktm.md §2, §7 step 4). After a crash the RM registers again with the
+    /// `TmEnableCallbacks`, docs/ktm.md §2, §7 step 4). After a crash the RM registers again with the
     /// same GUID and calls [`Ktm::recover_resource_manager`]; it cannot enlist before (see
     /// [`Ktm::enlist`]). Errors: a volatile TM → `STATUS_TM_VOLATILE` ("volatile TM (recovery, or
     /// a non-volatile RM)", §5); the GUID already registered → `STATUS_OBJECT_NAME_COLLISION`
@@ -494,12 +494,12 @@ impl Ktm {
             .unwrap_or_default()
     }
 
-    /// `ZwRecoverTransactionManager` (ktm.md §2, §7 step 4): reads the log and brings the TM
+    /// `ZwRecoverTransactionManager` (docs/ktm.md §2, §7 step 4): reads the log and brings the TM
     /// online. Each logged transaction is rebuilt with its logged enlistments (prepared, not
     /// attached to an RM until their durable RM recovers): with a commit record → Committing,
     /// outcome Committed; without one and with an undecided superior → in doubt (Preparing,
-    /// Undetermined); otherwise presumed aborted (RollingBack, Aborted; ktm.md §1 [S5, S21]).
-    /// A volatile TM → `STATUS_TM_VOLATILE` (§7 step 1 [S27]); already online → success.
+    /// Undetermined); otherwise presumed aborted (RollingBack, Aborted; docs/ktm.md §1, S5, S21).
+    /// A volatile TM → `STATUS_TM_VOLATILE` (§7 step 1, S27); already online → success.
     pub fn recover_transaction_manager(&self) -> NtStatus {
         let mut st = self.lock();
         let log = match st.durable.as_mut() {

@@ -19,7 +19,7 @@ impl Ktm {
     // ---- kernel calls (Tm* / Ob*) -------------------------------------------------------------
 
     /// Registers an RM with its notification callback (`ZwCreateResourceManager` +
-    /// `TmEnableCallbacks`, ktm.md §7 steps 2–3 [S15]).
+    /// `TmEnableCallbacks`, docs/ktm.md §7 steps 2–3, S15).
     #[must_use]
     pub fn create_resource_manager(&self, callback: RmCallback) -> RmId {
         let mut st = self.lock();
@@ -31,7 +31,7 @@ impl Ktm {
 
     /// Closes an RM (`ZwClose` on its handle, as the driver does at unload): every transaction it
     /// is enlisted in that has not started committing is rolled back, so the RM gets ROLLBACK
-    /// for each (ktm.md §3, §7 "Unload" [S18]). A transaction already committing is left to
+    /// for each (docs/ktm.md §3, §7 "Unload", S18). A transaction already committing is left to
     /// finish. Returns how many transactions were rolled back.
     pub fn close_resource_manager(&self, rm: RmId) -> usize {
         let txs: Vec<TxId> = {
@@ -57,7 +57,7 @@ impl Ktm {
     }
 
     /// `ObReferenceObjectByHandle(h, required, *TmTransactionObjectType, UserMode, ..)` in
-    /// process `p` (ktm.md §4 [S25]); see [`Ktm::lookup_tx`] for the errors. Succeeds on ended
+    /// process `p` (docs/ktm.md §4, S25); see `Ktm::lookup_tx` for the errors. Succeeds on ended
     /// transactions too (referencing does not look at the state; [`Ktm::enlist`] does).
     pub fn reference_transaction(
         &self,
@@ -76,15 +76,15 @@ impl Ktm {
         })
     }
 
-    /// `TmCreateEnlistment(rm, tx, 0, mask, key)` (ktm.md §2, §7 step 7). The enlistment exists
+    /// `TmCreateEnlistment(rm, tx, 0, mask, key)` (docs/ktm.md §2, §7 step 7). The enlistment exists
     /// before any notification for it is delivered; notifications may arrive before this
-    /// returns (§3 [S21]), which [`Ktm::rollback_during_next_enlist`] forces. Errors, in order:
+    /// returns (§3, S21), which [`Ktm::rollback_during_next_enlist`] forces. Errors, in order:
     /// an injected failure ([`Ktm::fail_next_enlists`]); unknown RM → `STATUS_RM_NOT_ACTIVE`;
-    /// bits outside `TRANSACTION_NOTIFY_MASK` or unsupported ones (§3 [S2]) →
+    /// bits outside `TRANSACTION_NOTIFY_MASK` or unsupported ones (§3, S2) →
     /// `STATUS_INVALID_PARAMETER` **(unverified code)**; a transaction neither Active nor in
-    /// PrePrepare (where KTM still takes enlistments, §1 [S3]) → `STATUS_TRANSACTION_NOT_ACTIVE`.
+    /// PrePrepare (where KTM still takes enlistments, §1, S3) → `STATUS_TRANSACTION_NOT_ACTIVE`.
     /// A mask without PREPREPARE|PREPARE|COMMIT is accepted but recorded as a violation ("Every
-    /// RM must request PREPREPARE|PREPARE|COMMIT", §3 [S2]); phases outside the mask are skipped.
+    /// RM must request PREPREPARE|PREPARE|COMMIT", §3, S2); phases outside the mask are skipped.
     pub fn enlist(
         &self,
         rm: RmId,
@@ -130,7 +130,7 @@ impl Ktm {
                 });
                 // Return only once the RM has handled the notification: the callback returned,
                 // or it answered (a callback may also wait for this enlist to return first —
-                // ktm.md §3 "Delivery A" — which then costs the deadline, not a deadlock).
+                // docs/ktm.md §3 "Delivery A" — which then costs the deadline, not a deadlock).
                 let mut st = self.lock();
                 let until = Instant::now() + st.config.answer_deadline;
                 while st
@@ -170,7 +170,7 @@ impl Ktm {
         if mask & required != required {
             st.checker.violation(format!(
                 "bad mask: RM {} enlisted in {} with mask 0x{mask:X}, which lacks \
-                 PREPREPARE|PREPARE|COMMIT (ktm.md §3)",
+                 PREPREPARE|PREPARE|COMMIT (docs/ktm.md §3)",
                 rm.0,
                 State::tx_name(tx)
             ));
@@ -183,7 +183,7 @@ impl Ktm {
     }
 
     /// An RM's answer to the notification outstanding on `en` (the `Tm*Complete` routines,
-    /// ktm.md §2, §3). Checked against the outstanding notification ([`crate::answer_fits`]):
+    /// docs/ktm.md §2, §3). Checked against the outstanding notification ([`crate::answer_fits`]):
     /// - nothing outstanding (a second answer, an answer nobody asked for, or one after the
     ///   deadline) → violation "answer not outstanding", `STATUS_TRANSACTION_NOT_REQUESTED`
     ///   ("a `*Complete` nobody asked for", §5);
@@ -282,8 +282,8 @@ impl Ktm {
     /// `ZwClose` of an enlistment handle. Checks: a second close → violation "double close";
     /// a notification still outstanding → violation "closed while outstanding"; closed after
     /// PrepareComplete but before the outcome → violation "closed before outcome" (a prepared RM
-    /// must take COMMIT or ROLLBACK, ktm.md §3 "Obligations"). Closing an enlistment that is still
-    /// in play rolls its transaction back if that is still possible (§3 [S18]).
+    /// must take COMMIT or ROLLBACK, docs/ktm.md §3 "Obligations"). Closing an enlistment that is still
+    /// in play rolls its transaction back if that is still possible (§3, S18).
     pub fn close_enlistment(&self, en: EnlistmentId) {
         let rollback = {
             let mut st = self.lock();

@@ -11,13 +11,13 @@ use ktmrm_proto::NtStatus;
 
 use crate::model::{DeliveryMode, EnlistRace, KtmConfig, PhaseProbe, State};
 
-/// Access rights and notification-mask bits the model checks (ktm.md §3, §4; winnt.h values).
+/// Access rights and notification-mask bits the model checks (docs/ktm.md §3, §4; winnt.h values).
 pub mod access {
     /// `TRANSACTION_QUERY_INFORMATION`.
     pub const TRANSACTION_QUERY_INFORMATION: u32 = 0x1;
     /// `TRANSACTION_SET_INFORMATION`.
     pub const TRANSACTION_SET_INFORMATION: u32 = 0x2;
-    /// `TRANSACTION_ENLIST`: what the driver references a user handle with (ktm.md §4).
+    /// `TRANSACTION_ENLIST`: what the driver references a user handle with (docs/ktm.md §4).
     pub const TRANSACTION_ENLIST: u32 = 0x4;
     /// `TRANSACTION_COMMIT`.
     pub const TRANSACTION_COMMIT: u32 = 0x8;
@@ -25,13 +25,13 @@ pub mod access {
     pub const TRANSACTION_ROLLBACK: u32 = 0x10;
     /// `TRANSACTION_PROPAGATE`.
     pub const TRANSACTION_PROPAGATE: u32 = 0x20;
-    /// `TRANSACTION_ALL_ACCESS` (ktm.md §4 table): what `CreateTransaction` grants.
+    /// `TRANSACTION_ALL_ACCESS` (docs/ktm.md §4 table): what `CreateTransaction` grants.
     pub const TRANSACTION_ALL_ACCESS: u32 = 0x001F_003F;
     /// `EVENT_ALL_ACCESS`, for the non-transaction object.
     pub const EVENT_ALL_ACCESS: u32 = 0x001F_0003;
-    /// `TRANSACTION_NOTIFY_MASK`: every valid notification bit (ktm.md §3).
+    /// `TRANSACTION_NOTIFY_MASK`: every valid notification bit (docs/ktm.md §3).
     pub const NOTIFY_MASK: u32 = 0x3FFF_FFFF;
-    /// Bits KTM does not support in an RM's mask (ktm.md §3 "Unsupported bits" [S2]).
+    /// Bits KTM does not support in an RM's mask (docs/ktm.md §3 "Unsupported bits", S2).
     pub const NOTIFY_UNSUPPORTED: u32 = 0x400
         | 0x1000
         | 0x8000
@@ -87,8 +87,8 @@ impl WeakKtm {
 }
 
 /// A kernel reference to a transaction, like the `PKTRANSACTION` that `ObReferenceObjectByHandle`
-/// returns (ktm.md §4); dropping it is `ObDereferenceObject`. References still held at
-/// [`Ktm::finish`] are reported as leaks (ktm.md §8 "balance every reference").
+/// returns (docs/ktm.md §4); dropping it is `ObDereferenceObject`. References still held at
+/// [`Ktm::finish`] are reported as leaks (docs/ktm.md §8 "balance every reference").
 pub struct TxRef {
     pub(crate) ktm: Ktm,
     pub(crate) id: TxId,
@@ -185,20 +185,20 @@ impl Ktm {
         self.lock().config.answer_deadline = d;
     }
 
-    /// Turns the duplicate COMMIT (ktm.md §8 [S21]) on or off.
+    /// Turns the duplicate COMMIT (docs/ktm.md §8, S21) on or off.
     pub fn set_duplicate_commit(&self, on: bool) {
         self.lock().config.duplicate_commit = on;
     }
 
     /// Makes the next `n` [`Ktm::enlist`] calls fail with `status` (before any other check), as
-    /// `TmCreateEnlistment` can (e.g. `STATUS_INSUFFICIENT_RESOURCES`, ktm.md §5). Calls for the
+    /// `TmCreateEnlistment` can (e.g. `STATUS_INSUFFICIENT_RESOURCES`, docs/ktm.md §5). Calls for the
     /// built-in RMs are not affected.
     pub fn fail_next_enlists(&self, n: u32, status: NtStatus) {
         self.lock().faults.fail_enlists = (n > 0).then_some((n, status));
     }
 
     /// Makes the next successful [`Ktm::enlist`] roll its transaction back before returning, so a
-    /// ROLLBACK for the new enlistment precedes `enlist`'s return (ktm.md §3 [S21]). Calls queue
+    /// ROLLBACK for the new enlistment precedes `enlist`'s return (docs/ktm.md §3, S21). Calls queue
     /// up: each arms one more enlist.
     pub fn rollback_during_next_enlist(&self, race: EnlistRace) {
         self.lock().faults.races.push(race);

@@ -1,8 +1,8 @@
 //! A host model of the Windows Kernel Transaction Manager (KTM) for testing ktmrm on Linux.
 //!
-//! References like "ktm.md §3 [S2]" point into `shared/docs/ktm.md` and its source list; each
-//! modelled behaviour names the section it follows, and **(unverified)** marks the model's own
-//! choices where no source says what KTM does.
+//! References like "docs/ktm.md §3, S2" point into `docs/ktm.md` (at the repository root):
+//! section §3, source S2 of its source list. Each modelled behaviour names the section it
+//! follows, and **(unverified)** marks the model's own choices where no source says what KTM does.
 //!
 //! # What is modelled
 //! - [`Ktm`]: transactions (deterministic GUIDs, state, outcome, timeout on a virtual clock,
@@ -15,7 +15,7 @@
 //! - Kernel calls, used by [`SimPort`] (the engine's `KtmPort`): [`Ktm::reference_transaction`],
 //!   [`Ktm::enlist`], [`Ktm::answer`], [`Ktm::close_enlistment`].
 //! - The outcome driver, in KTM's order: SINGLE_PHASE_COMMIT for a sole enlistment that asks
-//!   for it, else PREPREPARE → PREPARE → COMMIT, or ROLLBACK (ktm.md §1, §3), delivered
+//!   for it, else PREPREPARE → PREPARE → COMMIT, or ROLLBACK (docs/ktm.md §1, §3), delivered
 //!   [`DeliveryMode::Inline`] or [`DeliveryMode::Threaded`], never under the model's lock.
 //! - Two built-in RMs: [`Ktm::enlist_yes_rm`] and [`Ktm::enlist_veto_rm`].
 //! - Faults: [`Ktm::fail_next_enlists`], [`Ktm::rollback_during_next_enlist`] (a notification
@@ -34,7 +34,7 @@
 //!   [`Ktm::superior_decide`], [`Ktm::superior_crash`]).
 //!
 //! # Waiting
-//! KTM waits forever for an answer (ktm.md §3 "No answer ⇒ the phase stalls"). The model waits
+//! KTM waits forever for an answer (docs/ktm.md §3 "No answer ⇒ the phase stalls"). The model waits
 //! [`KtmConfig::answer_deadline`] (wall clock), then records "never answered" and treats the
 //! missing vote as a no vote, so a broken RM fails a test instead of hanging it. In `Inline`
 //! mode a callback that never *returns* still blocks its caller; use `Threaded` to test that.

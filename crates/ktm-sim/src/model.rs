@@ -12,7 +12,7 @@ use ktmrm_proto::NtStatus;
 use crate::checker::{Checker, Phase};
 use crate::durable::{CrashCtl, Durable, EnlistmentGuid, RecoveryArgument, RmGuid, Superior};
 
-/// A simulated process: the owner of a handle table (ktm.md §4: a user handle is only meaningful
+/// A simulated process: the owner of a handle table (docs/ktm.md §4: a user handle is only meaningful
 /// in its own process, and the IOCTL path runs in the caller's process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProcessId(pub u32);
@@ -21,7 +21,7 @@ pub struct ProcessId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RmId(pub u32);
 
-/// An enlistment: the RM↔transaction link (ktm.md §1 [S12b]). Plays both the driver's enlistment
+/// An enlistment: the RM↔transaction link (docs/ktm.md §1, S12b). Plays both the driver's enlistment
 /// handle and the `PKENLISTMENT` a notification names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EnlistmentId(pub u64);
@@ -33,7 +33,7 @@ impl fmt::Display for EnlistmentId {
 }
 
 /// One notification handed to an RM's callback, like the arguments of `PTM_RM_NOTIFICATION`
-/// (ktm.md §3 "Delivery B" [S15, S16]).
+/// (docs/ktm.md §3 "Delivery B", S15, S16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// The enlistment the notification is for (answer through it).
@@ -45,20 +45,20 @@ pub struct Delivery {
     /// The transaction's GUID (the real callback can get it with `TmGetTransactionId`).
     /// All zero for `LAST_RECOVER`, which is for the RM, not for a transaction.
     pub tx: TxId,
-    /// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT` (ktm.md §3 [S19]): set on RECOVER only.
+    /// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT` (docs/ktm.md §3, S19): set on RECOVER only.
     pub recovery: Option<RecoveryArgument>,
 }
 
-/// An RM's notification callback, as registered by `TmEnableCallbacks` (ktm.md §3 [S15]). It
+/// An RM's notification callback, as registered by `TmEnableCallbacks` (docs/ktm.md §3, S15). It
 /// answers through [`crate::Ktm::answer`] (inside the call or later) and returns
-/// `STATUS_SUCCESS`, or `STATUS_PENDING` when the answer comes later [S16].
+/// `STATUS_SUCCESS`, or `STATUS_PENDING` when the answer comes later, S16.
 pub type RmCallback = Arc<dyn Fn(Delivery) -> NtStatus + Send + Sync>;
 
 /// Called after each phase of a transaction's outcome protocol completes and before the next
 /// phase is delivered (see [`crate::Ktm::set_phase_probe`]).
 pub type PhaseProbe = Arc<dyn Fn(TxId, Phase) + Send + Sync>;
 
-/// How notifications reach callbacks (ktm.md §3 "Delivery B": the callback runs "in an arbitrary
+/// How notifications reach callbacks (docs/ktm.md §3 "Delivery B": the callback runs "in an arbitrary
 /// thread (possibly inside the harness's commit call)").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeliveryMode {
@@ -71,7 +71,7 @@ pub enum DeliveryMode {
 }
 
 /// Where the notification injected by [`crate::Ktm::rollback_during_next_enlist`] comes from.
-/// ktm.md §3 [S21]: "Notifications may arrive before `TmCreateEnlistment` returns"; the port
+/// docs/ktm.md §3, S21: "Notifications may arrive before `TmCreateEnlistment` returns"; the port
 /// contract says "on this thread or another".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnlistRace {
@@ -89,12 +89,12 @@ pub enum EnlistRace {
 pub struct KtmConfig {
     /// How notifications are delivered.
     pub delivery: DeliveryMode,
-    /// Wall-clock time a phase waits for answers. KTM itself waits forever (ktm.md §3 "No
+    /// Wall-clock time a phase waits for answers. KTM itself waits forever (docs/ktm.md §3 "No
     /// answer ⇒ the phase stalls"); the model gives up, records "never answered" and treats a
     /// missing vote as a no vote so tests fail instead of hanging.
     pub answer_deadline: Duration,
     /// After a COMMIT is answered with CommitComplete, deliver COMMIT once more, as recovery can
-    /// (ktm.md §1, §8 [S21]: "duplicate COMMITs are possible").
+    /// (docs/ktm.md §1, §8, S21: "duplicate COMMITs are possible").
     pub duplicate_commit: bool,
 }
 
@@ -108,7 +108,7 @@ impl Default for KtmConfig {
     }
 }
 
-/// A transaction's state in the model (ktm.md §1; `RollingBack` and `SinglePhaseCommitting` are
+/// A transaction's state in the model (docs/ktm.md §1; `RollingBack` and `SinglePhaseCommitting` are
 /// the model's names for the time a rollback or a single-phase commit is being delivered).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxState {
@@ -116,10 +116,10 @@ pub enum TxState {
     Active,
     /// SINGLE_PHASE_COMMIT delivered to the only enlistment.
     SinglePhaseCommitting,
-    /// PREPREPARE being delivered; RMs may still enlist (ktm.md §1 [S3]).
+    /// PREPREPARE being delivered; RMs may still enlist (docs/ktm.md §1, S3).
     PrePreparing,
     /// PREPARE being delivered; no more enlistments. Also a transaction whose every vote is in
-    /// while its outcome comes from a superior TM that has not decided (in doubt, ktm.md §1).
+    /// while its outcome comes from a superior TM that has not decided (in doubt, docs/ktm.md §1).
     Preparing,
     /// The commit decision is made; COMMIT being delivered.
     Committing,
@@ -139,7 +139,7 @@ impl TxState {
     }
 }
 
-/// `TRANSACTION_OUTCOME` (ktm.md §1: Undetermined 1, Committed 2, Aborted 3).
+/// `TRANSACTION_OUTCOME` (docs/ktm.md §1: Undetermined 1, Committed 2, Aborted 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Outcome {
@@ -158,12 +158,12 @@ pub enum EnlistmentState {
     Enlisted,
     /// Answered PrePrepareComplete.
     PrePrepared,
-    /// Answered PrepareComplete (a yes vote): it must now get COMMIT or ROLLBACK (ktm.md §3).
+    /// Answered PrepareComplete (a yes vote): it must now get COMMIT or ROLLBACK (docs/ktm.md §3).
     Prepared,
-    /// Answered ReadOnly: no more notifications (ktm.md §1 [S1]).
+    /// Answered ReadOnly: no more notifications (docs/ktm.md §1, S1).
     ReadOnly,
     /// Answered RollbackEnlistment (a no vote): gets only the ROLLBACK that follows, which KTM
-    /// sends "to all resource managers" (ktm.md §1 [S4], handling-rollback-operations).
+    /// sends "to all resource managers" (docs/ktm.md §1, S4, handling-rollback-operations).
     VotedNo,
     /// Answered CommitComplete.
     Committed,
@@ -185,14 +185,14 @@ impl EnlistmentState {
 
     /// Gets a ROLLBACK when the transaction rolls back: every enlistment in play, and one that
     /// voted no ("KTM sends a TRANSACTION_NOTIFY_ROLLBACK notification to all resource
-    /// managers", ktm.md §1 [S4]); not a read-only one ("no more notifications", §1 [S1]).
+    /// managers", docs/ktm.md §1, S4); not a read-only one ("no more notifications", §1, S1).
     #[must_use]
     pub const fn owes_rollback(self) -> bool {
         self.in_play() || matches!(self, EnlistmentState::VotedNo)
     }
 }
 
-/// What [`crate::Ktm::transaction_info`] reports (like `GetTransactionInformation`, ktm.md §6).
+/// What [`crate::Ktm::transaction_info`] reports (like `GetTransactionInformation`, docs/ktm.md §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxInfo {
     /// The GUID.
@@ -253,7 +253,7 @@ pub(crate) struct Process {
 
 impl Process {
     /// First handle value; Windows handle values are multiples of 4 (the low two bits are tag
-    /// bits) and never 0 (ktm.md §6: the harness passes the handle *value* as a `u64`).
+    /// bits) and never 0 (docs/ktm.md §6: the harness passes the handle *value* as a `u64`).
     const FIRST_HANDLE: u64 = 0x84;
 
     pub fn new() -> Self {
@@ -288,7 +288,7 @@ pub(crate) struct Transaction {
     /// A rollback was asked for while the commit was still undecided; the committing thread
     /// rolls back before the decision.
     pub abort_requested: bool,
-    /// The superior enlistment, if the transaction was promoted (ktm.md §1 [S9]).
+    /// The superior enlistment, if the transaction was promoted (docs/ktm.md §1, S9).
     pub superior: Option<Superior>,
 }
 
@@ -390,7 +390,7 @@ impl State {
         }
     }
 
-    /// A transaction is "named by a GUID (UOW)" (ktm.md §1 [S11]); the model's is deterministic:
+    /// A transaction is "named by a GUID (UOW)" (docs/ktm.md §1, S11); the model's is deterministic:
     /// for the n-th transaction: `n` little-endian, then a fixed tag, so ids
     /// are reproducible run to run.
     pub fn new_tx_id(&mut self) -> TxId {

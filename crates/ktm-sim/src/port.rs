@@ -1,5 +1,5 @@
 //! [`SimPort`]: the engine's [`KtmPort`] over the model, standing in for the driver's
-//! Zw*/Tm*/Ob* calls (ktm.md §4, §7).
+//! Zw*/Tm*/Ob* calls (docs/ktm.md §4, §7).
 
 use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
 use ktmrm_proto::NtStatus;
@@ -41,7 +41,7 @@ impl KtmPort for SimPort {
     type Target = EnlistmentId;
 
     /// `ObReferenceObjectByHandle(handle, TRANSACTION_ENLIST, *TmTransactionObjectType, UserMode)`
-    /// in the caller's process (ktm.md §4 [S25]).
+    /// in the caller's process (docs/ktm.md §4, S25).
     fn reference_transaction(
         &self,
         caller: &ProcessId,
@@ -55,7 +55,7 @@ impl KtmPort for SimPort {
         Ok((r, id))
     }
 
-    /// `TmCreateEnlistment` (ktm.md §7 step 7); see [`Ktm::enlist`].
+    /// `TmCreateEnlistment` (docs/ktm.md §7 step 7); see [`Ktm::enlist`].
     fn enlist(&self, tx: &TxRef, key: EnlistmentKey, mask: u32) -> Result<EnlistmentId, NtStatus> {
         let _model = crate::alloc_scope::Scope::model();
         self.ktm.enlist(self.rm, tx, key, mask)
@@ -74,8 +74,8 @@ impl KtmPort for SimPort {
     }
 
     /// `ZwCreateTransaction` in the caller's context: the handle lands in the caller's process
-    /// with `TRANSACTION_ALL_ACCESS` (ktm.md §4 "a handle created on the IOCTL path lands in the
-    /// user process's table" [S12b]).
+    /// with `TRANSACTION_ALL_ACCESS` (docs/ktm.md §4 "a handle created on the IOCTL path lands in the
+    /// user process's table", S12b).
     fn create_transaction(
         &self,
         caller: &ProcessId,

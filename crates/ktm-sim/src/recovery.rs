@@ -1,12 +1,12 @@
 //! Recovery after a crash and the superior TM (the MSDTC-promoted path), with the checker's
 //! recovery rules.
 //!
-//! ktm.md §1 "In-doubt / recovery (durable)": "prepared but outcome not logged. On restart
+//! docs/ktm.md §1 "In-doubt / recovery (durable)": "prepared but outcome not logged. On restart
 //! recover TM then RM; KTM sends `RECOVER` per enlistment then `LAST_RECOVER`;
 //! `ZwRecoverEnlistment` redelivers COMMIT / ROLLBACK / INDOUBT. Presumed abort ...; duplicate
-//! COMMITs are possible [S5, S21]." A superior TM "coordinates commits for others" (§1 [S20]);
+//! COMMITs are possible, S5, S21." A superior TM "coordinates commits for others" (§1, S20);
 //! with a superior enlistment "`ZwCommitTransaction` is refused and single-phase commit is off"
-//! (§1 [S9]).
+//! (§1, S9).
 
 use ktmrm_core::{EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
@@ -31,7 +31,7 @@ const NO_ENLISTMENT: EnlistmentId = EnlistmentId(0);
 impl State {
     /// The checker's rules for an outcome about to be delivered to `en`: COMMIT or INDOUBT only
     /// for a prepared enlistment ("outcome for unprepared"; a duplicate COMMIT to a committed one
-    /// is legal, ktm.md §8 [S21]); after recovery exactly one COMMIT/ROLLBACK ("outcome twice
+    /// is legal, docs/ktm.md §8, S21); after recovery exactly one COMMIT/ROLLBACK ("outcome twice
     /// after recovery").
     pub(crate) fn check_outcome(&mut self, en: EnlistmentId, n: Notification) {
         let e = self.enlistments.get_mut(&en).expect("present");
@@ -77,7 +77,7 @@ impl State {
                 out.push(format!(
                     "recovery missing: durable RM {} registered again but never called \
                      recover_resource_manager; {waiting} prepared enlistment(s) wait for it \
-                     (ktm.md §7 step 4)",
+                     (docs/ktm.md §7 step 4)",
                     rm.0
                 ));
             }
@@ -111,16 +111,16 @@ impl State {
 }
 
 impl Ktm {
-    /// `ZwRecoverResourceManager` (ktm.md §2 "queues RECOVER..., LAST_RECOVER", §7 step 4), for a
+    /// `ZwRecoverResourceManager` (docs/ktm.md §2 "queues RECOVER..., LAST_RECOVER", §7 step 4), for a
     /// durable RM after [`Ktm::recover_transaction_manager`]. On the calling thread:
     /// 1. RECOVER to each logged, unfinished enlistment of this RM's GUID, with
-    ///    [`Delivery::recovery`] = `{EnlistmentId, UOW}` (§3 [S19]) and key 0 (NULL) until the
+    ///    [`Delivery::recovery`] = `{EnlistmentId, UOW}` (§3, S19) and key 0 (NULL) until the
     ///    RM gives one; the RM answers with [`Ktm::recover_enlistment`] (checker: "recover not
     ///    answered" after the answer deadline);
     /// 2. crash point [`CrashPoint::BeforeLastRecover`], then LAST_RECOVER once, with no
     ///    enlistment (see `NO_ENLISTMENT`);
     /// 3. to each recovered enlistment, the outcome: COMMIT if the commit record exists (the RM
-    ///    may have applied it already: "duplicate COMMITs are possible", §1 [S21]), ROLLBACK if
+    ///    may have applied it already: "duplicate COMMITs are possible", §1, S21), ROLLBACK if
     ///    presumed aborted, INDOUBT (no answer; it waits for [`Ktm::superior_decide`]) if a
     ///    superior has not decided; waits for CommitComplete / RollbackComplete.
     ///
@@ -245,7 +245,7 @@ impl Ktm {
         });
     }
 
-    /// `ZwRecoverEnlistment(enlistment, key)` (ktm.md §2): the RM's answer to RECOVER, naming
+    /// `ZwRecoverEnlistment(enlistment, key)` (docs/ktm.md §2): the RM's answer to RECOVER, naming
     /// the key later notifications carry. Checked like [`Ktm::answer`]: no RECOVER outstanding
     /// → violation "answer not outstanding", `STATUS_TRANSACTION_NOT_REQUESTED`.
     pub fn recover_enlistment(&self, en: EnlistmentId, key: EnlistmentKey) -> NtStatus {
@@ -309,7 +309,7 @@ impl Ktm {
     // ---- the superior TM (issue 6 item 5: the MSDTC-promoted path) ----------------------------
 
     /// Gives the transaction behind `h` a superior enlistment (`ZwCreateEnlistment` with
-    /// `ENLISTMENT_SUPERIOR`, ktm.md §1 [S9]), as MSDTC does when it promotes a transaction:
+    /// `ENLISTMENT_SUPERIOR`, docs/ktm.md §1, S9), as MSDTC does when it promotes a transaction:
     /// from then on its outcome comes from the superior ([`Ktm::superior_prepare`],
     /// [`Ktm::superior_decide`]); [`Ktm::commit`] is refused with
     /// `STATUS_TRANSACTION_SUPERIOR_EXISTS` and single-phase commit is off. At most one per
@@ -332,7 +332,7 @@ impl Ktm {
         NtStatus::SUCCESS
     }
 
-    /// The superior's `ZwPrePrepareEnlistment` + `ZwPrepareEnlistment` (ktm.md §2 "superior
+    /// The superior's `ZwPrePrepareEnlistment` + `ZwPrepareEnlistment` (docs/ktm.md §2 "superior
     /// side"): PREPREPARE and PREPARE as in a commit; then, with every vote yes, the transaction
     /// is prepared and in doubt (state Preparing, outcome Undetermined) until
     /// [`Ktm::superior_decide`] — across crashes too: recovery sends INDOUBT instead of presuming
@@ -366,7 +366,7 @@ impl Ktm {
     }
 
     /// The superior's decision for a prepared, in-doubt transaction (`ZwCommitEnlistment` /
-    /// `ZwRollbackEnlistment` on the superior enlistment, ktm.md §2), late or after crashes on
+    /// `ZwRollbackEnlistment` on the superior enlistment, docs/ktm.md §2), late or after crashes on
     /// either side. Commit: KTM writes its commit record (crash point
     /// [`CrashPoint::AfterCommitRecord`]) and delivers COMMIT; rollback: the log's superior mark
     /// is cleared, so a crash from here on presumes abort, and ROLLBACK is delivered. Only to

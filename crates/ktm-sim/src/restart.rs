@@ -1,6 +1,6 @@
 //! The durable device: the engine logging to a [`SimLog`] on a durable [`Ktm`], a machine crash
 //! that loses both sides' unforced state, and a restart that rebuilds the engine from its log
-//! and runs KTM's recovery (ktm.md §7 step 4: recover the TM, register the RM with its GUID,
+//! and runs KTM's recovery (docs/ktm.md §7 step 4: recover the TM, register the RM with its GUID,
 //! recover the RM; the device takes requests once LAST_RECOVER arrived).
 //!
 //! Besides KTM's own crash points ([`crate::CrashPoint`]), the log has two of the RM's

@@ -302,7 +302,7 @@ fn masks_are_checked() {
         enlist(&k, rm, p, h, MASK4 | 0x8000_0000),
         Err(NtStatus::INVALID_PARAMETER)
     );
-    // Only COMMIT|ROLLBACK, like btrfs (ktm.md §8): accepted but flagged; phases outside the
+    // Only COMMIT|ROLLBACK, like btrfs (docs/ktm.md §8): accepted but flagged; phases outside the
     // mask are skipped.
     let en = enlist(&k, rm, p, h, 0xC).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);

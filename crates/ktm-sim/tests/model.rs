@@ -188,7 +188,7 @@ fn veto_rm_aborts_and_every_voter_gets_rollback() {
         );
         let c = k.counters();
         assert_eq!(c.answered(Answer::RollbackEnlistment), 1);
-        // Ours and the veto RM itself (KTM sends ROLLBACK "to all resource managers", [S4]).
+        // Ours and the veto RM itself (KTM sends ROLLBACK "to all resource managers", docs/ktm.md S4).
         assert_eq!(c.sent(N::Rollback), 2);
         assert_eq!(c.aborted, 1);
         assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ALREADY_ABORTED);
@@ -277,7 +277,7 @@ fn timeout_during_preprepare_aborts_the_commit() {
     let log = Log::default();
     let rm = rm_with(&k, &log, |k: &Ktm, d| {
         if d.notification == N::PrePrepare {
-            // The clock runs out while KTM is pre-preparing: still before prepare ([S24]).
+            // The clock runs out while KTM is pre-preparing: still before prepare (docs/ktm.md S24).
             assert_eq!(k.advance_time(60_000), 1);
         }
         good()(k, d)
@@ -460,7 +460,7 @@ fn enlisting_is_allowed_in_preprepare_but_not_later() {
         let late2 = late.clone();
         let rm = rm_with(&k, &log, move |k: &Ktm, d| {
             match d.notification {
-                // A cache flush at PREPREPARE makes another RM enlist (ktm.md §1).
+                // A cache flush at PREPREPARE makes another RM enlist (docs/ktm.md §1).
                 N::PrePrepare => late2.lock().unwrap().push(k.enlist_yes_rm(p, h)),
                 N::Prepare => late2.lock().unwrap().push(k.enlist_yes_rm(p, h)),
                 _ => {}

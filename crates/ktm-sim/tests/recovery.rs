@@ -14,7 +14,7 @@ use ktm_sim::{
     Notification as N, NtStatus, Outcome, RmGuid, RmId, TxId, TxState, notify, status,
 };
 
-/// What the test RM forces to its log (it "logs before PrepareComplete", ktm.md §8 [S22]).
+/// What the test RM forces to its log (it "logs before PrepareComplete", docs/ktm.md §8, S22).
 #[derive(Clone, Debug, PartialEq)]
 enum Rec {
     Prepared {
@@ -157,7 +157,7 @@ fn on_notify(k: &Ktm, rm: &TestRm, d: Delivery, on_recover: OnRecover) -> NtStat
         }
         notify::LAST_RECOVER => {
             // Presumed abort on the RM's side: a prepare record KTM sent no RECOVER for was
-            // never recorded by KTM (ktm.md §1 "a prepared transaction without RECOVER counts
+            // never recorded by KTM (docs/ktm.md §1 "a prepared transaction without RECOVER counts
             // as rolled back").
             let recovered = rm.recovered.lock().unwrap().clone();
             let mut disk = rm.disk.lock().unwrap();
@@ -530,7 +530,7 @@ fn superior_decides_without_a_ktm_crash() {
     let disks: Vec<Shared<Disk>> = vec![Arc::default()];
     let rms = boot(&k, &disks);
     let tx = superior_prepared(&k, &rms);
-    // The sole RM asked for SINGLE_PHASE_COMMIT, but a superior turns it off (ktm.md §1 [S9]).
+    // The sole RM asked for SINGLE_PHASE_COMMIT, but a superior turns it off (docs/ktm.md §1, S9).
     let boot_and_prepare = [notify::LAST_RECOVER, N::PrePrepare, N::Prepare];
     assert_eq!(rms[0].seen(), boot_and_prepare);
     assert_eq!(k.superior_decide(tx, false), NtStatus::SUCCESS);
@@ -636,7 +636,7 @@ fn an_rm_that_never_recovers_and_stray_recover_answers_are_reported() {
         k.create_durable_resource_manager(guid(1), Arc::new(|_| NtStatus::SUCCESS)),
         Err(status::OBJECT_NAME_COLLISION)
     );
-    // It cannot enlist before recovering (ktm.md §7 step 4).
+    // It cannot enlist before recovering (docs/ktm.md §7 step 4).
     let p = k.create_process();
     let h = k.create_transaction(p, 0, "").unwrap();
     assert_eq!(enlist(&k, rm, p, h, MASK4), Err(NtStatus::RM_NOT_ACTIVE));

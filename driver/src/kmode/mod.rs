@@ -15,7 +15,7 @@
 //! loops). The engine answers every notification before `notify` returns (never
 //! STATUS_PENDING), which the callback contract allows. A notification may arrive before
 //! `TmCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
-//! enlisting, so that is fine (ktm.md §3 Delivery B, §8).
+//! enlisting, so that is fine (docs/ktm.md §3 Delivery B, §8).
 
 mod file;
 mod lock;
@@ -219,7 +219,7 @@ unsafe fn release(objects: &Objects, built: Built) {
 ///
 /// wdk-sys declares the object types as extern statics, but they are *data* exports of
 /// ntoskrnl, which only link through `__imp_` symbols; wdk-sys links ntoskrnl.lib as a plain
-/// static library, so a direct reference fails to link (windows-drivers-rs #338, ktm.md §4). The
+/// static library, so a direct reference fails to link (windows-drivers-rs #338, docs/ktm.md §4). The
 /// documented way to find an export at run time works for data exports as well and cannot fail
 /// to link.
 fn object_type(export: &'static [u16]) -> Option<POBJECT_TYPE> {
@@ -324,8 +324,8 @@ fn start(
         (State::new(Limits::default()), MaybeLog(None))
     };
 
-    // 1. A transaction manager of our own (ktm.md §0, §7 step 1): volatile, or durable with
-    //    its CLFS log at `TmLogPath`, recovered at once (ktm.md §7 step 4).
+    // 1. A transaction manager of our own (docs/ktm.md §0, §7 step 1): volatile, or durable with
+    //    its CLFS log at `TmLogPath`, recovered at once (docs/ktm.md §7 step 4).
     let mut tm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
     // A path from the registry is at most 240 units (crate::durable), well within a
     // UNICODE_STRING; `config` outlives the call.
@@ -357,7 +357,7 @@ fn start(
     built.tm = true;
     if config.durable {
         // ZwRecoverTransactionManager(HANDLE TransactionManagerHandle): PASSIVE_LEVEL; a durable
-        // TM must be recovered after create/open before it is used (ktm.md §1, §2).
+        // TM must be recovered after create/open before it is used (docs/ktm.md §1, §2).
         // SAFETY: `objects.tm` is open with TRANSACTIONMANAGER_RECOVER.
         step("ZwRecoverTransactionManager", unsafe {
             ZwRecoverTransactionManager(objects.tm)
@@ -365,7 +365,7 @@ fn start(
     }
 
     // 2. A resource manager on it: volatile with a fresh GUID, or durable with the fixed GUID
-    //    KTM finds its prepared enlistments by after a restart (ktm.md §7 steps 2, 4).
+    //    KTM finds its prepared enlistments by after a restart (docs/ktm.md §7 steps 2, 4).
     let mut rm_guid = GUID::default();
     if config.durable {
         let g = durable::RM_GUID;
@@ -454,7 +454,7 @@ fn start(
     if config.durable {
         // ZwRecoverResourceManager(HANDLE ResourceManagerHandle): PASSIVE_LEVEL. Queues RECOVER
         // for each of this RM's enlistments KTM logged, then LAST_RECOVER, to the callback
-        // (ktm.md §2, §7 step 4). Until LAST_RECOVER the engine refuses requests with
+        // (docs/ktm.md §2, §7 step 4). Until LAST_RECOVER the engine refuses requests with
         // STATUS_DEVICE_NOT_READY, so the device below may exist before recovery ends.
         // SAFETY: `objects.rm` is open with RESOURCEMANAGER_RECOVER; callbacks are enabled.
         step("ZwRecoverResourceManager", unsafe {
@@ -773,7 +773,7 @@ unsafe extern "C" fn rm_notify(
                 &[][..]
             } else {
                 // SAFETY: KTM passes RECOVER's TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT at
-                // `Argument`, `ArgumentLength` bytes, valid for the callback (ktm.md §3 [S19]).
+                // `Argument`, `ArgumentLength` bytes, valid for the callback (docs/ktm.md §3, S19).
                 unsafe { core::slice::from_raw_parts(argument.cast::<u8>(), len) }
             };
             match durable::recovery_uow(arg) {

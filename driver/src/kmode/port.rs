@@ -67,7 +67,7 @@ impl Drop for EnlistmentHandle {
     fn drop(&mut self) {
         // ZwClose(HANDLE Handle): PASSIVE_LEVEL. Closes the driver's kernel handle; with the
         // enlistment's last handle gone, KTM rolls back the transaction if it has not ended
-        // (ktm.md §3) — at this point the engine has already answered its last notification.
+        // (docs/ktm.md §3) — at this point the engine has already answered its last notification.
         // SAFETY: the handle came from TmCreateEnlistment and is closed exactly once, here.
         let st = NtStatus(unsafe { ZwClose(self.0) });
         if !st.is_success() {
@@ -81,7 +81,7 @@ impl Drop for EnlistmentHandle {
 pub struct KernelTarget(pub PKENLISTMENT);
 
 /// The `Tm*` answer routines: `NTSTATUS TmXxx(PKENLISTMENT Enlistment, PLARGE_INTEGER
-/// TmVirtualClock)`, all PASSIVE_LEVEL; the driver passes a NULL clock (ktm.md §3, Delivery B).
+/// TmVirtualClock)`, all PASSIVE_LEVEL; the driver passes a NULL clock (docs/ktm.md §3, Delivery B).
 type TmAnswer = unsafe extern "C" fn(PKENLISTMENT, PLARGE_INTEGER) -> NTSTATUS;
 
 /// Which routine gives which answer is decided (and tested) in `crate::ktm::Routines`.
@@ -107,7 +107,7 @@ pub struct KernelPort {
 impl KtmPort for KernelPort {
     /// `TmRecoverEnlistment(PKENLISTMENT Enlistment, PVOID EnlistmentKey)`: PASSIVE_LEVEL; the
     /// durable RM's answer to RECOVER, naming the key of the enlistment's later notifications
-    /// (ktm.md §2). KTM made the enlistment object during its recovery and hands it to every
+    /// (docs/ktm.md §2). KTM made the enlistment object during its recovery and hands it to every
     /// later callback, so the driver opens no handle to it: `None`, nothing to close.
     fn recover_enlistment(
         &self,
@@ -192,7 +192,7 @@ impl KtmPort for KernelPort {
         // valid on whatever thread a notification later arrives; the engine owns it until
         // `close_enlistment`. CreateOptions 0: a subordinate enlistment. EnlistmentKey is the
         // engine's key as a number, handed back as the callback's TransactionContext.
-        // Notifications for this key may arrive before the call returns (ktm.md §3).
+        // Notifications for this key may arrive before the call returns (docs/ktm.md §3).
         // SAFETY: `oa` and `handle` are locals; `rm_object` is referenced until unload and `tx`
         // is referenced by the caller for the duration of the call.
         let st = NtStatus(unsafe {
@@ -281,7 +281,7 @@ impl KtmPort for KernelPort {
         //   PUNICODE_STRING Description /*optional*/): PASSIVE_LEVEL.
         // Runs in the requesting thread, so the new handle goes into the caller's process handle
         // table and the caller owns it (CloseHandle); the driver keeps nothing. No TM: KTM binds
-        // the transaction when the first RM enlists (ktm.md §0). CreateOptions never includes
+        // the transaction when the first RM enlists (docs/ktm.md §0). CreateOptions never includes
         // TRANSACTION_DO_NOT_PROMOTE.
         // SAFETY: every pointer is to a local that outlives the call.
         let st = NtStatus(unsafe {

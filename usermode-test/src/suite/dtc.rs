@@ -3,7 +3,7 @@
 //!
 //! DTC begins the transaction (`ITransactionDispenser::BeginTransaction`) and hands out its KTM
 //! transaction (`IKernelTransaction::GetHandle`); KTM is the subordinate and DTC the superior
-//! (shared/docs/ktm.md §1 [S9, S20]): ktmrm gets PREPREPARE, PREPARE and COMMIT or ROLLBACK as in
+//! (docs/ktm.md §1, S9, S20): ktmrm gets PREPREPARE, PREPARE and COMMIT or ROLLBACK as in
 //! any two-phase commit, never single-phase commit. Skipped when MSDTC is not running (start it
 //! with `net start msdtc`) or when KTM refuses to join ktmrm's own TM to it (reported as found).
 //!

@@ -1,7 +1,7 @@
 //! Windows only: one ktmw32 transaction over two resource managers — the transacted registry
 //! (TxR, a durable RM) and ktmrm (a volatile RM on the driver's own TM) — committed or rolled
 //! back together, enlisting in both orders. Whether KTM joins them without promotion is not
-//! documented (shared/docs/ktm.md §0, unverified), so these scenarios report what KTM does:
+//! documented (docs/ktm.md §0, unverified), so these scenarios report what KTM does:
 //! `STATUS_TRANSACTION_REQUIRED_PROMOTION` is explained and reported as a skip, a split outcome
 //! (one RM committed, the other not) fails.
 
@@ -69,7 +69,7 @@ pub(super) fn reg_write(tx: u64, name: &str, value: u32) -> Result<(), Stop> {
     let mut key: HKEY = std::ptr::null_mut();
     let mut disposition = 0;
     // SAFETY: valid NUL-terminated strings and out-pointers; `tx` is a transaction handle this
-    // process owns (ktm.md §6).
+    // process owns (docs/ktm.md §6).
     let r = unsafe {
         RegCreateKeyTransactedW(
             HKEY_CURRENT_USER,

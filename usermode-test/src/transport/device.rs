@@ -163,7 +163,7 @@ impl Transport for DeviceTransport {
     fn create_transaction(&self, timeout_ms: u32, description: &str) -> Result<u64> {
         let desc = wide(description);
         // SAFETY: null attributes and UOW are allowed; `desc` is NUL-terminated and outlives
-        // the call. Failure returns INVALID_HANDLE_VALUE (ktm.md §6).
+        // the call. Failure returns INVALID_HANDLE_VALUE (docs/ktm.md §6).
         let h = unsafe {
             CreateTransaction(
                 std::ptr::null_mut(),

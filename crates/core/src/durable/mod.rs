@@ -1,7 +1,7 @@
 //! The durable engine's side of the write-ahead log (issue 6): what it appends, when, and how a
 //! restart rebuilds the state from the log.
 //!
-//! The rules (ktm.md §1, §3, §8 [S22]):
+//! The rules (docs/ktm.md §1, §3, §8, S22):
 //! - PREPARE appends a Prepare record with the transaction's writes; the engine forces it before
 //!   the yes vote. A failure to append or force is a no vote.
 //! - COMMIT applies the writes and appends a Commit record; the engine forces it before

@@ -1,5 +1,5 @@
 //! Restart: rebuilding a durable state from its log, and KTM's recovery notifications
-//! (ktm.md §1 "In-doubt / recovery", §7 step 4): RECOVER for each enlistment KTM logged,
+//! (docs/ktm.md §1 "In-doubt / recovery", §7 step 4): RECOVER for each enlistment KTM logged,
 //! LAST_RECOVER (presumed abort for the rest), then the outcomes, through the usual paths.
 
 use super::OUTCOME_RECORD_LEN;
@@ -72,7 +72,7 @@ impl core::fmt::Display for RecoverError {
 
 impl<E> State<E> {
     /// LAST_RECOVER: every transaction rebuilt as in doubt that KTM sent no RECOVER for was
-    /// never recorded as prepared by KTM, so it is rolled back (presumed abort, ktm.md §1).
+    /// never recorded as prepared by KTM, so it is rolled back (presumed abort, docs/ktm.md §1).
     pub(crate) fn last_recover(&mut self, log: &dyn LogPort) {
         self.recovering = false;
         let mut i = 0usize;

@@ -4,7 +4,7 @@
 //! Why this shape:
 //! - A large tree's cost is one cache miss per level it descends. Nodes hold sorted 8-byte key
 //!   heads in one array (64 per node), so a million keys are four levels deep. A head is the 8
-//!   bytes after the prefix all the tree's keys share ([`Shared`]), so keys under one path do
+//!   bytes after the prefix all the tree's keys share (`Shared`), so keys under one path do
 //!   not tie on every comparison.
 //!   Leaves and inner nodes live in separate pools: the few inner nodes stay packed together, so
 //!   all levels but the leaves stay in cache and TLB, and a cold lookup misses about once (the
@@ -17,9 +17,9 @@
 //!   with free lists; nothing is copied when the tree grows.
 //! - Commit must not fail half-way, so callers can [`Tree::reserve`] up front and later
 //!   [`Tree::insert_reserved`] without allocating. Every node but the root is at least half
-//!   full, which bounds the nodes a tree of `n` keys uses ([`leaf_bound`], [`inner_bound`]); a
+//!   full, which bounds the nodes a tree of `n` keys uses (`leaf_bound`, `inner_bound`); a
 //!   reservation keeps enough free nodes of each kind for the reserved inserts' splits (see
-//!   [`Tree::leaves_needed`], [`Tree::inners_needed`]).
+//!   `Tree::leaves_needed`, `Tree::inners_needed`).
 //!
 //! Nothing here panics; the one `unsafe` is a cache prefetch hint (`node::prefetch`). An index
 //! that does not resolve (which the invariants rule out) is treated as absent rather than a
@@ -74,8 +74,8 @@ const PATH: usize = 12;
 /// Invariants after every successful operation: every node but the root is at least half full
 /// and all leaves are equally deep (`height` levels: the last is the leaves, so a node's kind
 /// follows from its depth); free slots >= [`Tree::reserved`], free leaves >=
-/// [`Tree::leaves_needed`]`(0, reserved)` and free inner nodes >=
-/// [`Tree::inners_needed`]`(0, reserved)`. Pages are only freed by [`Tree::clear`] (and by a
+/// `Tree::leaves_needed(0, reserved)` and free inner nodes >=
+/// `Tree::inners_needed(0, reserved)`. Pages are only freed by [`Tree::clear`] (and by a
 /// failed [`Tree::reserve`], which frees the pages it added).
 pub struct Tree<E: Keyed> {
     slots: Pool<SlotPage<E>>,
@@ -221,7 +221,7 @@ struct Found {
 /// A leaf a lookup went to, so that a later lookup or insert of the same key can start there
 /// instead of at the root ([`Tree::get_hinted`], [`Tree::insert_reserved_hinted`]). Any value
 /// is safe: a hint is used only when the leaf it names is certainly the key's (see
-/// [`Tree::hinted_leaf`]), however stale it is or whichever tree it came from.
+/// `Tree::hinted_leaf`), however stale it is or whichever tree it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafHint(u32);
 

@@ -5,7 +5,7 @@
 //! Why a log: a durable RM must make a transaction's writes durable before it votes yes at
 //! PREPARE, and its outcome durable before COMMIT completes, then after a crash tell committed
 //! (apply) from prepared-without-outcome (in doubt: hold locked until KTM's recovery says) from
-//! anything else (discard; presumed abort). shared/docs/ktm.md §1, §3.
+//! anything else (discard; presumed abort). docs/ktm.md §1, §3.
 //!
 //! Sans-IO: the host (driver: a file or CLFS stream; ktm-sim: [`MemLog`]) stores bytes; this
 //! module decides what they mean. `no_std` + `alloc`, every allocation fallible, no panics.

@@ -158,7 +158,7 @@ pub fn ktm(mode: DeliveryMode) -> Ktm {
 /// Both delivery modes, for tests that must pass in each.
 pub const MODES: [DeliveryMode; 2] = [DeliveryMode::Inline, DeliveryMode::Threaded];
 
-/// The four phases every RM takes (ktm.md §3).
+/// The four phases every RM takes (docs/ktm.md §3).
 pub const MASK4: u32 = 0xF;
 /// The four phases and SINGLE_PHASE_COMMIT.
 pub const MASK_SPC: u32 = 0x20F;

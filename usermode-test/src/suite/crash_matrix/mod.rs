@@ -7,7 +7,7 @@
 //! ([`LogCrash`]: during the force, losing the unforced records whole or torn, and after it,
 //! before the engine answers). Each point is then a run of its own: crash there, restart
 //! (optionally crashing again during recovery: before LAST_RECOVER, or in the recovery's
-//! first log force), and check with [`verify::check`]: every unit all-or-nothing, KTM's
+//! first log force), and check with `verify::check`: every unit all-or-nothing, KTM's
 //! decision respected, everything the app was told committed visible, an in-doubt promoted
 //! transaction invisible with its keys locked until its superior decides; then once more after
 //! a clean restart, and the KTM checker's findings.
