@@ -1,6 +1,8 @@
 //! Command-line arguments of `ktmrm-test`.
 
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// ktmrm client and conformance harness: talks to the ktmrm driver (\\.\KtmRm) on Windows, or to
 /// the in-process simulated device with --sim (the only device off Windows).
@@ -25,12 +27,13 @@ pub enum Command {
     Version,
     /// Driver counters (STATS).
     Stats,
-    /// Write a key. Keys and values accept \xNN escapes.
+    /// Write a key. Keys, values and prefixes are bytes: any bytes the shell passes, plus \xNN
+    /// escapes for any byte and \\ for a backslash.
     Put {
         /// Key (1–255 bytes).
-        key: String,
+        key: OsString,
         /// Value (0–65,536 bytes).
-        value: String,
+        value: OsString,
         /// NAME: run in a new transaction with that description and commit it; HANDLE (a
         /// number, 0x… allowed): pass that handle value as is.
         #[arg(long)]
@@ -39,7 +42,7 @@ pub enum Command {
     /// Read a key.
     Get {
         /// Key.
-        key: String,
+        key: OsString,
         /// As for put.
         #[arg(long)]
         tx: Option<String>,
@@ -47,7 +50,7 @@ pub enum Command {
     /// Delete a key.
     Delete {
         /// Key.
-        key: String,
+        key: OsString,
         /// As for put.
         #[arg(long)]
         tx: Option<String>,
@@ -56,15 +59,20 @@ pub enum Command {
     List {
         /// Prefix (empty = every key).
         #[arg(default_value = "")]
-        prefix: String,
+        prefix: OsString,
         /// As for put.
         #[arg(long)]
         tx: Option<String>,
     },
-    /// Run a script (FILE, or - for standard input); one output line per command.
+    /// Run a script (FILE, or - for standard input); one output line per command. `err` lines
+    /// are results: the exit status is 0 once the script ran, unless --expect finds a difference.
     Script {
-        /// Script path or -.
-        file: String,
+        /// Script path or -. UTF-8, or UTF-8/UTF-16 with a byte-order mark.
+        file: PathBuf,
+        /// Compare the output with this file (e.g. the script's .out): exit 0 when they match
+        /// line for line, else print a unified diff and exit 1.
+        #[arg(long, value_name = "OUT")]
+        expect: Option<PathBuf>,
     },
     /// Run the conformance scenarios (all, or the NAMEs given).
     Scenarios {
@@ -78,13 +86,13 @@ pub enum Command {
     BadInput,
     /// Concurrent bank transfers in transactions, then consistency checks.
     Stress {
-        /// Worker threads.
+        /// Worker threads (1–256).
         #[arg(long, default_value_t = 4)]
         threads: usize,
-        /// Seconds to run.
+        /// Seconds to run (0.1–86,400).
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// Accounts to transfer between.
+        /// Accounts to transfer between (2–100,000).
         #[arg(long, default_value_t = 16)]
         accounts: usize,
     },
@@ -96,7 +104,8 @@ pub enum Command {
         /// List the scenarios, then exit.
         #[arg(long)]
         list: bool,
-        /// Inline delivery only and no second crash during recovery (about a sixth of the runs).
+        /// Inline delivery only, and no second crash during recovery (fewer runs; the summary
+        /// counts them).
         #[arg(long)]
         quick: bool,
     },
@@ -106,7 +115,8 @@ pub enum Command {
         /// Timed iterations per operation.
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
-        /// A smaller engine suite (seconds instead of tens of seconds; ratios less stable).
+        /// A smaller engine suite: fewer operations and repetitions, smaller stores; its ratios
+        /// vary more from run to run.
         #[arg(long)]
         quick: bool,
     },

@@ -3,8 +3,9 @@
 use crate::error::{Error, Result};
 use crate::transport::{Transport, TransportKind};
 use ktmrm_proto::{
-    GET_HEADER_LEN, LIST_MIN_OUTPUT, NtStatus, PROTOCOL_VERSION, Request, STATS_LEN, Stats,
-    VERSION_LEN, VersionInfo, decode_begin, decode_get, decode_list,
+    GET_HEADER_LEN, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus,
+    PROTOCOL_VERSION, Request, STATS_LEN, Stats, VERSION_LEN, VersionInfo, decode_begin,
+    decode_get, decode_list,
 };
 use std::sync::Arc;
 
@@ -30,6 +31,59 @@ pub fn show(bytes: &[u8]) -> String {
 /// `s` as BEGIN carries a description: UTF-16LE, no terminator.
 pub(crate) fn utf16le(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// `n` with thousands separators (`65,536`), as the limits are written in messages and docs.
+#[must_use]
+pub fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Which field of `req` is outside the protocol's range, with its size and the limit: what a
+/// STATUS_INVALID_PARAMETER answer to `req` means. `None` when every length is in range.
+#[must_use]
+pub fn out_of_range(req: &Request<'_>) -> Option<String> {
+    let bytes = |what: (&str, &str), len: usize, lo: usize, hi: usize| {
+        (len < lo || len > hi).then(|| {
+            format!(
+                "the {} is {} bytes; {} are {lo}–{} bytes",
+                what.0,
+                grouped(len),
+                what.1,
+                grouped(hi)
+            )
+        })
+    };
+    let key = ("key", "keys");
+    match *req {
+        Request::Put { key: k, value, .. } => bytes(key, k.len(), 1, MAX_KEY_LEN)
+            .or_else(|| bytes(("value", "values"), value.len(), 0, MAX_VALUE_LEN)),
+        Request::Get { key: k, .. } | Request::Delete { key: k, .. } => {
+            bytes(key, k.len(), 1, MAX_KEY_LEN)
+        }
+        Request::List { prefix, cursor, .. } => {
+            bytes(("prefix", "prefixes"), prefix.len(), 0, MAX_KEY_LEN)
+                .or_else(|| bytes(("cursor", "cursors"), cursor.len(), 0, MAX_KEY_LEN))
+        }
+        Request::Begin { description, .. } => {
+            let units = description.len() / 2;
+            (units > MAX_DESCRIPTION_CHARS).then(|| {
+                format!(
+                    "the transaction description is {units} UTF-16 units; descriptions are at \
+                     most {MAX_DESCRIPTION_CHARS}"
+                )
+            })
+        }
+        Request::GetVersion | Request::Stats => None,
+    }
 }
 
 /// A connection to a ktmrm device.
@@ -98,7 +152,14 @@ impl Client {
     ) -> Result<(NtStatus, usize)> {
         let (st, n) = self.raw(req, out);
         if st.is_error() {
-            return Err(Error::status_of(op(), st));
+            return Err(match out_of_range(req) {
+                Some(why) if st == NtStatus::INVALID_PARAMETER => Error::OutOfRange {
+                    op: op(),
+                    status: st,
+                    why,
+                },
+                _ => Error::status_of(op(), st),
+            });
         }
         Ok((st, n))
     }

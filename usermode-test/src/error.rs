@@ -20,6 +20,16 @@ pub enum Error {
         /// The status returned.
         status: NtStatus,
     },
+    /// The driver refused `op` with `status` because a field is outside the protocol's range:
+    /// `why` names the field, its size and the limit.
+    OutOfRange {
+        /// What was attempted.
+        op: String,
+        /// The status returned (STATUS_INVALID_PARAMETER).
+        status: NtStatus,
+        /// The field, its size and the limit.
+        why: String,
+    },
     /// The driver speaks another protocol version; no other call is safe.
     ProtocolMismatch {
         /// The driver's version.
@@ -55,7 +65,7 @@ impl Error {
     #[must_use]
     pub fn status(&self) -> Option<NtStatus> {
         match self {
-            Error::Status { status, .. } => Some(*status),
+            Error::Status { status, .. } | Error::OutOfRange { status, .. } => Some(*status),
             Error::Unsupported { .. } => Some(status::NOT_SUPPORTED),
             _ => None,
         }
@@ -73,7 +83,9 @@ impl Error {
     #[must_use]
     pub fn script_name(&self) -> String {
         match self {
-            Error::Status { status, .. } => status::name(*status),
+            Error::Status { status, .. } | Error::OutOfRange { status, .. } => {
+                status::name(*status)
+            }
             Error::Unsupported { .. } => status::name(status::NOT_SUPPORTED),
             Error::ProtocolMismatch { .. } => status::name(NtStatus::REVISION_MISMATCH),
             Error::BadAnswer { .. } => "BAD_ANSWER".to_owned(),
@@ -90,6 +102,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Status { op, status } => write!(f, "{op}: {}", status::describe(*status)),
+            Error::OutOfRange { op, status, why } => write!(
+                f,
+                "{op}: {why} ({}, 0x{:08X})",
+                status::name(*status),
+                status.0 as u32
+            ),
             Error::ProtocolMismatch { driver } => write!(
                 f,
                 "the ktmrm driver speaks protocol version {driver}, but this client speaks version \

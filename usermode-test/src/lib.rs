@@ -26,6 +26,7 @@
 //! ```
 
 pub mod client;
+pub mod diff;
 pub mod error;
 pub mod script;
 pub mod status;

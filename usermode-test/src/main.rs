@@ -3,17 +3,21 @@
 //! cannot be used.
 
 mod cli;
+mod out;
 
 /// Counts allocated bytes, for the benchmark's memory per stored key.
 #[global_allocator]
 static ALLOC: ktmrm_bench::CountingAlloc = ktmrm_bench::CountingAlloc;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use cli::{Cli, Command};
 use ktmrm_client::suite::{Report, bad_input, bench, crash_matrix, scenarios, stress};
-use ktmrm_client::{Backend, Client, Error, TxSource, client::show, script, status};
+use ktmrm_client::{Backend, Client, Error, TxSource, client::show, diff, script, status};
 use serde_json::json;
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Read};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,36 +32,76 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Seen before parsing, so that an argument error is JSON too when --json was given.
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(&e, json),
+    };
     let backend = Backend::default_for_os(cli.sim);
     match run(&cli, &backend) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
-        Ok(Outcome::Usage(msg)) => {
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({ "error": { "message": msg, "kind": "usage" } })
-                );
-            } else {
-                eprintln!("ktmrm-test: {msg}");
-            }
-            ExitCode::from(2)
-        }
+        Ok(Outcome::Usage(msg)) => usage(&msg, cli.json),
         Err(e) => {
             if cli.json {
                 let st = e.status().map(status::name);
-                println!(
-                    "{}",
-                    json!({ "error": { "message": e.to_string(), "status": st } })
-                );
+                out::line(json!({ "error": { "message": e.to_string(), "status": st } }));
             } else if matches!(e, Error::NotInstalled) {
                 // This one is meant to be read as is, first line first.
-                eprintln!("{e}");
+                out::error_line(&e);
             } else {
-                eprintln!("ktmrm-test: {e}");
+                out::error_line(format!("ktmrm-test: {e}"));
             }
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Reports unusable input: exit status 2.
+fn usage(msg: &str, json: bool) -> ExitCode {
+    if json {
+        out::line(json!({ "error": { "message": msg, "kind": "usage" } }));
+    } else {
+        out::error_line(format!("ktmrm-test: {msg}"));
+    }
+    ExitCode::from(2)
+}
+
+/// Help and version requests print and succeed; anything else clap refused is a usage error.
+fn argument_error(e: &clap::Error, json: bool) -> ExitCode {
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            if json {
+                out::line(json!({ "help": text }));
+            } else {
+                out::print(&text);
+            }
+            ExitCode::SUCCESS
+        }
+        kind => {
+            let mut msg = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            if kind == ErrorKind::InvalidUtf8 {
+                msg.push_str(
+                    ": keys, values and prefixes take any bytes (or \\xNN escapes); \
+                     other arguments must be UTF-8 text",
+                );
+            }
+            if json {
+                return usage(&msg, true);
+            }
+            if kind == ErrorKind::InvalidUtf8 {
+                out::error_line(format!("ktmrm-test: {msg}"));
+            } else {
+                let _ = e.print();
+            }
+            ExitCode::from(2)
         }
     }
 }
@@ -76,8 +120,18 @@ fn parse_tx(s: &str) -> TxArg {
     n.map_or_else(|| TxArg::Named(s.to_owned()), TxArg::Handle)
 }
 
-fn bytes(s: &str) -> Result<Vec<u8>, Outcome> {
-    script::unescape(s).map_err(Outcome::Usage)
+/// A key, value or prefix argument as bytes: on Unix any bytes the shell passed, on Windows the
+/// UTF-8 of the argument; then `\\xNN` and `\\\\` escapes decoded.
+fn bytes(what: &str, arg: &OsStr) -> Result<Vec<u8>, Outcome> {
+    #[cfg(unix)]
+    let raw = std::os::unix::ffi::OsStrExt::as_bytes(arg);
+    #[cfg(not(unix))]
+    let raw = arg.to_str().map(str::as_bytes).ok_or_else(|| {
+        Outcome::Usage(format!(
+            "the {what} is not valid Unicode; write such bytes as \\xNN escapes"
+        ))
+    })?;
+    script::unescape(raw).map_err(|e| Outcome::Usage(format!("{what}: {e}")))
 }
 
 /// Runs `op` with the handle `--tx` names: in a new transaction committed afterwards, under a
@@ -105,9 +159,9 @@ fn print_report(cli: &Cli, report: &Report, extra: Option<serde_json::Value>) ->
         if let (Some(obj), Some(extra)) = (v.as_object_mut(), extra) {
             obj.insert("summary".into(), extra);
         }
-        println!("{v}");
+        out::line(v);
     } else {
-        print!("{}", report.human(true));
+        out::print(&report.human(true));
     }
     if report.ok() {
         Outcome::Ok
@@ -118,9 +172,9 @@ fn print_report(cli: &Cli, report: &Report, extra: Option<serde_json::Value>) ->
 
 fn done(cli: &Cli, text: String, value: serde_json::Value) -> Outcome {
     if cli.json {
-        println!("{value}");
+        out::line(value);
     } else {
-        println!("{text}");
+        out::line(text);
     }
     Outcome::Ok
 }
@@ -176,7 +230,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             Ok(done(cli, text, serde_json::Value::Object(obj)))
         }
         Command::Put { key, value, tx } => {
-            let (k, v) = match (bytes(key), bytes(value)) {
+            let (k, v) = match (bytes("key", key), bytes("value", value)) {
                 (Ok(k), Ok(v)) => (k, v),
                 (Err(e), _) | (_, Err(e)) => return Ok(e),
             };
@@ -185,7 +239,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             Ok(done(cli, "ok".into(), json!({ "ok": true })))
         }
         Command::Get { key, tx } => {
-            let k = match bytes(key) {
+            let k = match bytes("key", key) {
                 Ok(k) => k,
                 Err(e) => return Ok(e),
             };
@@ -198,7 +252,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             ))
         }
         Command::Delete { key, tx } => {
-            let k = match bytes(key) {
+            let k = match bytes("key", key) {
                 Ok(k) => k,
                 Err(e) => return Ok(e),
             };
@@ -207,7 +261,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             Ok(done(cli, "ok".into(), json!({ "ok": true })))
         }
         Command::List { prefix, tx } => {
-            let p = match bytes(prefix) {
+            let p = match bytes("prefix", prefix) {
                 Ok(p) => p,
                 Err(e) => return Ok(e),
             };
@@ -218,7 +272,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                 .collect();
             Ok(done(cli, keys.join("\n"), json!({ "keys": keys })))
         }
-        Command::Script { file } => run_script(cli, backend, file),
+        Command::Script { file, expect } => run_script(cli, backend, file, expect.as_deref()),
         Command::Scenarios { names, list } => {
             if *list {
                 let all = scenarios::all();
@@ -255,18 +309,22 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
         } => {
             if !seconds.is_finite() || *seconds < 0.0 {
                 return Ok(Outcome::Usage(format!(
-                    "--seconds {seconds} is not a duration"
+                    "--seconds {seconds} is not a duration: use {}–86,400",
+                    stress::SECONDS.start()
                 )));
             }
             let cfg = stress::StressConfig {
                 threads: *threads,
-                duration: Duration::from_secs_f64(*seconds),
+                duration: Duration::from_secs_f64(seconds.min(1e9)),
                 accounts: *accounts,
                 progress: !cli.json && std::io::stderr().is_terminal(),
             };
+            if let Err(msg) = cfg.check() {
+                return Ok(Outcome::Usage(msg));
+            }
             let (report, summary) = stress::run(backend.connect()?, &cfg)?;
             if !cli.json {
-                println!(
+                out::line(format!(
                     "{} threads × {:.1} s: {} commits ({:.0}/s), {} conflicts retried, {} stale reads retried, {} failed commits",
                     cfg.threads,
                     summary.seconds,
@@ -275,7 +333,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                     summary.conflicts,
                     summary.stale_reads,
                     summary.failed_commits
-                );
+                ));
             }
             Ok(print_report(
                 cli,
@@ -285,10 +343,16 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
         }
         Command::CrashMatrix { names, list, quick } => run_crash_matrix(cli, names, *list, *quick),
         Command::Bench { iterations, quick } => {
-            let r = bench::run(backend.connect()?, (*iterations).max(1))?;
+            if !(1..=1_000_000).contains(iterations) {
+                return Ok(Outcome::Usage(format!(
+                    "--iterations {iterations} is out of range: use 1–1,000,000"
+                )));
+            }
+            let r = bench::run(backend.connect()?, *iterations)?;
             let mut json = serde_json::to_value(&r).unwrap_or_default();
             let mut human = r.human();
-            let mut met = true;
+            // The engine suite's targets are its checks; on the device it does not run.
+            let (mut passed, mut failed, mut skipped) = (0, 0, 1);
             if backend.kind() == ktmrm_client::transport::TransportKind::Sim {
                 let cfg = if *quick {
                     ktmrm_bench::BenchConfig::quick()
@@ -296,7 +360,9 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                     ktmrm_bench::BenchConfig::default()
                 };
                 let engine = ktmrm_bench::run(&cfg);
-                met = engine.targets.iter().all(|t| t.met);
+                passed = engine.targets.iter().filter(|t| t.met).count();
+                failed = engine.targets.len() - passed;
+                skipped = 0;
                 human.push('\n');
                 human.push_str(&bench::engine_table(&engine));
                 if let (Some(obj), Ok(serde_json::Value::Object(more))) =
@@ -305,8 +371,20 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                     obj.extend(more);
                 }
             }
+            human.push_str(&format!(
+                "bench: {passed} passed, {failed} failed, {skipped} skipped"
+            ));
+            if let Some(obj) = json.as_object_mut() {
+                obj.insert("passed".into(), json!(passed));
+                obj.insert("failed".into(), json!(failed));
+                obj.insert("skipped".into(), json!(skipped));
+            }
             let outcome = done(cli, human, json);
-            Ok(if met { outcome } else { Outcome::Failed })
+            Ok(if failed == 0 {
+                outcome
+            } else {
+                Outcome::Failed
+            })
         }
     }
 }
@@ -319,10 +397,8 @@ fn run_crash_matrix(
 ) -> Result<Outcome, Error> {
     use crash_matrix::{Options, Scenario};
     if list {
-        for s in Scenario::ALL {
-            println!("{}", s.name());
-        }
-        return Ok(Outcome::Ok);
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        return Ok(done(cli, names.join("\n"), json!(names)));
     }
     let mut opts = Options::full();
     if quick {
@@ -355,59 +431,103 @@ fn run_crash_matrix(
     bar.finish_and_clear();
     let ok = summary.violations.is_empty();
     if cli.json {
-        println!("{}", serde_json::to_value(&summary).unwrap_or_default());
+        out::line(serde_json::to_value(&summary).unwrap_or_default());
     } else {
-        println!(
-            "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}",
+        let mut text = format!(
+            "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}\n",
             "scenario", "mode", "points", "crashes", "applied", "absent", "in doubt"
         );
         for r in &summary.rows {
-            println!(
-                "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}",
+            text.push_str(&format!(
+                "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}\n",
                 r.scenario, r.mode, r.points, r.crashes, r.applied, r.absent, r.in_doubt
-            );
+            ));
         }
         for v in &summary.violations {
-            println!("VIOLATION: {v}");
+            text.push_str(&format!("VIOLATION: {v}\n"));
         }
-        println!(
-            "crash matrix: {} crash points tried, {} crashes, {} violations",
+        text.push_str(&format!(
+            "crash matrix: {} crash points tried, {} crashes, {} violations\n\
+             crash-matrix: {} passed, {} failed, {} skipped\n",
             summary.crash_points,
             summary.crashes,
-            summary.violations.len()
-        );
+            summary.violations.len(),
+            summary.passed,
+            summary.failed,
+            summary.skipped
+        ));
+        out::print(&text);
     }
     Ok(if ok { Outcome::Ok } else { Outcome::Failed })
 }
 
-fn run_script(cli: &Cli, backend: &Backend, file: &str) -> Result<Outcome, Error> {
-    let mut src = String::new();
-    let read = if file == "-" {
-        std::io::stdin().read_to_string(&mut src).map(drop)
+/// Reads a script or expected-output file (`-`: standard input) as text.
+fn read_text(path: &Path) -> Result<String, String> {
+    let mut raw = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut raw).map(drop)
     } else {
-        std::fs::read_to_string(file).map(|s| src = s)
+        std::fs::read(path).map(|b| raw = b)
     };
-    if let Err(e) = read {
-        return Ok(Outcome::Usage(format!("cannot read script {file}: {e}")));
-    }
+    read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    script::decode(&raw).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run_script(
+    cli: &Cli,
+    backend: &Backend,
+    file: &Path,
+    expect: Option<&Path>,
+) -> Result<Outcome, Error> {
+    let src = match read_text(file) {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::Usage(e)),
+    };
+    let expected = match expect.map(read_text).transpose() {
+        Ok(e) => e,
+        Err(e) => return Ok(Outcome::Usage(e)),
+    };
+    let name = file.display();
     let lines = match script::parse(&src) {
         Ok(l) => l,
-        Err(e) => return Ok(Outcome::Usage(format!("{file}: {e}"))),
+        Err(e) => return Ok(Outcome::Usage(format!("{name}: {e}"))),
     };
     let client = Client::new(backend.connect()?)?;
     let results = match script::run(&client, &lines) {
         Ok(r) => r,
-        Err(e) => return Ok(Outcome::Usage(format!("{file}: {e}"))),
+        Err(e) => return Ok(Outcome::Usage(format!("{name}: {e}"))),
+    };
+    let got: String = results.iter().map(|r| format!("{}\n", r.output)).collect();
+    let mismatch = match (&expected, expect) {
+        (Some(want), Some(path)) => {
+            diff::unified(want, &got, &path.display().to_string(), &name.to_string())
+        }
+        _ => None,
     };
     if cli.json {
-        println!(
-            "{}",
-            json!({ "transport": backend.kind(), "results": results })
-        );
-    } else {
-        for r in &results {
-            println!("{}", r.output);
+        let mut v = json!({ "transport": backend.kind(), "results": results });
+        if let Some(path) = expect {
+            v["expect"] = json!({
+                "file": path.display().to_string(),
+                "matches": mismatch.is_none(),
+                "diff": mismatch,
+            });
         }
+        out::line(v);
+    } else if let Some(d) = &mismatch {
+        out::print(d);
+    } else if let Some(path) = expect {
+        out::line(format!(
+            "{name}: the output matches {} ({} lines)",
+            path.display(),
+            results.len()
+        ));
+    } else {
+        out::print(&got);
     }
-    Ok(Outcome::Ok)
+    Ok(if mismatch.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    })
 }

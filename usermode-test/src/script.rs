@@ -1,5 +1,5 @@
-//! The script format (issue 4): one command per line, one output line per command, so a run is
-//! reproducible and diffable against a golden `.out` file.
+//! The script format: one command per line, one output line per command, so a run is
+//! reproducible and diffable against an expected-output `.out` file (`script FILE --expect OUT`).
 //!
 //! ```text
 //! begin T1              driver-created transaction (BEGIN) bound to the name T1
@@ -10,8 +10,12 @@
 //! commit T1             or: rollback T1
 //! veto T1               simulator only: a second RM in T1 votes no at PREPARE
 //! ```
-//! Blank lines and `#` comments are ignored; tokens are separated by spaces. In keys and values
-//! `\xNN` stands for any byte and `\\` for a backslash; outputs use the same escapes.
+//! Tokens are separated by blanks. A comment starts with a `#` at the start of a line or right
+//! after a blank and runs to the end of the line; a `#` inside a token is part of it (`a#b` is
+//! the three bytes `a#b`; a token that starts with `#` is written `\x23…`). Blank lines are
+//! ignored. In keys and values `\xNN` stands for any byte and `\\` for a backslash; outputs
+//! use the same escapes. A script is UTF-8 text, or UTF-8 or UTF-16 with a byte-order mark (what
+//! Windows editors and PowerShell's `>` write); [`decode`] reads it.
 //! Parsing happens before anything runs: an unknown command, a wrong number of tokens, a bad
 //! escape, a name used before its `begin` or begun twice stops with the line number.
 
@@ -79,9 +83,11 @@ impl fmt::Display for ScriptError {
 
 impl std::error::Error for ScriptError {}
 
-/// Decodes `\xNN` and `\\` escapes.
-pub fn unescape(token: &str) -> Result<Vec<u8>, String> {
-    let b = token.as_bytes();
+/// Decodes `\xNN` and `\\` escapes in `token` (any bytes: a command-line argument need not
+/// be UTF-8).
+pub fn unescape(token: impl AsRef<[u8]>) -> Result<Vec<u8>, String> {
+    let b = token.as_ref();
+    let shown = || String::from_utf8_lossy(b).into_owned();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -96,18 +102,79 @@ pub fn unescape(token: &str) -> Result<Vec<u8>, String> {
                 i += 2;
             }
             Some(b'x') => {
-                let hex = token
+                let hex = b
                     .get(i + 2..i + 4)
-                    .ok_or_else(|| format!("incomplete escape in {token:?}"))?;
-                let v = u8::from_str_radix(hex, 16)
-                    .map_err(|_| format!("bad escape \\x{hex} in {token:?}"))?;
+                    .ok_or_else(|| format!("incomplete escape in {:?}", shown()))?;
+                let hex = String::from_utf8_lossy(hex);
+                let v = u8::from_str_radix(&hex, 16)
+                    .map_err(|_| format!("bad escape \\x{hex} in {:?}", shown()))?;
                 out.push(v);
                 i += 4;
             }
-            _ => return Err(format!("bad escape in {token:?} (use \\xNN or \\\\)")),
+            _ => {
+                return Err(format!("bad escape in {:?} (use \\xNN or \\\\)", shown()));
+            }
         }
     }
     Ok(out)
+}
+
+/// The text of a script file: UTF-8, with or without a byte-order mark, or UTF-16 (little or
+/// big endian) with one. Anything else is refused with the offset of the first bad byte.
+pub fn decode(bytes: &[u8]) -> Result<String, String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16, name: &str| {
+        if !rest.len().is_multiple_of(2) {
+            return Err(format!(
+                "{name} text (byte-order mark) with an odd number of bytes ({})",
+                rest.len() + 2
+            ));
+        }
+        let units = rest.chunks_exact(2).map(|c| unit([c[0], c[1]]));
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|e| {
+                format!(
+                    "{name} text (byte-order mark) with an unpaired surrogate 0x{:04X}",
+                    e.unpaired_surrogate()
+                )
+            })
+    };
+    match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => utf8(rest, 3),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes, "UTF-16LE"),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes, "UTF-16BE"),
+        _ => utf8(bytes, 0),
+    }
+}
+
+fn utf8(bytes: &[u8], offset: usize) -> Result<String, String> {
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(format!(
+            "a NUL byte at offset {}: UTF-16 without a byte-order mark? Save the script as UTF-8, \
+             or as UTF-16 with a byte-order mark",
+            offset + at
+        ));
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        let at = offset + e.utf8_error().valid_up_to();
+        format!(
+            "not UTF-8 text (byte 0x{:02X} at offset {at}); save the script as UTF-8, or as \
+             UTF-16 with a byte-order mark",
+            bytes[at - offset]
+        )
+    })
+}
+
+/// `line` without its comment: from the first `#` at the start or right after a blank.
+fn strip_comment(line: &str) -> &str {
+    let mut prev_blank = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && prev_blank {
+            return &line[..i];
+        }
+        prev_blank = c.is_whitespace();
+    }
+    line
 }
 
 /// Parses a whole script; nothing runs unless every line parses.
@@ -116,7 +183,7 @@ pub fn parse(src: &str) -> Result<Vec<Line>, ScriptError> {
     let mut lines = Vec::new();
     for (i, raw) in src.lines().enumerate() {
         let number = i + 1;
-        let text = raw.split('#').next().unwrap_or("").trim();
+        let text = strip_comment(raw).trim();
         if text.is_empty() {
             continue;
         }
@@ -355,8 +422,64 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_inside_a_token_is_part_of_it() {
+        let lines = parse("put - h a#b\nput - h2 a #b\n#x\n  # y\nput - h3 \\x23c\t#x\n").unwrap();
+        assert_eq!(
+            lines[0].command,
+            Command::Put(Tx::None, b"h".to_vec(), b"a#b".to_vec())
+        );
+        assert_eq!(
+            lines[1].command,
+            Command::Put(Tx::None, b"h2".to_vec(), b"a".to_vec())
+        );
+        assert_eq!(
+            lines[2].command,
+            Command::Put(Tx::None, b"h3".to_vec(), b"#c".to_vec())
+        );
+        assert_eq!(lines.len(), 3);
+        // `put - h a #b`: the comment leaves two tokens, which `put` refuses.
+        let e = parse("put - h #b\n").unwrap_err();
+        assert!(e.message.contains("takes TX KEY VALUE"), "{e}");
+    }
+
+    #[test]
+    fn decodes_utf8_and_utf16_with_a_byte_order_mark() {
+        let text = "put - k v\u{e9}\n";
+        let mut bom8 = vec![0xEF, 0xBB, 0xBF];
+        bom8.extend_from_slice(text.as_bytes());
+        let mut le = vec![0xFF, 0xFE];
+        let mut be = vec![0xFE, 0xFF];
+        for u in text.encode_utf16() {
+            le.extend_from_slice(&u.to_le_bytes());
+            be.extend_from_slice(&u.to_be_bytes());
+        }
+        for bytes in [text.as_bytes(), &bom8, &le, &be] {
+            assert_eq!(decode(bytes).unwrap(), text, "{bytes:?}");
+        }
+        // Without a mark, UTF-16 is refused (its NUL bytes give it away), as is any other
+        // non-UTF-8 text, with the offset and what to do.
+        let e = decode(&le[2..]).unwrap_err();
+        assert!(e.contains("NUL byte at offset 1"), "{e}");
+        let e = decode(b"put - k \xff\n").unwrap_err();
+        assert!(
+            e.contains("byte 0xFF at offset 8") && e.contains("byte-order mark"),
+            "{e}"
+        );
+        assert!(
+            decode(&[0xFF, 0xFE, 0x41])
+                .unwrap_err()
+                .contains("odd number")
+        );
+        assert!(
+            decode(&[0xFF, 0xFE, 0x00, 0xD8])
+                .unwrap_err()
+                .contains("surrogate")
+        );
+    }
+
+    #[test]
     fn escapes_round_trip() {
         let raw = b"a b\\\x00\xff~";
-        assert_eq!(unescape(&show(raw)).unwrap(), raw);
+        assert_eq!(unescape(show(raw)).unwrap(), raw);
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{assert_fails_with, assert_stderr_has, bin, each_str};
+use std::path::Path;
 use std::process::Output;
 
 fn run(args: &[&str]) -> Output {
@@ -95,7 +96,8 @@ fn suites_exit_zero_and_end_with_a_count_line() {
     assert_eq!(v["failed"], 0);
     assert!(v["summary"]["commits"].as_u64().unwrap() > 0);
     let v = json(&["bench", "--quick", "--iterations", "20"]);
-    // The engine suite's fields, as issue 8 names them (values are not judged in a debug build).
+    // The engine suite's fields, as the README names them (values are not judged in a debug
+    // build).
     for ratio in [
         "engine_vs_btreemap",
         "scale_1e6_vs_1e3",
@@ -119,4 +121,221 @@ fn suites_exit_zero_and_end_with_a_count_line() {
         assert!(ops.contains(&op), "{ops:?}");
     }
     assert!(v["ops"][0]["p99_us"].as_f64().unwrap() >= v["ops"][0]["p50_us"].as_f64().unwrap());
+}
+
+/// Runs `args` with a standard output whose reading end is already closed.
+fn run_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    bin()
+        .arg("--sim")
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_with_status_141() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/basic.ktm");
+    let script = script.to_str().unwrap();
+    let cases: &[&[&str]] = &[
+        &["--help"],
+        &["version"],
+        &["--json", "stats"],
+        &["put", "k", "v"],
+        &["--json", "get", "absent"],
+        &["list"],
+        &["script", script],
+        &["script", script, "--expect", script],
+        &["scenarios", "--list"],
+        &["scenarios", "write-write-conflict"],
+        &["bad-input"],
+        &["stress", "--threads", "1", "--seconds", "0.1"],
+        &["crash-matrix", "--list"],
+        &["crash-matrix", "--quick", "single-phase"],
+        &["--json", "stress", "--threads", "0"],
+    ];
+    for args in cases {
+        let out = run_closed_stdout(args);
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn with_json_argument_errors_are_json_too() {
+    for (args, needle) in [
+        (&["bogus"][..], "unrecognized subcommand 'bogus'"),
+        (&["stress", "--threads", "many"], "invalid value 'many'"),
+        (&["put", "k"], "required arguments were not provided"),
+    ] {
+        let mut a = vec!["--sim", "--json"];
+        a.extend_from_slice(args);
+        let out = bin().args(&a).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(v["error"]["kind"], "usage", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{args:?}: {msg}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
+    // Help is JSON as well, and succeeds.
+    let v = json(&["--help"]);
+    assert!(v["help"].as_str().unwrap().contains("Usage: ktmrm-test"));
+    let v = json(&["crash-matrix", "--list"]);
+    assert!(each_str_array(&v).contains(&"single-phase"), "{v}");
+}
+
+fn each_str_array(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn unusable_stress_and_bench_arguments_name_the_argument_and_its_range() {
+    for (args, needle) in [
+        (
+            &["stress", "--threads", "0"][..],
+            "--threads 0 is out of range: use 1–256",
+        ),
+        (
+            &["stress", "--threads", "257"],
+            "--threads 257 is out of range: use 1–256",
+        ),
+        (
+            &["stress", "--accounts", "0"],
+            "--accounts 0 is out of range: use 2–100,000",
+        ),
+        (
+            &["stress", "--accounts", "1"],
+            "--accounts 1 is out of range: use 2–100,000",
+        ),
+        (
+            &["stress", "--seconds", "0"],
+            "--seconds 0 is out of range: use 0.1–86,400",
+        ),
+        (
+            &["stress", "--seconds=-1"],
+            "--seconds -1 is not a duration: use 0.1–86,400",
+        ),
+        (
+            &["stress", "--seconds", "NaN"],
+            "--seconds NaN is not a duration",
+        ),
+        (
+            &["stress", "--seconds", "1e12"],
+            "--seconds 1000000000 is out of range",
+        ),
+        (
+            &["bench", "--iterations", "0"],
+            "--iterations 0 is out of range: use 1–1,000,000",
+        ),
+    ] {
+        let out = run(args);
+        assert_fails_with(&out, 2, needle);
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+}
+
+#[test]
+fn refused_fields_are_named_with_their_limit() {
+    let big = "a".repeat(65_537);
+    let long_key = "k".repeat(256);
+    let long_desc = "d".repeat(65);
+    for (args, needle) in [
+        (
+            vec!["put", "k", big.as_str()],
+            "put \"k\": the value is 65,537 bytes; values are 0–65,536 bytes (STATUS_INVALID_PARAMETER, 0xC000000D)",
+        ),
+        (
+            vec!["put", long_key.as_str(), "v"],
+            "the key is 256 bytes; keys are 1–255 bytes",
+        ),
+        (vec!["get", ""], "the key is 0 bytes; keys are 1–255 bytes"),
+        (
+            vec!["list", long_key.as_str()],
+            "the prefix is 256 bytes; prefixes are 0–255 bytes",
+        ),
+        (
+            vec!["put", "k", "v", "--tx", long_desc.as_str()],
+            "begin: the transaction description is 65 UTF-16 units; descriptions are at most 64",
+        ),
+    ] {
+        assert_fails_with(&run(&args), 1, needle);
+    }
+    // At the limits, accepted.
+    let max_value = "a".repeat(65_536);
+    let max_key = "k".repeat(255);
+    let max_desc = "d".repeat(64);
+    for args in [
+        vec!["put", "k", max_value.as_str()],
+        vec!["put", max_key.as_str(), ""],
+        vec!["put", "k", "v", "--tx", max_desc.as_str()],
+    ] {
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // In JSON the status stays machine-readable.
+    let v = json(&["put", "k", big.as_str()]);
+    assert_eq!(v["error"]["status"], "STATUS_INVALID_PARAMETER");
+}
+
+#[cfg(unix)]
+#[test]
+fn raw_bytes_in_keys_and_values_are_taken_as_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let raw = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+    let put = |key: &[u8], value: &[u8]| {
+        bin()
+            .args(["--sim", "put"])
+            .args([raw(key), raw(value)])
+            .output()
+            .unwrap()
+    };
+    // Each 0xFF counts as one byte (a lossy UTF-8 conversion would make it three).
+    let out = put(&[0xFF; 255], b"v\xfe\x80");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "ok\n");
+    assert_fails_with(
+        &put(&[0xFF; 256], b"v"),
+        1,
+        "the key is 256 bytes; keys are 1–255 bytes",
+    );
+    // An escape after raw bytes is still decoded (a bad one named in the message).
+    assert_fails_with(&put(b"\xff\\q", b"v"), 2, "key: bad escape");
+    // Other arguments must be text; the message says where bytes are accepted.
+    let out = bin()
+        .args(["--sim", "put", "k", "v", "--tx"])
+        .arg(raw(b"\xff"))
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &out,
+        2,
+        "keys, values and prefixes take any bytes (or \\xNN escapes); other arguments must be UTF-8 text",
+    );
 }

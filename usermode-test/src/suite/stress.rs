@@ -31,6 +31,43 @@ pub struct StressConfig {
     pub progress: bool,
 }
 
+/// The worker threads a run takes.
+pub const THREADS: std::ops::RangeInclusive<usize> = 1..=256;
+/// The accounts a run takes: a transfer needs two, and each is a key of the store.
+pub const ACCOUNTS: std::ops::RangeInclusive<usize> = 2..=100_000;
+/// The seconds a run takes: long enough for a transfer to commit, at most a day.
+pub const SECONDS: std::ops::RangeInclusive<f64> = 0.1..=86_400.0;
+
+impl StressConfig {
+    /// Refuses a configuration outside [`THREADS`], [`ACCOUNTS`] or [`SECONDS`], naming the
+    /// argument (as the CLI spells it) and its range.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let secs = self.duration.as_secs_f64();
+        if !THREADS.contains(&self.threads) {
+            return Err(format!(
+                "--threads {} is out of range: use {}–{}",
+                self.threads,
+                THREADS.start(),
+                THREADS.end()
+            ));
+        }
+        if !ACCOUNTS.contains(&self.accounts) {
+            return Err(format!(
+                "--accounts {} is out of range: use {}–100,000",
+                self.accounts,
+                ACCOUNTS.start()
+            ));
+        }
+        if !SECONDS.contains(&secs) {
+            return Err(format!(
+                "--seconds {secs} is out of range: use {}–86,400",
+                SECONDS.start()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Starting balance of every account.
 const INITIAL: u64 = 1_000;
 
@@ -214,11 +251,10 @@ fn worker(
 
 /// Runs the transfers and the final checks.
 pub fn run(transport: Arc<dyn Transport>, cfg: &StressConfig) -> Result<(Report, StressSummary)> {
-    let cfg = StressConfig {
-        accounts: cfg.accounts.max(2),
-        threads: cfg.threads.max(1),
-        ..cfg.clone()
-    };
+    cfg.check().map_err(|reason| Error::Unsupported {
+        op: "stress".into(),
+        reason,
+    })?;
     let client = Client::new(transport.clone())?;
     let prefix = match transport.kind() {
         TransportKind::Sim => b"stress/".to_vec(),

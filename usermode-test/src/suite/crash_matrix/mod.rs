@@ -92,6 +92,13 @@ pub struct Summary {
     pub crash_points: usize,
     /// Crashes made.
     pub crashes: usize,
+    /// Runs (one crash, restart and checks each; and each dry run that failed) that found no
+    /// violation.
+    pub passed: usize,
+    /// Runs that found a violation, and dry runs that failed.
+    pub failed: usize,
+    /// Always 0: every planned run runs (kept for the suites' common summary line).
+    pub skipped: usize,
     /// Every violation found.
     pub violations: Vec<String>,
 }
@@ -255,11 +262,15 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
     let mut plan = Vec::new();
     let mut violations = Vec::new();
     let mut rows = Vec::new();
+    let (mut passed, mut failed) = (0, 0);
     for &mode in &opts.modes {
         for &s in &opts.scenarios {
             match points(s, mode, opts.torn_bytes) {
                 Ok(p) => plan.push((s, mode, p)),
-                Err(e) => violations.push(format!("{} ({mode:?}) dry run: {e}", s.name())),
+                Err(e) => {
+                    failed += 1;
+                    violations.push(format!("{} ({mode:?}) dry run: {e}", s.name()));
+                }
             }
         }
     }
@@ -296,6 +307,11 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
                         }
                     }
                 }
+                if r.violations.is_empty() {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                }
                 violations.extend(r.violations);
                 done += 1;
                 progress(done, total);
@@ -307,6 +323,9 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
         crash_points: rows.iter().map(|r| r.points).sum(),
         crashes: rows.iter().map(|r| r.crashes).sum(),
         rows,
+        passed,
+        failed,
+        skipped: 0,
         violations,
     }
 }
