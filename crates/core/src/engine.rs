@@ -21,6 +21,8 @@ use ktmrm_proto::{
 pub struct Engine<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort = NoLog> {
     lock: L,
     log: J,
+    /// Enlist for single-phase commit too (see [`notify_bits::ENGINE_MASK`]).
+    single_phase: bool,
     _port: PhantomData<fn(&P)>,
 }
 
@@ -124,6 +126,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
         Engine {
             lock,
             log: NoLog,
+            single_phase: false,
             _port: PhantomData,
         }
     }
@@ -137,8 +140,18 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         Engine {
             lock,
             log,
+            single_phase: false,
             _port: PhantomData,
         }
+    }
+
+    /// Asks KTM for single-phase commit ([`notify_bits::SOLE_WRITER_MASK`]) when `on`: only for
+    /// a deployment where no other resource manager ever writes in ktmrm's transactions, since
+    /// KTM may then commit ktmrm alone (see [`notify_bits::ENGINE_MASK`]). Off by default.
+    #[must_use]
+    pub const fn single_phase(mut self, on: bool) -> Self {
+        self.single_phase = on;
+        self
     }
 
     /// The durable engine's counters (all zero for a volatile one).
@@ -386,7 +399,12 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 Next::Ready(key) => return Ok((key, hint)),
                 Next::Wait => port.yield_now(),
                 Next::Enlist(key) => {
-                    let result = port.enlist(&tx, key, notify_bits::ENGINE_MASK);
+                    let mask = if self.single_phase {
+                        notify_bits::SOLE_WRITER_MASK
+                    } else {
+                        notify_bits::ENGINE_MASK
+                    };
+                    let result = port.enlist(&tx, key, mask);
                     let (done, close) = self.lock.with(|s| s.finish_enlist(key, result));
                     if let Some(e) = close {
                         port.close_enlistment(e);

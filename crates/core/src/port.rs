@@ -61,9 +61,20 @@ pub mod notify_bits {
     pub const LAST_RECOVER: u32 = 0x2000;
     /// INDOUBT.
     pub const INDOUBT: u32 = 0x4000;
-    /// The mask ktmrm enlists with: the four phases every RM must take (docs/ktm.md §3) plus
-    /// single-phase commit, which KTM offers only when ktmrm is the sole writer.
-    pub const ENGINE_MASK: u32 = PREPREPARE | PREPARE | COMMIT | ROLLBACK | SINGLE_PHASE_COMMIT;
+    /// The mask ktmrm enlists with: the four phases every RM must take (docs/ktm.md §3). Not
+    /// SINGLE_PHASE_COMMIT: "one (and only one) resource manager must register to receive
+    /// TRANSACTION_NOTIFY_SINGLE_PHASE_COMMIT notifications for its enlistments. All other
+    /// resource managers must be read-only"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations>),
+    /// and KTM "sends this kind of notification when a transactional client calls
+    /// ZwCommitTransaction" without being documented to check the others. ktmrm's transactions
+    /// are meant to be shared with the transacted registry or another RM that writes, and the
+    /// mask is fixed when ktmrm enlists, before it can know; so it asks for single-phase commit
+    /// only when its host promises ktmrm is the only RM that writes
+    /// ([`crate::Engine::single_phase`], [`SOLE_WRITER_MASK`]).
+    pub const ENGINE_MASK: u32 = PREPREPARE | PREPARE | COMMIT | ROLLBACK;
+    /// [`ENGINE_MASK`] plus single-phase commit, for a deployment where no other RM writes.
+    pub const SOLE_WRITER_MASK: u32 = ENGINE_MASK | SINGLE_PHASE_COMMIT;
 }
 
 impl Notification {

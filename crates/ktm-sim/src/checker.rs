@@ -171,15 +171,24 @@ impl Ktm {
             .collect()
     }
 
-    /// Waits for threaded callbacks still running: at least 5 s, as they are expected to return
-    /// (a panicking one may take a while to unwind), or the answer deadline if longer.
+    /// Waits for threaded callbacks still running (see [`Ktm::finish_wait`]): they are expected
+    /// to return (a panicking one may take a while to unwind).
     fn settle(&self) -> MutexGuard<'_, State> {
         let mut st = self.lock();
-        let until = Instant::now() + st.config.answer_deadline.max(Duration::from_secs(5));
+        let until = Instant::now() + Self::finish_wait(&st);
         while st.inflight > 0 && Instant::now() < until {
             st = self.wait(st, until);
         }
         st
+    }
+
+    /// How long the end-of-test checks wait for callbacks to return and enlistments to close:
+    /// 5 s, or the answer deadline if longer (a bound of the test, not KTM behaviour).
+    fn finish_wait(st: &State) -> Duration {
+        st.config
+            .answer_deadline
+            .unwrap_or_default()
+            .max(Duration::from_secs(5))
     }
 
     fn leak_text(st: &State, id: EnlistmentId, e: &Enlistment) -> String {
@@ -194,14 +203,14 @@ impl Ktm {
         )
     }
 
-    /// Ends a test: waits for threaded callbacks still running (at least 5 s) and for
-    /// enlistments of ended transactions to close (up to the answer deadline), records leaked
+    /// Ends a test: waits for threaded callbacks still running and for enlistments of ended
+    /// transactions to close (each up to [`Ktm::finish_wait`]), records leaked
     /// enlistments and unreleased transaction references as violations, and the recovery rules
     /// of a durable TM ("recovery missing", "LAST_RECOVER count", "no outcome after recovery",
     /// see `recovery.rs`), and returns every violation.
     pub fn finish(&self) -> Vec<String> {
         let mut st = self.settle();
-        let until = Instant::now() + st.config.answer_deadline;
+        let until = Instant::now() + Self::finish_wait(&st);
         while st
             .enlistments
             .values()

@@ -256,9 +256,13 @@ impl Ktm {
     /// `NtCommitTransaction` returns then is not in our sources; §5 calls 0xC000020F a legacy
     /// transport code)**; on an ended transaction
     /// `STATUS_TRANSACTION_ALREADY_COMMITTED` / `_ALREADY_ABORTED` (§5). While another commit of
-    /// the same transaction is still undecided: `STATUS_TRANSACTION_REQUEST_NOT_VALID`
-    /// **(unverified; the model's choice)**. Needs `TRANSACTION_COMMIT` access. A promoted
-    /// transaction → `STATUS_TRANSACTION_SUPERIOR_EXISTS` (docs/ktm.md §1, S9).
+    /// the same transaction is still undecided: `STATUS_TRANSACTION_REQUEST_NOT_VALID`, "The
+    /// commit operation for this transaction has already been started"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwcommittransaction>).
+    /// Needs `TRANSACTION_COMMIT` access. A promoted transaction →
+    /// `STATUS_TRANSACTION_SUPERIOR_EXISTS` (docs/ktm.md §1, S9). With no answer deadline (the
+    /// default) a withheld answer leaves this call waiting, as `Wait` = TRUE "returns after the
+    /// commit operation is complete".
     pub fn commit(&self, p: ProcessId, h: u64) -> NtStatus {
         let id = {
             let mut st = self.lock();
@@ -302,9 +306,12 @@ impl Ktm {
     /// Rolls a transaction back, by GUID: the common path of an explicit rollback, a timeout,
     /// the last handle closing and an RM's enlistment closing early (docs/ktm.md §1, §3, S4, S18).
     /// - Active: ROLLBACK to every enlistment, on this thread; returns once all answered.
-    /// - Commit under way but undecided (PrePrepare/Prepare): the committing thread rolls back
-    ///   before deciding ("Rollback may come any time before the RM's PrepareComplete", §1, S4);
-    ///   returns `STATUS_SUCCESS` at once.
+    /// - Commit under way but undecided (PrePrepare/Prepare): with
+    ///   [`crate::Interleavings::eager_rollback`], ROLLBACK to every enlistment at once, over the
+    ///   PREPREPARE/PREPARE still outstanding, on this thread ("KTM sends a
+    ///   TRANSACTION_NOTIFY_ROLLBACK notification" when the rollback is made); else the
+    ///   committing thread rolls back before deciding, and this returns `STATUS_SUCCESS` at once
+    ///   ("Rollback may come any time before the RM's PrepareComplete", §1, S4).
     /// - Single-phase commit under way: `STATUS_TRANSACTION_REQUEST_NOT_VALID` (the RM decides).
     /// - Decided or ended: `STATUS_TRANSACTION_ALREADY_COMMITTED` / `_ALREADY_ABORTED` (§5).
     pub fn rollback_tx(&self, id: TxId) -> NtStatus {
@@ -324,7 +331,12 @@ impl Ktm {
                 }
                 TxState::PrePreparing | TxState::Preparing => {
                     tx.abort_requested = true;
-                    return NtStatus::SUCCESS;
+                    if !st.config.interleavings.eager_rollback {
+                        return NtStatus::SUCCESS;
+                    }
+                    let tx = st.txs.get_mut(&id).expect("present");
+                    tx.state = TxState::RollingBack;
+                    tx.outcome = Outcome::Aborted;
                 }
                 TxState::SinglePhaseCommitting => {
                     return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
@@ -349,9 +361,12 @@ impl Ktm {
         self.lock().now_ms
     }
 
-    /// Moves the virtual clock forward and rolls back every transaction whose timeout expired
-    /// while it was still Active, on this thread; one that is in PrePrepare is rolled back by its
-    /// committing thread. The timeout only applies before the prepared state (docs/ktm.md §3, S24).
+    /// Moves the virtual clock forward and rolls back (see [`Ktm::rollback_tx`]) every
+    /// transaction whose timeout expired before it was prepared: Active, in PrePrepare, or in
+    /// Prepare with votes still outstanding — "the transaction will be aborted when the interval
+    /// elapses if it has not already reached the prepared state"
+    /// (<https://learn.microsoft.com/windows/win32/api/ktmw32/nf-ktmw32-createtransaction>) —
+    /// but not one in doubt under a superior.
     /// Returns how many transactions the timeout rolled back or marked for rollback.
     pub fn advance_time(&self, ms: u64) -> usize {
         let expired: Vec<TxId> = {
@@ -362,7 +377,11 @@ impl Ktm {
                 .txs
                 .values_mut()
                 .filter(|tx| {
-                    matches!(tx.state, TxState::Active | TxState::PrePreparing)
+                    let prepared = tx.superior.is_some_and(|s| s.prepared);
+                    matches!(
+                        tx.state,
+                        TxState::Active | TxState::PrePreparing | TxState::Preparing
+                    ) && !prepared
                         && tx.expires_at.is_some_and(|t| t <= now)
                 })
                 .map(|tx| {

@@ -14,7 +14,7 @@ use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Stats};
 use crate::durable::RmGuid;
 use crate::ktm::Ktm;
 use crate::model::{
-    Delivery, DeliveryMode, EnlistmentId, KtmConfig, ProcessId, RmCallback, TxInfo,
+    Delivery, DeliveryMode, EnlistmentId, Interleavings, KtmConfig, ProcessId, RmCallback, TxInfo,
 };
 use crate::port::SimPort;
 use crate::restart::SimLog;
@@ -29,10 +29,15 @@ pub struct SimConfig {
     pub limits: Limits,
     /// How KTM delivers notifications ([`KtmConfig::delivery`]).
     pub delivery: DeliveryMode,
-    /// How long a phase waits for answers ([`KtmConfig::answer_deadline`]).
-    pub answer_deadline: Duration,
+    /// How long a phase waits for answers ([`KtmConfig::answer_deadline`]; `None`: forever).
+    pub answer_deadline: Option<Duration>,
     /// Deliver a duplicate COMMIT after each CommitComplete ([`KtmConfig::duplicate_commit`]).
     pub duplicate_commit: bool,
+    /// The allowed interleavings the model produces ([`KtmConfig::interleavings`]). All on by
+    /// default: the engine's suites run against everything KTM's documentation allows.
+    pub interleavings: Interleavings,
+    /// The engine asks for single-phase commit ([`Engine::single_phase`]).
+    pub single_phase: bool,
 }
 
 impl SimConfig {
@@ -41,6 +46,8 @@ impl SimConfig {
             delivery: self.delivery,
             answer_deadline: self.answer_deadline,
             duplicate_commit: self.duplicate_commit,
+            interleavings: self.interleavings,
+            ..KtmConfig::default()
         }
     }
 }
@@ -53,6 +60,8 @@ impl Default for SimConfig {
             delivery: k.delivery,
             answer_deadline: k.answer_deadline,
             duplicate_commit: k.duplicate_commit,
+            interleavings: Interleavings::ALL,
+            single_phase: false,
         }
     }
 }
@@ -122,8 +131,9 @@ impl SimDevice {
         }
     }
 
-    /// Registers the engine over `state` as an RM of `ktm` (durable with `guid`) and returns the
-    /// device. The callback holds the device weakly: the model (inside the device) holds the
+    /// Registers the engine over `state` as an RM of `ktm` and returns the device. Durable (with
+    /// `guid`), as the driver does: open the RM object TM recovery rebuilt, and create it only
+    /// when there is none (see `reopen.rs`). The callback holds the device weakly: the model (inside the device) holds the
     /// callback, so a strong reference would be a cycle that is never freed.
     pub(crate) fn register(
         ktm: Ktm,
@@ -143,9 +153,16 @@ impl SimDevice {
         });
         let rm = match guid {
             None => ktm.create_resource_manager(callback),
-            Some(g) => ktm.create_durable_resource_manager(g, callback)?,
+            Some(g) => match ktm.open_resource_manager(g, callback.clone()) {
+                Ok(rm) => rm,
+                Err(crate::durable::status::RESOURCEMANAGER_NOT_FOUND) => {
+                    ktm.create_durable_resource_manager(g, callback)?
+                }
+                Err(st) => return Err(st),
+            },
         };
-        let engine = Engine::with_log(StdLock::new(state), log.clone());
+        let engine =
+            Engine::with_log(StdLock::new(state), log.clone()).single_phase(config.single_phase);
         let inner = Arc::new(DeviceInner {
             engine,
             port: SimPort::new(ktm.clone(), rm),

@@ -27,9 +27,9 @@ use crate::model::{
 pub(crate) struct Target {
     pub en: EnlistmentId,
     seq: u64,
-    tx: TxId,
+    pub tx: TxId,
     key: EnlistmentKey,
-    notification: Notification,
+    pub notification: Notification,
     callback: RmCallback,
     pub recovery: Option<RecoveryArgument>,
 }
@@ -67,6 +67,11 @@ pub(crate) fn any_no(results: &Results) -> bool {
     results
         .iter()
         .any(|(_, a)| matches!(a, None | Some(Answer::RollbackEnlistment)))
+}
+
+/// Another thread has taken the transaction into its rollback while this one committed.
+pub(crate) const fn overtaken(state: TxState) -> bool {
+    matches!(state, TxState::RollingBack | TxState::Aborted)
 }
 
 /// The state an enlistment reaches when a phase it did not ask for (its mask lacks the bit) is
@@ -112,9 +117,11 @@ pub(crate) fn at(state: EnlistmentState) -> impl Fn(&Enlistment) -> bool {
 impl Ktm {
     /// Drives a commit the caller has claimed (moved from Active to PrePreparing), in KTM's
     /// order (docs/ktm.md §1, §3):
-    /// 1. exactly one enlistment in play whose mask has SINGLE_PHASE_COMMIT → SINGLE_PHASE_COMMIT
-    ///    (§1, S3); CommitComplete (or ReadOnly) commits, SinglePhaseReject falls back to 2–4,
-    ///    RollbackEnlistment or no answer rolls back;
+    /// 1. an enlistment in play whose mask has SINGLE_PHASE_COMMIT, and no other in play →
+    ///    SINGLE_PHASE_COMMIT (§1, S3); another in play is the checker's "spc beside writer",
+    ///    and SINGLE_PHASE_COMMIT goes to it anyway with
+    ///    [`crate::Interleavings::spc_beside_writers`]. CommitComplete (or ReadOnly) commits,
+    ///    SinglePhaseReject falls back to 2–4, RollbackEnlistment or no answer rolls back;
     /// 2. PREPREPARE to every enlistment, repeated for RMs that enlist meanwhile, until all
     ///    answered (§1 "flush caches so all RMs that need to enlist have enlisted");
     /// 3. PREPARE to every enlistment still in play; ReadOnly drops it from later phases (§1,
@@ -138,6 +145,10 @@ impl Ktm {
                 return CRASHED;
             };
             let tx = st.txs.get_mut(&id).expect("driven");
+            if overtaken(tx.state) {
+                drop(st);
+                return self.await_rollback(id, epoch);
+            }
             if tx.abort_requested {
                 drop(st);
                 return self.abort_commit(id, epoch);
@@ -178,14 +189,14 @@ impl Ktm {
                 let Some(mut st) = self.live(epoch) else {
                     return CRASHED;
                 };
-                let until = Instant::now() + st.config.answer_deadline;
+                let until = st.config.answer_deadline.map(|d| Instant::now() + d);
                 while again.iter().any(|en| {
                     st.enlistments
                         .get(en)
                         .is_some_and(|e| e.returned < e.entered)
-                }) && Instant::now() < until
+                }) && until.is_none_or(|u| Instant::now() < u)
                 {
-                    st = self.wait(st, until);
+                    st = self.wait_until(st, until);
                 }
                 if st.epoch != epoch {
                     return CRASHED;
@@ -213,6 +224,10 @@ impl Ktm {
                 let Some(mut st) = self.live(epoch) else {
                     return Err(CRASHED);
                 };
+                if overtaken(st.txs[&id].state) {
+                    drop(st);
+                    return Err(self.await_rollback(id, epoch));
+                }
                 let t = select(
                     &mut st,
                     id,
@@ -232,11 +247,8 @@ impl Ktm {
             if targets.is_empty() {
                 break;
             }
-            match self.deliver_and_wait(targets, epoch) {
-                None => return Err(CRASHED),
-                Some(r) if any_no(&r) => return Err(self.abort_commit(id, epoch)),
-                Some(_) => {}
-            }
+            let results = self.deliver_and_wait(targets, epoch);
+            self.after_phase(id, epoch, results)?;
         }
         self.probe(id, Phase::PrePrepare);
 
@@ -244,6 +256,10 @@ impl Ktm {
             let Some(mut st) = self.live(epoch) else {
                 return Err(CRASHED);
             };
+            if overtaken(st.txs[&id].state) {
+                drop(st);
+                return Err(self.await_rollback(id, epoch));
+            }
             let durable = st.txs[&id]
                 .enlistments
                 .iter()
@@ -261,10 +277,42 @@ impl Ktm {
                 at(EnlistmentState::PrePrepared),
             )
         };
-        match self.deliver_and_wait(targets, epoch) {
-            None => Err(CRASHED),
-            Some(r) if any_no(&r) => Err(self.abort_commit(id, epoch)),
-            Some(_) => Ok(()),
+        let results = self.deliver_and_wait(targets, epoch);
+        self.after_phase(id, epoch, results)
+    }
+
+    /// What the committing thread does once a PREPREPARE or PREPARE phase's answers are in:
+    /// stop at a crash, give way to a rollback that overtook the phase, roll back on a no vote.
+    fn after_phase(&self, id: TxId, epoch: u64, results: Option<Results>) -> Result<(), NtStatus> {
+        let Some(r) = results else {
+            return Err(CRASHED);
+        };
+        let Some(st) = self.live(epoch) else {
+            return Err(CRASHED);
+        };
+        if overtaken(st.txs[&id].state) {
+            drop(st);
+            return Err(self.await_rollback(id, epoch));
+        }
+        drop(st);
+        if any_no(&r) {
+            return Err(self.abort_commit(id, epoch));
+        }
+        Ok(())
+    }
+
+    /// Waits, however long it takes, for the rollback another thread is delivering over this
+    /// commit ([`crate::Interleavings::eager_rollback`]) to end the transaction.
+    pub(crate) fn await_rollback(&self, id: TxId, epoch: u64) -> NtStatus {
+        let mut st = self.lock();
+        loop {
+            if st.epoch != epoch {
+                return CRASHED;
+            }
+            if st.txs.get(&id).is_none_or(|t| t.state.is_ended()) {
+                return NtStatus::TRANSACTION_ABORTED;
+            }
+            st = self.wait_until(st, None);
         }
     }
 
@@ -294,11 +342,22 @@ impl Ktm {
                     !e.closed && e.state.in_play()
                 })
                 .collect();
-            let [only] = in_play[..] else {
-                return None;
-            };
-            if st.enlistments[&only].mask & Notification::SinglePhaseCommit.bits() == 0 {
-                return None;
+            let spc = Notification::SinglePhaseCommit.bits();
+            let only = *in_play
+                .iter()
+                .find(|en| st.enlistments[*en].mask & spc != 0)?;
+            if in_play.len() > 1 {
+                st.checker.violation(format!(
+                    "spc beside writer: {only} registered SINGLE_PHASE_COMMIT in {} beside {} \
+                     other enlistment(s) still in play; one and only one RM may register it and \
+                     all others must be read-only \
+                     (https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations)",
+                    State::tx_name(id),
+                    in_play.len() - 1
+                ));
+                if !st.config.interleavings.spc_beside_writers {
+                    return None;
+                }
             }
             st.txs.get_mut(&id).expect("driven").state = TxState::SinglePhaseCommitting;
             select_ids(&mut st, id, Notification::SinglePhaseCommit, &[only])
@@ -313,6 +372,7 @@ impl Ktm {
                         return Some(CRASHED);
                     };
                     st.txs.get_mut(&id).expect("driven").outcome = Outcome::Committed;
+                    st.note_commit(id);
                 }
                 if !self.end(id, TxState::Committed, epoch) {
                     return Some(CRASHED);
@@ -338,6 +398,10 @@ impl Ktm {
                 return CRASHED;
             };
             let tx = st.txs.get_mut(&id).expect("driven");
+            if overtaken(tx.state) {
+                drop(st);
+                return self.await_rollback(id, epoch);
+            }
             tx.state = TxState::RollingBack;
             tx.outcome = Outcome::Aborted;
             st.note_abort(id);
@@ -406,8 +470,15 @@ impl Ktm {
 
     /// Delivers `targets` and waits for their answers; `None` if a crash came first.
     pub(crate) fn deliver_and_wait(&self, targets: Vec<Target>, epoch: u64) -> Option<Results> {
+        self.deliver(&targets);
+        self.wait_answers(&targets, epoch)
+    }
+
+    /// Delivers `targets` (inline: each callback has returned when this does).
+    pub(crate) fn deliver(&self, targets: &[Target]) {
         let mode = self.lock().config.delivery;
-        for t in &targets {
+        self.race_rollback(targets);
+        for t in targets {
             match mode {
                 DeliveryMode::Inline => self.call(t),
                 DeliveryMode::Threaded => {
@@ -420,7 +491,6 @@ impl Ktm {
                 }
             }
         }
-        self.wait_answers(&targets, epoch)
     }
 
     /// Runs one callback (no lock held) and checks how it returned (docs/ktm.md §3 "Delivery B",
@@ -462,9 +532,14 @@ impl Ktm {
                  (return STATUS_PENDING to answer later)"
             ));
         } else {
-            e.outstanding = None;
-            if e.state.owes_rollback() {
-                e.state = EnlistmentState::Abandoned;
+            // A no vote only with the invented `error_return_is_no_vote`; else the phase waits.
+            if st.config.error_return_is_no_vote
+                && let Some(e) = st.enlistments.get_mut(&t.en)
+            {
+                e.outstanding = None;
+                if e.state.owes_rollback() {
+                    e.state = EnlistmentState::Abandoned;
+                }
             }
             st.checker.violation(format!(
                 "callback failed: returned {status:?} for {what} without answering"
@@ -476,24 +551,38 @@ impl Ktm {
 
     /// Waits until every target is answered, or the deadline: then each unanswered one is
     /// recorded as "never answered" and taken out of play.
-    fn wait_answers(&self, targets: &[Target], epoch: u64) -> Option<Results> {
+    pub(crate) fn wait_answers(&self, targets: &[Target], epoch: u64) -> Option<Results> {
         let mut st = self.lock();
-        let until = Instant::now() + st.config.answer_deadline;
-        let deadline = st.config.answer_deadline;
+        let until = st.config.answer_deadline.map(|d| Instant::now() + d);
+        let deadline = st.config.answer_deadline.unwrap_or_default();
         let pending = |st: &State, t: &Target| {
             st.enlistments
                 .get(&t.en)
                 .and_then(|e| e.outstanding)
                 .is_some_and(|o| o.seq == t.seq)
         };
+        // A no vote rolls back at once, over the answers still outstanding.
+        let stop_on_no = st.config.interleavings.eager_rollback
+            && targets.first().is_some_and(|t| {
+                matches!(
+                    t.notification,
+                    Notification::PrePrepare | Notification::Prepare
+                )
+            });
+        let voted_no = |st: &State, t: &Target| {
+            st.enlistments.get(&t.en).and_then(|e| e.last)
+                == Some((t.seq, Answer::RollbackEnlistment))
+        };
         loop {
             if st.epoch != epoch {
                 return None;
             }
-            if !targets.iter().any(|t| pending(&st, t)) {
+            if !targets.iter().any(|t| pending(&st, t))
+                || (stop_on_no && targets.iter().any(|t| voted_no(&st, t)))
+            {
                 break;
             }
-            if Instant::now() >= until {
+            if until.is_some_and(|u| Instant::now() >= u) {
                 for t in targets {
                     if !pending(&st, t) {
                         continue;
@@ -519,7 +608,7 @@ impl Ktm {
                 }
                 break;
             }
-            st = self.wait(st, until);
+            st = self.wait_until(st, until);
         }
         Some(
             targets
@@ -555,7 +644,11 @@ pub(crate) fn select_ids(
         let key = e.key;
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.enlistments.get_mut(&en).expect("present").outstanding = Some(Outstanding {
+        let e = st.enlistments.get_mut(&en).expect("present");
+        if n == Notification::Rollback && e.outstanding.is_some() {
+            e.overtaken = e.outstanding;
+        }
+        e.outstanding = Some(Outstanding {
             notification: n,
             seq,
         });

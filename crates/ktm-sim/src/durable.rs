@@ -15,7 +15,7 @@
 //! commit record is rolled back, unless its outcome comes from a superior TM that has not decided
 //! (then it stays in doubt). Recovery itself is in `recovery.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ktmrm_core::{EnlistmentKey, TxId};
 use ktmrm_proto::NtStatus;
@@ -37,9 +37,14 @@ pub mod status {
     /// `STATUS_TRANSACTION_SUPERIOR_EXISTS` (0xC0190012): "a superior enlistment exists, so
     /// commit is refused" (docs/ktm.md §1, S9, §5).
     pub const TRANSACTION_SUPERIOR_EXISTS: NtStatus = NtStatus(0xC019_0012_u32 as i32);
-    /// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): a durable RM GUID already registered
-    /// **(unverified: the model's choice)**.
+    /// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): `ZwCreateResourceManager`'s "The GUID that
+    /// ResourceManagerGuid specifies already exists"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwcreateresourcemanager>).
     pub const OBJECT_NAME_COLLISION: NtStatus = NtStatus(0xC000_0035_u32 as i32);
+    /// `STATUS_RESOURCEMANAGER_NOT_FOUND` (0xC019004F): `ZwOpenResourceManager`'s "The specified
+    /// resource manager could not be found"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwopenresourcemanager>).
+    pub const RESOURCEMANAGER_NOT_FOUND: NtStatus = NtStatus(0xC019_004F_u32 as i32);
 }
 
 /// The recovery notifications (docs/ktm.md §3 table), as `ktmrm_core::Notification` names them.
@@ -101,7 +106,8 @@ pub enum CrashPoint {
     AfterCommitComplete,
     /// An RM called RollbackComplete; KTM has not recorded it.
     BeforeRollbackComplete,
-    /// Recovery: every RECOVER of an RM delivered and answered, LAST_RECOVER not delivered yet.
+    /// Recovery: every RECOVER of an RM delivered (and answered, unless
+    /// [`crate::Interleavings::early_last_recover`]), LAST_RECOVER not delivered yet.
     BeforeLastRecover,
 }
 
@@ -189,6 +195,8 @@ pub(crate) struct Durable {
     pub online: bool,
     /// Durable RM registrations (volatile).
     pub rms: HashMap<RmId, DurableRm>,
+    /// RM objects TM recovery rebuilt from the log that no RM has opened yet (volatile).
+    pub reconstructed: BTreeSet<RmGuid>,
 }
 
 /// What a crash takes away, dropped by the caller once the model's lock is released (a callback
@@ -239,6 +247,7 @@ impl State {
         if let Some(d) = self.durable.as_mut() {
             d.online = false;
             d.rms.clear();
+            d.reconstructed.clear();
         }
         std::mem::take(&mut self.rms)
     }
@@ -275,16 +284,23 @@ impl State {
     /// The commit decision: writes the commit record if the transaction is logged. Returns
     /// whether it was.
     pub(crate) fn log_commit_record(&mut self, tx: TxId) -> bool {
+        self.note_commit(tx);
         let Some(d) = self.durable.as_mut() else {
             return false;
         };
-        d.history.insert(tx, Outcome::Committed);
         match d.log.get_mut(&tx) {
             Some(l) => {
                 l.committed = true;
                 true
             }
             None => false,
+        }
+    }
+
+    /// Records a commit decision KTM logs nothing for (a single-phase commit) in the test oracle.
+    pub(crate) fn note_commit(&mut self, tx: TxId) {
+        if let Some(d) = self.durable.as_mut() {
+            d.history.insert(tx, Outcome::Committed);
         }
     }
 
@@ -348,6 +364,7 @@ impl State {
                 durable_rm,
                 recovery: EnRecovery::Live,
                 recovery_outcomes: 0,
+                overtaken: None,
             },
         );
         if let Some(t) = self.txs.get_mut(&tx) {
@@ -358,9 +375,13 @@ impl State {
         id
     }
 
-    /// Why a durable TM refuses `rm` to enlist: the TM or the durable RM is not recovered yet
-    /// ("finish recovery before accepting work", docs/ktm.md §7 step 4, S1, S5). Codes
-    /// **(unverified)**: TM → `STATUS_TRANSACTIONMANAGER_NOT_ONLINE`, RM → `STATUS_RM_NOT_ACTIVE`.
+    /// Why a durable TM refuses `rm` to enlist: the TM is not recovered, or the durable RM has
+    /// not started its recovery: `STATUS_TRANSACTIONMANAGER_NOT_ONLINE`, "KTM or the resource
+    /// manager is not in an operational state"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwcreateenlistment>).
+    /// An RM in the middle of its recovery may enlist: "Resource managers are allowed to enlist
+    /// in or create new transactions while in the process of performing recovery"
+    /// (<https://learn.microsoft.com/windows/win32/ktm/recovery-processing>).
     pub(crate) fn durable_enlist_check(&self, rm: RmId) -> Result<(), NtStatus> {
         let Some(d) = &self.durable else {
             return Ok(());
@@ -369,7 +390,9 @@ impl State {
             return Err(status::TRANSACTIONMANAGER_NOT_ONLINE);
         }
         match d.rms.get(&rm) {
-            Some(r) if r.recovery != RmRecovery::Done => Err(NtStatus::RM_NOT_ACTIVE),
+            Some(r) if r.recovery == RmRecovery::NotStarted => {
+                Err(status::TRANSACTIONMANAGER_NOT_ONLINE)
+            }
             _ => Ok(()),
         }
     }
@@ -394,11 +417,12 @@ impl Ktm {
     }
 
     /// Registers a durable RM (`ZwCreateResourceManager` without `RESOURCE_MANAGER_VOLATILE` +
-    /// `TmEnableCallbacks`, docs/ktm.md §2, §7 step 4). After a crash the RM registers again with the
-    /// same GUID and calls [`Ktm::recover_resource_manager`]; it cannot enlist before (see
+    /// `TmEnableCallbacks`, docs/ktm.md §2, §7 step 4). After a crash an RM whose enlistments KTM
+    /// logged must open the RM object TM recovery rebuilt instead ([`Ktm::open_resource_manager`])
+    /// and then call [`Ktm::recover_resource_manager`]; it cannot enlist before (see
     /// [`Ktm::enlist`]). Errors: a volatile TM → `STATUS_TM_VOLATILE` ("volatile TM (recovery, or
-    /// a non-volatile RM)", §5); the GUID already registered → `STATUS_OBJECT_NAME_COLLISION`
-    /// **(unverified)**.
+    /// a non-volatile RM)", §5); the GUID registered, or rebuilt by TM recovery →
+    /// `STATUS_OBJECT_NAME_COLLISION` (see [`status::OBJECT_NAME_COLLISION`]).
     pub fn create_durable_resource_manager(
         &self,
         guid: RmGuid,
@@ -408,21 +432,10 @@ impl Ktm {
         let Some(d) = st.durable.as_ref() else {
             return Err(NtStatus::TM_VOLATILE);
         };
-        if d.rms.values().any(|r| r.guid == guid) {
+        if d.rms.values().any(|r| r.guid == guid) || d.reconstructed.contains(&guid) {
             return Err(status::OBJECT_NAME_COLLISION);
         }
-        let id = RmId(st.next_rm);
-        st.next_rm += 1;
-        st.rms.insert(id, ResourceManager { callback });
-        st.durable.as_mut().expect("checked").rms.insert(
-            id,
-            DurableRm {
-                guid,
-                recovery: RmRecovery::NotStarted,
-                last_recover: 0,
-            },
-        );
-        Ok(id)
+        Ok(st.register_durable_rm(guid, callback))
     }
 
     /// The enlistment's GUID (`ZwQueryInformationEnlistment`, EnlistmentBasicInformation): what
@@ -495,8 +508,12 @@ impl Ktm {
     }
 
     /// `ZwRecoverTransactionManager` (docs/ktm.md §2, §7 step 4): reads the log and brings the TM
-    /// online. Each logged transaction is rebuilt with its logged enlistments (prepared, not
-    /// attached to an RM until their durable RM recovers): with a commit record → Committing,
+    /// online. It "reconstructs the state of the transaction manager object (including all
+    /// transactions, enlistments, and resource managers)"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-recovery-operations>):
+    /// the RM object of each durable RM with a logged enlistment (see
+    /// [`Ktm::open_resource_manager`]), and each logged transaction with its logged enlistments
+    /// (prepared, not attached to an RM until their durable RM recovers): with a commit record → Committing,
     /// outcome Committed; without one and with an undecided superior → in doubt (Preparing,
     /// Undetermined); otherwise presumed aborted (RollingBack, Aborted; docs/ktm.md §1, S5, S21).
     /// A volatile TM → `STATUS_TM_VOLATILE` (§7 step 1, S27); already online → success.
@@ -536,6 +553,7 @@ impl Ktm {
                 },
             );
             for le in l.enlistments.iter().filter(|le| !le.done) {
+                st.reconstruct_rm(le.rm);
                 let en = st.new_enlistment(UNATTACHED, id, EnlistmentKey(0), le.mask);
                 let e = st.enlistments.get_mut(&en).expect("just made");
                 e.guid = le.guid;

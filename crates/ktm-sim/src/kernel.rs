@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ktmrm_core::{Answer, EnlistmentKey, TxId};
+use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::checker::{answer_fits, notification_name};
@@ -11,8 +11,8 @@ use crate::durable::{CrashPoint, status};
 use crate::ktm::access::*;
 use crate::ktm::{Ktm, TxRef};
 use crate::model::{
-    EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, ProcessId, ResourceManager,
-    RmCallback, RmId, State, TxState,
+    Delivery, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, ProcessId,
+    ResourceManager, RmCallback, RmId, State, TxState,
 };
 
 impl Ktm {
@@ -29,10 +29,15 @@ impl Ktm {
         id
     }
 
-    /// Closes an RM (`ZwClose` on its handle, as the driver does at unload): every transaction it
-    /// is enlisted in that has not started committing is rolled back, so the RM gets ROLLBACK
-    /// for each (docs/ktm.md §3, §7 "Unload", S18). A transaction already committing is left to
-    /// finish. Returns how many transactions were rolled back.
+    /// Closes an RM (`ZwClose` on its handle, as the driver does at unload): "if the resource
+    /// manager still has enlistments to transactions that have not been committed, KTM sends
+    /// TRANSACTION_NOTIFY_ROLLBACK notifications to all resource managers for the transactions
+    /// that are associated with those enlistments"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/resource-manager-objects>):
+    /// every transaction it is enlisted in that is not decided yet — Active, or in PrePrepare or
+    /// Prepare — is rolled back as [`Ktm::rollback_tx`] does. One decided or in doubt under a
+    /// superior is left to finish. Returns how many transactions were rolled back or marked for
+    /// rollback.
     pub fn close_resource_manager(&self, rm: RmId) -> usize {
         let txs: Vec<TxId> = {
             let st = self.lock();
@@ -42,9 +47,12 @@ impl Ktm {
                 .filter(|e| e.rm == rm && !e.closed)
                 .map(|e| e.tx)
                 .filter(|tx| {
-                    st.txs
-                        .get(tx)
-                        .is_some_and(|t| t.state == crate::model::TxState::Active)
+                    st.txs.get(tx).is_some_and(|t| {
+                        matches!(
+                            t.state,
+                            TxState::Active | TxState::PrePreparing | TxState::Preparing
+                        ) && !t.superior.is_some_and(|s| s.prepared)
+                    })
                 })
                 .collect();
             v.sort();
@@ -132,15 +140,15 @@ impl Ktm {
                 // or it answered (a callback may also wait for this enlist to return first —
                 // docs/ktm.md §3 "Delivery A" — which then costs the deadline, not a deadlock).
                 let mut st = self.lock();
-                let until = Instant::now() + st.config.answer_deadline;
+                let until = st.config.answer_deadline.map(|d| Instant::now() + d);
                 while st
                     .enlistments
                     .get(&id)
                     .is_some_and(|e| e.returned == 0 && e.last.is_none())
                     && st.txs.get(&tx.id).is_some_and(|t| !t.state.is_ended())
-                    && Instant::now() < until
+                    && until.is_none_or(|u| Instant::now() < u)
                 {
-                    st = self.wait(st, until);
+                    st = self.wait_until(st, until);
                 }
             }
         }
@@ -204,6 +212,28 @@ impl Ktm {
             return NtStatus::INVALID_HANDLE;
         };
         let (key, tx, closed) = (e.key, e.tx, e.closed);
+        if !e
+            .outstanding
+            .is_some_and(|o| answer_fits(o.notification, answer))
+        {
+            // A late answer to a notification a ROLLBACK overtook: KTM no longer waits for it.
+            if e.overtaken
+                .is_some_and(|o| answer_fits(o.notification, answer))
+            {
+                return NtStatus::TRANSACTION_NOT_REQUESTED;
+            }
+            if e.outstanding.is_none()
+                && let Some(rollback) = Self::unprompted(&mut st, en, answer)
+            {
+                drop(st);
+                self.changed();
+                if rollback {
+                    let _ = self.rollback_tx(tx);
+                }
+                return NtStatus::SUCCESS;
+            }
+        }
+        let e = &st.enlistments[&en];
         let Some(out) = e.outstanding else {
             let last = e.last.map(|(_, a)| a);
             st.checker.violation(format!(
@@ -279,13 +309,55 @@ impl Ktm {
         NtStatus::SUCCESS
     }
 
+    /// `ZwReadOnlyEnlistment` / `ZwRollbackEnlistment` with no notification outstanding,
+    /// which the documentation allows any time before PrepareComplete: "After the resource
+    /// manager has called ZwCreateEnlistment to enlist in a transaction, it can roll back the
+    /// transaction at any time before it calls ZwPrepareComplete"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-rollback-operations>),
+    /// and a read-only enlistment can be made "at any time before the resource manager calls
+    /// ZwPrepareComplete" (docs/ktm.md §1, S1). Accepted while the enlistment is open, has not
+    /// voted, and its transaction is undecided: ReadOnly drops it from later phases,
+    /// RollbackEnlistment is a no vote. `Some(true)`: roll the transaction back now; `None`:
+    /// not such an answer.
+    fn unprompted(st: &mut State, en: EnlistmentId, answer: Answer) -> Option<bool> {
+        let e = st.enlistments.get(&en)?;
+        let undecided = st.txs.get(&e.tx).is_some_and(|t| {
+            matches!(
+                t.state,
+                TxState::Active | TxState::PrePreparing | TxState::Preparing
+            ) && !t.superior.is_some_and(|s| s.prepared)
+        });
+        let early = matches!(
+            e.state,
+            EnlistmentState::Enlisted | EnlistmentState::PrePrepared
+        );
+        if e.closed || !undecided || !early {
+            return None;
+        }
+        let state = match answer {
+            Answer::ReadOnly => EnlistmentState::ReadOnly,
+            Answer::RollbackEnlistment => EnlistmentState::VotedNo,
+            _ => return None,
+        };
+        let e = st.enlistments.get_mut(&en)?;
+        e.state = state;
+        e.last = Some((0, answer));
+        Some(state == EnlistmentState::VotedNo)
+    }
+
     /// `ZwClose` of an enlistment handle. Checks: a second close → violation "double close";
     /// a notification still outstanding → violation "closed while outstanding"; closed after
     /// PrepareComplete but before the outcome → violation "closed before outcome" (a prepared RM
     /// must take COMMIT or ROLLBACK, docs/ktm.md §3 "Obligations"). Closing an enlistment that is still
-    /// in play rolls its transaction back if that is still possible (§3, S18).
+    /// in play rolls its transaction back if that is still possible (§3, S18; as
+    /// [`Ktm::rollback_tx`] does). Closing one with SINGLE_PHASE_COMMIT outstanding sends
+    /// TRANSACTION_NOTIFY_RM_DISCONNECTED to every other open enlistment that asked for it, "if
+    /// the resource manager that is handling the single-phase commit operation closes the
+    /// enlistment handle without indicating that it has committed or rolled back the
+    /// transaction" (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations>);
+    /// the commit then rolls back **(unverified: the page does not give the outcome)**.
     pub fn close_enlistment(&self, en: EnlistmentId) {
-        let rollback = {
+        let (rollback, disconnected) = {
             let mut st = self.lock();
             if en.0 < st.stale_below && !st.enlistments.contains_key(&en) {
                 return;
@@ -315,6 +387,14 @@ impl Ktm {
                     notification_name(o.notification)
                 ));
             }
+            let disconnected = match out {
+                Some(o) if o.notification == Notification::SinglePhaseCommit => {
+                    st.enlistments.get_mut(&en).expect("present").outstanding = None;
+                    Self::disconnected(&mut st, txid, en)
+                }
+                _ => Vec::new(),
+            };
+            let eager = st.config.interleavings.eager_rollback;
             let tx = st
                 .txs
                 .get_mut(&txid)
@@ -323,6 +403,7 @@ impl Ktm {
             if state.in_play() {
                 match tx.state {
                     TxState::Active => rollback = true,
+                    TxState::PrePreparing | TxState::Preparing if eager => rollback = true,
                     TxState::PrePreparing | TxState::Preparing => tx.abort_requested = true,
                     _ if state == EnlistmentState::Prepared => {
                         st.checker.violation(format!(
@@ -335,12 +416,43 @@ impl Ktm {
                     _ => {}
                 }
             }
-            rollback.then_some(txid)
+            (rollback.then_some(txid), disconnected)
         };
         self.changed();
+        for (callback, d) in disconnected {
+            let _ = callback(d);
+        }
         if let Some(id) = rollback {
             let _ = self.rollback_tx(id);
         }
+    }
+
+    /// The RM_DISCONNECTED deliveries (no answer) to the open enlistments of `tx` other than
+    /// `en` whose mask asks for it.
+    fn disconnected(st: &mut State, tx: TxId, en: EnlistmentId) -> Vec<(RmCallback, Delivery)> {
+        let n = Notification::RmDisconnected;
+        let mut out = Vec::new();
+        for other in st.txs[&tx].enlistments.clone() {
+            let e = &st.enlistments[&other];
+            if other == en || e.closed || e.mask & n.bits() == 0 {
+                continue;
+            }
+            let Some(rm) = st.rms.get(&e.rm) else {
+                continue;
+            };
+            out.push((
+                rm.callback.clone(),
+                Delivery {
+                    enlistment: other,
+                    key: e.key,
+                    notification: n,
+                    tx,
+                    recovery: None,
+                },
+            ));
+            st.checker.sent(n);
+        }
+        out
     }
 
     /// Closes `en` unless it is already closed (for the built-in RMs, which may see a

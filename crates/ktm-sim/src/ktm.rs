@@ -162,6 +162,21 @@ impl Ktm {
         }
     }
 
+    /// [`Ktm::wait`] until `until`, or for the next change however long it takes (`None`).
+    pub(crate) fn wait_until<'a>(
+        &'a self,
+        guard: MutexGuard<'a, State>,
+        until: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        match until {
+            Some(t) => self.wait(guard, t),
+            None => match self.inner.cond.wait(guard) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            },
+        }
+    }
+
     /// Wakes every waiter after a change.
     pub(crate) fn changed(&self) {
         self.inner.cond.notify_all();
@@ -180,9 +195,21 @@ impl Ktm {
         self.lock().config.delivery = mode;
     }
 
-    /// Sets how long a phase waits for answers.
-    pub fn set_answer_deadline(&self, d: Duration) {
+    /// Sets how long a phase waits for answers (`None`: forever, as KTM; see
+    /// [`KtmConfig::answer_deadline`]).
+    pub fn set_answer_deadline(&self, d: Option<Duration>) {
         self.lock().config.answer_deadline = d;
+    }
+
+    /// Makes a callback's error return count as a no vote (see
+    /// [`KtmConfig::error_return_is_no_vote`]).
+    pub fn set_error_return_is_no_vote(&self, on: bool) {
+        self.lock().config.error_return_is_no_vote = on;
+    }
+
+    /// Turns the allowed interleavings on or off (see [`crate::Interleavings`]).
+    pub fn set_interleavings(&self, i: crate::Interleavings) {
+        self.lock().config.interleavings = i;
     }
 
     /// Turns the duplicate COMMIT (docs/ktm.md §8, S21) on or off.
@@ -202,6 +229,18 @@ impl Ktm {
     /// up: each arms one more enlist.
     pub fn rollback_during_next_enlist(&self, race: EnlistRace) {
         self.lock().faults.races.push(race);
+    }
+
+    /// Makes the next delivery of `n` (PREPREPARE, PREPARE or SINGLE_PHASE_COMMIT, to any
+    /// transaction) race a rollback of its transaction, as a client's `RollbackTransaction`, a
+    /// timeout or another RM's `ZwRollbackEnlistment` can at any time before the decision
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-rollback-operations>):
+    /// [`EnlistRace::SameThread`] rolls back before the notification's callbacks run (with
+    /// [`crate::Interleavings::eager_rollback`] the ROLLBACK is then handled before the
+    /// overtaken notification reaches the RM, a callback thread that lost the race);
+    /// [`EnlistRace::OtherThread`] rolls back from another thread while they run. Calls queue up.
+    pub fn rollback_during_next(&self, n: ktmrm_core::Notification, race: EnlistRace) {
+        self.lock().faults.rollback_during.push((n, race));
     }
 
     /// Installs the visibility probe (see [`crate::Phase`]).

@@ -32,12 +32,20 @@
 //!   ([`Ktm::crash_at`], [`Ktm::crash_at_step`], [`Ktm::crash_points`], [`CrashPoint`]) and a
 //!   superior TM ([`Ktm::create_superior_enlistment`], [`Ktm::superior_prepare`],
 //!   [`Ktm::superior_decide`], [`Ktm::superior_crash`]).
+//! - Interleavings the documentation allows but does not promise ([`Interleavings`], off by
+//!   default, all on in the fuzzers and the crash matrix): single-phase commit beside other
+//!   writers, ROLLBACK over an outstanding PREPREPARE/PREPARE, LAST_RECOVER before the recover
+//!   calls; and [`Ktm::rollback_during_next`], a rollback racing a commit's phase.
+//! - The RM object across a restart: TM recovery rebuilds it, [`Ktm::open_resource_manager`]
+//!   opens it, and creating it again collides.
 //!
 //! # Waiting
-//! KTM waits forever for an answer (docs/ktm.md §3 "No answer ⇒ the phase stalls"). The model waits
-//! [`KtmConfig::answer_deadline`] (wall clock), then records "never answered" and treats the
-//! missing vote as a no vote, so a broken RM fails a test instead of hanging it. In `Inline`
-//! mode a callback that never *returns* still blocks its caller; use `Threaded` to test that.
+//! KTM waits forever for an answer (docs/ktm.md §3 "No answer ⇒ the phase stalls"), and so does the
+//! model by default: a withheld answer leaves the client's commit waiting. A test that wants a
+//! broken RM to fail instead of hang sets [`KtmConfig::answer_deadline`] (the model's
+//! invention): then it records "never answered" and treats the missing vote as a no vote. In
+//! `Inline` mode a callback that never *returns* still blocks its caller; use `Threaded` to test
+//! that.
 
 pub mod alloc_scope;
 mod builtin;
@@ -50,7 +58,9 @@ mod kernel;
 mod ktm;
 mod model;
 mod port;
+mod race;
 mod recovery;
+mod reopen;
 mod restart;
 mod stdlock;
 
@@ -61,8 +71,8 @@ pub use durable::{
 };
 pub use ktm::{Ktm, TxRef, WeakKtm, access};
 pub use model::{
-    Delivery, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, KtmConfig,
-    Outcome, PhaseProbe, ProcessId, RmCallback, RmId, TxInfo, TxState,
+    Delivery, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState,
+    Interleavings, KtmConfig, Outcome, PhaseProbe, ProcessId, RmCallback, RmId, TxInfo, TxState,
 };
 pub use port::SimPort;
 pub use restart::{DEVICE_RM_GUID, LogCrash, RestartError, SimLog};

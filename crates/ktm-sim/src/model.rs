@@ -85,27 +85,68 @@ pub enum EnlistRace {
 }
 
 /// The model's configuration (see also the fault setters on [`crate::Ktm`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct KtmConfig {
     /// How notifications are delivered.
     pub delivery: DeliveryMode,
-    /// Wall-clock time a phase waits for answers. KTM itself waits forever (docs/ktm.md §3 "No
-    /// answer ⇒ the phase stalls"); the model gives up, records "never answered" and treats a
-    /// missing vote as a no vote so tests fail instead of hanging.
-    pub answer_deadline: Duration,
+    /// Wall-clock time a phase waits for answers; `None` (the default) waits forever, as KTM
+    /// does: no KTM-side limit on an answer is documented, and `ZwCommitTransaction` with
+    /// `Wait` "returns after the commit operation is complete"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwcommittransaction>).
+    /// `Some(d)` is the model's invention: after `d` it records "never answered" and treats
+    /// the missing vote as a no vote, so a broken RM fails a test instead of hanging it.
+    pub answer_deadline: Option<Duration>,
     /// After a COMMIT is answered with CommitComplete, deliver COMMIT once more, as recovery can
     /// (docs/ktm.md §1, §8, S21: "duplicate COMMITs are possible").
     pub duplicate_commit: bool,
+    /// A callback that returns an error status without answering counts as a no vote (and as
+    /// having answered). The model's invention, off by default: `PTM_RM_NOTIFICATION` says to
+    /// "return a failure status on error" but not what KTM does then, so by default the
+    /// notification stays outstanding and the phase keeps waiting for its answer.
+    pub error_return_is_no_vote: bool,
+    /// Behaviours KTM's documentation allows that the model does not produce unless asked.
+    pub interleavings: Interleavings,
 }
 
-impl Default for KtmConfig {
-    fn default() -> Self {
-        KtmConfig {
-            delivery: DeliveryMode::Inline,
-            answer_deadline: Duration::from_secs(10),
-            duplicate_commit: false,
-        }
-    }
+/// Interleavings and choices KTM's documentation allows but does not promise, each off by
+/// default; the fuzzers, the crash matrix and the engine's suites run with [`Interleavings::ALL`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interleavings {
+    /// SINGLE_PHASE_COMMIT goes to the enlistment registered for it even when other
+    /// enlistments are still in play: "If a resource manager has registered to receive
+    /// TRANSACTION_NOTIFY_SINGLE_PHASE_COMMIT notifications, KTM sends this kind of notification
+    /// when a transactional client calls ZwCommitTransaction", and keeping the others read-only
+    /// is the designer's duty ("one (and only one) resource manager must register ... All other
+    /// resource managers must be read-only",
+    /// <https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations>).
+    /// Off: the model falls back to the two phases then. Either way the checker flags the
+    /// registration as "spc beside writer".
+    pub spc_beside_writers: bool,
+    /// A rollback requested while PREPREPARE or PREPARE is still being answered (a client's
+    /// rollback, a timeout, an enlistment closed, another RM's no vote) sends ROLLBACK at once,
+    /// over the outstanding notification: "When a call to ZwRollbackEnlistment or
+    /// ZwRollbackTransaction is made, or when a time-out value is exceeded, KTM sends a
+    /// TRANSACTION_NOTIFY_ROLLBACK notification to all resource managers"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-rollback-operations>).
+    /// An answer to the overtaken notification is then refused quietly. Off: the rollback waits
+    /// until every answer of the phase is in.
+    pub eager_rollback: bool,
+    /// LAST_RECOVER as soon as every RECOVER was sent (each callback has returned), before the
+    /// RM has called `ZwRecoverEnlistment` for them: "After KTM has sent a
+    /// TRANSACTION_NOTIFY_RECOVER notification for each enlistment, it sends a
+    /// TRANSACTION_NOTIFY_LAST_RECOVER notification"
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-recovery-operations>);
+    /// each outcome follows its recover call. Off: LAST_RECOVER waits for every recover call.
+    pub early_last_recover: bool,
+}
+
+impl Interleavings {
+    /// Every allowed interleaving on.
+    pub const ALL: Interleavings = Interleavings {
+        spc_beside_writers: true,
+        eager_rollback: true,
+        early_last_recover: true,
+    };
 }
 
 /// A transaction's state in the model (docs/ktm.md §1; `RollingBack` and `SinglePhaseCommitting` are
@@ -322,6 +363,9 @@ pub(crate) struct Enlistment {
     pub durable_rm: Option<RmGuid>,
     /// Where the enlistment is in recovery (see `durable.rs`).
     pub recovery: crate::durable::EnRecovery,
+    /// A PREPREPARE/PREPARE/SINGLE_PHASE_COMMIT a ROLLBACK overtook
+    /// ([`Interleavings::eager_rollback`]): a late answer to it is refused without a violation.
+    pub overtaken: Option<Outstanding>,
     /// COMMIT/ROLLBACK delivered since its RM recovered it (checker: exactly one).
     pub recovery_outcomes: u32,
 }
@@ -330,6 +374,9 @@ pub(crate) struct Enlistment {
 pub(crate) struct Faults {
     pub fail_enlists: Option<(u32, NtStatus)>,
     pub races: Vec<EnlistRace>,
+    /// Armed by [`crate::Ktm::rollback_during_next`]: the next delivery of this notification
+    /// races a rollback of its transaction.
+    pub rollback_during: Vec<(Notification, EnlistRace)>,
 }
 
 pub(crate) struct State {

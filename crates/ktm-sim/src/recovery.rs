@@ -118,7 +118,11 @@ impl Ktm {
     ///    RM gives one; the RM answers with [`Ktm::recover_enlistment`] (checker: "recover not
     ///    answered" after the answer deadline);
     /// 2. crash point [`CrashPoint::BeforeLastRecover`], then LAST_RECOVER once, with no
-    ///    enlistment (see `NO_ENLISTMENT`);
+    ///    enlistment (see `NO_ENLISTMENT`) — with [`crate::Interleavings::early_last_recover`]
+    ///    as soon as every RECOVER callback has returned, before the recover calls the RM may
+    ///    still make from a worker ("After KTM has sent a TRANSACTION_NOTIFY_RECOVER notification
+    ///    for each enlistment, it sends a TRANSACTION_NOTIFY_LAST_RECOVER notification",
+    ///    <https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-recovery-operations>);
     /// 3. to each recovered enlistment, the outcome: COMMIT if the commit record exists (the RM
     ///    may have applied it already: "duplicate COMMITs are possible", §1, S21), ROLLBACK if
     ///    presumed aborted, INDOUBT (no answer; it waits for [`Ktm::superior_decide`]) if a
@@ -164,7 +168,12 @@ impl Ktm {
             let callback = st.rms[&rm].callback.clone();
             (st.epoch, ids, targets, callback)
         };
-        if self.deliver_and_wait(targets, epoch).is_none() {
+        let early = self.lock().config.interleavings.early_last_recover;
+        if early {
+            if !self.sent(&targets, epoch) {
+                return CRASHED;
+            }
+        } else if self.deliver_and_wait(targets.clone(), epoch).is_none() {
             return CRASHED;
         }
         {
@@ -190,6 +199,10 @@ impl Ktm {
             notify::LAST_RECOVER,
         );
         self.changed();
+        // Each outcome follows its recover call, however late.
+        if early && self.wait_answers(&targets, epoch).is_none() {
+            return CRASHED;
+        }
 
         let (targets, indoubt, txs) = {
             let Some(mut st) = self.live(epoch) else {
@@ -231,6 +244,35 @@ impl Ktm {
             self.end_if_done(tx, epoch);
         }
         NtStatus::SUCCESS
+    }
+
+    /// Delivers RECOVER `targets` and waits until each was sent: its callback has returned (or
+    /// the RM answered first), whether or not it called `ZwRecoverEnlistment` yet. False if a
+    /// crash came first.
+    fn sent(&self, targets: &[Target], epoch: u64) -> bool {
+        let before: Vec<u64> = {
+            let st = self.lock();
+            targets
+                .iter()
+                .map(|t| st.enlistments.get(&t.en).map_or(0, |e| e.returned))
+                .collect()
+        };
+        self.deliver(targets);
+        let mut st = self.lock();
+        loop {
+            if st.epoch != epoch {
+                return false;
+            }
+            let done = targets.iter().zip(&before).all(|(t, b)| {
+                st.enlistments
+                    .get(&t.en)
+                    .is_none_or(|e| e.returned > *b || e.outstanding.is_none())
+            });
+            if done {
+                return true;
+            }
+            st = self.wait_until(st, None);
+        }
     }
 
     /// A notification that needs no answer (LAST_RECOVER, INDOUBT), on this thread, no lock held.

@@ -215,7 +215,8 @@ impl SimDevice {
     }
 
     /// Boots the engine from `log` on the durable `ktm`: recover the TM, rebuild the state,
-    /// register the RM with [`DEVICE_RM_GUID`], recover it (RECOVER, LAST_RECOVER, outcomes).
+    /// open the RM with [`DEVICE_RM_GUID`] (create it if TM recovery left none), recover it
+    /// (RECOVER, LAST_RECOVER, outcomes).
     fn boot(
         ktm: Ktm,
         log: Arc<SimLog>,
@@ -236,7 +237,7 @@ impl SimDevice {
         let (state, report) = State::recover(cfg.limits, &*log).map_err(RestartError::Recover)?;
         let dev = SimDevice::register(ktm.clone(), state, log, Some(DEVICE_RM_GUID), cfg).map_err(
             |status| RestartError::Ktm {
-                step: "ZwCreateResourceManager",
+                step: "ZwOpenResourceManager / ZwCreateResourceManager",
                 status,
             },
         )?;

@@ -13,7 +13,7 @@ use ktm_sim::{Answer, DeliveryMode, EnlistmentState, Ktm, Notification as N, NtS
 /// machine does not turn a slow answer into a spurious "never answered".
 fn impatient(mode: DeliveryMode) -> Ktm {
     let k = ktm(mode);
-    k.set_answer_deadline(Duration::from_secs(1));
+    k.set_answer_deadline(Some(Duration::from_secs(1)));
     k
 }
 
@@ -64,15 +64,16 @@ fn answering_twice_is_caught() {
 fn an_unsolicited_answer_is_caught() {
     let OneTx { k, rm, p, h, .. } = one_tx(ktm(DeliveryMode::Inline), good());
     let en = enlist(&k, rm, p, h, MASK4).unwrap();
+    // Not ReadOnly or RollbackEnlistment: those are allowed any time before PrepareComplete.
     assert_eq!(
-        k.answer(en, Answer::RollbackEnlistment),
+        k.answer(en, Answer::PrePrepareComplete),
         NtStatus::TRANSACTION_NOT_REQUESTED
     );
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(
-        has(&v, "answer not outstanding: RollbackEnlistment"),
+        has(&v, "answer not outstanding: PrePrepareComplete"),
         "{v:?}"
     );
 }
@@ -216,10 +217,12 @@ fn returning_success_without_answering_is_caught() {
 }
 
 #[test]
-fn a_failing_callback_is_caught_and_counts_as_a_no_vote() {
+fn a_failing_callback_is_caught_and_counts_as_a_no_vote_when_asked() {
     for mode in MODES {
+        let k = ktm(mode);
+        k.set_error_return_is_no_vote(true);
         let OneTx { k, rm, p, h, .. } = one_tx(
-            ktm(mode),
+            k,
             no_answer_at(N::Prepare, NtStatus::INSUFFICIENT_RESOURCES),
         );
         enlist(&k, rm, p, h, MASK4).unwrap();

@@ -98,7 +98,18 @@ impl Client {
 fn device(mode: DeliveryMode) -> SimDevice {
     SimDevice::with_config(SimConfig {
         delivery: mode,
-        answer_deadline: Duration::from_secs(5),
+        answer_deadline: Some(Duration::from_secs(5)),
+        ..SimConfig::default()
+    })
+}
+
+/// [`device`] where the engine asks for single-phase commit (a deployment with no other
+/// writing RM).
+fn sole_writer(mode: DeliveryMode) -> SimDevice {
+    SimDevice::with_config(SimConfig {
+        delivery: mode,
+        answer_deadline: Some(Duration::from_secs(5)),
+        single_phase: true,
         ..SimConfig::default()
     })
 }
@@ -123,7 +134,7 @@ fn assert_clean(dev: &SimDevice) {
 #[test]
 fn commit_through_ioctls_in_both_modes() {
     for mode in MODES {
-        let (dev, p, c) = one_client(device(mode));
+        let (dev, p, c) = one_client(sole_writer(mode));
         let tx = p.create_transaction(0, "app").unwrap();
         assert_eq!(c.put(tx, "k", "v1"), NtStatus::SUCCESS);
         assert_eq!(c.get(tx, "k").as_deref(), Ok("v1"));
@@ -252,7 +263,7 @@ fn nothing_is_visible_before_commit_and_everything_after() {
 
 #[test]
 fn single_phase_commit_is_visible_once_it_completes() {
-    let (dev, p, c) = one_client(device(DeliveryMode::Inline));
+    let (dev, p, c) = one_client(sole_writer(DeliveryMode::Inline));
     let reader = Client::new(&dev.process());
     let tx = p.create_transaction(0, "").unwrap();
     c.put(tx, "k", "v");
@@ -302,6 +313,7 @@ fn engine_veto_after_single_phase_reject() {
                 max_keys: 1,
                 ..Limits::default()
             },
+            single_phase: true,
             ..SimConfig::default()
         }));
         let t1 = p.create_transaction(0, "").unwrap();

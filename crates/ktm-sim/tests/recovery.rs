@@ -197,18 +197,22 @@ fn start_rm(
     let weak = k.downgrade();
     let slot: Arc<Mutex<Option<TestRm>>> = Arc::default();
     let slot2 = slot.clone();
-    let id = k
-        .create_durable_resource_manager(
-            guid,
-            Arc::new(move |d| {
-                let rm = slot2.lock().unwrap().clone();
-                match (weak.upgrade(), rm) {
-                    (Some(k), Some(rm)) => on_notify(&k, &rm, d, on_recover),
-                    _ => NtStatus::RM_DISCONNECTED,
-                }
-            }),
-        )
-        .unwrap();
+    let callback: ktm_sim::RmCallback = Arc::new(move |d| {
+        let rm = slot2.lock().unwrap().clone();
+        match (weak.upgrade(), rm) {
+            (Some(k), Some(rm)) => on_notify(&k, &rm, d, on_recover),
+            _ => NtStatus::RM_DISCONNECTED,
+        }
+    });
+    // As "Recovery Processing" says: open the RM object TM recovery rebuilt, else create it
+    // (also before TM recovery, which some tests start the RM before).
+    let id = match k.open_resource_manager(guid, callback.clone()) {
+        Err(status::RESOURCEMANAGER_NOT_FOUND | status::TRANSACTIONMANAGER_NOT_ONLINE) => {
+            k.create_durable_resource_manager(guid, callback)
+        }
+        other => other,
+    }
+    .unwrap();
     let rm = TestRm {
         id,
         disk: disk.clone(),
@@ -228,8 +232,8 @@ fn guid(i: u8) -> RmGuid {
 fn durable(mode: DeliveryMode) -> Ktm {
     Ktm::new_durable(KtmConfig {
         delivery: mode,
-        answer_deadline: Duration::from_secs(5),
-        duplicate_commit: false,
+        answer_deadline: Some(Duration::from_secs(5)),
+        ..KtmConfig::default()
     })
 }
 
@@ -580,7 +584,7 @@ fn superior_crash_leaves_subordinates_in_doubt_across_ktm_crashes() {
 #[test]
 fn an_rm_that_ignores_recover_is_reported() {
     let k = durable(DeliveryMode::Inline);
-    k.set_answer_deadline(Duration::from_secs(1));
+    k.set_answer_deadline(Some(Duration::from_secs(1)));
     let disks: Vec<Shared<Disk>> = vec![Arc::default()];
     let rms = boot(&k, &disks);
     k.crash_at(CrashPoint::AfterPrepareComplete);
@@ -623,8 +627,13 @@ fn an_rm_that_never_recovers_and_stray_recover_answers_are_reported() {
     let (tx, _) = write_and_commit(&k, &rms);
     assert_eq!(k.recover_transaction_manager(), NtStatus::SUCCESS);
     let weak = k.downgrade();
+    // TM recovery rebuilt the RM object: creating it again collides, opening it works.
+    assert_eq!(
+        k.create_durable_resource_manager(guid(1), Arc::new(|_| NtStatus::SUCCESS)),
+        Err(status::OBJECT_NAME_COLLISION)
+    );
     let rm = k
-        .create_durable_resource_manager(
+        .open_resource_manager(
             guid(1),
             Arc::new(move |_| {
                 let _ = weak.upgrade();
@@ -636,10 +645,14 @@ fn an_rm_that_never_recovers_and_stray_recover_answers_are_reported() {
         k.create_durable_resource_manager(guid(1), Arc::new(|_| NtStatus::SUCCESS)),
         Err(status::OBJECT_NAME_COLLISION)
     );
-    // It cannot enlist before recovering (docs/ktm.md §7 step 4).
+    // It cannot enlist before starting its recovery: "KTM or the resource manager is not in an
+    // operational state" (ZwCreateEnlistment).
     let p = k.create_process();
     let h = k.create_transaction(p, 0, "").unwrap();
-    assert_eq!(enlist(&k, rm, p, h, MASK4), Err(NtStatus::RM_NOT_ACTIVE));
+    assert_eq!(
+        enlist(&k, rm, p, h, MASK4),
+        Err(status::TRANSACTIONMANAGER_NOT_ONLINE)
+    );
     let v = k.finish();
     assert_eq!(v.len(), 2, "{v:?}");
     assert!(

@@ -150,8 +150,8 @@ pub fn one_tx(k: Ktm, f: impl Fn(&Ktm, Delivery) -> NtStatus + Send + Sync + 'st
 pub fn ktm(mode: DeliveryMode) -> Ktm {
     Ktm::new(KtmConfig {
         delivery: mode,
-        answer_deadline: Duration::from_secs(5),
-        duplicate_commit: false,
+        answer_deadline: Some(Duration::from_secs(5)),
+        ..KtmConfig::default()
     })
 }
 

@@ -106,7 +106,7 @@ pub struct Summary {
 fn config(mode: DeliveryMode) -> SimConfig {
     SimConfig {
         delivery: mode,
-        answer_deadline: Duration::from_secs(5),
+        answer_deadline: Some(Duration::from_secs(5)),
         ..SimConfig::default()
     }
 }

@@ -1,0 +1,75 @@
+//! A durable RM's object across a restart: TM recovery rebuilds it from the log, and the RM
+//! opens it rather than creating it again. "Recovery Processing"
+//! (<https://learn.microsoft.com/windows/win32/ktm/recovery-processing>): "Call the
+//! OpenResourceManager function to re-open its resource manager handle using its unique,
+//! persistent name ... If no enlistments exist to be recovered, the call to OpenResourceManager
+//! can fail. Call CreateResourceManager to re-create the RM object."
+
+use ktmrm_proto::NtStatus;
+
+use crate::durable::{DurableRm, RmGuid, RmRecovery, status};
+use crate::ktm::Ktm;
+use crate::model::{ResourceManager, RmCallback, RmId, State};
+
+impl State {
+    /// A new registration of the durable RM `guid` with its callback (`TmEnableCallbacks`).
+    pub(crate) fn register_durable_rm(&mut self, guid: RmGuid, callback: RmCallback) -> RmId {
+        let id = RmId(self.next_rm);
+        self.next_rm += 1;
+        self.rms.insert(id, ResourceManager { callback });
+        if let Some(d) = self.durable.as_mut() {
+            d.reconstructed.remove(&guid);
+            d.rms.insert(
+                id,
+                DurableRm {
+                    guid,
+                    recovery: RmRecovery::NotStarted,
+                    last_recover: 0,
+                },
+            );
+        }
+        id
+    }
+
+    /// TM recovery found an enlistment of the durable RM `guid` in the log: its RM object
+    /// exists again, unopened, unless an RM already registered with that GUID.
+    pub(crate) fn reconstruct_rm(&mut self, guid: RmGuid) {
+        if let Some(d) = self.durable.as_mut()
+            && !d.rms.values().any(|r| r.guid == guid)
+        {
+            d.reconstructed.insert(guid);
+        }
+    }
+}
+
+impl Ktm {
+    /// `ZwOpenResourceManager(guid)` + `TmEnableCallbacks`: opens the RM object TM recovery
+    /// rebuilt for `guid` (it has logged enlistments to recover); the RM then calls
+    /// [`Ktm::recover_resource_manager`]. An RM already registered with `guid` is opened again
+    /// (its callback stays the one it registered: one per RM). Errors, as the routine's page
+    /// lists them
+    /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwopenresourcemanager>):
+    /// the TM not recovered → `STATUS_TRANSACTIONMANAGER_NOT_ONLINE`; no such RM (nothing to
+    /// recover, or a volatile TM) → `STATUS_RESOURCEMANAGER_NOT_FOUND`, and the RM creates
+    /// itself with [`Ktm::create_durable_resource_manager`].
+    pub fn open_resource_manager(
+        &self,
+        guid: RmGuid,
+        callback: RmCallback,
+    ) -> Result<RmId, NtStatus> {
+        let mut st = self.lock();
+        let Some(d) = st.durable.as_ref() else {
+            return Err(status::RESOURCEMANAGER_NOT_FOUND);
+        };
+        if !d.online {
+            return Err(status::TRANSACTIONMANAGER_NOT_ONLINE);
+        }
+        if let Some((id, _)) = d.rms.iter().find(|(_, r)| r.guid == guid) {
+            return Ok(*id);
+        }
+        if !d.reconstructed.contains(&guid) {
+            return Err(status::RESOURCEMANAGER_NOT_FOUND);
+        }
+        Ok(st.register_durable_rm(guid, callback))
+    }
+}
