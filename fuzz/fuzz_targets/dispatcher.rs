@@ -1,11 +1,12 @@
 //! Sequences of requests and KTM events against the engine behind the KTM model: well-formed and
 //! corrupted requests, real, closed, foreign and bogus handles, commits, rollbacks, vetoes,
-//! timeouts and handle closes. Afterwards: no protocol violation, no leaked enlistment or
+//! timeouts, handle closes and rollbacks racing a commit's phases, with every interleaving KTM's
+//! documentation allows (`SimConfig`'s default). Afterwards: no protocol violation, no leaked enlistment or
 //! transaction reference, no live transaction, and no answer longer than its buffer.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use ktm_sim::{SimConfig, SimDevice};
+use ktm_sim::{EnlistRace, Notification, SimConfig, SimDevice};
 use ktmrm_proto::{Call, FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Request};
 use libfuzzer_sys::fuzz_target;
 
@@ -33,6 +34,8 @@ enum Op {
     Veto(u8),
     YesRm(u8),
     Advance(u16),
+    /// The app's rollback races the next PREPREPARE (even) or PREPARE (odd) of a commit.
+    RollbackDuring(u8),
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -56,6 +59,11 @@ fuzz_target!(|ops: Vec<Op>| {
     let v = dev.finish();
     assert!(v.is_empty(), "protocol violations: {v:?}");
 });
+
+/// PREPREPARE or PREPARE.
+fn phase(n: u8) -> Notification {
+    if n % 2 == 0 { Notification::PrePrepare } else { Notification::Prepare }
+}
 
 /// Sends one request (optionally with one byte flipped); returns a handle BEGIN created.
 fn io(file: &ktm_sim::SimFile, req: Request<'_>, out: u16, corrupt: Option<(u16, u8)>) -> Option<u64> {
@@ -143,6 +151,10 @@ fn run(
         }
         Op::Advance(ms) => {
             dev.ktm().advance_time(u64::from(ms));
+            None
+        }
+        Op::RollbackDuring(n) => {
+            dev.ktm().rollback_during_next(phase(n), EnlistRace::SameThread);
             None
         }
     };

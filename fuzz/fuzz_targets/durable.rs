@@ -1,13 +1,14 @@
 //! Requests, KTM events and crashes against the durable engine behind the durable KTM model:
-//! transactional and non-transacted writes, commits (single-phase, two-phase, vetoed),
-//! rollbacks, machine crashes between steps, and crashes armed at KTM's or the log's crash
-//! points that fire inside a later step. After every restart: each write the app was told
-//! committed is there, a transaction whose commit was cut short by the crash is all there or
-//! not at all, the engine's invariants hold; at the end, no protocol violation.
+//! transactional and non-transacted writes, commits (two-phase, vetoed), rollbacks (also racing
+//! a commit's phases), machine crashes between steps, and crashes armed at KTM's or the log's
+//! crash points that fire inside a later step, with every interleaving KTM's documentation
+//! allows (`SimConfig`'s default). After every restart: each write the app was told committed
+//! is there, a transaction whose commit was cut short by the crash is all there or not at all,
+//! the engine's invariants hold; at the end, no protocol violation.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use ktm_sim::{LogCrash, SimConfig, SimDevice, SimFile, SimProcess};
+use ktm_sim::{EnlistRace, LogCrash, Notification, SimConfig, SimDevice, SimFile, SimProcess};
 use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Request};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ enum Op {
     Crash,
     ArmKtm(u8),
     ArmLog { force: u8, torn: u8, after: bool },
+    /// The app's rollback races the next PREPREPARE (even) or PREPARE (odd) of a commit.
+    RollbackDuring(u8),
 }
 
 type Key = [u8; 2];
@@ -166,6 +169,10 @@ fn step(b: &mut Boot, m: &mut Model, op: Op) {
             }
         }
         Op::Crash => b.dev.crash(),
+        Op::RollbackDuring(n) => {
+            let n = if n % 2 == 0 { Notification::PrePrepare } else { Notification::Prepare };
+            b.dev.ktm().rollback_during_next(n, EnlistRace::SameThread);
+        }
         Op::ArmKtm(n) => {
             let k = b.dev.ktm();
             k.crash_at_step(k.crash_points().len() as u64 + u64::from(n % 8));

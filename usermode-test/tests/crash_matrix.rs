@@ -31,6 +31,7 @@ fn every_crash_point_of_every_scenario_recovers_all_or_nothing() {
     // its prepare and the superior's decision.
     assert!(row("two-phase").applied > 0 && row("two-phase").absent > 0);
     assert_eq!(row("vetoed").applied, 0);
+    assert_eq!(row("rollback-race").applied, 0);
     assert!(row("promoted").in_doubt > 0);
 }
 

@@ -117,8 +117,20 @@ impl<E> State<E> {
             // Out of order, repeated, or for an enlistment already ended. A duplicate COMMIT can
             // follow recovery (docs/ktm.md §8, S21): acknowledge it again. Otherwise answer what the
             // notification asks for without touching data: an ended transaction has nothing left.
+            // A phase for a transaction already gone is no error: a ROLLBACK overtook it (KTM
+            // sends ROLLBACK as soon as the rollback is made, and the callback carrying the phase
+            // may run after the ROLLBACK's, https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-rollback-operations).
             (n, _) => {
-                self.protocol_error();
+                let overtaken = phase.is_none()
+                    && matches!(
+                        n,
+                        Notification::PrePrepare
+                            | Notification::Prepare
+                            | Notification::SinglePhaseCommit
+                    );
+                if !overtaken {
+                    self.protocol_error();
+                }
                 let answer = match n {
                     Notification::PrePrepare => Answer::PrePrepareComplete,
                     Notification::Prepare if phase.is_none() || phase == Some(Phase::Ended) => {

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ktmrm_core::wal::{LogPort, Lsn, MemLog};
-use ktmrm_core::{RecoverError, RecoveryReport, State};
+use ktmrm_core::{RecoverError, RecoveryReport, State, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::device::{SimConfig, SimDevice};
@@ -44,6 +44,8 @@ pub enum LogCrash {
 struct LogCtl {
     forces: u64,
     armed: Option<LogCrash>,
+    /// [`SimLog::rollback_during_force`]: at this force, roll back this transaction first.
+    rollback: Option<(u64, TxId)>,
     /// The machine crashed: nothing reaches the disk until the next boot.
     dead: bool,
 }
@@ -97,6 +99,14 @@ impl SimLog {
         self.ctl().armed = Some(crash);
     }
 
+    /// Makes force number `force` roll back `tx` through KTM before it forces: the ROLLBACK
+    /// (with [`crate::Interleavings::eager_rollback`]) reaches the engine while it forces the
+    /// Prepare record for its yes vote, its lock released — KTM sends ROLLBACK whenever the
+    /// rollback is made (see [`crate::Ktm::rollback_during_next`]).
+    pub fn rollback_during_force(&self, force: u64, tx: TxId) {
+        self.ctl().rollback = Some((force, tx));
+    }
+
     /// Disarms the armed crash, if any.
     pub fn disarm(&self) {
         self.ctl().armed = None;
@@ -122,6 +132,22 @@ impl LogPort for SimLog {
     }
 
     fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
+        let race = {
+            let mut ctl = self.ctl();
+            match ctl.rollback {
+                Some((force, tx)) if force == ctl.forces => {
+                    ctl.rollback = None;
+                    Some(tx)
+                }
+                _ => None,
+            }
+        };
+        // Outside the log's lock: the engine appends its Abort record meanwhile.
+        if let Some(tx) = race
+            && let Some(k) = self.ktm.upgrade()
+        {
+            let _ = k.rollback_tx(tx);
+        }
         let mut ctl = self.ctl();
         if ctl.dead {
             return Err(TRANSACTIONMANAGER_NOT_ONLINE);

@@ -301,6 +301,27 @@ fn protocol_surprises_are_answered_and_counted() {
 }
 
 #[test]
+fn a_phase_a_rollback_overtook_is_answered_without_a_protocol_error() {
+    // KTM sends ROLLBACK as soon as a rollback is made, over an outstanding PREPREPARE or
+    // PREPARE whose callback may then reach the engine after the ROLLBACK's.
+    let h = Harness::new();
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
+    assert_eq!(
+        h.notify(t, Notification::Rollback),
+        Some(Answer::RollbackComplete)
+    );
+    assert_eq!(
+        h.notify(t, Notification::PrePrepare),
+        Some(Answer::PrePrepareComplete)
+    );
+    assert_eq!(h.notify(t, Notification::Prepare), Some(Answer::ReadOnly));
+    assert_eq!(h.stats().protocol_errors, 0);
+    assert_eq!(h.get(0, "a"), Err(S::OBJECT_NAME_NOT_FOUND));
+    assert_eq!(h.stats().live_transactions, 0);
+}
+
+#[test]
 fn enlist_failure_and_rollback_during_enlist() {
     let h = Harness::new();
     let t = h.port.new_tx();

@@ -2,6 +2,8 @@
 //! start from.
 #![allow(dead_code)]
 
+pub mod device;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;

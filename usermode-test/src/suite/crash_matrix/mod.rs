@@ -103,17 +103,20 @@ pub struct Summary {
     pub violations: Vec<String>,
 }
 
-fn config(mode: DeliveryMode) -> SimConfig {
+/// The device of scenario `s` in `mode`, with every interleaving KTM's documentation allows
+/// (`SimConfig`'s default).
+fn config(s: Scenario, mode: DeliveryMode) -> SimConfig {
     SimConfig {
         delivery: mode,
+        single_phase: s.single_phase(),
         answer_deadline: Some(Duration::from_secs(5)),
         ..SimConfig::default()
     }
 }
 
 /// A booted durable device with the base keys written.
-fn fresh(mode: DeliveryMode) -> Result<SimDevice, String> {
-    let (dev, _) = SimDevice::durable(config(mode)).map_err(|e| format!("boot: {e}"))?;
+fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
+    let (dev, _) = SimDevice::durable(config(s, mode)).map_err(|e| format!("boot: {e}"))?;
     if !scenarios::preload(&scenarios::App::new(&dev)) {
         return Err("preload failed".into());
     }
@@ -122,7 +125,7 @@ fn fresh(mode: DeliveryMode) -> Result<SimDevice, String> {
 
 /// The dry run: the crash points `s` passes after the preload.
 fn points(s: Scenario, mode: DeliveryMode, torn: usize) -> Result<Vec<Crash>, String> {
-    let dev = fresh(mode)?;
+    let dev = fresh(s, mode)?;
     let (steps, forces) = (dev.ktm().crash_points().len(), dev.log().forces());
     let mut units = Vec::new();
     scenarios::run(s, &dev, &mut units);
@@ -169,7 +172,7 @@ fn run_one(s: Scenario, mode: DeliveryMode, crash: Crash, again: Again) -> RunRe
         seen: Vec::new(),
         violations: Vec::new(),
     };
-    let dev = match fresh(mode) {
+    let dev = match fresh(s, mode) {
         Ok(d) => d,
         Err(e) => {
             r.violations.push(format!("{what}: {e}"));

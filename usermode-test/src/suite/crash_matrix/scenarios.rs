@@ -31,7 +31,8 @@ pub struct Unit {
 /// A scenario of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
-    /// ktmrm alone in a transaction: KTM offers single-phase commit.
+    /// ktmrm alone in a transaction, on a device that asks for single-phase commit (see
+    /// [`Scenario::single_phase`]): KTM sends SINGLE_PHASE_COMMIT.
     SinglePhase,
     /// ktmrm and a second RM that votes yes: PREPARE, then COMMIT.
     TwoPhase,
@@ -47,11 +48,14 @@ pub enum Scenario {
     /// One transaction that rewrites its own writes (a new key put then deleted, a key put
     /// twice) beside a second RM: its Prepare record holds a delete of a key the store lacks.
     Rewrites,
+    /// ktmrm and a second RM; the app rolls back while ktmrm forces its Prepare record, and the
+    /// ROLLBACK overtakes the outstanding PREPARE (`ktm_sim::Interleavings::eager_rollback`).
+    RollbackRace,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::SinglePhase,
         Scenario::TwoPhase,
         Scenario::Vetoed,
@@ -59,7 +63,14 @@ impl Scenario {
         Scenario::Promoted,
         Scenario::Interleaved,
         Scenario::Rewrites,
+        Scenario::RollbackRace,
     ];
+
+    /// The device asks KTM for single-phase commit: only where ktmrm is the sole writer.
+    #[must_use]
+    pub fn single_phase(self) -> bool {
+        self == Scenario::SinglePhase
+    }
 
     /// The CLI name.
     #[must_use]
@@ -72,6 +83,7 @@ impl Scenario {
             Scenario::Promoted => "promoted",
             Scenario::Interleaved => "interleaved",
             Scenario::Rewrites => "rewrites",
+            Scenario::RollbackRace => "rollback-race",
         }
     }
 }
@@ -241,6 +253,18 @@ pub fn run(s: Scenario, dev: &SimDevice, units: &mut Vec<Unit>) {
             if let Some(u) = units.last_mut() {
                 u.reported = committed;
             }
+            let _ = app.transport.close_handle(h);
+        }
+        Scenario::RollbackRace => {
+            let Some((h, id)) = app.begin() else { return };
+            units.push(unit(s.name(), Some(id), &tx_writes));
+            let Some(u) = units.last_mut() else { return };
+            if !app.write_all(h, u) || app.transport.enlist_yes_rm(h).is_err() {
+                return;
+            }
+            // While ktmrm forces its Prepare record for the yes vote.
+            dev.log().rollback_during_force(dev.log().forces(), id);
+            u.reported = app.transport.commit_transaction(h).is_success();
             let _ = app.transport.close_handle(h);
         }
         Scenario::Interleaved => {
