@@ -204,7 +204,7 @@ impl Ktm {
     }
 
     /// Ends a test: waits for threaded callbacks still running and for enlistments of ended
-    /// transactions to close (each up to [`Ktm::finish_wait`]), records leaked
+    /// transactions to close (each up to 5 s, or the answer deadline if longer), records leaked
     /// enlistments and unreleased transaction references as violations, and the recovery rules
     /// of a durable TM ("recovery missing", "LAST_RECOVER count", "no outcome after recovery",
     /// see `recovery.rs`), and returns every violation.
