@@ -108,8 +108,9 @@ pub struct KtmConfig {
     pub interleavings: Interleavings,
 }
 
-/// Interleavings and choices KTM's documentation allows but does not promise, each off by
-/// default; the fuzzers, the crash matrix and the engine's suites run with [`Interleavings::ALL`].
+/// Interleavings and choices KTM's documentation allows but does not promise (docs/ktm.md §9),
+/// each off by default; the fuzzers, the crash matrix and the engine's suites run with
+/// [`Interleavings::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Interleavings {
     /// SINGLE_PHASE_COMMIT goes to the enlistment registered for it even when other

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{MASK4, MODES, enlist};
 use ktm_sim::{
-    Answer, CrashPoint, Delivery, DeliveryMode, EnlistmentGuid, EnlistmentKey, Ktm, KtmConfig,
-    Notification as N, NtStatus, Outcome, RmGuid, RmId, TxId, TxState, notify, status,
+    Answer, CrashPoint, Delivery, DeliveryMode, EnlistmentGuid, EnlistmentKey, Interleavings, Ktm,
+    KtmConfig, Notification as N, NtStatus, Outcome, RmGuid, RmId, TxId, TxState, notify, status,
 };
 
 /// What the test RM forces to its log (it "logs before PrepareComplete", docs/ktm.md §8, S22).
@@ -97,6 +97,8 @@ enum OnRecover {
     Answer,
     /// Returns STATUS_PENDING and never calls `recover_enlistment`.
     Ignore,
+    /// Returns STATUS_PENDING and answers from a worker thread a little later.
+    Later,
 }
 
 /// The RM's callback: logs at PREPARE, applies at COMMIT idempotently (the Committed record
@@ -148,11 +150,15 @@ fn on_notify(k: &Ktm, rm: &TestRm, d: Delivery, on_recover: OnRecover) -> NtStat
             if on_recover == OnRecover::Ignore {
                 return NtStatus::PENDING;
             }
-            let arg = d.recovery.expect("RECOVER carries its argument");
-            let (en, _) = rm.disk.lock().unwrap().prepared(arg.uow).expect("logged");
-            assert_eq!(en, arg.enlistment);
-            rm.recovered.lock().unwrap().push(arg.uow);
-            k.recover_enlistment(d.enlistment, EnlistmentKey(0xEC0));
+            if on_recover == OnRecover::Later {
+                let (k, rm) = (k.clone(), rm.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    recover(&k, &rm, d);
+                });
+                return NtStatus::PENDING;
+            }
+            recover(k, rm, d);
             return NtStatus::SUCCESS;
         }
         notify::LAST_RECOVER => {
@@ -185,6 +191,15 @@ fn on_notify(k: &Ktm, rm: &TestRm, d: Delivery, on_recover: OnRecover) -> NtStat
         k.close_enlistment(d.enlistment);
     }
     NtStatus::SUCCESS
+}
+
+/// The RM's answer to RECOVER: find its prepare record, then `recover_enlistment`.
+fn recover(k: &Ktm, rm: &TestRm, d: Delivery) {
+    let arg = d.recovery.expect("RECOVER carries its argument");
+    let (en, _) = rm.disk.lock().unwrap().prepared(arg.uow).expect("logged");
+    assert_eq!(en, arg.enlistment);
+    rm.recovered.lock().unwrap().push(arg.uow);
+    k.recover_enlistment(d.enlistment, EnlistmentKey(0xEC0));
 }
 
 /// Registers a durable RM with `guid` over `disk` (a new incarnation) and recovers it.
@@ -249,6 +264,16 @@ fn boot(k: &Ktm, disks: &[Shared<Disk>]) -> Vec<TestRm> {
             assert_eq!(s, NtStatus::SUCCESS);
             rm
         })
+        .collect()
+}
+
+/// [`boot`] with RMs that answer RECOVER `on_recover`.
+fn boot_with(k: &Ktm, disks: &[Shared<Disk>], on_recover: OnRecover) -> Vec<TestRm> {
+    assert_eq!(k.recover_transaction_manager(), NtStatus::SUCCESS);
+    disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| start_rm(k, guid(i as u8 + 1), d, on_recover).0)
         .collect()
 }
 
@@ -681,4 +706,34 @@ fn a_volatile_tm_refuses_durable_calls() {
     assert!(k.crash_points().is_empty());
     assert_eq!(k.crash_count(), 1);
     k.assert_clean();
+}
+
+#[test]
+fn last_recover_may_come_before_a_late_recover_call() {
+    for early in [false, true] {
+        let k = durable(DeliveryMode::Inline);
+        if early {
+            k.set_interleavings(Interleavings::ALL);
+        }
+        let disks: Vec<Shared<Disk>> = vec![Arc::default()];
+        let rms = boot(&k, &disks);
+        // KTM logged its commit decision; the RM never got COMMIT.
+        k.crash_at(CrashPoint::AfterCommitRecord);
+        let (tx, _) = write_and_commit(&k, &rms);
+        drop(rms);
+        // The RM answers RECOVER from a worker, after its callback returned.
+        let rms = boot_with(&k, &disks, OnRecover::Later);
+        assert_eq!(
+            rms[0].seen(),
+            [notify::RECOVER, notify::LAST_RECOVER, N::Commit],
+            "early {early}"
+        );
+        // With LAST_RECOVER as soon as RECOVER was sent, this RM's presumed abort at
+        // LAST_RECOVER (it had not recovered the transaction yet) hits a transaction KTM
+        // committed: the interleaving is real, and an RM must not rely on the other order.
+        let wrongly_aborted = disks[0].lock().unwrap().log.contains(&Rec::Aborted(tx));
+        assert_eq!(wrongly_aborted, early);
+        assert_eq!(k.decision(tx), Outcome::Committed);
+        assert!(k.finish().is_empty());
+    }
 }
