@@ -74,6 +74,12 @@ pub enum Command {
         #[arg(long, value_name = "OUT")]
         expect: Option<PathBuf>,
     },
+    /// Replay a trace of raw requests and KTM actions (JSON lines; FILE or -) and print each
+    /// step's status and output bytes as one JSON line.
+    Replay {
+        /// Trace path or -.
+        file: PathBuf,
+    },
     /// Run the conformance scenarios (all, or the NAMEs given).
     Scenarios {
         /// Scenario names.

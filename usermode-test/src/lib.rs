@@ -28,6 +28,7 @@
 pub mod client;
 pub mod diff;
 pub mod error;
+pub mod replay;
 pub mod script;
 pub mod status;
 pub mod suite;

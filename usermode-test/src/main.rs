@@ -273,6 +273,7 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             Ok(done(cli, keys.join("\n"), json!({ "keys": keys })))
         }
         Command::Script { file, expect } => run_script(cli, backend, file, expect.as_deref()),
+        Command::Replay { file } => run_replay(backend, file),
         Command::Scenarios { names, list } => {
             if *list {
                 let all = scenarios::all();
@@ -471,6 +472,22 @@ fn read_text(path: &Path) -> Result<String, String> {
     };
     read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     script::decode(&raw).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run_replay(backend: &Backend, file: &Path) -> Result<Outcome, Error> {
+    let src = match read_text(file) {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::Usage(e)),
+    };
+    match ktmrm_client::replay::run(&*backend.connect()?, &src) {
+        Ok(answers) => {
+            for a in answers {
+                println!("{a}");
+            }
+            Ok(Outcome::Ok)
+        }
+        Err(e) => Ok(Outcome::Usage(format!("{}: {}", file.display(), e.0))),
+    }
 }
 
 fn run_script(

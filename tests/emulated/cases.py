@@ -1,0 +1,501 @@
+"""The cases run against ktmrm.sys in the emulated kernel. Each gets a fresh boot: DriverEntry
+(checked by the runner), the case, then DriverUnload and the Verifier-style leftovers check.
+A case's IOCTLs and KTM actions are replayed on the simulated device afterwards and must get the
+same answers byte for byte (unless the case says `diff=False`: IRP-level faults the simulator
+has no way to send)."""
+
+import struct
+
+import proto
+import wdm
+from app import App, expect, expect_eq, name_of
+
+CASES = []
+
+SECURE_SDDL = "D:P(A;;GA;;;SY)(A;;GA;;;BA)"
+OK = wdm.STATUS_SUCCESS
+NOT_FOUND = wdm.STATUS_OBJECT_NAME_NOT_FOUND
+INVALID_BUFFER_SIZE = 0xC0000206
+INVALID_DEVICE_REQUEST = 0xC0000010
+REVISION_MISMATCH = 0xC0000059
+CONFLICT = 0xC0190001
+
+
+def case(name, diff=True, params=None, boot=True, xfail=None, hide=()):
+    """`xfail`: a known driver defect this case exposes; the case must fail with it, and a pass
+    is reported so the mark gets removed."""
+
+    def wrap(fn):
+        CASES.append({"name": name, "fn": fn, "diff": diff, "params": params or {},
+                      "boot": boot, "xfail": xfail, "hide": hide})
+        return fn
+
+    return wrap
+
+
+def notifications(k, tx_id=None):
+    """The driver's answers, in order: (notification, answer)."""
+    return [(n, a) for t, who, n, a in k.ktm.log
+            if who == "driver" and (tx_id is None or t == tx_id)]
+
+
+# ---- DriverEntry and the device ------------------------------------------------------------
+
+@case("driver-entry-volatile")
+def driver_entry_volatile(k, app, run):
+    (dev,) = k.devices
+    expect_eq(dev["name"], "\\Device\\KtmRm", "device name")
+    expect_eq(dev["type"], wdm.FILE_DEVICE_UNKNOWN, "device type")
+    expect(dev["chars"] & wdm.FILE_DEVICE_SECURE_OPEN, "FILE_DEVICE_SECURE_OPEN not set")
+    expect_eq(dev["exclusive"], 0, "Exclusive")
+    expect_eq(dev["ext_size"], 8, "device extension size")
+    if "WdmlibIoCreateDeviceSecure" in k.stand_ins:
+        expect_eq(dev["sddl"], SECURE_SDDL, "the device's SDDL")
+    expect_eq(k.symlinks, {"\\dosdevices\\ktmrm": "\\Device\\KtmRm"}, "symbolic links")
+    for mj in range(wdm.IRP_MJ_MAXIMUM_FUNCTION + 1):
+        routine = k.major(mj)
+        served = mj in (wdm.IRP_MJ_CREATE, wdm.IRP_MJ_CLOSE, wdm.IRP_MJ_CLEANUP,
+                        wdm.IRP_MJ_DEVICE_CONTROL)
+        expect(bool(routine) == served, "MajorFunction[%#x] = %#x" % (mj, routine))
+        if routine:
+            expect(k.base <= routine < k.base + k.module.image_size, "dispatch outside the image")
+    tms = [o for o in k.objects.values() if o.kind == "TransactionManager"]
+    rms = [o for o in k.objects.values() if o.kind == "ResourceManager"]
+    expect(len(tms) == 1 and tms[0].volatile, "one volatile transaction manager")
+    expect(len(rms) == 1 and rms[0].volatile and rms[0].callback, "one volatile RM with a callback")
+    expect_eq(rms[0].key != 0, True, "TmEnableCallbacks RMKey")
+
+
+@case("driver-entry-trace-level", params={"TraceLevel": 4})
+def driver_entry_trace_level(k, app, run):
+    expect(any("DriverEntry" in t for t in k.trace), "TraceLevel 4 from Parameters: no trace of "
+           "DriverEntry (got %d lines)" % len(k.trace))
+    app.open()
+    n = len(k.trace)
+    app.ioctl(proto.GET_VERSION, b"", proto.VERSION_LEN)
+    expect(len(k.trace) > n, "verbose level: an IOCTL leaves a trace line")
+    app.close()
+
+
+@case("driver-entry-quiet-by-default")
+def driver_entry_quiet(k, app, run):
+    app.open()
+    app.ioctl(proto.GET_VERSION, b"", proto.VERSION_LEN)
+    expect_eq(k.trace, [], "trace lines at the default level (warnings and errors only)")
+    app.close()
+
+
+@case("create-and-names", diff=False)
+def create_and_names(k, app, run):
+    fo = app.open()
+    expect(k.rq(fo + wdm.FO_FSCONTEXT) != 0, "IRP_MJ_CREATE left FsContext empty")
+    st, fo2 = k.io.open("\\sub")
+    expect_eq(name_of(st), name_of(NOT_FOUND), "open of \\\\.\\KtmRm\\sub")
+    expect_eq(k.rq(fo2 + wdm.FO_FSCONTEXT), 0, "FsContext of a refused open")
+    app.close()
+
+
+# ---- requests --------------------------------------------------------------------------------
+
+@case("get-version")
+def get_version(k, app, run):
+    app.open()
+    st, out = app.ioctl(proto.GET_VERSION, b"", proto.VERSION_LEN)
+    expect_eq(st, OK, "status")
+    version, _r, size, max_key, max_value = struct.unpack_from("<HHIII", out)
+    expect_eq((version, size, max_key, max_value), (1, 48, 255, 65536), "version answer")
+    st, out = app.ioctl(proto.GET_VERSION, b"", 47)
+    expect_eq(name_of(st), name_of(wdm.STATUS_BUFFER_TOO_SMALL), "47-byte output")
+    app.close()
+
+
+@case("stats")
+def stats(k, app, run):
+    app.open()
+    app.put(None, b"s1", b"v")
+    st, out = app.ioctl(proto.STATS, proto.stats(), proto.STATS_LEN)
+    expect_eq(st, OK, "status")
+    expect_eq(struct.unpack_from("<I", out)[0], proto.STATS_LEN, "STATS size field")
+    app.close()
+
+
+@case("non-transacted-put-get-delete-list")
+def non_transacted(k, app, run):
+    app.open()
+    for key, value in ((b"b", b"2"), (b"a", b"1"), (b"c", b"33")):
+        expect_eq(app.put(None, key, value), OK, "PUT %r" % key)
+    expect_eq(app.get(None, b"c"), (OK, b"33"), "GET c")
+    expect_eq(app.list(None), (OK, ([b"a", b"b", b"c"], 0)), "LIST")
+    expect_eq(app.delete(None, b"b"), OK, "DELETE b")
+    expect_eq(app.get(None, b"b")[0], NOT_FOUND, "GET of a deleted key")
+    expect_eq(app.delete(None, b"b"), NOT_FOUND, "DELETE of a deleted key")
+    st, page = app.list(None, max_keys=1)
+    expect_eq((st, page), (OK, ([b"a"], 1)), "LIST page 1 with MORE")
+    expect_eq(app.list(None, cursor=b"a"), (OK, ([b"c"], 0)), "LIST after the cursor")
+    app.close()
+
+
+@case("transaction-commit")
+def transaction_commit(k, app, run):
+    app.open()
+    app.put(None, b"acct/a", b"100")
+    app.begin("T1", description="transfer")
+    expect_eq(app.put("T1", b"acct/a", b"90"), OK, "PUT in T1")
+    expect_eq(app.put("T1", b"acct/new", b"1"), OK, "PUT new key in T1")
+    expect_eq(app.get("T1", b"acct/a"), (OK, b"90"), "T1 reads its own write")
+    expect_eq(app.get(None, b"acct/a"), (OK, b"100"), "committed view before commit")
+    expect_eq(app.list("T1", b"acct/"), (OK, ([b"acct/a", b"acct/new"], 0)), "LIST in T1")
+    expect_eq(app.list(None, b"acct/"), (OK, ([b"acct/a"], 0)), "LIST outside T1")
+    tx = k.ktm.transactions[-1]
+    expect_eq(tx.description, "transfer", "the transaction's description")
+    expect_eq(app.commit("T1"), OK, "CommitTransaction")
+    expect_eq(notifications(k, tx.id), [("PREPREPARE", "PrePrepareComplete"),
+                                         ("PREPARE", "PrepareComplete"),
+                                         ("COMMIT", "CommitComplete")], "notifications")
+    expect_eq(app.get(None, b"acct/a"), (OK, b"90"), "committed value")
+    expect_eq(app.get(None, b"acct/new"), (OK, b"1"), "committed new key")
+    expect_eq(app.put("T1", b"x", b"1"), wdm.STATUS_TRANSACTION_NOT_ACTIVE, "PUT after commit")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("transaction-rollback")
+def transaction_rollback(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    expect_eq(app.rollback("T1"), OK, "RollbackTransaction")
+    expect_eq(notifications(k), [("ROLLBACK", "RollbackComplete")], "notifications")
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "rolled-back key")
+    expect_eq(app.put("T1", b"k", b"w"), wdm.STATUS_TRANSACTION_NOT_ACTIVE, "PUT after rollback")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("single-phase-commit", diff=False)
+def single_phase_commit(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    expect_eq(app.commit("T1", single_phase=True), OK, "commit")
+    got = notifications(k)
+    expect(got in ([("SINGLE_PHASE_COMMIT", "CommitComplete")],
+                   [("SINGLE_PHASE_COMMIT", "SinglePhaseReject"), ("PREPREPARE", "PrePrepareComplete"),
+                    ("PREPARE", "PrepareComplete"), ("COMMIT", "CommitComplete")]),
+           "single-phase answers: %r" % got)
+    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("read-only-transaction")
+def read_only(k, app, run):
+    app.open()
+    app.put(None, b"k", b"v")
+    app.begin("T1")
+    expect_eq(app.get("T1", b"k"), (OK, b"v"), "GET in T1")
+    expect_eq(app.commit("T1"), OK, "commit")
+    for n, a in notifications(k):
+        expect(a in ("PrePrepareComplete", "ReadOnlyEnlistment"),
+               "a transaction that only read answered %s with %s" % (n, a))
+    app.close_tx("T1")
+    app.close()
+
+
+@case("no-vote-from-a-second-rm")
+def no_vote(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    app.veto("T1")
+    expect_eq(app.commit("T1"), wdm.STATUS_TRANSACTION_ABORTED, "commit after a no vote")
+    mine = notifications(k)
+    expect(mine and mine[-1] == ("ROLLBACK", "RollbackComplete"),
+           "the driver's enlistment ends with ROLLBACK/RollbackComplete: %r" % mine)
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "vetoed write")
+    expect_eq(app.put(None, b"k", b"w"), OK, "key lock released")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("no-vote-before-the-driver-prepares")
+def no_vote_first(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.veto("T1")  # the other RM enlists first, so its no vote comes before the driver's PREPARE
+    app.put("T1", b"k", b"v")
+    expect_eq(app.commit("T1"), wdm.STATUS_TRANSACTION_ABORTED, "commit after a no vote")
+    mine = notifications(k)
+    expect(("PREPARE", "PrepareComplete") not in mine and mine[-1] == ("ROLLBACK", "RollbackComplete"),
+           "ROLLBACK instead of PREPARE: %r" % mine)
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "vetoed write")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("handle-closed-mid-transaction")
+def handle_closed(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    expect_eq(app.close_tx("T1"), OK, "CloseHandle")
+    expect_eq(notifications(k), [("ROLLBACK", "RollbackComplete")], "KTM rolled it back")
+    expect_eq(app.put("T1", b"k", b"w"), wdm.STATUS_INVALID_HANDLE, "PUT with the closed handle")
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "nothing committed")
+    expect_eq(app.put(None, b"k", b"w"), OK, "key lock released")
+    app.close()
+
+
+@case("write-write-conflict")
+def conflict(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.begin("T2")
+    expect_eq(app.put("T1", b"k", b"1"), OK, "PUT in T1")
+    expect_eq(app.put("T2", b"k", b"2"), CONFLICT, "PUT in T2")
+    expect_eq(app.delete("T2", b"k"), CONFLICT, "DELETE in T2")
+    expect_eq(app.put(None, b"k", b"3"), CONFLICT, "non-transacted PUT")
+    expect_eq(app.get("T2", b"k")[0], NOT_FOUND, "T2 reads the committed view")
+    expect_eq(app.commit("T1"), OK, "commit T1")
+    expect_eq(app.commit("T2"), OK, "commit T2 (read only)")
+    expect_eq(app.get(None, b"k"), (OK, b"1"), "T1's value")
+    app.close_tx("T1")
+    app.close_tx("T2")
+    app.close()
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+@case("bad-input-short-buffers")
+def short_buffers(k, app, run):
+    app.open()
+    good = proto.put(0, b"k", b"v")
+    for n in (0, 1, 15):
+        st, _ = app.ioctl(proto.PUT, good[:n], 0)
+        expect_eq(name_of(st), name_of(INVALID_BUFFER_SIZE), "%d-byte PUT" % n)
+    st, _ = app.ioctl(proto.PUT, good[:-1], 0)
+    expect_eq(name_of(st), name_of(INVALID_BUFFER_SIZE), "body one byte short")
+    st, _ = app.ioctl(proto.PUT, proto.header(good[16:], version=2), 0)
+    expect_eq(name_of(st), name_of(REVISION_MISMATCH), "version 2")
+    app.put(None, b"k", b"0123456789")
+    st, out = app.ioctl(proto.GET, proto.get(0, b"k"), 7)
+    expect_eq((name_of(st), out), (name_of(wdm.STATUS_BUFFER_TOO_SMALL), b""), "GET into 7 bytes")
+    st, out = app.ioctl(proto.GET, proto.get(0, b"k"), 12)
+    expect_eq(name_of(st), name_of(wdm.STATUS_BUFFER_OVERFLOW), "GET into 12 bytes")
+    expect_eq(out, struct.pack("<II", 10, 0), "BUFFER_OVERFLOW carries the needed length only")
+    st, _ = app.ioctl(proto.LIST, proto.list_keys(0), proto.LIST_MIN_OUTPUT - 1)
+    expect_eq(name_of(st), name_of(wdm.STATUS_BUFFER_TOO_SMALL), "LIST below its minimum")
+    app.close()
+
+
+@case("bad-input-oversized")
+def oversized(k, app, run):
+    app.open()
+    for what, req in (("256-byte key", proto.put(0, b"k" * 256, b"v")),
+                      ("65,537-byte value", proto.put(0, b"k", b"v" * 65537)),
+                      ("empty key", proto.put(0, b"", b"v")),
+                      ("65-char description", proto.begin(0, "d" * 65))):
+        code = proto.BEGIN if "description" in what else proto.PUT
+        st, _ = app.ioctl(code, req, 8)
+        expect_eq(name_of(st), name_of(wdm.STATUS_INVALID_PARAMETER), what)
+    big = proto.put(0, b"k", b"v" * 65536)
+    expect_eq(app.ioctl(proto.PUT, big, 0)[0], OK, "largest value")
+    st, out = app.get(None, b"k", out_len=8 + 65536)
+    expect_eq((st, len(out)), (OK, 65536), "largest value read back")
+    st, _ = app.ioctl(proto.PUT, big + b"x", 0)
+    expect_eq(name_of(st), name_of(INVALID_BUFFER_SIZE), "a byte past body_len")
+    app.close()
+
+
+@case("unknown-control-codes")
+def unknown_codes(k, app, run):
+    app.open()
+    for code in (0x5D5D5D5D, 0x00222FFC, proto.PUT | 3, proto.GET_VERSION | 1, 0):
+        st, out = app.ioctl(code, proto.stats(), 64)
+        expect_eq((name_of(st), out), (name_of(INVALID_DEVICE_REQUEST), b""), "code %#x" % code)
+    app.close()
+
+
+@case("bogus-transaction-handles", diff=False)
+def bogus_handles(k, app, run):
+    app.open()
+    for what, handle, want in (("an unused handle", 0x7FFC, wdm.STATUS_INVALID_HANDLE),
+                               ("a misaligned handle", 0x7FF9, wdm.STATUS_INVALID_HANDLE),
+                               ("the driver's own kernel handle", min(k.kernel_handles),
+                                wdm.STATUS_INVALID_HANDLE)):
+        st, _ = app.ioctl(proto.PUT, proto.put(handle, b"k", b"v"), 0)
+        expect_eq(name_of(st), name_of(want), "PUT with %s" % what)
+    # A handle to something that is not a transaction, in the app's own process.
+    event = k.new_object("Event")
+    h = k.new_handle(event, False, pid=0x1F4C)
+    st, _ = app.ioctl(proto.PUT, proto.put(h, b"k", b"v"), 0)
+    expect_eq(name_of(st), name_of(wdm.STATUS_OBJECT_TYPE_MISMATCH), "PUT with an event handle")
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "nothing written")
+    app.close()
+
+
+@case("bogus-handle-replayed")
+def bogus_handle_replayed(k, app, run):
+    app.open()
+    st, _ = app.ioctl(proto.PUT, proto.put(0x7FFC, b"k", b"v"), 0)
+    expect(wdm.nt_error(st), "PUT with handle 0x7ffc: %s" % name_of(st))
+    st, _ = app.ioctl(proto.STATS, proto.header(b"", tx=4), proto.STATS_LEN)
+    expect_eq(name_of(st), name_of(wdm.STATUS_INVALID_PARAMETER), "STATS with a transaction")
+    app.close()
+
+
+@case("null-system-buffer", diff=False)
+def null_buffer(k, app, run):
+    app.open()
+    st, _ = k.io.ioctl(app.fo, proto.GET_VERSION, b"", 48, null_buffer=True)
+    expect_eq(name_of(st), name_of(wdm.STATUS_INVALID_PARAMETER), "NULL SystemBuffer, 48 bytes out")
+    st, _ = k.io.ioctl(app.fo, proto.GET_VERSION, b"", 0, null_buffer=True)
+    expect_eq(name_of(st), name_of(wdm.STATUS_BUFFER_TOO_SMALL), "no buffer at all")
+    app.close()
+
+
+# ---- handles, cleanup, unload --------------------------------------------------------------
+
+@case("cleanup-and-close-with-two-handles")
+def two_handles(k, app, run):
+    app.open()
+    st, fo2 = k.io.open()
+    expect_eq(st, OK, "second open")
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    k.io.close(fo2)
+    expect_eq(app.get("T1", b"k"), (OK, b"v"), "the other handle still works")
+    expect_eq(app.commit("T1"), OK, "commit")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("unload-with-live-transactions",
+      xfail="unload closes the RM before the enlistments and returns while KTM still owes the "
+            "driver ROLLBACK notifications (teardown order)")
+def unload_live(k, app, run):
+    app.open()
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    app.begin("T2")
+    app.put("T2", b"j", b"w")
+    app.close()
+    # The runner unloads now, with T1 and T2 live, and checks that nothing is left and that
+    # KTM has nothing more to tell the unloaded image.
+
+
+@case("begin-from-kernel-mode-refused", diff=False,
+      xfail="BEGIN from a KernelMode requestor creates a transaction handle in whatever process "
+            "is current instead of being refused")
+def begin_kernel_mode(k, app, run):
+    app.open()
+    before = len(k.ktm.transactions)
+    st, out = k.io.ioctl(app.fo, proto.BEGIN, proto.begin(), 8, mode=wdm.KERNEL_MODE)
+    expect(wdm.nt_error(st) and out == b"", "BEGIN with RequestorMode KernelMode: %s" % name_of(st))
+    expect_eq(len(k.ktm.transactions), before, "transactions created")
+    app.close()
+
+
+# ---- low resources ---------------------------------------------------------------------------
+
+@case("ioctl-pool-failure", diff=False)
+def ioctl_pool_failure(k, app, run):
+    app.open()
+    app.put(None, b"a", b"1")
+    failed = 0
+    for n in range(8):
+        k.fail_alloc_at = n
+        st = app.put(None, b"k%d" % n, b"v" * 100)
+        k.fail_alloc_at = None
+        if st == wdm.STATUS_INSUFFICIENT_RESOURCES:
+            failed += 1
+            expect_eq(app.get(None, b"k%d" % n)[0], NOT_FOUND, "a failed PUT leaves no trace")
+        else:
+            expect_eq(st, OK, "PUT with allocation %d failing" % n)
+    expect(failed > 0, "no PUT allocation was ever failed")
+    expect_eq(app.get(None, b"a"), (OK, b"1"), "the store is intact")
+    app.close()
+
+
+@case("driver-entry-pool-failure", boot=False, diff=False)
+def driver_entry_pool_failure(k, app, run):
+    """DriverEntry with pool allocation N failing, for every N it makes: an error status, and
+    nothing left behind (checked by the runner on each boot)."""
+    n = 0
+    while True:
+        kk = run.boot(entry=False)
+        kk.fail_alloc_at = n
+        st = kk.driver_entry()
+        if kk.injected_failures == 0:
+            expect_eq(st, OK, "DriverEntry with no failure injected")
+            run.finish(kk)
+            break
+        expect_eq(name_of(st), name_of(wdm.STATUS_INSUFFICIENT_RESOURCES),
+                  "DriverEntry with allocation %d failing" % n)
+        run.finish(kk, unload=False)
+        n += 1
+    expect(n > 0, "DriverEntry allocates nothing?")
+
+
+@case("pool-without-ExAllocatePool2", hide=("ExAllocatePool2",),
+      xfail="the image imports ExAllocatePool2, which Windows 10 before 2004 lacks: it would not "
+            "load on the 1903 the INF allows")
+def pool_without_pool2(k, app, run):
+    """Windows 10 1903: no ExAllocatePool2. The driver must load and work on the older routine."""
+    imported = {fn for _a, (_m, fn) in k.module.imports.items()}
+    expect("ExAllocatePool2" not in imported, "the image imports ExAllocatePool2")
+    app.open()
+    app.begin("T1")
+    expect_eq(app.put("T1", b"k", b"v"), OK, "PUT")
+    expect_eq(app.commit("T1"), OK, "commit")
+    expect_eq(app.get(None, b"k"), (OK, b"v"), "GET")
+    expect("ExAllocatePoolWithTag" in k.calls, "no allocation went through ExAllocatePoolWithTag")
+    app.close_tx("T1")
+    app.close()
+
+
+# ---- durable mode ----------------------------------------------------------------------------
+
+@case("durable-restart", params={"Durable": 1}, diff=False)
+def durable_restart(k, app, run):
+    expect_eq(notifications(k), [], "no transaction notifications at start")
+    tm = [o for o in k.objects.values() if o.kind == "TransactionManager"]
+    expect(tm and not tm[0].volatile and tm[0].recovered, "a durable, recovered TM")
+    app.open()
+    flushes = k.fs.flushes
+    expect_eq(app.put(None, b"d", b"1"), OK, "non-transacted PUT")
+    expect(k.fs.flushes > flushes, "the write was forced before the request completed")
+    app.begin("T1")
+    app.put("T1", b"e", b"2")
+    expect_eq(app.commit("T1"), OK, "commit")
+    app.close_tx("T1")
+    app.close()
+    expect(any(p.endswith("ktmrm.wal") for p in k.fs.flushed), "the log: %r" % list(k.fs.data))
+    # Restart: the same files, a new boot; committed data must come back from the log.
+    run.finish(k)
+    k2 = run.boot(params={"Durable": 1}, files=k.fs)
+    app2 = App(k2)
+    app2.open()
+    expect_eq(app2.get(None, b"d"), (OK, b"1"), "non-transacted write after restart")
+    expect_eq(app2.get(None, b"e"), (OK, b"2"), "committed transaction after restart")
+    app2.close()
+
+
+@case("durable-corrupt-log", params={"Durable": 1}, diff=False)
+def durable_corrupt_log(k, app, run):
+    """A log damaged inside a complete record cannot be replayed: the next DriverEntry stops
+    with an error and leaves nothing behind."""
+    app.open()
+    for i in range(4):
+        expect_eq(app.put(None, b"key%d" % i, b"value%d" % i), OK, "PUT")
+    app.close()
+    run.finish(k)
+    (path,) = [p for p in k.fs.data if p.endswith("ktmrm.wal")]
+    log = k.fs.data[path]
+    expect(len(log) > 64, "a log of %d bytes" % len(log))
+    log[len(log) // 2] ^= 0x10
+    kk = run.boot(params={"Durable": 1}, files=k.fs, entry=False)
+    st = kk.driver_entry()
+    expect(wdm.nt_error(st), "DriverEntry over a damaged log returned %s" % name_of(st))
+    expect_eq(kk.devices, [], "devices after a failed DriverEntry")
+    run.finish(kk, unload=False)

@@ -1,0 +1,488 @@
+"""A small Kernel Transaction Manager: transaction managers, resource managers, transactions and
+enlistments, and notification delivery to the driver's TmEnableCallbacks callback in KTM's order
+(PREPREPARE, PREPARE, COMMIT; ROLLBACK; SINGLE_PHASE_COMMIT when asked), checking that every
+notification gets exactly its documented answer. Notifications are delivered on a KTM worker
+thread (the System process), after the call that caused them returns: KTM's delivery is
+asynchronous, so that is one of the orders a real machine can produce.
+
+Both enlistment routines work: TmCreateEnlistment (object pointers) and ZwCreateEnlistment
+(handles); answers come through Tm*(PKENLISTMENT) or Zw*(HANDLE)."""
+
+import collections
+import struct
+
+import wdm
+from apis import _own, routine
+from kernel import APP_PID, SYSTEM_PID, Fatal
+from wdm import NOTIFY_NAMES, p64
+
+PREPREPARE, PREPARE, COMMIT, ROLLBACK, SPC = (wdm.NOTIFY_PREPREPARE, wdm.NOTIFY_PREPARE,
+                                              wdm.NOTIFY_COMMIT, wdm.NOTIFY_ROLLBACK,
+                                              wdm.NOTIFY_SINGLE_PHASE_COMMIT)
+TYPES = ("TransactionManager", "ResourceManager", "Transaction", "Enlistment")
+FINAL = ("committed", "aborted")
+
+# Which answer each awaited notification accepts (docs/ktm.md §3; the Tm*/Zw* DDI pages).
+ANSWERS = {
+    "PrePrepareComplete": {PREPREPARE},
+    "PrepareComplete": {PREPARE},
+    "CommitComplete": {COMMIT, SPC},
+    "RollbackComplete": {ROLLBACK},
+    "ReadOnlyEnlistment": {None, PREPREPARE, PREPARE},
+    "SinglePhaseReject": {SPC},
+    "RollbackEnlistment": {None, PREPREPARE, PREPARE},
+}
+
+
+def name(n):
+    return NOTIFY_NAMES.get(n, hex(n))
+
+
+class Ktm:
+    def __init__(self, k):
+        self.k = k
+        self.pending = collections.deque()
+        self.transactions = []
+        self.enlistments = []
+        self.type_vars = {}
+        self.type_ptrs = {}
+        self.log = []  # (tx id, "driver" or "other" RM, notification, answer) in answer order
+        self.after_unload_checked = False
+
+    # ---- object types ---------------------------------------------------------------------
+
+    def object_type_variable(self, export):
+        kind = {"Tm%sObjectType" % t: t for t in TYPES}.get(export)
+        if kind is None:
+            return None
+        if kind not in self.type_vars:
+            ptr = self.k.kalloc(0x40)
+            self.type_ptrs[ptr] = kind
+            self.type_vars[kind] = self.k.kalloc(8, p64(ptr))
+        return self.type_vars[kind]
+
+    def type_of(self, ptr):
+        return self.type_ptrs.get(ptr)
+
+    # ---- the app's side (what ktmw32 would do) --------------------------------------------
+
+    def app_transaction(self, handle):
+        obj = self.k.handles[APP_PID].get(handle)
+        return obj if obj is not None and obj.kind == "Transaction" else None
+
+    def commit(self, handle, single_phase=False):
+        """CommitTransaction: runs the commit to its outcome; KTM's status."""
+        tx = self.app_transaction(handle)
+        if tx is None:
+            return wdm.STATUS_INVALID_HANDLE
+        if tx.state != "active":
+            return wdm.STATUS_TRANSACTION_NOT_ACTIVE
+        live = [e for e in tx.enlistments if not e.done]
+        if single_phase and len(live) == 1 and live[0].mask & SPC:
+            tx.state = "spc"
+            self.send(live[0], SPC)
+        else:
+            self.phase(tx, "preprepare")
+        self.deliver()
+        return self.outcome(tx)
+
+    def rollback(self, handle):
+        tx = self.app_transaction(handle)
+        if tx is None:
+            return wdm.STATUS_INVALID_HANDLE
+        if tx.state != "active":
+            return wdm.STATUS_TRANSACTION_NOT_ACTIVE
+        self.abort(tx)
+        self.deliver()
+        return wdm.STATUS_SUCCESS if tx.state == "aborted" else self.stalled(tx)
+
+    def outcome(self, tx):
+        if tx.state == "committed":
+            return wdm.STATUS_SUCCESS
+        if tx.state == "aborted":
+            return wdm.STATUS_TRANSACTION_ABORTED
+        return self.stalled(tx)
+
+    def stalled(self, tx):
+        waiting = ["key %#x awaits an answer to %s" % (e.key, name(e.awaiting))
+                   for e in tx.enlistments if e.awaiting is not None]
+        self.k.violation("transaction %d stalled in state %s: %s"
+                         % (tx.id, tx.state, "; ".join(waiting) or "nothing pending"))
+        return wdm.STATUS_UNSUCCESSFUL
+
+    def enlist_other(self, handle, vote):
+        """A second resource manager (not the driver) enlists in the transaction and votes
+        `vote` ("yes" or "no") at PREPARE."""
+        tx = self.app_transaction(handle)
+        if tx is None or tx.state != "active":
+            raise Fatal("enlist_other: no active transaction %#x" % handle)
+        e = self.new_enlistment(tx, rm=None, key=0, mask=0xF)
+        e.vote = vote
+
+    # ---- the protocol ---------------------------------------------------------------------
+
+    def phase(self, tx, state):
+        tx.state = state
+        n = {"preprepare": PREPREPARE, "prepare": PREPARE, "commit": COMMIT}[state]
+        targets = [e for e in tx.enlistments if not e.done and not (state == "commit" and e.read_only)]
+        if not targets:
+            self.advance(tx)
+        for e in targets:
+            self.send(e, n)
+
+    def advance(self, tx):
+        order = {"preprepare": "prepare", "prepare": "commit", "commit": "committed"}
+        if tx.state == "committed" or tx.state == "aborted":
+            return
+        if tx.state == "rollback":
+            tx.state = "aborted"
+            return
+        if tx.state == "spc":
+            tx.state = "committed"
+            return
+        nxt = order[tx.state]
+        if nxt == "committed":
+            tx.state = "committed"
+        else:
+            self.phase(tx, nxt)
+
+    def abort(self, tx):
+        tx.state = "rollback"
+        targets = [e for e in tx.enlistments if not e.done]
+        for e in targets:
+            e.awaiting = None
+            self.pending = collections.deque(p for p in self.pending if p[0] is not e)
+            self.send(e, ROLLBACK)
+        if not targets:
+            tx.state = "aborted"
+
+    def send(self, e, n):
+        if e.awaiting is not None:
+            self.k.violation("KTM model: %s sent while %s is unanswered" % (name(n), name(e.awaiting)))
+        e.awaiting = n
+        self.pending.append((e, n))
+
+    def answered(self, e, answer):
+        """The driver (or the other RM) gave `answer` for enlistment `e`."""
+        tx = e.tx
+        allowed = ANSWERS[answer]
+        if e.awaiting not in allowed or (e.awaiting is None and tx.state != "active") or e.done:
+            self.k.violation("%s for transaction %d (key %#x) while %s: not the documented answer"
+                             % (answer, tx.id, e.key, "awaiting " + name(e.awaiting)
+                                if e.awaiting else "no notification is outstanding"))
+            return wdm.STATUS_TRANSACTION_NOT_REQUESTED
+        was = e.awaiting
+        e.awaiting = None
+        self.log.append((tx.id, "driver" if e.rm is not None else "other",
+                         name(was) if was else "-", answer))
+        if answer == "RollbackEnlistment":
+            e.done = True
+            if tx.state not in ("rollback", "aborted"):
+                self.abort(tx)
+        elif answer == "ReadOnlyEnlistment":
+            e.done = True
+            e.read_only = True
+        elif answer == "SinglePhaseReject":
+            tx.state = "active"
+            self.phase(tx, "preprepare")
+            return wdm.STATUS_SUCCESS
+        elif answer in ("CommitComplete", "RollbackComplete"):
+            e.done = True
+        if all(x.awaiting is None for x in tx.enlistments):
+            self.advance(tx)
+        return wdm.STATUS_SUCCESS
+
+    def deliver(self):
+        """Delivers queued notifications on a KTM worker thread until none is left."""
+        k = self.k
+        while self.pending:
+            e, n = self.pending.popleft()
+            if e.rm is None:
+                self.other_rm(e, n)
+                continue
+            rm = e.rm
+            if rm.callback is None:
+                k.violation("notification %s for an RM without a callback" % name(n))
+                continue
+            if k.unloaded:
+                k.violation("KTM called the driver's notification callback (%s) after "
+                            "DriverUnload returned: the image is gone" % name(n))
+                raise Fatal("callback into an unloaded image")
+            saved = k.pid
+            k.pid = SYSTEM_PID
+            clock = k.kalloc(8, p64(e.tx.id if e.tx else 0))
+            st = k.call("ResourceManagerNotification(%s)" % name(n), rm.callback, e.addr,
+                        rm.key, e.key, n, clock, 0, 0) & 0xFFFFFFFF
+            k.pid = saved
+            if st == wdm.STATUS_PENDING or e.tx is None:
+                continue
+            if e.awaiting == n:
+                k.violation("callback returned %#x for %s without answering it" % (st, name(n)))
+            elif wdm.nt_error(st):
+                k.violation("callback answered %s but returned %#x" % (name(n), st))
+
+    def other_rm(self, e, n):
+        if n == PREPARE and e.vote == "no":
+            self.answered(e, "RollbackEnlistment")
+        else:
+            answer = {PREPREPARE: "PrePrepareComplete", PREPARE: "PrepareComplete",
+                      COMMIT: "CommitComplete", ROLLBACK: "RollbackComplete"}[n]
+            self.answered(e, answer)
+
+    # ---- objects --------------------------------------------------------------------------
+
+    def new_enlistment(self, tx, rm, key, mask):
+        e = self.k.new_object("Enlistment", tx=tx, rm=rm, key=key, mask=mask, awaiting=None,
+                              done=False, read_only=False, vote="yes", handles=0)
+        tx.enlistments.append(e)
+        self.enlistments.append(e)
+        return e
+
+    def last_handle_closed(self, obj):
+        """KTM's rules for a closed last handle: a transaction, an enlistment or an RM that goes
+        away before its transactions end rolls them back (docs/ktm.md §3)."""
+        if obj.kind == "Transaction" and obj.state == "active":
+            self.abort(obj)
+        elif obj.kind == "Enlistment" and not obj.done and obj.tx.state == "active":
+            self.abort(obj.tx)
+        elif obj.kind == "ResourceManager":
+            obj.closed = True
+            for e in self.enlistments:
+                if e.rm is obj and not e.done and e.tx.state not in FINAL + ("commit",):
+                    if e.tx.state != "rollback":
+                        self.abort(e.tx)
+
+    def after_unload(self):
+        """Nothing of the driver's may be left in KTM once DriverUnload returned."""
+        k = self.k
+        for e, n in self.pending:
+            if e.rm is not None:
+                k.violation("after DriverUnload, KTM still has %s queued for the driver's "
+                            "enlistment in transaction %d: it would call into the unloaded image"
+                            % (name(n), e.tx.id))
+        for e in self.enlistments:
+            if e.rm is not None and not e.done and e.tx.state not in FINAL:
+                k.violation("after DriverUnload, the driver's enlistment in transaction %d (%s) "
+                            "has not ended: KTM will notify the unloaded image" % (e.tx.id, e.tx.state))
+
+
+def _hand_out(k, out, obj, oa, what):
+    """Opens the driver's handle to a new object, as `*out`: STATUS_SUCCESS."""
+    h = k.new_handle(obj, _kernel_handle(k, oa, what))
+    _own(k, h)
+    k.write(out, p64(h))
+    return wdm.STATUS_SUCCESS
+
+
+def _object(k, handle, kind):
+    obj = k.lookup(handle, wdm.KERNEL_MODE)
+    return obj if obj is not None and obj.kind == kind else None
+
+
+def _description(k, desc_us, routine_name):
+    """A Description UNICODE_STRING's text; the DDI pages ask for a NULL-terminated string, and
+    a missing terminator is noted (once per run)."""
+    raw = k.read(desc_us, 16)
+    length, maxlen, buf = struct.unpack_from("<HH4xQ", raw)
+    if maxlen < length + 2 or k.read(buf + length, 2) != b"\0\0":
+        k.notes.add("%s's Description is not NUL-terminated (the DDI page asks for a "
+                    "NULL-terminated string)" % routine_name)
+    return k.read(buf, length).decode("utf-16-le", "replace")
+
+
+def _kernel_handle(k, oa, what):
+    _root, _name, attrs = k.read_oa(oa)
+    if not attrs & wdm.OBJ_KERNEL_HANDLE:
+        k.violation("%s without OBJ_KERNEL_HANDLE: the handle lands in process %d's table"
+                    % (what, k.pid))
+        return False
+    return True
+
+
+@routine("ZwCreateTransactionManager", 6)
+def zw_create_transaction_manager(k, out, access, oa, log_name, options, strength):
+    options &= 0xFFFFFFFF
+    volatile = bool(options & wdm.TRANSACTION_MANAGER_VOLATILE)
+    if volatile == bool(log_name):
+        k.violation("ZwCreateTransactionManager: LogFileName must be NULL exactly when volatile")
+        return wdm.STATUS_INVALID_PARAMETER
+    tm = k.new_object("TransactionManager", volatile=volatile,
+                      log=k.read_unicode(log_name) if log_name else None, recovered=False)
+    return _hand_out(k, out, tm, oa, "ZwCreateTransactionManager")
+
+
+def _durable(k, handle, kind):
+    """The durable TM or RM a recovery call names, and the status when there is none: recovery
+    of a volatile one answers STATUS_TM_VOLATILE."""
+    obj = _object(k, handle, kind)
+    if obj is None:
+        return None, wdm.STATUS_INVALID_HANDLE
+    if obj.volatile:
+        return None, wdm.STATUS_TM_VOLATILE
+    return obj, wdm.STATUS_SUCCESS
+
+
+@routine("ZwRecoverTransactionManager", 1)
+def zw_recover_transaction_manager(k, h):
+    tm, st = _durable(k, h, "TransactionManager")
+    if tm is not None:
+        tm.recovered = True
+    return st
+
+
+@routine("ZwCreateResourceManager", 7)
+def zw_create_resource_manager(k, out, access, tm_handle, guid, oa, options, desc_us):
+    options &= 0xFFFFFFFF
+    tm = _object(k, tm_handle, "TransactionManager")
+    if tm is None:
+        return wdm.STATUS_INVALID_HANDLE
+    volatile = bool(options & wdm.RESOURCE_MANAGER_VOLATILE)
+    if tm.volatile and not volatile:
+        return wdm.STATUS_TM_VOLATILE
+    if not tm.volatile and not tm.recovered:
+        k.violation("ZwCreateResourceManager on a durable TM that was not recovered")
+    if guid == 0:
+        k.violation("ZwCreateResourceManager without a GUID")
+        return wdm.STATUS_INVALID_PARAMETER
+    description = _description(k, desc_us, "ZwCreateResourceManager") if desc_us else None
+    rm = k.new_object("ResourceManager", tm=tm, guid=k.read(guid, 16), volatile=volatile,
+                      callback=None, key=0, closed=False, description=description)
+    return _hand_out(k, out, rm, oa, "ZwCreateResourceManager")
+
+
+@routine("ZwRecoverResourceManager", 1)
+def zw_recover_resource_manager(k, h):
+    rm, st = _durable(k, h, "ResourceManager")
+    if rm is not None:
+        # This TM logged nothing before: recovery is LAST_RECOVER alone, on no enlistment.
+        k.ktm.pending.append((RecoveryTarget(rm), wdm.NOTIFY_LAST_RECOVER))
+    return st
+
+
+class RecoveryTarget:
+    """What LAST_RECOVER is delivered for: the RM itself (a NULL enlistment, no answer)."""
+
+    def __init__(self, rm):
+        self.rm, self.addr, self.key, self.tx, self.awaiting = rm, 0, 0, None, None
+
+
+@routine("TmEnableCallbacks", 3)
+def tm_enable_callbacks(k, rm_ptr, callback, rm_key):
+    rm = k.objects.get(rm_ptr)
+    if rm is None or rm.kind != "ResourceManager":
+        raise Fatal("TmEnableCallbacks(%#x): not a resource manager object" % rm_ptr)
+    if k.driver_refs.get(rm, 0) == 0:
+        k.violation("TmEnableCallbacks on an RM object the driver holds no reference to")
+    if rm.callback is not None:
+        k.violation("TmEnableCallbacks called twice for one RM")
+    if not (k.base <= callback < k.base + k.module.image_size):
+        raise Fatal("TmEnableCallbacks: callback %#x is not in the image" % callback)
+    rm.callback, rm.key = callback, rm_key
+    return wdm.STATUS_SUCCESS
+
+
+@routine("ZwCreateTransaction", 10)
+def zw_create_transaction(k, out, access, oa, uow, tm, options, iso, iso_flags, timeout, desc_us):
+    options, iso, iso_flags, access = (v & 0xFFFFFFFF for v in (options, iso, iso_flags, access))
+    desc = _description(k, desc_us, "ZwCreateTransaction") if desc_us else None
+    if desc is not None and len(desc) > 64:
+        return wdm.STATUS_INVALID_PARAMETER
+    if iso or iso_flags:
+        k.violation("ZwCreateTransaction: IsolationLevel and IsolationFlags must be 0")
+    timeout_value = None
+    if timeout:
+        timeout_value = struct.unpack("<q", k.read(timeout, 8))[0]
+    kt = k.ktm
+    tx = k.new_object("Transaction", id=len(kt.transactions) + 1, state="active",
+                      enlistments=[], description=desc, timeout=timeout_value,
+                      uow=struct.pack("<IHH8s", 0x75000000 + len(kt.transactions) + 1, 0x6f77,
+                                      0x4000, b"\x80ktmemul"), granted=access)
+    kt.transactions.append(tx)
+    _root, _name, attrs = k.read_oa(oa)
+    h = k.new_handle(tx, bool(attrs & wdm.OBJ_KERNEL_HANDLE))
+    if attrs & wdm.OBJ_KERNEL_HANDLE:
+        _own(k, h)
+    k.write(out, p64(h))
+    return wdm.STATUS_SUCCESS
+
+
+def _enlist(k, what, tx, rm, oa, options, mask, key, out):
+    if tx.state != "active":
+        return wdm.STATUS_TRANSACTION_NOT_ACTIVE
+    if rm.callback is None:
+        k.violation("%s before TmEnableCallbacks" % what)
+    if mask & ~wdm.NOTIFY_MASK or mask & 0x7 != 0x7:
+        k.violation("%s with notification mask %#x: every RM must ask for PREPREPARE, PREPARE "
+                    "and COMMIT" % (what, mask))
+        return wdm.STATUS_INVALID_PARAMETER
+    if options:
+        k.violation("%s with CreateOptions %#x: a subordinate enlistment takes 0" % (what, options))
+    return _hand_out(k, out, k.ktm.new_enlistment(tx, rm, key, mask), oa, what)
+
+
+@routine("TmCreateEnlistment", 9)
+def tm_create_enlistment(k, out, mode, access, oa, rm_ptr, tx_ptr, options, mask, key):
+    rm, tx = k.objects.get(rm_ptr), k.objects.get(tx_ptr)
+    if rm is None or rm.kind != "ResourceManager" or tx is None or tx.kind != "Transaction":
+        raise Fatal("TmCreateEnlistment(rm %#x, tx %#x): not an RM and a transaction object"
+                    % (rm_ptr, tx_ptr))
+    for obj in (rm, tx):
+        if k.driver_refs.get(obj, 0) == 0:
+            k.violation("TmCreateEnlistment with %s, which the driver holds no reference to" % obj)
+    return _enlist(k, "TmCreateEnlistment", tx, rm, oa, options & 0xFFFFFFFF, mask & 0xFFFFFFFF,
+                   key, out)
+
+
+@routine("ZwCreateEnlistment", 8)
+def zw_create_enlistment(k, out, access, rm_handle, tx_handle, oa, options, mask, key):
+    rm, tx = _object(k, rm_handle, "ResourceManager"), _object(k, tx_handle, "Transaction")
+    if rm is None or tx is None:
+        return wdm.STATUS_INVALID_HANDLE
+    return _enlist(k, "ZwCreateEnlistment", tx, rm, oa, options & 0xFFFFFFFF, mask & 0xFFFFFFFF,
+                   key, out)
+
+
+@routine("TmIsTransactionActive", 1, 15)
+def tm_is_transaction_active(k, tx_ptr):
+    tx = k.objects.get(tx_ptr)
+    if tx is None or tx.kind != "Transaction":
+        raise Fatal("TmIsTransactionActive(%#x): not a transaction object" % tx_ptr)
+    return int(tx.state == "active")
+
+
+@routine("TmGetTransactionId", 2, 15)
+def tm_get_transaction_id(k, tx_ptr, out):
+    tx = k.objects.get(tx_ptr)
+    if tx is None or tx.kind != "Transaction":
+        raise Fatal("TmGetTransactionId(%#x): not a transaction object" % tx_ptr)
+    k.write(out, tx.uow)
+
+
+def _answer_routine(answer, by_handle):
+    def by_pointer(k, target, clock):
+        if by_handle:
+            e = _object(k, target, "Enlistment")
+            if e is None:
+                return wdm.STATUS_INVALID_HANDLE
+        else:
+            e = k.objects.get(target)
+            if e is None or e.kind != "Enlistment":
+                raise Fatal("Tm%s(%#x): not an enlistment object" % (answer, target))
+        return k.ktm.answered(e, answer)
+
+    return by_pointer
+
+
+for _answer in ANSWERS:
+    routine("Tm" + _answer, 2)(_answer_routine(_answer, False))
+    routine("Zw" + _answer, 2)(_answer_routine(_answer, True))
+
+
+@routine("TmRecoverEnlistment", 2)
+def tm_recover_enlistment(k, e_ptr, key):
+    e = k.objects.get(e_ptr)
+    if e is None or e.kind != "Enlistment":
+        raise Fatal("TmRecoverEnlistment(%#x): not an enlistment" % e_ptr)
+    e.key = key
+    return wdm.STATUS_SUCCESS
+
