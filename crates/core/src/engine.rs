@@ -355,10 +355,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             None if s.is_durable() => s.write_now_logged(w, &self.log).map(Some),
             None => s.write_now(w).map(|()| None),
         })?;
-        if let Some(lsn) = force {
+        if let Some((lsn, key)) = force {
+            // Durable: applied (visible) only once forced.
             let forced = self.log.force(lsn);
-            self.lock.with(|s| s.forced(forced));
-            forced?;
+            self.lock.with(|s| s.finish_write_now(&key, forced))?;
         }
         Ok((NtStatus::SUCCESS, 0))
     }
@@ -416,11 +416,12 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     }
 
     /// Handles a KTM notification for the enlistment `key` and answers it through the port
-    /// before returning (never `STATUS_PENDING`). `target` names the enlistment to answer.
-    /// Durable: PREPARE and COMMIT force the log (outside the lock) before answering; if the
-    /// Commit record cannot be forced, CommitComplete is withheld so that KTM keeps the
-    /// transaction and redelivers COMMIT after a restart (docs/ktm.md §8). RECOVER goes to
-    /// [`Engine::recover`] instead.
+    /// before returning. `target` names the enlistment to answer. Durable: PREPARE, COMMIT and
+    /// SINGLE_PHASE_COMMIT force the log (outside the lock) before answering; if a two-phase
+    /// Commit record cannot be forced, CommitComplete is withheld and this returns
+    /// `STATUS_PENDING` (docs/ktm.md §3 "Delivery B"), so that KTM keeps the transaction and
+    /// redelivers COMMIT after a restart (docs/ktm.md §8). RECOVER goes to [`Engine::recover`]
+    /// instead.
     ///
     /// PASSIVE_LEVEL, any thread, possibly inside a port call of this engine (re-entrant).
     pub fn notify(
@@ -435,7 +436,12 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             .with(|s| s.on_notification(key, notification, &self.log));
         if let Some(lsn) = r.force {
             let forced = self.log.force(lsn);
-            r = self.lock.with(|s| s.after_force(key, forced, &self.log));
+            r = self
+                .lock
+                .with(|s| s.after_force(key, notification, forced, &self.log));
+        }
+        if r.withheld {
+            return NtStatus::PENDING;
         }
         let status = match r.answer {
             Some(a) => port.answer(target, a),

@@ -89,12 +89,16 @@ impl<E> State<E> {
         self.committed.get_hinted(key, hint).0.map(Entry::value)
     }
 
-    /// Checks a transaction may still be used for a request: reads need it not ended, writes
-    /// need it Active.
+    /// Checks a transaction may still be used for a request: writes need it Active; reads work
+    /// until ktmrm has its outcome (a vetoed one is as good as rolled back).
     pub(crate) fn usable(&self, key: EnlistmentKey, write: bool) -> Result<(), NtStatus> {
         match self.txn(key).map(|t| t.phase) {
             Some(Phase::Active) => Ok(()),
-            Some(Phase::PrePrepared | Phase::Prepared) if !write => Ok(()),
+            Some(Phase::PrePrepared | Phase::Prepared | Phase::Committing | Phase::Unlogged)
+                if !write =>
+            {
+                Ok(())
+            }
             _ => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
         }
     }
@@ -133,6 +137,27 @@ impl<E> State<E> {
             Write::Delete(_) => {}
         }
         Ok(())
+    }
+
+    /// Counts (`on`) or uncounts a durable non-transacted write being forced: its growth of the
+    /// store against the quotas, like a prepared transaction's, and the write itself. Its
+    /// pending write must be in place.
+    pub(crate) fn charge_direct(&mut self, key: &[u8], on: bool) {
+        let Some(p) = self.pending.get(key) else {
+            return;
+        };
+        let new = (!p.delete).then(|| p.entry.charge());
+        let (dk, db) = effect(self.committed_charge(key), new);
+        let (k, b) = (dk.max(0).unsigned_abs(), db.max(0).unsigned_abs());
+        if on {
+            self.prepared_keys = self.prepared_keys.saturating_add(k);
+            self.prepared_bytes = self.prepared_bytes.saturating_add(b);
+            self.direct_writes = self.direct_writes.saturating_add(1);
+        } else {
+            self.prepared_keys = self.prepared_keys.saturating_sub(k);
+            self.prepared_bytes = self.prepared_bytes.saturating_sub(b);
+            self.direct_writes = self.direct_writes.saturating_sub(1);
+        }
     }
 
     /// Applies a checked non-transacted write; `reserved`: a store slot was reserved for a put.

@@ -4,8 +4,11 @@
 //! Rules the engine keeps, and every implementation may rely on:
 //! - The engine never holds its state lock while calling a port method, so a port may deliver
 //!   notifications re-entrantly (inside `enlist` or `answer`) or on other threads.
-//! - Every notification is answered exactly once, through [`KtmPort::answer`], before
-//!   [`crate::Engine::notify`] returns (the engine never returns `STATUS_PENDING`).
+//! - Every notification that needs an answer is answered exactly once, through
+//!   [`KtmPort::answer`], before [`crate::Engine::notify`] returns — or `notify` returns
+//!   `STATUS_PENDING`: the answer is withheld (a durable COMMIT whose record could not be
+//!   forced; KTM redelivers COMMIT after a restart), and the host returns that status from its
+//!   callback.
 //! - Each successful [`KtmPort::enlist`] is matched by exactly one [`KtmPort::close_enlistment`],
 //!   after the enlistment's last answer (or at once, if the transaction ended meanwhile).
 //!

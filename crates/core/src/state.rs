@@ -19,7 +19,9 @@ pub(crate) enum Phase {
     Prepared,
     /// Voted no; writes discarded; waiting for KTM's ROLLBACK.
     Vetoed,
-    /// Durable only: applied, its Commit record appended; CommitComplete waits for the force.
+    /// Durable only: its Commit record appended; CommitComplete waits for the force. A
+    /// two-phase commit is applied already; a single-phase one is applied once forced (its
+    /// writes stay pending, their keys locked, until then).
     Committing,
     /// Durable only: applied, but the log could not be forced, so CommitComplete is withheld
     /// (KTM keeps the transaction and redelivers COMMIT after a restart; docs/ktm.md §8).
@@ -28,8 +30,12 @@ pub(crate) enum Phase {
     Ended,
 }
 
+/// The owner of a pending write that belongs to no transaction: a durable non-transacted write
+/// waiting for its force (no slot number reaches it: `create_txn` stops below).
+pub(crate) const DIRECT_OWNER: u32 = u32::MAX;
+
 /// A pending write. Its presence in the pending tree is the key's lock: at most one live
-/// transaction may have written a key.
+/// transaction (or one non-transacted write being forced) may have written a key.
 pub(crate) struct Pending {
     /// The key and new value (the value is ignored for a delete).
     pub(crate) entry: Entry,
@@ -103,9 +109,12 @@ pub struct State<E> {
     pub(crate) slots: Vec<Slot<E>>,
     pub(crate) free_slots: Vec<u32>,
     pub(crate) live: u32,
-    /// Growth that prepared transactions will apply at commit, counted against the quotas.
+    /// Growth that prepared transactions (and non-transacted writes being forced) will apply,
+    /// counted against the quotas.
     pub(crate) prepared_keys: u64,
     pub(crate) prepared_bytes: u64,
+    /// Durable non-transacted writes being forced: pending writes owned by [`DIRECT_OWNER`].
+    pub(crate) direct_writes: usize,
     pub(crate) stats: Stats,
     pub(crate) shutting_down: bool,
     /// Durable only: numbers and encodes the log's records (appends happen under this lock, so
@@ -135,6 +144,7 @@ impl<E> State<E> {
             live: 0,
             prepared_keys: 0,
             prepared_bytes: 0,
+            direct_writes: 0,
             stats: Stats {
                 commits: 0,
                 rollbacks: 0,
@@ -196,7 +206,15 @@ impl<E> State<E> {
             }
             listed = listed.saturating_add(t.writes.len());
         }
-        if listed != self.pending.len() {
+        let direct = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.owner == DIRECT_OWNER)
+            .count();
+        if direct != self.direct_writes {
+            return Err("non-transacted writes being forced are miscounted");
+        }
+        if listed.saturating_add(direct) != self.pending.len() {
             return Err("a pending write (key lock) belongs to no live transaction");
         }
         Ok(())
@@ -255,7 +273,10 @@ impl<E> State<E> {
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {
-                let s = u32::try_from(self.slots.len()).map_err(|_| NtStatus::QUOTA_EXCEEDED)?;
+                let s = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|s| *s < DIRECT_OWNER)
+                    .ok_or(NtStatus::QUOTA_EXCEEDED)?;
                 self.slots.try_reserve(1).map_err(oom)?;
                 // Keep room to push every slot back onto the free list without allocating.
                 self.free_slots

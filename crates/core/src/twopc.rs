@@ -1,14 +1,18 @@
 //! The two-phase-commit state machine of one enlistment (docs/ktm.md §1, §3, §8):
 //! PREPREPARE → PrePrepareComplete; PREPARE → yes vote (slots reserved, so COMMIT cannot fail),
 //! no vote (quota exceeded or out of memory), or read-only (nothing written); COMMIT → apply;
-//! ROLLBACK → discard; SINGLE_PHASE_COMMIT → apply at once, or reject when it would not fit.
+//! ROLLBACK → discard; SINGLE_PHASE_COMMIT → apply at once, or reject when it would not fit (or,
+//! durable, when its records cannot be forced).
 //! Each notification yields exactly one answer; a notification that does not fit the state is
 //! counted as a protocol error and answered the way that keeps KTM moving without losing data.
 //!
 //! Durable engines also log (see `durable.rs`): the Prepare record is appended here, under the
 //! lock, and the engine forces it before the yes vote; likewise the Commit record before
 //! CommitComplete. [`Reaction::force`] tells the engine to force, then call
-//! [`State::after_force`] for the answer.
+//! [`State::after_force`] for the answer. A single-phase commit is applied only once its records
+//! are forced (its writes stay pending, their keys locked, in between), so a failed force leaves
+//! nothing visible; a two-phase COMMIT is applied first, since the forced Prepare record and
+//! KTM's commit record already make it durable.
 
 use crate::entry::KeyBuf;
 use crate::port::{Answer, EnlistmentKey, Notification};
@@ -24,6 +28,9 @@ pub(crate) struct Reaction<E> {
     /// Durable only: force the log up to here, then ask [`State::after_force`] for the answer
     /// (`answer` and `close` are `None` then).
     pub(crate) force: Option<Lsn>,
+    /// Durable only: the answer is withheld (a COMMIT whose record could not be forced) and the
+    /// callback returns `STATUS_PENDING`; KTM redelivers COMMIT after a restart.
+    pub(crate) withheld: bool,
 }
 
 impl<E> Reaction<E> {
@@ -32,6 +39,7 @@ impl<E> Reaction<E> {
             answer,
             close,
             force: None,
+            withheld: false,
         }
     }
 
@@ -40,6 +48,16 @@ impl<E> Reaction<E> {
             answer: None,
             close: None,
             force: Some(lsn),
+            withheld: false,
+        }
+    }
+
+    const fn withhold() -> Self {
+        Reaction {
+            answer: None,
+            close: None,
+            force: None,
+            withheld: true,
         }
     }
 }
@@ -73,7 +91,10 @@ impl<E> State<E> {
                 if let Some(lsn) = self.commit_prepared(key, log) {
                     return Reaction::force(lsn);
                 }
-                (self.committed_answer(key), !self.is_unlogged(key))
+                if self.is_unlogged(key) {
+                    return Reaction::withhold();
+                }
+                (Some(Answer::CommitComplete), true)
             }
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
                 if self.txn(key).is_some_and(|t| t.writes.is_empty()) =>
@@ -107,7 +128,7 @@ impl<E> State<E> {
             // Withheld until a restart: KTM redelivers it then (docs/ktm.md §8).
             (Notification::Commit, Some(Phase::Unlogged)) => {
                 self.protocol_error();
-                (None, false)
+                return Reaction::withhold();
             }
             // RECOVER needs its UOW: hosts call `Engine::recover`, never `notify`, for it.
             (Notification::Recover, _) => {
@@ -153,31 +174,31 @@ impl<E> State<E> {
         self.txn(key).is_some_and(|t| t.phase == Phase::Unlogged)
     }
 
-    /// The answer once a transaction's writes are applied: CommitComplete, or nothing while its
-    /// Commit record could not be logged (phase `Unlogged`).
-    fn committed_answer(&self, key: EnlistmentKey) -> Option<Answer> {
-        match self.txn(key).map(|t| t.phase) {
-            Some(Phase::Unlogged) => None,
-            _ => Some(Answer::CommitComplete),
-        }
-    }
-
-    /// The answer after the engine forced the log for `key`'s notification: the yes vote or
-    /// CommitComplete when `forced` is `Ok`; on failure a no vote for a prepare, and for a
-    /// commit no answer at all (see [`Phase::Unlogged`]).
+    /// The answer after the engine forced the log for `key`'s notification `n`: the yes vote or
+    /// CommitComplete when `forced` is `Ok` (a single-phase commit is applied now); on failure
+    /// a no vote for a prepare, SinglePhaseReject for a single-phase commit (nothing applied;
+    /// its writes stay staged so that the two-phase fallback's PREPARE votes no, the log having
+    /// failed), and for a two-phase commit no answer at all (see [`Phase::Unlogged`]).
     pub(crate) fn after_force(
         &mut self,
         key: EnlistmentKey,
+        n: Notification,
         forced: Result<(), NtStatus>,
         log: &dyn LogPort,
     ) -> Reaction<E> {
         self.forced(forced);
         let phase = self.txn(key).map(|t| t.phase);
+        let single = n == Notification::SinglePhaseCommit;
         match (phase, forced) {
             (Some(Phase::Prepared), Ok(())) => {
                 Reaction::answer(Some(Answer::PrepareComplete), None)
             }
             (Some(Phase::Committing), Ok(())) => {
+                if single {
+                    self.apply_committed(key);
+                    self.stats.single_phase_commits =
+                        self.stats.single_phase_commits.saturating_add(1);
+                }
                 let close = self.end(key);
                 Reaction::answer(Some(Answer::CommitComplete), close)
             }
@@ -187,9 +208,14 @@ impl<E> State<E> {
                 self.veto(key);
                 Reaction::answer(Some(Answer::RollbackEnlistment), None)
             }
+            (Some(Phase::Committing), Err(_)) if single => {
+                self.release_reservation(key);
+                self.set_phase(key, Phase::Active);
+                Reaction::answer(Some(Answer::SinglePhaseReject), None)
+            }
             (Some(Phase::Committing), Err(_)) => {
                 self.set_phase(key, Phase::Unlogged);
-                Reaction::answer(None, None)
+                Reaction::withhold()
             }
             // KTM ended it meanwhile (a ROLLBACK racing our PREPARE): nothing left to answer.
             _ => Reaction::answer(None, None),
@@ -245,8 +271,7 @@ impl<E> State<E> {
     /// nothing to log, or the record could not be appended and CommitComplete is withheld).
     fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Option<Lsn> {
         let logged = self.txn(key).is_some_and(|t| t.logged);
-        self.apply(key);
-        self.stats.commits = self.stats.commits.saturating_add(1);
+        self.apply_committed(key);
         if self.log.is_none() || !logged {
             return None;
         }
@@ -264,7 +289,9 @@ impl<E> State<E> {
 
     /// SINGLE_PHASE_COMMIT with writes: applied at once, or rejected when it would not fit (KTM
     /// then falls back to the two phases, where this transaction votes no). Durable: the Prepare
-    /// and Commit records are appended together and forced once before CommitComplete.
+    /// and Commit records are appended together, and `Err(lsn)` asks for one force before
+    /// anything is applied ([`State::after_force`]); KTM keeps no record of a single-phase
+    /// commit, so one that cannot be logged is rejected with nothing applied.
     fn single_phase(
         &mut self,
         key: EnlistmentKey,
@@ -274,15 +301,29 @@ impl<E> State<E> {
         if (durable && self.durability.failed.is_some()) || !self.reserve_for_commit(key) {
             return Ok((Some(Answer::SinglePhaseReject), false));
         }
-        if durable && self.log_prepare(key, log).is_err() {
-            self.release_reservation(key);
-            return Ok((Some(Answer::SinglePhaseReject), false));
+        if !durable {
+            self.apply_committed(key);
+            self.stats.single_phase_commits = self.stats.single_phase_commits.saturating_add(1);
+            return Ok((Some(Answer::CommitComplete), true));
         }
-        self.stats.single_phase_commits = self.stats.single_phase_commits.saturating_add(1);
-        match self.commit_prepared(key, log) {
-            Some(lsn) => Err(lsn),
-            None => Ok((self.committed_answer(key), !self.is_unlogged(key))),
+        if self.log_prepare(key, log).is_ok() {
+            if let Ok(lsn) = self.log_commit(key, log) {
+                self.set_phase(key, Phase::Committing);
+                return Err(lsn);
+            }
+            // A Prepare record with no outcome: presumed aborted after a restart.
+            if let Some(t) = self.txn_mut(key) {
+                t.logged = false;
+            }
         }
+        self.release_reservation(key);
+        Ok((Some(Answer::SinglePhaseReject), false))
+    }
+
+    /// Applies a decided transaction's writes and counts the commit.
+    fn apply_committed(&mut self, key: EnlistmentKey) {
+        self.apply(key);
+        self.stats.commits = self.stats.commits.saturating_add(1);
     }
 
     /// Checks the quotas and reserves the committed-tree slots commit will use, so that applying

@@ -8,7 +8,10 @@
 //!   CommitComplete, because KTM forgets the transaction once it has that answer.
 //! - ROLLBACK of a logged transaction appends an Abort record, not forced (presumed abort).
 //! - A non-transacted write appends a Prepare and a Commit record under the all-zero UOW (never a
-//!   KTM transaction's) and is forced before the request completes.
+//!   KTM transaction's) and is forced before it is applied and the request completes; in
+//!   between its key is locked by a pending write no transaction owns.
+//! - So a change is visible only once it is durable, and a failure reported to the caller
+//!   (or a single-phase commit rejected) leaves nothing applied.
 //! - A checkpoint appends the whole state; once forced, the records before it are freed.
 //!
 //! Appends happen under the state lock, so the log's order is the order of the changes and a
@@ -17,11 +20,11 @@
 //! (a torn record followed by good ones would read back as corruption): PREPARE votes no and
 //! non-transacted writes fail with the first failure's status until the driver restarts.
 
+use crate::entry::{Entry, KeyBuf};
 use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
-use crate::state::Pending;
-use crate::state::State;
-use crate::tree::{NodeId, Tree};
+use crate::state::{DIRECT_OWNER, Pending, Phase, State};
+use crate::tree::{LeafHint, NodeId, Tree};
 use crate::wal::{
     EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, OUTCOME_RECORD_LEN, RecordRef,
     SnapshotSource, WriteSource, WriteVisitor,
@@ -88,14 +91,64 @@ impl WriteSource for TxnWrites<'_> {
     }
 }
 
+impl<E> State<E> {
+    /// A pending write that is decided and logged, waiting only for its force to be applied: a
+    /// single-phase commit's or a non-transacted write's. A checkpoint counts it as applied,
+    /// since the checkpoint replaces the records that hold it and is forced after them.
+    fn forcing(&self, p: &Pending) -> bool {
+        p.owner == DIRECT_OWNER
+            || usize::try_from(p.owner)
+                .ok()
+                .and_then(|i| self.slots.get(i))
+                .and_then(|s| s.txn.as_ref())
+                .is_some_and(|t| t.phase == Phase::Committing)
+    }
+
+    /// The forcing writes, in key order.
+    fn forcing_writes(&self) -> impl Iterator<Item = &Pending> {
+        self.pending
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| self.forcing(p))
+    }
+}
+
+/// The committed store as a checkpoint records it: with the forcing writes applied.
 impl<E> SnapshotSource for State<E> {
     fn entry_count(&self) -> usize {
-        self.committed.len()
+        self.forcing_writes().fold(self.committed.len(), |n, p| {
+            match (p.delete, self.committed.get(p.entry.key()).is_some()) {
+                (false, false) => n.saturating_add(1),
+                (true, true) => n.saturating_sub(1),
+                _ => n,
+            }
+        })
     }
     fn for_each_entry(&self, f: &mut EntryVisitor<'_>) -> Result<(), NtStatus> {
-        self.committed
-            .iter()
-            .try_for_each(|(_, e)| f(e.key(), e.value()))
+        let mut committed = self.committed.iter().map(|(_, e)| e).peekable();
+        let mut forcing = self.forcing_writes().peekable();
+        loop {
+            let committed_first = match (committed.peek(), forcing.peek()) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(c), Some(p)) => c.key() < p.entry.key(),
+            };
+            if committed_first {
+                if let Some(c) = committed.next() {
+                    f(c.key(), c.value())?;
+                }
+                continue;
+            }
+            let Some(p) = forcing.next() else { continue };
+            // It replaces (or deletes) the committed value of its key.
+            if committed.peek().is_some_and(|c| c.key() == p.entry.key()) {
+                committed.next();
+            }
+            if !p.delete {
+                f(p.entry.key(), p.entry.value())?;
+            }
+        }
     }
     fn in_doubt_count(&self) -> usize {
         self.in_doubt().count()
@@ -178,10 +231,6 @@ impl<E> State<E> {
                 Err(st)
             }
         }
-    }
-
-    fn append(&mut self, log: &dyn LogPort, rec: &RecordRef<'_>) -> Result<Lsn, NtStatus> {
-        self.append_with(log, |_, w, log| w.append(log, rec))
     }
 
     /// Appends `key`'s Prepare record and marks it logged, with the memory of its outcome record
@@ -272,58 +321,122 @@ impl<E> State<E> {
         let _ = self.append_outcome(log, &RecordRef::Abort { tx }, reserved);
     }
 
-    /// A non-transacted write in a durable state: checked, logged as a Prepare and a Commit
-    /// record under [`AUTOCOMMIT_UOW`], then applied (with the store slot and the Commit record's
-    /// memory reserved first, so neither can fail once the Prepare is in the log). Returns the LSN to force before completing.
+    /// A non-transacted write in a durable state: checked, staged as a pending write that no
+    /// transaction owns (it locks the key, and no reader sees it), then logged as a Prepare and
+    /// a Commit record under [`AUTOCOMMIT_UOW`], with the store slot and the Commit record's
+    /// memory reserved first so that neither can fail once the Prepare is in. Returns the LSN to
+    /// force and the key to pass to [`State::finish_write_now`] after the force, which applies
+    /// it only if the force succeeded: a write reported failed leaves no trace.
     pub(crate) fn write_now_logged(
         &mut self,
         w: OpWrite,
         log: &dyn LogPort,
-    ) -> Result<Lsn, NtStatus> {
+    ) -> Result<(Lsn, KeyBuf), NtStatus> {
         if let Some(st) = self.durability.failed {
             return Err(st);
         }
         self.check_write_now(&w)?;
-        let (key, value) = match &w {
-            OpWrite::Put(e) => (e.key(), Some(e.value())),
-            OpWrite::Delete(k) => (k.as_slice(), None),
+        let oom = |_| NtStatus::INSUFFICIENT_RESOURCES;
+        let (key, put) = match &w {
+            OpWrite::Put(e) => (
+                KeyBuf::new(e.key()).ok_or(NtStatus::INVALID_PARAMETER)?,
+                true,
+            ),
+            OpWrite::Delete(k) => (*k, false),
         };
-        let one = [(key, value)];
-        let writes: &[(&[u8], Option<&[u8]>)] = &one;
-        if matches!(w, OpWrite::Put(_)) {
-            self.committed
-                .reserve(1)
-                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        if put {
+            self.committed.reserve(1).map_err(oom)?;
         }
-        let unreserve_slot = |s: &mut Self| {
-            if matches!(w, OpWrite::Put(_)) {
+        let undo = |s: &mut Self, staged: bool| {
+            if staged {
+                s.pending.remove(key.as_slice());
+            }
+            if put {
                 s.committed.unreserve(1);
             }
         };
         // The Commit record's memory first, so that it cannot fail once the Prepare is in.
         if let Err(st) = log.reserve(1, OUTCOME_RECORD_LEN) {
-            unreserve_slot(self);
+            undo(self, false);
             return Err(st);
         }
-        let prepare = RecordRef::Prepare {
-            tx: AUTOCOMMIT_UOW,
-            writes: &writes,
+        let (entry, delete) = match w {
+            OpWrite::Put(e) => (Ok(e), false),
+            OpWrite::Delete(k) => (Entry::try_new(k.as_slice(), &[]), true),
         };
-        if let Err(st) = self.append(log, &prepare) {
+        let staged = entry.and_then(|entry| {
+            let p = Pending {
+                entry,
+                delete,
+                owner: DIRECT_OWNER,
+                leaf: LeafHint::NONE,
+            };
+            self.pending
+                .insert(p)
+                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)
+        });
+        let node = match staged {
+            Ok((node, _)) => node,
+            Err(st) => {
+                log.unreserve(1, OUTCOME_RECORD_LEN);
+                undo(self, false);
+                return Err(st);
+            }
+        };
+        let appended = self.append_with(log, |s, w, log| {
+            let writes = [node];
+            let src = TxnWrites {
+                pending: &s.pending,
+                writes: &writes,
+            };
+            let prepare = RecordRef::Prepare {
+                tx: AUTOCOMMIT_UOW,
+                writes: &src,
+            };
+            w.append(log, &prepare)
+        });
+        if let Err(st) = appended {
             log.unreserve(1, OUTCOME_RECORD_LEN);
-            unreserve_slot(self);
+            undo(self, true);
             return Err(st);
         }
         let commit = RecordRef::Commit { tx: AUTOCOMMIT_UOW };
         let lsn = match self.append_outcome(log, &commit, true) {
             Ok(lsn) => lsn,
             Err(st) => {
-                unreserve_slot(self);
+                undo(self, true);
                 return Err(st);
             }
         };
-        self.apply_now(w, true)?;
-        Ok(lsn)
+        self.charge_direct(key.as_slice(), true);
+        Ok((lsn, key))
+    }
+
+    /// After the force of a non-transacted write staged by [`State::write_now_logged`]:
+    /// applies it when `forced` is `Ok`, else drops it (and the log is failed from then on).
+    pub(crate) fn finish_write_now(
+        &mut self,
+        key: &KeyBuf,
+        forced: Result<(), NtStatus>,
+    ) -> Result<(), NtStatus> {
+        self.forced(forced);
+        self.charge_direct(key.as_slice(), false);
+        let p = self.pending.remove(key.as_slice());
+        let Some(p) = p.filter(|p| p.owner == DIRECT_OWNER) else {
+            return Err(NtStatus::UNSUCCESSFUL);
+        };
+        if let Err(st) = forced {
+            if !p.delete {
+                self.committed.unreserve(1);
+            }
+            return Err(st);
+        }
+        let w = if p.delete {
+            OpWrite::Delete(*key)
+        } else {
+            OpWrite::Put(p.entry)
+        };
+        self.apply_now(w, !p.delete)
     }
 
     /// Appends a Checkpoint record of the whole state. The caller forces it, then frees what is

@@ -6,3 +6,4 @@ mod durable;
 mod fuzz;
 mod model;
 mod semantics;
+mod visibility;
