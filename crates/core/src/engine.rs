@@ -278,10 +278,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             let prefetch = key.zip(started);
             Some(self.resolve(port, caller, tx, op.writes(), prefetch)?)
         };
-        let (txn, hint) = match txn {
-            Some((t, hint)) => (Some(t), hint),
-            None => (None, direct_hint),
-        };
+        let (txn, hint) = txn.unwrap_or((None, direct_hint));
         let out = buffer
             .get_mut(..output_len)
             .ok_or(NtStatus::INVALID_PARAMETER)?;
@@ -365,6 +362,8 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
 
     /// Finds the engine's transaction for a caller's handle, enlisting on first use. Returns
     /// once the transaction is enlisted; `STATUS_TRANSACTION_NOT_ACTIVE` if it ended meanwhile.
+    /// A read in a transaction KTM is committing, in which ktmrm holds nothing (enlisting is
+    /// refused by then), gets `None`: the committed view, which is that transaction's view.
     fn resolve(
         &self,
         port: &P,
@@ -372,7 +371,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         handle: u64,
         write: bool,
         prefetch: Option<(&[u8], Prefetch)>,
-    ) -> Result<(EnlistmentKey, LeafHint), NtStatus> {
+    ) -> Result<(Option<EnlistmentKey>, LeafHint), NtStatus> {
         let (tx, id) = port.reference_transaction(caller, handle)?;
         let mut prefetch = prefetch;
         let mut hint = LeafHint::NONE;
@@ -396,7 +395,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 }
             })?;
             match next {
-                Next::Ready(key) => return Ok((key, hint)),
+                Next::Ready(key) => return Ok((Some(key), hint)),
                 Next::Wait => port.yield_now(),
                 Next::Enlist(key) => {
                     let mask = if self.single_phase {
@@ -409,7 +408,15 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                     if let Some(e) = close {
                         port.close_enlistment(e);
                     }
-                    done?;
+                    match done {
+                        Ok(()) => {}
+                        Err(NtStatus::TRANSACTION_NOT_ACTIVE)
+                            if !write && port.is_committing(&tx) =>
+                        {
+                            return Ok((None, hint));
+                        }
+                        Err(st) => return Err(st),
+                    }
                 }
             }
         }

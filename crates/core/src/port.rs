@@ -208,6 +208,19 @@ pub trait KtmPort {
         Err(NtStatus::TM_VOLATILE)
     }
 
+    /// True when KTM has started committing `tx` (it is no longer active) and has not decided
+    /// its outcome yet: PREPREPARE or PREPARE under way, or in doubt. KTM refuses enlistments
+    /// by then, so a read naming such a transaction in which ktmrm holds nothing (it never
+    /// wrote there, or answered read-only) is served from committed data — exactly that
+    /// transaction's view — instead of failing. Driver: `TmIsTransactionActive` is FALSE and
+    /// `ZwQueryInformationTransaction(TransactionBasicInformation)` reports
+    /// `TransactionOutcomeUndetermined`. Default: false (such a read gets the enlistment's
+    /// status, `STATUS_TRANSACTION_NOT_ACTIVE`).
+    fn is_committing(&self, tx: &Self::TxRef) -> bool {
+        let _ = tx;
+        false
+    }
+
     /// Lets another thread run while this one waits for a concurrent enlistment of the same
     /// transaction to finish (driver: `ZwYieldExecution`).
     fn yield_now(&self);

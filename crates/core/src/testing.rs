@@ -119,16 +119,24 @@ impl ScriptedPort {
     }
 }
 
-/// The callback's rule (ktm.md §3 "Delivery B"): answered → `STATUS_SUCCESS`; answer withheld
-/// → `STATUS_PENDING`.
+/// The callback's rule (ktm.md §3 "Delivery B"): answered, or nothing to answer →
+/// `STATUS_SUCCESS`; an answer withheld → `STATUS_PENDING`.
 #[track_caller]
-pub fn assert_returned(st: NtStatus, answer: Option<Answer>) {
-    let want = if answer.is_some() {
-        NtStatus::SUCCESS
-    } else {
+pub fn assert_returned(n: Notification, st: NtStatus, answer: Option<Answer>) {
+    use Notification as N;
+    let needs_answer = matches!(
+        n,
+        N::PrePrepare | N::Prepare | N::Commit | N::Rollback | N::SinglePhaseCommit
+    );
+    let want = if answer.is_none() && needs_answer {
         NtStatus::PENDING
+    } else {
+        NtStatus::SUCCESS
     };
-    assert_eq!(st, want, "notify returned {st:?} with answer {answer:?}");
+    assert_eq!(
+        st, want,
+        "{n:?}: notify returned {st:?} with answer {answer:?}"
+    );
 }
 
 pub type TestEngine<J = NoLog> = Engine<ScriptedPort, SpinLock<State<u32>>, J>;
@@ -179,7 +187,7 @@ impl<J: LogPort> Harness<J> {
         let answers = self.port.answers.borrow();
         assert!(answers.len() <= before + 1, "answered twice");
         let answer = answers.get(before).map(|a| a.1);
-        assert_returned(st, answer);
+        assert_returned(n, st, answer);
         answer
     }
 
@@ -303,7 +311,7 @@ impl<J: LogPort> Harness<J> {
         let answers = self.port.answers.borrow();
         assert!(answers.len() <= before + 1, "answered twice");
         let answer = answers.get(before).map(|a| a.1);
-        assert_returned(st, answer);
+        assert_returned(n, st, answer);
         answer
     }
 

@@ -4,7 +4,7 @@
 //! Each string starts with a stable tag (`"answer not outstanding"`, `"wrong answer"`, `"never
 //! answered"`, ...) so tests can match on it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,13 @@ pub struct Counters {
     pub enlistments_open: u64,
     /// Enlist calls refused (by the model's rules or by injected faults).
     pub enlist_failures: u64,
+    /// Callbacks that returned `STATUS_PENDING` with their answer still due (ktm.md §3
+    /// "Delivery B": the RM answers later).
+    pub pending_returns: u64,
+    /// Of those, COMMITs still unanswered when the model stopped waiting: withheld, as a
+    /// durable RM whose commit cannot be logged does until a restart; not a violation (any
+    /// other notification left pending is "never answered").
+    pub withheld: u64,
 }
 
 impl Counters {
@@ -123,6 +130,22 @@ impl Counters {
 pub(crate) struct Checker {
     pub violations: Vec<String>,
     pub counters: Counters,
+    /// (enlistment, delivery sequence) of each callback that returned `STATUS_PENDING` with
+    /// its answer still due: only these may stay unanswered without a violation.
+    pub pending: HashSet<(EnlistmentId, u64)>,
+}
+
+/// Whether `n` wants an answer (a `Tm*Complete`, or `TmRecoverEnlistment` for RECOVER): only
+/// those may be left pending (ktm.md §3 "Delivery B" [S16]).
+#[must_use]
+pub(crate) const fn needs_answer(n: Notification) -> bool {
+    !matches!(
+        n,
+        Notification::RmDisconnected
+            | Notification::LastRecover
+            | Notification::InDoubt
+            | Notification::Other(_)
+    )
 }
 
 impl Checker {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
-use crate::checker::{Phase, notification_name};
+use crate::checker::{Phase, needs_answer, notification_name};
 use crate::durable::{CrashPoint, RecoveryArgument, status::TRANSACTIONMANAGER_NOT_ONLINE};
 use crate::ktm::Ktm;
 use crate::model::{
@@ -515,10 +515,8 @@ impl Ktm {
             return;
         };
         e.returned += 1;
+        let due = e.outstanding.is_some_and(|o| o.seq == t.seq);
         self.changed();
-        if status == NtStatus::PENDING || e.outstanding.is_none_or(|o| o.seq != t.seq) {
-            return;
-        }
         let what = format!(
             "{} on {} (key {}, {})",
             notification_name(t.notification),
@@ -526,6 +524,24 @@ impl Ktm {
             t.key.0,
             State::tx_name(t.tx)
         );
+        if status == NtStatus::PENDING {
+            if !needs_answer(t.notification) {
+                st.checker.violation(format!(
+                    "pending without answer: callback returned STATUS_PENDING for {what}, \
+                     which takes no answer"
+                ));
+            } else if due {
+                st.checker.pending.insert((t.en, t.seq));
+                st.checker.counters.pending_returns += 1;
+            }
+            return;
+        }
+        if !due {
+            return;
+        }
+        let Some(e) = st.enlistments.get_mut(&t.en) else {
+            return;
+        };
         if status.is_success() {
             st.checker.violation(format!(
                 "unanswered return: callback returned {status:?} for {what} without answering \
@@ -587,19 +603,29 @@ impl Ktm {
                     if !pending(&st, t) {
                         continue;
                     }
-                    let tag = if t.recovery.is_some() {
-                        "recover not answered: ZwRecoverEnlistment never called for"
+                    if t.notification == Notification::Commit
+                        && st.checker.pending.contains(&(t.en, t.seq))
+                    {
+                        // The RM said it would answer later: a durable RM that cannot log its
+                        // commit holds CommitComplete until a restart (ktm.md §3
+                        // "Obligations"), and KTM keeps waiting. Any other answer left
+                        // pending past the deadline is still "never answered".
+                        st.checker.counters.withheld += 1;
                     } else {
-                        "never answered:"
-                    };
-                    st.checker.violation(format!(
-                        "{tag} {} on {} (key {}, {}) got no answer within {:?}",
-                        notification_name(t.notification),
-                        t.en,
-                        t.key.0,
-                        State::tx_name(t.tx),
-                        deadline
-                    ));
+                        let tag = if t.recovery.is_some() {
+                            "recover not answered: ZwRecoverEnlistment never called for"
+                        } else {
+                            "never answered:"
+                        };
+                        st.checker.violation(format!(
+                            "{tag} {} on {} (key {}, {}) got no answer within {:?}",
+                            notification_name(t.notification),
+                            t.en,
+                            t.key.0,
+                            State::tx_name(t.tx),
+                            deadline
+                        ));
+                    }
                     let e = st.enlistments.get_mut(&t.en).expect("present");
                     e.outstanding = None;
                     if e.state.owes_rollback() {

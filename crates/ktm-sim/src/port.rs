@@ -103,6 +103,17 @@ impl KtmPort for SimPort {
         }
     }
 
+    /// Started committing, outcome not decided: the state past Active and before the outcome,
+    /// as `TmIsTransactionActive` (FALSE once the commit sequence begins) and
+    /// `TRANSACTION_BASIC_INFORMATION.Outcome` (`TransactionOutcomeUndetermined`) tell it.
+    fn is_committing(&self, tx: &TxRef) -> bool {
+        let _model = crate::alloc_scope::Scope::model();
+        self.ktm.transaction_info_by_id(tx.id()).is_some_and(|t| {
+            t.state != crate::model::TxState::Active
+                && t.outcome == crate::model::Outcome::Undetermined
+        })
+    }
+
     /// `ZwYieldExecution`.
     fn yield_now(&self) {
         let _model = crate::alloc_scope::Scope::model();

@@ -217,6 +217,38 @@ fn returning_success_without_answering_is_caught() {
 }
 
 #[test]
+fn a_commit_withheld_only_with_status_pending_is_accepted() {
+    // A durable RM whose Commit record cannot be logged holds CommitComplete until a restart:
+    // legal when its callback says so with STATUS_PENDING, a violation when it returns success.
+    for (status, violations) in [(NtStatus::PENDING, 0), (NtStatus::SUCCESS, 2)] {
+        let OneTx { k, rm, p, h, .. } = one_tx(
+            impatient(DeliveryMode::Inline),
+            no_answer_at(N::Commit, status),
+        );
+        enlist(&k, rm, p, h, MASK4).unwrap();
+        assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
+        assert_eq!(k.commit(p, h), NtStatus::SUCCESS, "decided before COMMIT");
+        let c = k.counters();
+        let pending = u64::from(status == NtStatus::PENDING);
+        assert_eq!((c.pending_returns, c.withheld), (pending, pending));
+        // Its enlistment stays open: a restart would close it.
+        let v: Vec<String> = k
+            .finish()
+            .into_iter()
+            .filter(|v| !v.starts_with("leaked enlistment"))
+            .collect();
+        assert_eq!(v.len(), violations, "{status:?}: {v:?}");
+        if violations > 0 {
+            assert!(has(
+                &v,
+                "unanswered return: callback returned STATUS_SUCCESS for COMMIT"
+            ));
+            assert!(has(&v, "never answered: COMMIT"), "{v:?}");
+        }
+    }
+}
+
+#[test]
 fn a_failing_callback_is_caught_and_counts_as_a_no_vote_when_asked() {
     for mode in MODES {
         let k = ktm(mode);
