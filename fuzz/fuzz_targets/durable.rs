@@ -1,10 +1,17 @@
-//! Requests, KTM events and crashes against the durable engine behind the durable KTM model:
-//! transactional and non-transacted writes, commits (two-phase, vetoed), rollbacks (also racing
-//! a commit's phases), machine crashes between steps, and crashes armed at KTM's or the log's
-//! crash points that fire inside a later step, with every interleaving KTM's documentation
-//! allows (`SimConfig`'s default). After every restart: each write the app was told committed
-//! is there, a transaction whose commit was cut short by the crash is all there or not at all,
-//! the engine's invariants hold; at the end, no protocol violation.
+//! Requests, KTM events, crashes and log-device failures against the durable engine behind the
+//! durable KTM model: transactional and non-transacted writes, commits (two-phase, vetoed),
+//! rollbacks (also racing a commit's phases), machine crashes between steps, crashes armed at
+//! KTM's or the log's crash points that fire inside a later step, and a log device whose appends
+//! or forces fail without a crash (until the next restart), with every interleaving KTM's
+//! documentation allows (`SimConfig`'s default). After every step that no crash cut short, the
+//! committed view is exactly what the app was told: a change is visible once acknowledged, and
+//! a failure reported to the app leaves no trace. After every restart: each write the app was
+//! told committed is there, a transaction whose commit was cut short by the crash is all there
+//! or not at all, the engine's invariants hold; at the end, no protocol violation.
+//!
+//! A COMMIT whose record cannot be forced is withheld (STATUS_PENDING): KTM waits for it until
+//! a restart; a short answer deadline ends that wait here, which the checker counts as
+//! withheld, not as a violation.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -27,7 +34,12 @@ enum Op {
     ArmLog { force: u8, torn: u8, after: bool },
     /// The app's rollback races the next PREPREPARE (even) or PREPARE (odd) of a commit.
     RollbackDuring(u8),
+    /// The log device starts failing (appends or forces) without a crash.
+    FailLog { appends: bool },
 }
+
+/// `STATUS_IO_DEVICE_ERROR`.
+const IO_DEVICE_ERROR: NtStatus = NtStatus(0xC000_0185_u32 as i32);
 
 type Key = [u8; 2];
 type Val = Option<Vec<u8>>;
@@ -111,6 +123,8 @@ fn key(k: u8) -> Key {
 fuzz_target!(|ops: Vec<Op>| {
     let cfg = SimConfig {
         limits: Limits { max_keys: 64, max_bytes: 4096, max_write_set: 16, max_live_transactions: 8 },
+        // Inline delivery answers before the model waits: only a withheld answer waits this long.
+        answer_deadline: Some(std::time::Duration::from_millis(5)),
         ..SimConfig::default()
     };
     let Ok((dev, _)) = SimDevice::durable(cfg) else { return };
@@ -120,6 +134,12 @@ fuzz_target!(|ops: Vec<Op>| {
         step(&mut b, &mut m, op);
         if b.dev.ktm().crash_count() != b.crashes {
             restart(&mut b, &mut m);
+        } else {
+            // No crash: the committed view is exactly what the app was told.
+            for k in 0..8u8 {
+                let k = key(k);
+                assert_eq!(b.get(&k), m.store.get(&k).cloned(), "{k:?} (no crash)");
+            }
         }
     }
     for (h, _) in std::mem::take(&mut b.txs) {
@@ -185,6 +205,14 @@ fn step(b: &mut Boot, m: &mut Model, op: Op) {
                 LogCrash::DuringForce { force, torn: usize::from(torn) }
             });
         }
+        Op::FailLog { appends } => {
+            let mem = b.dev.log().mem();
+            if appends {
+                mem.fail_appends(Some(IO_DEVICE_ERROR));
+            } else {
+                mem.fail_forces(Some(IO_DEVICE_ERROR));
+            }
+        }
     }
 }
 
@@ -201,17 +229,9 @@ fn write(b: &mut Boot, m: &mut Model, tx: Option<u8>, k: Key, v: Val) {
             }
         }
         (None, NtStatus::SUCCESS) => m.apply(&[(k, v)]),
-        // A non-transacted write refused for a reason of its own changed nothing; one cut short
-        // by a crash (or a failing log) may or may not have reached the log.
-        (None, st)
-            if !matches!(
-                st,
-                NtStatus::OBJECT_NAME_NOT_FOUND
-                    | NtStatus::TRANSACTIONAL_CONFLICT
-                    | NtStatus::QUOTA_EXCEEDED
-                    | NtStatus::DEVICE_NOT_READY
-            ) =>
-        {
+        // A non-transacted write cut short by a crash may or may not have reached the log; one
+        // that failed otherwise (a failing log device included) changed nothing.
+        (None, _) if b.dev.ktm().crash_count() != b.crashes => {
             let before = m.store.get(&k).cloned();
             m.loose.push((k, before, v));
         }
@@ -221,6 +241,9 @@ fn write(b: &mut Boot, m: &mut Model, tx: Option<u8>, k: Key, v: Val) {
 
 /// Crash (if nothing did), reboot, and check what recovery left against the model.
 fn restart(b: &mut Boot, m: &mut Model) {
+    // The log device works again after the reboot.
+    b.dev.log().mem().fail_appends(None);
+    b.dev.log().mem().fail_forces(None);
     // A crash armed to fire later may fire during recovery instead: reboot again.
     let mut booted = b.dev.restart();
     for _ in 0..3 {

@@ -435,21 +435,30 @@ fn run_crash_matrix(
         out::line(serde_json::to_value(&summary).unwrap_or_default());
     } else {
         let mut text = format!(
-            "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}\n",
-            "scenario", "mode", "points", "crashes", "applied", "absent", "in doubt"
+            "{:<16} {:<9} {:>6} {:>7} {:>8} {:>8} {:>7} {:>9}\n",
+            "scenario", "mode", "points", "crashes", "failures", "applied", "absent", "in doubt"
         );
         for r in &summary.rows {
             text.push_str(&format!(
-                "{:<16} {:<9} {:>6} {:>7} {:>8} {:>7} {:>9}\n",
-                r.scenario, r.mode, r.points, r.crashes, r.applied, r.absent, r.in_doubt
+                "{:<16} {:<9} {:>6} {:>7} {:>8} {:>8} {:>7} {:>9}\n",
+                r.scenario,
+                r.mode,
+                r.points,
+                r.crashes,
+                r.failures,
+                r.applied,
+                r.absent,
+                r.in_doubt
             ));
         }
         for v in &summary.violations {
             text.push_str(&format!("VIOLATION: {v}\n"));
         }
         text.push_str(&format!(
-            "crash matrix: {} crash points tried, {} crashes, {} violations\n\
+            "crash matrix: {} log-device failures, {} crash points tried, {} crashes, {} \
+             violations\n\
              crash-matrix: {} passed, {} failed, {} skipped\n",
+            summary.log_failures,
             summary.crash_points,
             summary.crashes,
             summary.violations.len(),

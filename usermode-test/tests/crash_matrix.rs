@@ -1,6 +1,7 @@
 //! The crash matrix (issue 6), bounded for `cargo test`: every scenario, Inline delivery, each
-//! crash point with and without a second crash during recovery. `ktmrm-test crash-matrix` runs
-//! the full matrix (both delivery modes).
+//! crash point with and without a second crash during recovery, and the log device failing
+//! without a crash from each log force on. `ktmrm-test crash-matrix` runs the full matrix (both
+//! delivery modes).
 
 use ktm_sim::DeliveryMode;
 use ktmrm_client::suite::crash_matrix::{Options, Scenario, run};
@@ -13,7 +14,8 @@ fn every_crash_point_of_every_scenario_recovers_all_or_nothing() {
     };
     let s = run(&opts, |_, _| {});
     println!(
-        "crash matrix: {} crash points tried, {} crashes, {} violations",
+        "crash matrix: {} log-device failures, {} crash points tried, {} crashes, {} violations",
+        s.log_failures,
         s.crash_points,
         s.crashes,
         s.violations.len()
@@ -25,7 +27,13 @@ fn every_crash_point_of_every_scenario_recovers_all_or_nothing() {
         assert!(r.points >= 5, "{r:?}");
         // A crash during recovery fired for at least every point (BeforeLastRecover always).
         assert!(r.crashes >= 2 * r.points, "{r:?}");
+        // The log device failed without a crash at each of its forces (at least one).
+        assert!(r.failures >= 1, "{r:?}");
     }
+    assert_eq!(
+        s.log_failures,
+        s.rows.iter().map(|r| r.failures).sum::<usize>()
+    );
     let row = |name: &str| s.rows.iter().find(|r| r.scenario == name).unwrap();
     // Runs end both ways, and the promoted transaction is found in doubt after a crash between
     // its prepare and the superior's decision.

@@ -46,6 +46,8 @@ struct LogCtl {
     armed: Option<LogCrash>,
     /// [`SimLog::rollback_during_force`]: at this force, roll back this transaction first.
     rollback: Option<(u64, TxId)>,
+    /// The log device fails, without a crash, from this force on, with this status.
+    failing: Option<(u64, NtStatus)>,
     /// The machine crashed: nothing reaches the disk until the next boot.
     dead: bool,
 }
@@ -112,9 +114,17 @@ impl SimLog {
         self.ctl().armed = None;
     }
 
+    /// The log device fails, without a crash, from its `force`-th force (from 0) on: that force
+    /// and every later one return `status` and make nothing durable, until the machine crashes
+    /// (a restart brings the device back).
+    pub fn fail_from(&self, force: u64, status: NtStatus) {
+        self.ctl().failing = Some((force, status));
+    }
+
     /// The machine crash as the log sees it: unforced records are lost (the first one torn to
     /// `torn` bytes), and nothing more is written until [`SimDevice::restart`].
     fn die(&self, ctl: &mut LogCtl, torn: usize) {
+        ctl.failing = None;
         if !ctl.dead {
             ctl.dead = true;
             self.mem.crash_torn(torn);
@@ -154,6 +164,11 @@ impl LogPort for SimLog {
         }
         let n = ctl.forces;
         ctl.forces += 1;
+        if let Some((from, status)) = ctl.failing
+            && n >= from
+        {
+            return Err(status);
+        }
         let crash = match ctl.armed {
             Some(LogCrash::DuringForce { force, torn }) if force == n => Some(torn),
             Some(LogCrash::AfterForce { force }) if force == n => {

@@ -108,6 +108,8 @@ enum Step {
     Get(usize, &'static str),
     List(usize),
     Commit(usize),
+    /// KTM offers single-phase commit; on SinglePhaseReject it falls back to the two phases.
+    SinglePhase(usize),
     Rollback(usize),
 }
 
@@ -146,6 +148,20 @@ fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
                 Get(1, "k1"),
                 List(1),
                 Commit(1),
+                List(0),
+            ],
+        ),
+        (
+            "single-phase",
+            vec![
+                Put(0, "k0", 5),
+                Put(1, "k1", 5),
+                Put(1, "k2", 70),
+                Delete(1, "k0"),
+                SinglePhase(1),
+                Put(2, "k1", 9),
+                Delete(2, "k2"),
+                SinglePhase(2),
                 List(0),
             ],
         ),
@@ -410,6 +426,12 @@ impl Run {
                     other => panic!("vote {other:?}"),
                 }
             }
+            Step::SinglePhase(i) => match self.notify(i, Notification::SinglePhaseCommit) {
+                // Never enlisted, or committed.
+                None | Some(Answer::CommitComplete) => S::SUCCESS,
+                Some(Answer::SinglePhaseReject) => self.step(Step::Commit(i), value),
+                other => panic!("SINGLE_PHASE_COMMIT answered {other:?}"),
+            },
             Step::Rollback(i) => {
                 self.notify(i, Notification::Rollback);
                 S::SUCCESS
@@ -543,18 +565,10 @@ fn inject_everywhere(make: fn() -> Run) -> u64 {
             // The same scenario without the failed steps gives the same store and counters.
             let reference = Run::new();
             for (i, s) in steps.iter().enumerate() {
-                let skip = failed.contains(&i) && !matches!(s, Step::Commit(_));
-                if skip {
-                    continue;
-                }
-                if matches!(s, Step::Commit(_)) && failed.contains(&i) {
-                    reference.step(
-                        Step::Rollback(match s {
-                            Step::Commit(t) => *t,
-                            _ => 0,
-                        }),
-                        &[],
-                    );
+                if failed.contains(&i) {
+                    if let Step::Commit(t) | Step::SinglePhase(t) = s {
+                        reference.step(Step::Rollback(*t), &[]);
+                    }
                     continue;
                 }
                 reference.step(*s, s.value(&value));

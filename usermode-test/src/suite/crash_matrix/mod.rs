@@ -10,8 +10,10 @@
 //! first log force), and check with `verify::check`: every unit all-or-nothing, KTM's
 //! decision respected, everything the app was told committed visible, an in-doubt promoted
 //! transaction invisible with its keys locked until its superior decides; then once more after
-//! a clean restart, and the KTM checker's findings.
+//! a clean restart, and the KTM checker's findings. Then the same forces again, with the log
+//! device failing from each one on without a crash (`failures.rs`).
 
+mod failures;
 mod scenarios;
 mod verify;
 
@@ -34,6 +36,8 @@ pub struct Options {
     pub recovery_crashes: bool,
     /// Bytes of a torn record that reach the disk in the torn variant of a log crash.
     pub torn_bytes: usize,
+    /// Also fail the log device, without a crash, from each log force on.
+    pub log_failures: bool,
 }
 
 impl Options {
@@ -45,6 +49,7 @@ impl Options {
             modes: vec![DeliveryMode::Inline, DeliveryMode::Threaded],
             recovery_crashes: true,
             torn_bytes: 30,
+            log_failures: true,
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct Row {
     pub points: usize,
     /// Crashes made (first crashes plus crashes during recovery that fired).
     pub crashes: usize,
+    /// Runs with the log device failing without a crash (one per log force).
+    pub failures: usize,
     /// Units found applied / absent after the first recovery, over all runs.
     pub applied: usize,
     /// Absent after recovery.
@@ -99,6 +106,8 @@ pub struct Summary {
     pub failed: usize,
     /// Always 0: every planned run runs (kept for the suites' common summary line).
     pub skipped: usize,
+    /// Runs with the log device failing without a crash.
+    pub log_failures: usize,
     /// Every violation found.
     pub violations: Vec<String>,
 }
@@ -115,7 +124,7 @@ fn config(s: Scenario, mode: DeliveryMode) -> SimConfig {
 }
 
 /// A booted durable device with the base keys written.
-fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
+pub(super) fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
     let (dev, _) = SimDevice::durable(config(s, mode)).map_err(|e| format!("boot: {e}"))?;
     if !scenarios::preload(&scenarios::App::new(&dev)) {
         return Err("preload failed".into());
@@ -123,8 +132,12 @@ fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
     Ok(dev)
 }
 
-/// The dry run: the crash points `s` passes after the preload.
-fn points(s: Scenario, mode: DeliveryMode, torn: usize) -> Result<Vec<Crash>, String> {
+/// The dry run: the crash points `s` passes after the preload, and the log forces it makes.
+fn points(
+    s: Scenario,
+    mode: DeliveryMode,
+    torn: usize,
+) -> Result<(Vec<Crash>, std::ops::Range<u64>), String> {
     let dev = fresh(s, mode)?;
     let (steps, forces) = (dev.ktm().crash_points().len(), dev.log().forces());
     let mut units = Vec::new();
@@ -151,7 +164,7 @@ fn points(s: Scenario, mode: DeliveryMode, torn: usize) -> Result<Vec<Crash>, St
     if !v.is_empty() {
         return Err(v.join("\n"));
     }
-    Ok(out)
+    Ok((out, forces..forces_end))
 }
 
 /// What one run found.
@@ -159,6 +172,19 @@ struct RunResult {
     crashes: usize,
     seen: Vec<Seen>,
     violations: Vec<String>,
+}
+
+impl Row {
+    /// Counts what the first recovery of a run found.
+    fn count(&mut self, seen: &[Seen]) {
+        for s in seen {
+            match s {
+                Seen::Applied => self.applied += 1,
+                Seen::Absent => self.absent += 1,
+                Seen::InDoubt => self.in_doubt += 1,
+            }
+        }
+    }
 }
 
 /// Crashes `s` at `crash`, restarts (crashing again per `again`), and checks.
@@ -282,9 +308,19 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
     } else {
         &[Again::No]
     };
-    let total: usize = plan.iter().map(|(_, _, p)| p.len() * agains.len()).sum();
+    let fails = |f: &std::ops::Range<u64>| {
+        if opts.log_failures {
+            f.clone().count()
+        } else {
+            0
+        }
+    };
+    let total: usize = plan
+        .iter()
+        .map(|(_, _, (p, f))| p.len() * agains.len() + fails(f))
+        .sum();
     let mut done = 0;
-    for (s, mode, pts) in plan {
+    for (s, mode, (pts, forces)) in plan {
         let mut row = Row {
             scenario: s.name(),
             mode: match mode {
@@ -293,6 +329,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
             },
             points: pts.len(),
             crashes: 0,
+            failures: 0,
             applied: 0,
             absent: 0,
             in_doubt: 0,
@@ -302,13 +339,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
                 let r = run_one(s, mode, crash, again);
                 row.crashes += r.crashes;
                 if again == Again::No {
-                    for seen in &r.seen {
-                        match seen {
-                            Seen::Applied => row.applied += 1,
-                            Seen::Absent => row.absent += 1,
-                            Seen::InDoubt => row.in_doubt += 1,
-                        }
-                    }
+                    row.count(&r.seen);
                 }
                 if r.violations.is_empty() {
                     passed += 1;
@@ -320,11 +351,26 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
                 progress(done, total);
             }
         }
+        let n = fails(&forces);
+        for force in forces.take(n) {
+            let r = failures::run_one(s, mode, force);
+            row.failures += 1;
+            row.count(&r.seen);
+            if r.violations.is_empty() {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            violations.extend(r.violations);
+            done += 1;
+            progress(done, total);
+        }
         rows.push(row);
     }
     Summary {
         crash_points: rows.iter().map(|r| r.points).sum(),
         crashes: rows.iter().map(|r| r.crashes).sum(),
+        log_failures: rows.iter().map(|r| r.failures).sum(),
         rows,
         passed,
         failed,

@@ -28,6 +28,26 @@ pub enum Seen {
 /// Checks the committed view of `dev` against `units`. Returns what each unit looks like, or
 /// the violations found (each naming `when` and the unit).
 pub fn check(dev: &SimDevice, units: &[Unit], when: &str) -> Result<Vec<Seen>, Vec<String>> {
+    check_rule(dev, units, when, false)
+}
+
+/// [`check`], after a run that no crash cut short (the log device failed instead): then a unit
+/// the app was not told committed, and KTM did not commit, must be absent — a failure reported
+/// to the app leaves no trace.
+pub fn check_no_trace(
+    dev: &SimDevice,
+    units: &[Unit],
+    when: &str,
+) -> Result<Vec<Seen>, Vec<String>> {
+    check_rule(dev, units, when, true)
+}
+
+fn check_rule(
+    dev: &SimDevice,
+    units: &[Unit],
+    when: &str,
+    no_trace: bool,
+) -> Result<Vec<Seen>, Vec<String>> {
     let app = App::new(dev);
     let c = app.client();
     let ktm = dev.ktm();
@@ -115,6 +135,12 @@ pub fn check(dev: &SimDevice, units: &[Unit], when: &str) -> Result<Vec<Seen>, V
             _ if applied => Seen::Applied,
             _ => Seen::Absent,
         };
+        if no_trace && !u.reported && decision != Some(Outcome::Committed) && s != Seen::Absent {
+            bad.push(format!(
+                "{when}: {}: reported failed, yet {s:?}: a failure must leave no trace",
+                u.name
+            ));
+        }
         if s != Seen::InDoubt && app.locked(&u.writes) > 0 {
             bad.push(format!(
                 "{when}: {}: decided, but keys are still locked",
