@@ -119,7 +119,7 @@ impl ScriptedPort {
     }
 }
 
-/// The callback's rule (ktm.md §3 "Delivery B"): answered, or nothing to answer →
+/// The callback's rule (docs/ktm.md §3 "Delivery B"): answered, or nothing to answer →
 /// `STATUS_SUCCESS`; an answer withheld → `STATUS_PENDING`.
 #[track_caller]
 pub fn assert_returned(n: Notification, st: NtStatus, answer: Option<Answer>) {

@@ -102,7 +102,7 @@ pub struct Counters {
     pub enlistments_open: u64,
     /// Enlist calls refused (by the model's rules or by injected faults).
     pub enlist_failures: u64,
-    /// Callbacks that returned `STATUS_PENDING` with their answer still due (ktm.md §3
+    /// Callbacks that returned `STATUS_PENDING` with their answer still due (docs/ktm.md §3
     /// "Delivery B": the RM answers later).
     pub pending_returns: u64,
     /// Of those, COMMITs still unanswered when the model stopped waiting: withheld, as a
@@ -136,7 +136,7 @@ pub(crate) struct Checker {
 }
 
 /// Whether `n` wants an answer (a `Tm*Complete`, or `TmRecoverEnlistment` for RECOVER): only
-/// those may be left pending (ktm.md §3 "Delivery B" [S16]).
+/// those may be left pending (docs/ktm.md §3 "Delivery B", S16).
 #[must_use]
 pub(crate) const fn needs_answer(n: Notification) -> bool {
     !matches!(

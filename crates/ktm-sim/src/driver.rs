@@ -607,7 +607,7 @@ impl Ktm {
                         && st.checker.pending.contains(&(t.en, t.seq))
                     {
                         // The RM said it would answer later: a durable RM that cannot log its
-                        // commit holds CommitComplete until a restart (ktm.md §3
+                        // commit holds CommitComplete until a restart (docs/ktm.md §3
                         // "Obligations"), and KTM keeps waiting. Any other answer left
                         // pending past the deadline is still "never answered".
                         st.checker.counters.withheld += 1;

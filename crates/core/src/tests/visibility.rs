@@ -2,7 +2,8 @@
 //! durable; a failure reported to the caller (or a rejected single-phase commit) leaves no
 //! visible trace, before or after a restart; nothing a reader saw is lost at restart. Each case
 //! looks at the store while the log is being forced (a hook in the log's force) and after a
-//! force that fails without a crash.
+//! force that fails without a crash. (A two-phase COMMIT whose record cannot be forced:
+//! `durable.rs`.)
 
 use std::boxed::Box;
 use std::cell::RefCell;
@@ -223,8 +224,17 @@ fn expected_during() -> DuringCommit {
     }
 }
 
-#[test]
-fn a_single_phase_commit_is_invisible_until_forced_and_reads_in_it_keep_working() {
+/// A store with a=old, a transaction `t` that wrote a=new and b=new, a transaction `u` that
+/// will try to write `a` during `t`'s force, and what readers will see then.
+struct SinglePhase {
+    h: Rc<H>,
+    log: &'static HookLog,
+    t: u64,
+    u: u64,
+    seen: Rc<RefCell<Option<DuringCommit>>>,
+}
+
+fn single_phase() -> SinglePhase {
     let (h, log) = boot();
     assert_eq!(h.put(0, "a", "old"), S::SUCCESS);
     let t = h.port.new_tx();
@@ -232,6 +242,12 @@ fn a_single_phase_commit_is_invisible_until_forced_and_reads_in_it_keep_working(
     assert_eq!(h.put(t, "b", "new"), S::SUCCESS);
     let u = h.port.new_tx();
     let seen = during_single_phase(&h, log, t, u);
+    SinglePhase { h, log, t, u, seen }
+}
+
+#[test]
+fn a_single_phase_commit_is_invisible_until_forced_and_reads_in_it_keep_working() {
+    let SinglePhase { h, log, t, u, seen } = single_phase();
     assert_eq!(
         h.notify(t, N::SinglePhaseCommit),
         Some(Answer::CommitComplete)
@@ -246,13 +262,7 @@ fn a_single_phase_commit_is_invisible_until_forced_and_reads_in_it_keep_working(
 
 #[test]
 fn a_single_phase_commit_whose_force_fails_is_rejected_with_nothing_applied() {
-    let (h, log) = boot();
-    assert_eq!(h.put(0, "a", "old"), S::SUCCESS);
-    let t = h.port.new_tx();
-    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
-    assert_eq!(h.put(t, "b", "new"), S::SUCCESS);
-    let u = h.port.new_tx();
-    let seen = during_single_phase(&h, log, t, u);
+    let SinglePhase { h, log, t, u, seen } = single_phase();
     log.mem.fail_forces(Some(IO_DEVICE_ERROR));
     assert_eq!(
         h.notify(t, N::SinglePhaseCommit),
@@ -274,38 +284,6 @@ fn a_single_phase_commit_whose_force_fails_is_rejected_with_nothing_applied() {
     log.mem.fail_forces(None);
     let h = reboot(log);
     assert_eq!((h.get(0, "a"), h.get(0, "b")), (val("old"), MISSING));
-}
-
-#[test]
-fn a_withheld_commit_complete_returns_pending_and_the_commit_survives_a_restart() {
-    let (h, log) = boot();
-    let t = h.port.new_tx();
-    let uow = h.tx_id(t);
-    assert_eq!(h.put(t, "a", "1"), S::SUCCESS);
-    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
-    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
-    log.mem.fail_forces(Some(IO_DEVICE_ERROR));
-    let key = h.port.enlisted.borrow()[&uow];
-    let answers = h.port.answers.borrow().len();
-    for _ in 0..2 {
-        // Also when KTM delivers COMMIT again before any restart.
-        assert_eq!(h.engine.notify(&h.port, key, N::Commit, &7), S::PENDING);
-    }
-    assert_eq!(h.port.answers.borrow().len(), answers, "nothing answered");
-    // Visible: the forced Prepare record and KTM's commit record make it durable already.
-    assert_eq!(h.get(0, "a"), val("1"));
-    drop(h);
-    log.mem.crash();
-    log.mem.fail_forces(None);
-    let (h, report) = Harness::durable(log).unwrap();
-    assert_eq!(report.in_doubt, 1);
-    let key = h.recover(uow, 3);
-    h.last_recover();
-    assert_eq!(
-        h.notify_key(key, 3, N::Commit),
-        Some(Answer::CommitComplete)
-    );
-    assert_eq!(h.get(0, "a"), val("1"));
 }
 
 /// A checkpoint taken while a single-phase commit or a non-transacted write waits for its force

@@ -6,9 +6,9 @@
 //! (its callback returns `STATUS_PENDING`) and KTM waits for it: the run then restarts the
 //! machine at once, as an operator would, instead of waiting.
 
+use super::RunResult;
 use super::scenarios::{self, Unit};
 use super::verify::{Seen, check_no_trace};
-use super::{RunResult, fresh};
 use ktm_sim::{DeliveryMode, NtStatus, SimDevice};
 use std::time::{Duration, Instant};
 
@@ -24,17 +24,9 @@ pub(super) fn run_one(s: scenarios::Scenario, mode: DeliveryMode, force: u64) ->
         "{} ({mode:?}), log device fails from force {force}",
         s.name()
     );
-    let mut r = RunResult {
-        crashes: 0,
-        seen: Vec::new(),
-        violations: Vec::new(),
-    };
-    let dev = match fresh(s, mode) {
-        Ok(d) => d,
-        Err(e) => {
-            r.violations.push(format!("{what}: {e}"));
-            return r;
-        }
+    let (dev, mut r) = match RunResult::start(&what, s, mode) {
+        Ok(started) => started,
+        Err(r) => return r,
     };
     dev.log().fail_from(force, IO_DEVICE_ERROR);
     let pending = dev.ktm().counters().pending_returns;

@@ -124,7 +124,7 @@ fn config(s: Scenario, mode: DeliveryMode) -> SimConfig {
 }
 
 /// A booted durable device with the base keys written.
-pub(super) fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
+fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
     let (dev, _) = SimDevice::durable(config(s, mode)).map_err(|e| format!("boot: {e}"))?;
     if !scenarios::preload(&scenarios::App::new(&dev)) {
         return Err("preload failed".into());
@@ -174,6 +174,28 @@ struct RunResult {
     violations: Vec<String>,
 }
 
+impl RunResult {
+    /// A fresh machine for the run `what`, or the result of a run that could not start.
+    fn start(
+        what: &str,
+        s: Scenario,
+        mode: DeliveryMode,
+    ) -> Result<(SimDevice, RunResult), RunResult> {
+        let mut r = RunResult {
+            crashes: 0,
+            seen: Vec::new(),
+            violations: Vec::new(),
+        };
+        match fresh(s, mode) {
+            Ok(d) => Ok((d, r)),
+            Err(e) => {
+                r.violations.push(format!("{what}: {e}"));
+                Err(r)
+            }
+        }
+    }
+}
+
 impl Row {
     /// Counts what the first recovery of a run found.
     fn count(&mut self, seen: &[Seen]) {
@@ -193,17 +215,9 @@ fn run_one(s: Scenario, mode: DeliveryMode, crash: Crash, again: Again) -> RunRe
         "{} ({mode:?}), crash at {crash:?}, again {again:?}",
         s.name()
     );
-    let mut r = RunResult {
-        crashes: 0,
-        seen: Vec::new(),
-        violations: Vec::new(),
-    };
-    let dev = match fresh(s, mode) {
-        Ok(d) => d,
-        Err(e) => {
-            r.violations.push(format!("{what}: {e}"));
-            return r;
-        }
+    let (dev, mut r) = match RunResult::start(&what, s, mode) {
+        Ok(started) => started,
+        Err(r) => return r,
     };
     match crash {
         Crash::Ktm { step, .. } => dev.ktm().crash_at_step(step),
