@@ -20,13 +20,23 @@ const IO_DEVICE_ERROR: NtStatus = NtStatus(0xC000_0185_u32 as i32);
 fn config(mode: DeliveryMode) -> SimConfig {
     SimConfig {
         delivery: mode,
-        answer_deadline: Duration::from_secs(5),
+        answer_deadline: Some(Duration::from_secs(5)),
         ..SimConfig::default()
     }
 }
 
 fn durable(mode: DeliveryMode) -> SimDevice {
     SimDevice::durable(config(mode)).unwrap().0
+}
+
+/// A durable device whose engine asks for single-phase commit (for transactions only it
+/// writes in).
+fn durable_single_phase(mode: DeliveryMode) -> SimDevice {
+    let cfg = SimConfig {
+        single_phase: true,
+        ..config(mode)
+    };
+    SimDevice::durable(cfg).unwrap().0
 }
 
 /// A new process with an open of `dev`.
@@ -86,7 +96,7 @@ fn a_non_transacted_write_whose_force_fails_is_invisible_then_and_after_a_restar
 #[test]
 fn a_single_phase_commit_whose_force_fails_is_rejected_and_rolled_back_with_nothing_visible() {
     for mode in [DeliveryMode::Inline, DeliveryMode::Threaded] {
-        let dev = durable(mode);
+        let dev = durable_single_phase(mode);
         let (t, c) = app(&dev);
         c.put(b"a", b"old").unwrap();
         let tx = t.create_transaction(0, "").unwrap();
