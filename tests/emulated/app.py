@@ -95,6 +95,11 @@ class App:
         self.k.ktm.deliver()
         return self._ktm("close", name, st)
 
+    def elapse(self, ms):
+        self.k.ktm.elapse(ms)
+        self.steps.append({"elapse": ms})
+        self.answers.append({"status": name_of(wdm.STATUS_SUCCESS)})
+
     def veto(self, name):
         self.k.ktm.enlist_other(self.tx[name], "no")
         return self._ktm("veto", name, wdm.STATUS_SUCCESS)

@@ -252,6 +252,37 @@ def handle_closed(k, app, run):
     app.close()
 
 
+@case("transaction-timeout")
+def timeout(k, app, run):
+    app.open()
+    app.begin("T1", timeout_ms=100)
+    expect_eq(k.ktm.transactions[-1].timeout, -100 * 10_000, "ZwCreateTransaction's Timeout")
+    app.put("T1", b"k", b"v")
+    app.elapse(50)
+    expect_eq(app.get("T1", b"k"), (OK, b"v"), "before the timeout")
+    app.elapse(60)
+    expect_eq(notifications(k), [("ROLLBACK", "RollbackComplete")], "KTM's timeout rolled back")
+    expect_eq(app.put("T1", b"k", b"w"), wdm.STATUS_TRANSACTION_NOT_ACTIVE, "PUT after the timeout")
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "nothing committed")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("handle-without-enlist-access", diff=False)
+def handle_without_enlist(k, app, run):
+    """A transaction handle the app opened for query only: the driver must look it up with the
+    caller's mode and be refused, never enlist through it."""
+    app.open()
+    tx = k.new_object("Transaction", id=99, state="active", enlistments=[], description=None,
+                      timeout=None, created_100ns=0, uow=bytes(16), granted=0x1)
+    k.ktm.transactions.append(tx)
+    h = k.new_handle(tx, False, pid=0x1F4C)
+    st, _ = app.ioctl(proto.PUT, proto.put(h, b"k", b"v"), 0, record=False)
+    expect_eq(name_of(st), name_of(wdm.STATUS_ACCESS_DENIED), "PUT through a query-only handle")
+    expect_eq(tx.enlistments, [], "enlistments in that transaction")
+    app.close()
+
+
 @case("write-write-conflict")
 def conflict(k, app, run):
     app.open()

@@ -48,6 +48,7 @@ class Ktm:
         self.type_ptrs = {}
         self.log = []  # (tx id, "driver" or "other" RM, notification, answer) in answer order
         self.after_unload_checked = False
+        self.now_100ns = 0
 
     # ---- object types ---------------------------------------------------------------------
 
@@ -85,6 +86,16 @@ class Ktm:
             self.phase(tx, "preprepare")
         self.deliver()
         return self.outcome(tx)
+
+    def elapse(self, ms):
+        """Time passes: KTM rolls back each active transaction whose timeout (a relative time in
+        100 ns units, as ZwCreateTransaction takes it) has run out."""
+        self.now_100ns += ms * 10_000
+        for tx in self.transactions:
+            if tx.timeout is not None and tx.state == "active" and \
+                    self.now_100ns >= tx.created_100ns - tx.timeout:
+                self.abort(tx)
+        self.deliver()
 
     def rollback(self, handle):
         tx = self.app_transaction(handle)
@@ -344,6 +355,9 @@ def zw_create_resource_manager(k, out, access, tm_handle, guid, oa, options, des
     if guid == 0:
         k.violation("ZwCreateResourceManager without a GUID")
         return wdm.STATUS_INVALID_PARAMETER
+    if any(o.kind == "ResourceManager" and o.tm is tm and o.guid == k.read(guid, 16)
+           and not o.closed for o in k.objects.values()):
+        return wdm.STATUS_OBJECT_NAME_COLLISION
     description = _description(k, desc_us, "ZwCreateResourceManager") if desc_us else None
     rm = k.new_object("ResourceManager", tm=tm, guid=k.read(guid, 16), volatile=volatile,
                       callback=None, key=0, closed=False, description=description)
@@ -364,6 +378,35 @@ class RecoveryTarget:
 
     def __init__(self, rm):
         self.rm, self.addr, self.key, self.tx, self.awaiting = rm, 0, 0, None, None
+
+
+@routine("ZwOpenTransactionManager", 6)
+def zw_open_transaction_manager(k, out, access, oa, log_us, tm_id, options):
+    """Opens a TM that exists: by its log file name here (the driver's only way)."""
+    log = k.read_unicode(log_us) if log_us else None
+    tm = next((o for o in k.objects.values() if o.kind == "TransactionManager"
+               and log is not None and o.log == log and o.handles), None)
+    if tm is None:
+        return 0xC0190051  # STATUS_TRANSACTIONMANAGER_NOT_FOUND
+    return _hand_out(k, out, tm, oa, "ZwOpenTransactionManager")
+
+
+@routine("ZwOpenResourceManager", 5)
+def zw_open_resource_manager(k, out, access, tm_handle, guid, oa):
+    """Opens the RM object with that GUID on the TM. TM recovery here rebuilds none (a restart
+    after a clean unload leaves no enlistment in the log to recover), so a restarting durable
+    RM finds none and creates itself, as KTM's "Recovery Processing" page allows."""
+    tm = _object(k, tm_handle, "TransactionManager")
+    if tm is None:
+        return wdm.STATUS_INVALID_HANDLE
+    if not tm.volatile and not tm.recovered:
+        return 0xC0190052  # STATUS_TRANSACTIONMANAGER_NOT_ONLINE
+    want = k.read(guid, 16)
+    rm = next((o for o in k.objects.values() if o.kind == "ResourceManager" and o.tm is tm
+               and o.guid == want and not o.closed), None)
+    if rm is None:
+        return 0xC019004F  # STATUS_RESOURCEMANAGER_NOT_FOUND
+    return _hand_out(k, out, rm, oa, "ZwOpenResourceManager")
 
 
 @routine("TmEnableCallbacks", 3)
@@ -392,9 +435,13 @@ def zw_create_transaction(k, out, access, oa, uow, tm, options, iso, iso_flags, 
     timeout_value = None
     if timeout:
         timeout_value = struct.unpack("<q", k.read(timeout, 8))[0]
+        if timeout_value >= 0:
+            k.violation("ZwCreateTransaction Timeout %d: the driver means a relative time, which "
+                        "is negative" % timeout_value)
     kt = k.ktm
     tx = k.new_object("Transaction", id=len(kt.transactions) + 1, state="active",
                       enlistments=[], description=desc, timeout=timeout_value,
+                      created_100ns=kt.now_100ns,
                       uow=struct.pack("<IHH8s", 0x75000000 + len(kt.transactions) + 1, 0x6f77,
                                       0x4000, b"\x80ktmemul"), granted=access)
     kt.transactions.append(tx)

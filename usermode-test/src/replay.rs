@@ -12,6 +12,7 @@
 //! {"ioctl": 2269188, "input": "…", "out_len": 8, "bind": "T1"}     BEGIN's answer names T1
 //! {"create_tx": "T2"}    {"commit": "T1"}    {"rollback": "T1"}    {"close": "T1"}
 //! {"veto": "T1"}         a second resource manager in T1 that votes no (simulator only)
+//! {"elapse": 150}        150 ms pass for KTM's timeouts
 //! ```
 //!
 //! Each step prints `{"status": "0x…", "output": "hex"}`; a successful bound BEGIN prints
@@ -116,6 +117,9 @@ pub fn run(t: &dyn Transport, src: &str) -> Result<Vec<Value>, BadTrace> {
                 Ok(()) => status(NtStatus::SUCCESS),
                 Err(e) => json!({ "error": e.to_string() }),
             });
+        } else if let Some(ms) = step.get("elapse").and_then(Value::as_u64) {
+            t.elapse(ms);
+            out.push(status(NtStatus::SUCCESS));
         } else {
             return Err(bad("unknown step"));
         }
@@ -164,6 +168,7 @@ mod tests {
             line(Call::Begin.code(), &begin, 8, r#", "bind": "T1""#),
             line(Call::Put.code(), &put, 0, r#", "tx": "T1""#),
             line(Call::Get.code(), &get, 64, ""),
+            r#"{"elapse": 5}"#.to_owned(),
             r#"{"commit": "T1"}"#.to_owned(),
             line(Call::Get.code(), &get, 64, ""),
             line(Call::Get.code(), &get, 4, ""),
@@ -177,6 +182,7 @@ mod tests {
                 r#"{"output":"<T1>","status":"0x00000000"}"#,
                 r#"{"output":"","status":"0x00000000"}"#,
                 r#"{"output":"","status":"0xc0000034"}"#,
+                r#"{"status":"0x00000000"}"#,
                 r#"{"status":"0x00000000"}"#,
                 r#"{"output":"010000000000000076","status":"0x00000000"}"#,
                 r#"{"output":"","status":"0xc0000023"}"#,
