@@ -202,6 +202,12 @@ impl SimDevice {
         self.inner.engine.stats()
     }
 
+    /// The durable engine's counters (all zero for a volatile device).
+    #[must_use]
+    pub fn durability(&self) -> ktmrm_core::DurabilityStats {
+        self.inner.engine.durability()
+    }
+
     /// The engine's internal consistency ([`State::check_consistency`]).
     pub fn check_engine(&self) -> Result<(), &'static str> {
         self.inner.engine.with_state(State::check_consistency)

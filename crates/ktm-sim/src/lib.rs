@@ -24,7 +24,8 @@
 //!   [`Counters`].
 //! - [`SimDevice`]: the engine behind an in-process stand-in for `\\.\KtmRm`; durable with
 //!   [`SimDevice::durable`] (its log a [`SimLog`]), [`SimDevice::crash`] and
-//!   [`SimDevice::restart`], and RM-side crash points ([`LogCrash`]).
+//!   [`SimDevice::restart`], and RM-side crash points ([`LogCrash`]); or with its log in a real
+//!   file ([`SimDevice::durable_on_file`], the driver's `FileLog` over a [`DiskFile`]).
 //! - Durability (issue 6 part 2): [`Ktm::new_durable`] (a TM whose log survives
 //!   [`Ktm::crash`]), durable RMs ([`Ktm::create_durable_resource_manager`]), recovery
 //!   ([`Ktm::recover_transaction_manager`], [`Ktm::recover_resource_manager`],
@@ -52,6 +53,7 @@ mod builtin;
 mod checker;
 mod client;
 mod device;
+mod diskfile;
 mod driver;
 mod durable;
 mod kernel;
@@ -66,6 +68,7 @@ mod stdlock;
 
 pub use checker::{Counters, Phase, answer_fits, notification_name};
 pub use device::{SimConfig, SimDevice, SimFile, SimProcess};
+pub use diskfile::{DiskCounts, DiskFile, STATUS_DISK_FULL, STATUS_IO_DEVICE_ERROR, io_status};
 pub use durable::{
     CrashPoint, CrashStep, EnlistmentGuid, RecoveryArgument, RmGuid, notify, status,
 };
@@ -75,7 +78,7 @@ pub use model::{
     Interleavings, KtmConfig, Outcome, PhaseProbe, ProcessId, RmCallback, RmId, TxInfo, TxState,
 };
 pub use port::SimPort;
-pub use restart::{DEVICE_RM_GUID, LogCrash, RestartError, SimLog};
+pub use restart::{DEVICE_RM_GUID, DiskLog, LogCrash, RestartError, SimLog};
 pub use stdlock::StdLock;
 
 pub use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};

@@ -9,15 +9,18 @@
 
 use std::fmt;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use ktmrm_core::wal::{LogPort, Lsn, MemLog};
+use ktmrm_core::wal::{FileLog, FileLogState, LogPort, Lsn, MemLog};
 use ktmrm_core::{RecoverError, RecoveryReport, State, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::device::{SimConfig, SimDevice};
+use crate::diskfile::{DiskCounts, DiskFile, io_status};
 use crate::durable::{RmGuid, status::TRANSACTIONMANAGER_NOT_ONLINE};
 use crate::ktm::{Ktm, WeakKtm};
+use crate::stdlock::StdLock;
 
 /// The GUID the simulated durable device registers its RM with, on every boot.
 pub const DEVICE_RM_GUID: RmGuid = RmGuid(*b"ktmrm-sim-device");
@@ -52,30 +55,84 @@ struct LogCtl {
     dead: bool,
 }
 
-/// The durable device's log: a [`MemLog`] (what is forced survives [`SimDevice::crash`]) with
-/// the RM-side crash points of [`LogCrash`]. A crash there crashes the whole machine, KTM too.
+/// The log the driver keeps, over a real file: `FileLog` on a [`DiskFile`].
+pub type DiskLog = FileLog<DiskFile, StdLock<FileLogState>, StdLock<()>>;
+
+/// Where a [`SimLog`] keeps its records.
+enum Store {
+    /// In memory: a crash loses exactly the unforced records, whole or torn.
+    Mem(MemLog),
+    /// In a file on disk, through the driver's `FileLog`. A crash is the RM process dying: the
+    /// log is reopened from the file at the next boot, so what was appended and never forced
+    /// (still in `FileLog`'s memory) is lost; what reached the file is not (the page cache
+    /// survives a process crash; a power loss is the memory store's job).
+    Disk(RwLock<DiskLog>),
+}
+
+/// The durable device's log: a [`MemLog`] (what is forced survives [`SimDevice::crash`]), or a
+/// log file on disk ([`SimDevice::durable_on_file`]), with the RM-side crash points of
+/// [`LogCrash`]. A crash there crashes the whole machine, KTM too.
 pub struct SimLog {
-    mem: MemLog,
+    store: Store,
     ktm: WeakKtm,
     ctl: Mutex<LogCtl>,
 }
 
 impl fmt::Debug for SimLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimLog")
-            .field("records", &self.mem.len())
-            .field("forced", &self.mem.forced())
-            .finish_non_exhaustive()
+        match &self.store {
+            Store::Mem(m) => f
+                .debug_struct("SimLog")
+                .field("records", &m.len())
+                .field("forced", &m.forced())
+                .finish_non_exhaustive(),
+            Store::Disk(_) => f
+                .debug_struct("SimLog")
+                .field("disk", &self.disk_counts())
+                .finish_non_exhaustive(),
+        }
     }
+}
+
+fn open_disk_log(path: &Path) -> Result<DiskLog, NtStatus> {
+    let file = DiskFile::open(path).map_err(|e| io_status(&e))?;
+    FileLog::open(file, StdLock::new(FileLogState::new()), StdLock::new(()))
 }
 
 impl SimLog {
     pub(crate) fn new(ktm: &Ktm) -> Self {
+        SimLog::with_store(ktm, Store::Mem(MemLog::new()))
+    }
+
+    fn on_disk(ktm: &Ktm, path: &Path) -> Result<Self, NtStatus> {
+        let log = open_disk_log(path)?;
+        Ok(SimLog::with_store(ktm, Store::Disk(RwLock::new(log))))
+    }
+
+    fn with_store(ktm: &Ktm, store: Store) -> Self {
         SimLog {
-            mem: MemLog::new(),
+            store,
             ktm: ktm.downgrade(),
             ctl: Mutex::default(),
         }
+    }
+
+    /// Runs `f` on the store's log port.
+    fn port<R>(&self, f: impl FnOnce(&dyn LogPort) -> R) -> R {
+        match &self.store {
+            Store::Mem(m) => f(m),
+            Store::Disk(d) => f(&*d.read().unwrap_or_else(PoisonError::into_inner)),
+        }
+    }
+
+    /// A disk store after a crash: the log as the file has it (see [`Store::Disk`]).
+    fn reopen(&self) -> Result<(), NtStatus> {
+        if let Store::Disk(d) = &self.store {
+            let mut log = d.write().unwrap_or_else(PoisonError::into_inner);
+            let path = log.file().path().to_path_buf();
+            *log = open_disk_log(&path)?;
+        }
+        Ok(())
     }
 
     fn ctl(&self) -> MutexGuard<'_, LogCtl> {
@@ -84,10 +141,28 @@ impl SimLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The stored records (to inspect or damage in tests).
+    /// The stored records (to inspect or damage in tests); `None` for a log on disk.
     #[must_use]
-    pub const fn mem(&self) -> &MemLog {
-        &self.mem
+    pub const fn mem(&self) -> Option<&MemLog> {
+        match &self.store {
+            Store::Mem(m) => Some(m),
+            Store::Disk(_) => None,
+        }
+    }
+
+    /// For a log on disk: the writes, flushes and rewrites of its file since it was last
+    /// opened (at boot); `None` for a log in memory.
+    #[must_use]
+    pub fn disk_counts(&self) -> Option<DiskCounts> {
+        match &self.store {
+            Store::Mem(_) => None,
+            Store::Disk(d) => Some(
+                d.read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .file()
+                    .counts(),
+            ),
+        }
     }
 
     /// Forces so far since this log was created (crash steps count these).
@@ -121,13 +196,16 @@ impl SimLog {
         self.ctl().failing = Some((force, status));
     }
 
-    /// The machine crash as the log sees it: unforced records are lost (the first one torn to
-    /// `torn` bytes), and nothing more is written until [`SimDevice::restart`].
+    /// The machine crash as the log sees it: unforced records are lost (in memory, the first
+    /// one torn to `torn` bytes; on disk, at the reopening), and nothing more is written until
+    /// [`SimDevice::restart`].
     fn die(&self, ctl: &mut LogCtl, torn: usize) {
         ctl.failing = None;
         if !ctl.dead {
             ctl.dead = true;
-            self.mem.crash_torn(torn);
+            if let Store::Mem(m) = &self.store {
+                m.crash_torn(torn);
+            }
         }
     }
 }
@@ -138,7 +216,7 @@ impl LogPort for SimLog {
         if ctl.dead {
             return Err(TRANSACTIONMANAGER_NOT_ONLINE);
         }
-        self.mem.append(record)
+        self.port(|p| p.append(record))
     }
 
     fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
@@ -172,13 +250,22 @@ impl LogPort for SimLog {
         let crash = match ctl.armed {
             Some(LogCrash::DuringForce { force, torn }) if force == n => Some(torn),
             Some(LogCrash::AfterForce { force }) if force == n => {
-                self.mem.force(upto)?;
+                self.port(|p| p.force(upto))?;
                 Some(0)
             }
             _ => None,
         };
         let Some(torn) = crash else {
-            return self.mem.force(upto);
+            return match &self.store {
+                // Instant: kept under `ctl`, so a crash on another thread orders with it.
+                Store::Mem(m) => m.force(upto),
+                // Not under `ctl`: appends (which look at `ctl`) must go on while the disk
+                // works, or no later force could find its records already written.
+                Store::Disk(_) => {
+                    drop(ctl);
+                    self.port(|p| p.force(upto))
+                }
+            };
         };
         ctl.armed = None;
         self.die(&mut ctl, torn);
@@ -194,31 +281,31 @@ impl LogPort for SimLog {
         from: Option<Lsn>,
         sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), NtStatus> {
-        self.mem.read(from, sink)
+        self.port(|p| p.read(from, sink))
     }
 
     fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        self.mem.truncate_before(lsn)
+        self.port(|p| p.truncate_before(lsn))
     }
 
     fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        self.mem.discard_from(lsn)
+        self.port(|p| p.discard_from(lsn))
     }
 
     fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
-        self.mem.reserve(records, bytes)
+        self.port(|p| p.reserve(records, bytes))
     }
 
     fn unreserve(&self, records: usize, bytes: usize) {
-        self.mem.unreserve(records, bytes);
+        self.port(|p| p.unreserve(records, bytes));
     }
 
     fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
         if self.ctl().dead {
-            self.mem.unreserve(1, record.len());
+            self.port(|p| p.unreserve(1, record.len()));
             return Err(TRANSACTIONMANAGER_NOT_ONLINE);
         }
-        self.mem.append_reserved(record)
+        self.port(|p| p.append_reserved(record))
     }
 }
 
@@ -227,7 +314,8 @@ impl LogPort for SimLog {
 pub enum RestartError {
     /// The engine could not rebuild its state from the log.
     Recover(RecoverError),
-    /// A KTM step failed (recovering the TM, registering or recovering the RM).
+    /// A step failed (opening the log file, recovering the TM, registering or recovering the
+    /// RM).
     Ktm {
         /// Which step.
         step: &'static str,
@@ -255,6 +343,22 @@ impl SimDevice {
         SimDevice::boot(ktm, log, cfg)
     }
 
+    /// A durable device with `cfg` on a new durable KTM, its log the file at `path` (created
+    /// if missing) through the driver's `FileLog`: the engine recovers what the file holds.
+    /// [`SimDevice::restart`] reopens the file; a crash point's `torn` bytes are not simulated
+    /// there (the unforced records are lost whole).
+    pub fn durable_on_file(
+        cfg: SimConfig,
+        path: impl AsRef<Path>,
+    ) -> Result<(SimDevice, RecoveryReport), RestartError> {
+        let ktm = Ktm::new_durable(cfg.ktm_config());
+        let log = SimLog::on_disk(&ktm, path.as_ref()).map_err(|status| RestartError::Ktm {
+            step: "opening the log file",
+            status,
+        })?;
+        SimDevice::boot(ktm, Arc::new(log), cfg)
+    }
+
     /// Boots the engine from `log` on the durable `ktm`: recover the TM, rebuild the state,
     /// open the RM with [`DEVICE_RM_GUID`] (create it if TM recovery left none), recover it
     /// (RECOVER, LAST_RECOVER, outcomes).
@@ -274,6 +378,10 @@ impl SimDevice {
             "ZwRecoverTransactionManager",
             ktm.recover_transaction_manager(),
         )?;
+        log.reopen().map_err(|status| RestartError::Ktm {
+            step: "opening the log file",
+            status,
+        })?;
         log.ctl().dead = false;
         let (state, report) = State::recover(cfg.limits, &*log).map_err(RestartError::Recover)?;
         let dev = SimDevice::register(ktm.clone(), state, log, Some(DEVICE_RM_GUID), cfg).map_err(

@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::SpinLock;
+use crate::lock::StateLock;
 use crate::port::{Answer, Notification as N, TxId};
 use crate::testing::Harness;
 use ktmrm_proto::NtStatus as S;
@@ -391,6 +392,125 @@ fn concurrent_appenders_and_forcers_lose_nothing() {
     assert_eq!(lsns(&recs), (1..=200).collect::<Vec<_>>());
     assert_eq!(concat(&recs), f.content());
     assert_eq!(replay(&open(&f), None).unwrap().in_doubt.len(), 200);
+}
+
+/// The lock seam over `std::sync::Mutex`: waiters sleep, as behind the driver's event lock.
+struct Blocking<T>(Mutex<T>);
+
+impl<T: Send> StateLock<T> for Blocking<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+}
+
+/// A [`MemFile`] whose first flush waits until the test opens the gate, saying when it started.
+struct Gated<'a> {
+    file: &'a MemFile,
+    /// (a flush is waiting, the gate is open)
+    state: Mutex<(bool, bool)>,
+    cv: std::sync::Condvar,
+}
+
+impl Gated<'_> {
+    fn wait_until(&self, f: impl Fn(&(bool, bool)) -> bool) {
+        let mut g = self.state.lock().unwrap();
+        while !f(&g) {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+    fn set(&self, f: impl FnOnce(&mut (bool, bool))) {
+        f(&mut self.state.lock().unwrap());
+        self.cv.notify_all();
+    }
+}
+
+impl FileIo for Gated<'_> {
+    fn len(&self) -> Result<u64, S> {
+        self.file.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, S> {
+        self.file.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), S> {
+        self.file.write_at(offset, data)
+    }
+    fn flush(&self) -> Result<(), S> {
+        self.set(|s| s.0 = true);
+        self.wait_until(|s| s.1);
+        self.file.flush()
+    }
+    fn truncate(&self, len: u64) -> Result<(), S> {
+        self.file.truncate(len)
+    }
+    fn replace(&self, data: &[u8]) -> Result<(), S> {
+        self.file.replace(data)
+    }
+}
+
+/// Group commit, with real threads: while one force waits for the disk, seven committers append
+/// and force. When the disk returns, the next force writes all seven records with one write and
+/// one flush, and the other six find theirs durable and touch the disk not at all: 8 forces, 2
+/// flushes. Every force returns only once its own record is durable.
+#[test]
+fn forces_waiting_behind_a_flush_share_the_next_one() {
+    let f = MemFile::default();
+    let gated = Gated {
+        file: &f,
+        state: Mutex::new((false, false)),
+        cv: std::sync::Condvar::new(),
+    };
+    let log = FileLog::open(
+        &gated,
+        Blocking(Mutex::new(FileLogState::new())),
+        Blocking(Mutex::new(())),
+    )
+    .unwrap();
+    let writer = Mutex::new(LogWriter::new(Lsn::FIRST));
+    let appended = std::sync::atomic::AtomicUsize::new(0);
+    let append = |t: u8| {
+        let ws = vec![Write::put(b"k", b"v").unwrap()];
+        let rec = RecordRef::Prepare {
+            tx: tx(t),
+            writes: &ws,
+        };
+        let lsn = writer.lock().unwrap().append(&log, &rec).unwrap();
+        appended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lsn
+    };
+    let durable_after_force = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let first = append(1);
+        let (log, done, f) = (&log, &durable_after_force, &f);
+        s.spawn(move || {
+            log.force(first).unwrap();
+            done.lock().unwrap().push(first);
+        });
+        gated.wait_until(|st| st.0);
+        for t in 2..=8u8 {
+            let append = &append;
+            s.spawn(move || {
+                let lsn = append(t);
+                log.force(lsn).unwrap();
+                // Its record is on the disk when force returns.
+                let durable = MemFile::default();
+                durable.set_durable(f.disk(|d| d.durable.clone()));
+                let on_disk = lsns(&all(&open(&durable), None));
+                assert!(on_disk.contains(&lsn.0), "{lsn} not durable: {on_disk:?}");
+                done.lock().unwrap().push(lsn);
+            });
+        }
+        while appended.load(std::sync::atomic::Ordering::SeqCst) < 8 {
+            std::thread::yield_now();
+        }
+        gated.set(|st| st.1 = true);
+    });
+    assert_eq!(durable_after_force.lock().unwrap().len(), 8);
+    assert_eq!(
+        f.counts(),
+        (2, 2, 0, 0),
+        "(writes, flushes): 8 forces, 2 of each"
+    );
+    assert_eq!(lsns(&all(&open(&f), None)), (1..=8).collect::<Vec<_>>());
 }
 
 #[test]
