@@ -125,5 +125,13 @@ pub enum Command {
         /// vary more from run to run.
         #[arg(long)]
         quick: bool,
+        /// Instead, the durable suite (simulator): the durable engine with its log in a real
+        /// file, forces per commit at 1-8 committers, against the fsync floor and SQLite.
+        #[arg(long)]
+        durable: bool,
+        /// Where the durable suite puts its files (default: a new directory in the system's
+        /// temporary directory); SQLite's and the floor's go there too.
+        #[arg(long, requires = "durable")]
+        dir: Option<std::path::PathBuf>,
     },
 }

@@ -343,7 +343,15 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             ))
         }
         Command::CrashMatrix { names, list, quick } => run_crash_matrix(cli, names, *list, *quick),
-        Command::Bench { iterations, quick } => {
+        Command::Bench {
+            durable: true,
+            quick,
+            dir,
+            ..
+        } => run_durable_bench(cli, backend, *quick, dir.as_deref()),
+        Command::Bench {
+            iterations, quick, ..
+        } => {
             if !(1..=1_000_000).contains(iterations) {
                 return Ok(Outcome::Usage(format!(
                     "--iterations {iterations} is out of range: use 1–1,000,000"
@@ -388,6 +396,65 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
             })
         }
     }
+}
+
+fn run_durable_bench(
+    cli: &Cli,
+    backend: &Backend,
+    quick: bool,
+    dir: Option<&std::path::Path>,
+) -> Result<Outcome, Error> {
+    if backend.kind() != ktmrm_client::transport::TransportKind::Sim {
+        return Ok(Outcome::Usage(
+            "bench --durable runs on the simulated device: add --sim".into(),
+        ));
+    }
+    let temp;
+    let dir = match dir {
+        Some(d) => {
+            // The suite writes files there: say now, and clearly, if it cannot.
+            let usable =
+                std::fs::create_dir_all(d).and_then(|()| tempfile::tempfile_in(d).map(drop));
+            if let Err(e) = usable {
+                return Ok(Outcome::Usage(format!(
+                    "--dir {}: cannot write files there: {e}",
+                    d.display()
+                )));
+            }
+            d.to_path_buf()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("ktmrm-bench-")
+                .tempdir()
+                .map_err(|e| Error::Os {
+                    op: "creating a temporary directory for bench --durable".into(),
+                    code: e.raw_os_error().map_or(0, |c| c as u32),
+                })?;
+            temp.path().to_path_buf()
+        }
+    };
+    let cfg = if quick {
+        ktmrm_bench::durable::DurableConfig::quick(dir)
+    } else {
+        ktmrm_bench::durable::DurableConfig::new(dir)
+    };
+    let r = ktmrm_bench::durable::run(&cfg);
+    let passed = r.targets.iter().filter(|t| t.met).count();
+    let failed = r.targets.len() - passed;
+    let mut human = bench::durable_table(&r);
+    human.push_str(&format!("bench --durable: {passed} passed, {failed} failed"));
+    let mut json = serde_json::to_value(&r).unwrap_or_default();
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("passed".into(), json!(passed));
+        obj.insert("failed".into(), json!(failed));
+    }
+    let outcome = done(cli, human, json);
+    Ok(if failed == 0 {
+        outcome
+    } else {
+        Outcome::Failed
+    })
 }
 
 fn run_crash_matrix(

@@ -7,6 +7,7 @@
 mod alloc;
 mod churn;
 mod direct;
+pub mod durable;
 mod measure;
 mod suite;
 

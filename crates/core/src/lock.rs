@@ -11,6 +11,20 @@ use core::sync::atomic::{AtomicBool, Ordering};
 pub trait StateLock<T>: Sync {
     /// Runs `f` with exclusive access to the value.
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+
+    /// A condition variable over the lock, for locks that have one: waits while `cond` holds
+    /// for the value, sleeping (the lock released) until [`StateLock::notify_all`], and returns
+    /// `true`. A lock that cannot sleep returns `false` at once without waiting (the default);
+    /// the caller then waits another way. The log's group commit uses it: a force whose record
+    /// is in a write under way sleeps until that write is durable.
+    fn wait_while(&self, cond: impl FnMut(&mut T) -> bool) -> bool {
+        let _ = cond;
+        false
+    }
+
+    /// Wakes every thread sleeping in [`StateLock::wait_while`] (call after changing the value
+    /// they wait on). The default does nothing: no thread sleeps.
+    fn notify_all(&self) {}
 }
 
 /// A test-and-test-and-set spin lock: portable, for hosts without an OS lock.

@@ -123,6 +123,55 @@ pub fn engine_table(r: &ktmrm_bench::Report) -> String {
     s
 }
 
+/// The durable suite's report as tables: forces per commit, each run's latency and
+/// throughput, the floor, SQLite, the ratios and the targets.
+#[must_use]
+pub fn durable_table(r: &ktmrm_bench::durable::DurableReport) -> String {
+    let d = &r.durable;
+    let mut s = format!(
+        "durable suite: log in a real file under {} ({} round(s); forces = fdatasync calls)\n",
+        d.dir, d.rounds
+    );
+    s.push_str(&format!(
+        "{:<16} {:>4} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
+        "system", "n", "forces", "asked", "p50 µs", "p99 µs", "µs/commit", "commits/s"
+    ));
+    let row = |s: &mut String, name: &str, f: &ktmrm_bench::durable::RunFigures| {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+        s.push_str(&format!(
+            "{:<16} {:>4} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.0}\n",
+            name,
+            f.committers,
+            opt(f.forces_per_commit),
+            opt(f.engine_forces_per_commit),
+            f.p50_us,
+            f.p99_us,
+            f.us_per_commit,
+            f.commits_per_second
+        ));
+    };
+    for (kind, runs) in &d.ktmrm {
+        for f in runs {
+            row(&mut s, kind, f);
+        }
+    }
+    for f in &d.sqlite {
+        row(&mut s, "sqlite", f);
+    }
+    s.push_str(&format!(
+        "fsync floor ({} B append + fdatasync): p50 {:.1} µs, p99 {:.1} µs\n",
+        d.record_bytes, d.fsync_floor_us, d.fsync_floor_p99_us
+    ));
+    for t in &r.targets {
+        let verdict = if t.met { "met" } else { "MISSED" };
+        s.push_str(&format!(
+            "target {verdict:<6} {} : {:.3} (limit {})\n",
+            t.name, t.value, t.limit
+        ));
+    }
+    s
+}
+
 /// Summarises raw samples.
 #[must_use]
 pub fn summarize(name: &str, what: &str, mut samples: Vec<Duration>) -> OpResult {

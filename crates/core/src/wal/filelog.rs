@@ -6,7 +6,8 @@
 //!
 //! Appends happen under the engine's state lock, so they only copy the record into memory;
 //! [`LogPort::force`] then writes everything appended so far with one `write_at` and one `flush`
-//! (group commit). The durable file is therefore whole records, plus after a crash at most one
+//! (group commit: forces that arrive during that write wait for it, and the next write carries
+//! all their records). The durable file is therefore whole records, plus after a crash at most one
 //! torn write, which [`FileLog::open`] reports as one last damaged entry so [`super::recover`]
 //! drops it. Freeing old records rewrites the file through [`FileIo::replace`], which the host
 //! makes atomic. `no_std` + `alloc`, every allocation fallible, no panics.
@@ -102,6 +103,20 @@ pub struct FileLogState {
     reserved_records: usize,
     reserved_bytes: usize,
     spare: Vec<u8>,
+    /// A force is writing (the leader of a group commit); others wait for it to end.
+    leading: bool,
+    /// Leaders' writes ended so far (what a waiting force watches change).
+    writes_ended: u64,
+}
+
+/// What a force does next (see [`FileLog`]'s `force`).
+enum Step {
+    /// Its records are durable.
+    Done,
+    /// It writes everything appended so far, while later forces wait.
+    Lead,
+    /// Another force is writing: wait until its write (the `writes_ended`-th) ends.
+    Follow(u64),
 }
 
 impl Default for FileLogState {
@@ -135,7 +150,28 @@ impl FileLogState {
             reserved_records: 0,
             reserved_bytes: 0,
             spare: Vec::new(),
+            leading: false,
+            writes_ended: 0,
         }
+    }
+
+    /// Group commit: a force whose records are durable returns; else it writes everything
+    /// appended so far unless another force is writing already, in which case it waits for
+    /// that write and looks again.
+    fn force_step(&mut self, upto: Lsn) -> Step {
+        if self.target(upto) <= self.durable {
+            Step::Done
+        } else if self.leading {
+            Step::Follow(self.writes_ended)
+        } else {
+            self.leading = true;
+            Step::Lead
+        }
+    }
+
+    fn end_lead(&mut self) {
+        self.leading = false;
+        self.writes_ended = self.writes_ended.wrapping_add(1);
     }
 
     /// Sets aside room for `records` appends of `bytes` bytes each (see [`LogPort::reserve`]).
@@ -411,11 +447,30 @@ impl<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> LogPort for FileLo
         })
     }
 
+    /// Group commit. One force at a time writes and flushes everything appended so far (the
+    /// leader); a force arriving meanwhile sleeps on `B` ([`StateLock::wait_while`]) until that
+    /// write ends, then returns if it made its records durable, or leads the next write, which
+    /// takes every record appended while it waited. A force whose records are durable never
+    /// touches the disk, and never waits behind a write that does not carry its records. With a
+    /// `B` that cannot sleep, a waiting force queues for `I` instead and writes what is still
+    /// not durable once it has it.
     fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
-        if self.buf.with(|s| s.target(upto) <= s.durable) {
-            return Ok(());
+        loop {
+            match self.buf.with(|s| s.force_step(upto)) {
+                Step::Done => return Ok(()),
+                Step::Lead => {
+                    let r = self.io.with(|_| self.write_out(upto));
+                    self.buf.with(FileLogState::end_lead);
+                    self.buf.notify_all();
+                    return r;
+                }
+                Step::Follow(seen) => {
+                    if !self.buf.wait_while(|s| s.leading && s.writes_ended == seen) {
+                        return self.io.with(|_| self.write_out(upto));
+                    }
+                }
+            }
         }
-        self.io.with(|_| self.write_out(upto))
     }
 
     /// Holds `I` while calling `sink`, so `sink` may append but not force, truncate or discard.
