@@ -443,7 +443,9 @@ fn run_durable_bench(
     let passed = r.targets.iter().filter(|t| t.met).count();
     let failed = r.targets.len() - passed;
     let mut human = bench::durable_table(&r);
-    human.push_str(&format!("bench --durable: {passed} passed, {failed} failed"));
+    human.push_str(&format!(
+        "bench --durable: {passed} passed, {failed} failed"
+    ));
     let mut json = serde_json::to_value(&r).unwrap_or_default();
     if let Some(obj) = json.as_object_mut() {
         obj.insert("passed".into(), json!(passed));

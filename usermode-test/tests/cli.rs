@@ -339,3 +339,45 @@ fn raw_bytes_in_keys_and_values_are_taken_as_bytes() {
         "keys, values and prefixes take any bytes (or \\xNN escapes); other arguments must be UTF-8 text",
     );
 }
+
+#[test]
+fn durable_bench_reports_forces_ratios_and_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let v = json(&["bench", "--durable", "--quick", "--dir", d]);
+    let fpc = &v["durable"]["forces_per_commit"];
+    // One committer sits exactly on the protocol's floor: deterministic, so asserted here.
+    assert_eq!(fpc["two_phase"]["1"], 2.0, "{fpc}");
+    assert_eq!(fpc["single_phase"]["1"], 1.0, "{fpc}");
+    assert_eq!(fpc["non_transacted"]["1"], 1.0, "{fpc}");
+    for kind in ["two_phase", "single_phase", "non_transacted"] {
+        for n in ["2", "4", "8"] {
+            let x = fpc[kind][n].as_f64().unwrap();
+            let floor = fpc[kind]["1"].as_f64().unwrap();
+            assert!(x > 0.0 && x <= floor, "{kind} at {n}: {x}");
+        }
+    }
+    assert!(v["durable"]["fsync_floor_us"].as_f64().unwrap() > 0.0);
+    for ratio in [
+        "durable_commit_vs_sqlite_1",
+        "durable_commit_vs_sqlite_8",
+        "durable_commit_vs_fsync_floor",
+    ] {
+        assert!(v["ratios"][ratio].as_f64().unwrap() > 0.0, "{ratio}");
+    }
+    assert_eq!(v["durable"]["sqlite"].as_array().unwrap().len(), 2);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 10);
+    // Every file the suite made is gone again.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn durable_bench_refuses_an_unusable_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = run(&["bench", "--durable", "--dir", file.to_str().unwrap()]);
+    assert_fails_with(&out, 2, "cannot write files there");
+    let out = run(&["bench", "--dir", dir.path().to_str().unwrap()]);
+    assert_fails_with(&out, 2, "--durable");
+}

@@ -17,8 +17,9 @@ pub enum Kind {
     /// runs PREPREPARE, PREPARE, COMMIT: a forced Prepare record before the yes vote and a forced
     /// Commit record before CommitComplete. Protocol floor: 2 forces.
     TwoPhase,
-    /// A 1-put transaction with ktmrm its only RM: SINGLE_PHASE_COMMIT, Prepare and Commit
-    /// appended together and forced once. Floor: 1.
+    /// A 1-put transaction with ktmrm its only RM, on a device that asks KTM for single-phase
+    /// commit (`SimConfig::single_phase`, the host's opt-in for a sole writer):
+    /// SINGLE_PHASE_COMMIT, Prepare and Commit appended together and forced once. Floor: 1.
     SinglePhase,
     /// A PUT with no transaction: Prepare and Commit under the null UOW, forced once. Floor: 1.
     NonTransacted,
@@ -72,6 +73,9 @@ pub(crate) fn run(
     let _ = std::fs::remove_file(&path);
     let cfg = SimConfig {
         delivery: DeliveryMode::Inline,
+        // Single-phase commit is the host's opt-in (the engine asks for it only when told it
+        // is the sole writer); the two-phase kind runs beside a second RM without it.
+        single_phase: kind == Kind::SinglePhase,
         ..SimConfig::default()
     };
     let (dev, _) = SimDevice::durable_on_file(cfg, &path).expect("the durable device starts");
