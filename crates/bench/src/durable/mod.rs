@@ -250,18 +250,7 @@ pub fn run(cfg: &DurableConfig) -> DurableReport {
                 .or_default()
                 .push(spc_p50 / floor_p50);
         }
-        #[cfg(feature = "sqlite")]
-        for (n, name) in [
-            (1, "durable_commit_vs_sqlite_1"),
-            (8, "durable_commit_vs_sqlite_8"),
-        ] {
-            let t = sqlite::run(&cfg.dir, n, per_thread(n), cfg.warmup);
-            let rate = peer.entry(n).or_default().add(&t, 0, 0);
-            if let Some(ours) = spc.get(&n) {
-                // Time per commit is 1 / rate: ours / theirs = their rate / ours.
-                rounds.entry(name).or_default().push(rate / ours);
-            }
-        }
+        peer_round(cfg, &spc, &mut peer, &mut rounds);
     }
     floor.sort();
     let mut figures = DurableFigures {
@@ -297,6 +286,39 @@ pub fn run(cfg: &DurableConfig) -> DurableReport {
         round_ratios: rounds,
         targets,
     }
+}
+
+/// One round of the SQLite peer at 1 and 8 connections, and its ratios to ktmrm's single-phase
+/// commits of the same round (`ours`: commits per second by committers).
+#[cfg(feature = "sqlite")]
+fn peer_round(
+    cfg: &DurableConfig,
+    ours: &BTreeMap<usize, f64>,
+    peer: &mut BTreeMap<usize, Pool>,
+    rounds: &mut BTreeMap<&'static str, Vec<f64>>,
+) {
+    for (n, name) in [
+        (1, "durable_commit_vs_sqlite_1"),
+        (8, "durable_commit_vs_sqlite_8"),
+    ] {
+        let per_thread = (cfg.commits / n as u64).max(1);
+        let t = sqlite::run(&cfg.dir, n, per_thread, cfg.warmup);
+        let rate = peer.entry(n).or_default().add(&t, 0, 0);
+        if let Some(ours) = ours.get(&n) {
+            // Time per commit is 1 / rate: ours / theirs = their rate / ours.
+            rounds.entry(name).or_default().push(rate / ours);
+        }
+    }
+}
+
+/// Built without SQLite: no peer, and its targets count as missed.
+#[cfg(not(feature = "sqlite"))]
+fn peer_round(
+    _: &DurableConfig,
+    _: &BTreeMap<usize, f64>,
+    _: &mut BTreeMap<usize, Pool>,
+    _: &mut BTreeMap<&'static str, Vec<f64>>,
+) {
 }
 
 /// The durable targets. A figure that was not measured (no SQLite in this build, or 1 or 8
