@@ -141,12 +141,15 @@ impl SimLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The stored records (to inspect or damage in tests); `None` for a log on disk.
+    /// The stored records (to inspect or damage in tests, or to fail its appends and forces).
+    ///
+    /// # Panics
+    /// For a log on disk ([`SimDevice::durable_on_file`]): it has no records in memory.
     #[must_use]
-    pub const fn mem(&self) -> Option<&MemLog> {
+    pub fn mem(&self) -> &MemLog {
         match &self.store {
-            Store::Mem(m) => Some(m),
-            Store::Disk(_) => None,
+            Store::Mem(m) => m,
+            Store::Disk(_) => panic!("SimLog::mem: this log is a file on disk"),
         }
     }
 
