@@ -322,75 +322,6 @@ impl Ktm {
         (st.epoch == epoch).then_some(st)
     }
 
-    /// Step 1 of [`Ktm::drive_commit`]; `None` when single-phase commit does not apply or was
-    /// rejected.
-    fn single_phase(&self, id: TxId, epoch: u64) -> Option<NtStatus> {
-        let targets = {
-            let Some(mut st) = self.live(epoch) else {
-                return Some(CRASHED);
-            };
-            // "single-phase commit is off" with a superior enlistment (docs/ktm.md §1, S9).
-            if st.txs[&id].superior.is_some() {
-                return None;
-            }
-            let in_play: Vec<EnlistmentId> = st.txs[&id]
-                .enlistments
-                .iter()
-                .copied()
-                .filter(|en| {
-                    let e = &st.enlistments[en];
-                    !e.closed && e.state.in_play()
-                })
-                .collect();
-            let spc = Notification::SinglePhaseCommit.bits();
-            let only = *in_play
-                .iter()
-                .find(|en| st.enlistments[*en].mask & spc != 0)?;
-            if in_play.len() > 1 {
-                st.checker.violation(format!(
-                    "spc beside writer: {only} registered SINGLE_PHASE_COMMIT in {} beside {} \
-                     other enlistment(s) still in play; one and only one RM may register it and \
-                     all others must be read-only \
-                     (https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations)",
-                    State::tx_name(id),
-                    in_play.len() - 1
-                ));
-                if !st.config.interleavings.spc_beside_writers {
-                    return None;
-                }
-            }
-            st.txs.get_mut(&id).expect("driven").state = TxState::SinglePhaseCommitting;
-            select_ids(&mut st, id, Notification::SinglePhaseCommit, &[only])
-        };
-        let Some(results) = self.deliver_and_wait(targets, epoch) else {
-            return Some(CRASHED);
-        };
-        match results.first().and_then(|(_, a)| *a) {
-            Some(Answer::CommitComplete | Answer::ReadOnly) => {
-                {
-                    let Some(mut st) = self.live(epoch) else {
-                        return Some(CRASHED);
-                    };
-                    st.txs.get_mut(&id).expect("driven").outcome = Outcome::Committed;
-                    st.note_commit(id);
-                }
-                if !self.end(id, TxState::Committed, epoch) {
-                    return Some(CRASHED);
-                }
-                self.probe(id, Phase::SinglePhaseCommit);
-                Some(NtStatus::SUCCESS)
-            }
-            Some(Answer::SinglePhaseReject) => {
-                let Some(mut st) = self.live(epoch) else {
-                    return Some(CRASHED);
-                };
-                st.txs.get_mut(&id).expect("driven").state = TxState::PrePreparing;
-                None
-            }
-            _ => Some(self.abort_commit(id, epoch)),
-        }
-    }
-
     /// A commit turned into a rollback (a no vote, no answer, or a rollback request).
     pub(crate) fn abort_commit(&self, id: TxId, epoch: u64) -> NtStatus {
         {
@@ -461,7 +392,7 @@ impl Ktm {
         true
     }
 
-    fn probe(&self, id: TxId, phase: Phase) {
+    pub(crate) fn probe(&self, id: TxId, phase: Phase) {
         let probe = self.lock().probe.clone();
         if let Some(p) = probe {
             p(id, phase);

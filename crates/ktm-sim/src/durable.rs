@@ -22,8 +22,8 @@ use ktmrm_proto::NtStatus;
 
 use crate::ktm::Ktm;
 use crate::model::{
-    Enlistment, EnlistmentId, EnlistmentState, KtmConfig, Outcome, ResourceManager, RmCallback,
-    RmId, State, Transaction, TxState,
+    Enlistment, EnlistmentId, EnlistmentState, KtmConfig, Outcome, ResourceManager, RmId, State,
+    Transaction, TxState,
 };
 
 /// NTSTATUS values the durable model returns that `ktmrm_proto` does not name (docs/ktm.md §5 table).
@@ -414,28 +414,6 @@ impl Ktm {
     #[must_use]
     pub fn is_durable(&self) -> bool {
         self.lock().durable.is_some()
-    }
-
-    /// Registers a durable RM (`ZwCreateResourceManager` without `RESOURCE_MANAGER_VOLATILE` +
-    /// `TmEnableCallbacks`, docs/ktm.md §2, §7 step 4). After a crash an RM whose enlistments KTM
-    /// logged must open the RM object TM recovery rebuilt instead ([`Ktm::open_resource_manager`])
-    /// and then call [`Ktm::recover_resource_manager`]; it cannot enlist before (see
-    /// [`Ktm::enlist`]). Errors: a volatile TM → `STATUS_TM_VOLATILE` ("volatile TM (recovery, or
-    /// a non-volatile RM)", §5); the GUID registered, or rebuilt by TM recovery →
-    /// `STATUS_OBJECT_NAME_COLLISION` (see [`status::OBJECT_NAME_COLLISION`]).
-    pub fn create_durable_resource_manager(
-        &self,
-        guid: RmGuid,
-        callback: RmCallback,
-    ) -> Result<RmId, NtStatus> {
-        let mut st = self.lock();
-        let Some(d) = st.durable.as_ref() else {
-            return Err(NtStatus::TM_VOLATILE);
-        };
-        if d.rms.values().any(|r| r.guid == guid) || d.reconstructed.contains(&guid) {
-            return Err(status::OBJECT_NAME_COLLISION);
-        }
-        Ok(st.register_durable_rm(guid, callback))
     }
 
     /// The enlistment's GUID (`ZwQueryInformationEnlistment`, EnlistmentBasicInformation): what

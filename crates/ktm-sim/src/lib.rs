@@ -64,6 +64,7 @@ mod race;
 mod recovery;
 mod reopen;
 mod restart;
+mod single_phase;
 mod stdlock;
 
 pub use checker::{Counters, Phase, answer_fits, notification_name};

@@ -1,5 +1,5 @@
-//! A durable RM's object across a restart: TM recovery rebuilds it from the log, and the RM
-//! opens it rather than creating it again. "Recovery Processing"
+//! A durable RM's object: created once, rebuilt from the log by TM recovery after a crash, and
+//! then opened by the RM rather than created again. "Recovery Processing"
 //! (<https://learn.microsoft.com/windows/win32/ktm/recovery-processing>): "Call the
 //! OpenResourceManager function to re-open its resource manager handle using its unique,
 //! persistent name ... If no enlistments exist to be recovered, the call to OpenResourceManager
@@ -43,6 +43,28 @@ impl State {
 }
 
 impl Ktm {
+    /// Registers a durable RM (`ZwCreateResourceManager` without `RESOURCE_MANAGER_VOLATILE` +
+    /// `TmEnableCallbacks`, docs/ktm.md §2, §7 step 4). After a crash an RM whose enlistments KTM
+    /// logged must open the RM object TM recovery rebuilt instead ([`Ktm::open_resource_manager`])
+    /// and then call [`Ktm::recover_resource_manager`]; it cannot enlist before (see
+    /// [`Ktm::enlist`]). Errors: a volatile TM → `STATUS_TM_VOLATILE` ("volatile TM (recovery, or
+    /// a non-volatile RM)", §5); the GUID registered, or rebuilt by TM recovery →
+    /// `STATUS_OBJECT_NAME_COLLISION` (see [`status::OBJECT_NAME_COLLISION`]).
+    pub fn create_durable_resource_manager(
+        &self,
+        guid: RmGuid,
+        callback: RmCallback,
+    ) -> Result<RmId, NtStatus> {
+        let mut st = self.lock();
+        let Some(d) = st.durable.as_ref() else {
+            return Err(NtStatus::TM_VOLATILE);
+        };
+        if d.rms.values().any(|r| r.guid == guid) || d.reconstructed.contains(&guid) {
+            return Err(status::OBJECT_NAME_COLLISION);
+        }
+        Ok(st.register_durable_rm(guid, callback))
+    }
+
     /// `ZwOpenResourceManager(guid)` + `TmEnableCallbacks`: opens the RM object TM recovery
     /// rebuilt for `guid` (it has logged enlistments to recover); the RM then calls
     /// [`Ktm::recover_resource_manager`]. An RM already registered with `guid` is opened again

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use ktm_sim::{
     Answer, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentState, Interleavings, Ktm,
-    Notification as N, NtStatus, Outcome,
+    Notification as N, NtStatus, Outcome, ProcessId, RmId,
 };
 
 /// [`ktm`] with every allowed interleaving on.
@@ -22,41 +22,71 @@ fn allowing(mode: DeliveryMode) -> Ktm {
     k
 }
 
-/// A well-behaved RM, except that it answers `at` later: it returns STATUS_PENDING and parks
-/// the enlistment in `parked` for the test to answer (or not).
-fn parks_at(
+/// A commit in the background that has reached an RM which answers `at` later: the RM returns
+/// STATUS_PENDING and leaves the answer (or none) to the test.
+struct Parked {
+    k: Ktm,
+    log: Log,
+    rm: RmId,
+    p: ProcessId,
+    h: u64,
+    /// The parking RM's enlistment.
+    en: EnlistmentId,
+    /// The commit's status, once it returns.
+    commit: mpsc::Receiver<NtStatus>,
+}
+
+/// On `k`: an RM that parks `at`, enlisted with `mask` in a transaction with `timeout_ms`;
+/// `setup` runs before the commit starts; returns once the RM holds `at`.
+fn parked_commit(
+    k: Ktm,
     at: N,
-    parked: Arc<Mutex<Vec<EnlistmentId>>>,
-) -> impl Fn(&Ktm, ktm_sim::Delivery) -> NtStatus + Send + Sync {
-    move |k: &Ktm, d| {
+    mask: u32,
+    timeout_ms: u32,
+    setup: impl FnOnce(&Ktm, RmId, ProcessId, u64),
+) -> Parked {
+    let log = Log::default();
+    let parked: Arc<Mutex<Vec<EnlistmentId>>> = Arc::default();
+    let held = Arc::clone(&parked);
+    let rm = rm_with(&k, &log, move |k: &Ktm, d| {
         if d.notification == at {
-            parked.lock().unwrap().push(d.enlistment);
+            held.lock().unwrap().push(d.enlistment);
             return NtStatus::PENDING;
         }
         good()(k, d)
-    }
-}
-
-/// Runs `k.commit(p, h)` on a thread of its own; the receiver gets its status.
-fn commit_in_background(k: &Ktm, p: ktm_sim::ProcessId, h: u64) -> mpsc::Receiver<NtStatus> {
-    let (tx, rx) = mpsc::channel();
-    let k = k.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(k.commit(p, h));
     });
-    rx
-}
-
-/// Waits until `parked` holds something (the RM got the notification).
-fn wait_parked(parked: &Arc<Mutex<Vec<EnlistmentId>>>) -> EnlistmentId {
+    let p = k.create_process();
+    let h = k.create_transaction(p, timeout_ms, "").unwrap();
+    let en = enlist(&k, rm, p, h, mask).unwrap();
+    setup(&k, rm, p, h);
+    let (tx, commit) = mpsc::channel();
+    let k2 = k.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(k2.commit(p, h));
+    });
     for _ in 0..500 {
-        if let Some(en) = parked.lock().unwrap().first() {
-            return *en;
+        if parked.lock().unwrap().contains(&en) {
+            return Parked {
+                k,
+                log,
+                rm,
+                p,
+                h,
+                en,
+                commit,
+            };
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("the notification never came");
 }
+
+/// The commit's status within 5 s.
+fn status(commit: &mpsc::Receiver<NtStatus>) -> Result<NtStatus, mpsc::RecvTimeoutError> {
+    commit.recv_timeout(Duration::from_secs(5))
+}
+
+const NOTHING: fn(&Ktm, RmId, ProcessId, u64) = |_, _, _, _| {};
 
 #[test]
 fn single_phase_commit_beside_another_writer_is_delivered_when_allowed_and_flagged() {
@@ -90,20 +120,19 @@ fn a_sole_enlistment_registered_for_single_phase_commit_is_not_flagged() {
 #[test]
 fn rollback_during_prepare_overtakes_the_outstanding_prepare() {
     for mode in MODES {
-        let parked = Arc::default();
-        let OneTx { k, log, rm, p, h } =
-            one_tx(allowing(mode), parks_at(N::Prepare, Arc::clone(&parked)));
-        let en = enlist(&k, rm, p, h, MASK4).unwrap();
-        let commit = commit_in_background(&k, p, h);
-        let parked_en = wait_parked(&parked);
-        assert_eq!(parked_en, en);
+        let Parked {
+            k,
+            log,
+            p,
+            h,
+            en,
+            commit,
+            ..
+        } = parked_commit(allowing(mode), N::Prepare, MASK4, 0, NOTHING);
         // ROLLBACK is sent when the rollback is made, over the PREPARE still outstanding.
         assert_eq!(k.rollback(p, h), NtStatus::SUCCESS);
         assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare, N::Rollback]);
-        assert_eq!(
-            commit.recv_timeout(Duration::from_secs(5)),
-            Ok(NtStatus::TRANSACTION_ABORTED)
-        );
+        assert_eq!(status(&commit), Ok(NtStatus::TRANSACTION_ABORTED));
         // The late answer to the overtaken PREPARE is refused, and is no violation.
         assert_eq!(
             k.answer(en, Answer::PrepareComplete),
@@ -116,60 +145,48 @@ fn rollback_during_prepare_overtakes_the_outstanding_prepare() {
 
 #[test]
 fn without_eager_rollback_the_rollback_waits_for_the_prepare_answers() {
-    let parked = Arc::default();
-    let OneTx { k, log, rm, p, h } = one_tx(
-        ktm(DeliveryMode::Inline),
-        parks_at(N::Prepare, Arc::clone(&parked)),
-    );
-    let en = enlist(&k, rm, p, h, MASK4).unwrap();
-    let commit = commit_in_background(&k, p, h);
-    wait_parked(&parked);
+    let Parked {
+        k,
+        log,
+        p,
+        h,
+        en,
+        commit,
+        ..
+    } = parked_commit(ktm(DeliveryMode::Inline), N::Prepare, MASK4, 0, NOTHING);
     assert_eq!(k.rollback(p, h), NtStatus::SUCCESS);
     assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare]);
     assert_eq!(k.answer(en, Answer::PrepareComplete), NtStatus::SUCCESS);
-    assert_eq!(
-        commit.recv_timeout(Duration::from_secs(5)),
-        Ok(NtStatus::TRANSACTION_ABORTED)
-    );
+    assert_eq!(status(&commit), Ok(NtStatus::TRANSACTION_ABORTED));
     assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare, N::Rollback]);
     k.assert_clean();
 }
 
 #[test]
 fn a_timeout_while_preparing_rolls_back() {
-    let parked = Arc::default();
-    let k = allowing(DeliveryMode::Inline);
-    let log = Log::default();
-    let rm = rm_with(&k, &log, parks_at(N::Prepare, Arc::clone(&parked)));
-    let p = k.create_process();
-    let h = k.create_transaction(p, 1000, "").unwrap();
-    let en = enlist(&k, rm, p, h, MASK4).unwrap();
-    let commit = commit_in_background(&k, p, h);
-    wait_parked(&parked);
+    let Parked {
+        k, log, en, commit, ..
+    } = parked_commit(
+        allowing(DeliveryMode::Inline),
+        N::Prepare,
+        MASK4,
+        1000,
+        NOTHING,
+    );
     // "aborted when the interval elapses if it has not already reached the prepared state".
     assert_eq!(k.advance_time(1000), 1);
     assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare, N::Rollback]);
-    assert_eq!(
-        commit.recv_timeout(Duration::from_secs(5)),
-        Ok(NtStatus::TRANSACTION_ABORTED)
-    );
+    assert_eq!(status(&commit), Ok(NtStatus::TRANSACTION_ABORTED));
     k.assert_clean();
 }
 
 #[test]
 fn a_no_vote_rolls_back_at_once_over_the_other_outstanding_prepare() {
-    let parked = Arc::default();
-    let OneTx { k, log, rm, p, h } = one_tx(
-        allowing(DeliveryMode::Inline),
-        parks_at(N::Prepare, Arc::clone(&parked)),
-    );
-    let en = enlist(&k, rm, p, h, MASK4).unwrap();
-    assert_eq!(k.enlist_veto_rm(p, h), NtStatus::SUCCESS);
-    let commit = commit_in_background(&k, p, h);
-    assert_eq!(
-        commit.recv_timeout(Duration::from_secs(5)),
-        Ok(NtStatus::TRANSACTION_ABORTED)
-    );
+    let veto = |k: &Ktm, _, p, h| assert_eq!(k.enlist_veto_rm(p, h), NtStatus::SUCCESS);
+    let Parked {
+        k, log, en, commit, ..
+    } = parked_commit(allowing(DeliveryMode::Inline), N::Prepare, MASK4, 0, veto);
+    assert_eq!(status(&commit), Ok(NtStatus::TRANSACTION_ABORTED));
     assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare, N::Rollback]);
     assert_eq!(
         k.answer(en, Answer::PrepareComplete),
@@ -180,23 +197,16 @@ fn a_no_vote_rolls_back_at_once_over_the_other_outstanding_prepare() {
 
 #[test]
 fn a_withheld_answer_leaves_the_commit_waiting() {
-    let parked = Arc::default();
     let k = ktm(DeliveryMode::Inline);
     k.set_answer_deadline(None);
-    let OneTx { k, rm, p, h, .. } = one_tx(k, parks_at(N::Prepare, Arc::clone(&parked)));
-    let en = enlist(&k, rm, p, h, MASK4).unwrap();
-    let commit = commit_in_background(&k, p, h);
-    wait_parked(&parked);
+    let Parked { k, en, commit, .. } = parked_commit(k, N::Prepare, MASK4, 0, NOTHING);
     // The bound is the test's: KTM itself waits however long it takes.
     assert_eq!(
         commit.recv_timeout(Duration::from_millis(300)),
         Err(mpsc::RecvTimeoutError::Timeout)
     );
     assert_eq!(k.answer(en, Answer::PrepareComplete), NtStatus::SUCCESS);
-    assert_eq!(
-        commit.recv_timeout(Duration::from_secs(5)),
-        Ok(NtStatus::SUCCESS)
-    );
+    assert_eq!(status(&commit), Ok(NtStatus::SUCCESS));
     k.assert_clean();
 }
 
@@ -209,7 +219,11 @@ fn an_error_return_leaves_the_phase_waiting_by_default() {
         no_answer_at(N::Prepare, NtStatus::INSUFFICIENT_RESOURCES),
     );
     let en = enlist(&k, rm, p, h, MASK4).unwrap();
-    let commit = commit_in_background(&k, p, h);
+    let (tx, commit) = mpsc::channel();
+    let k2 = k.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(k2.commit(p, h));
+    });
     assert_eq!(
         commit.recv_timeout(Duration::from_millis(300)),
         Err(mpsc::RecvTimeoutError::Timeout)
@@ -227,24 +241,24 @@ fn an_error_return_leaves_the_phase_waiting_by_default() {
 #[test]
 fn closing_the_rm_mid_commit_rolls_the_transaction_back() {
     for eager in [false, true] {
-        let parked = Arc::default();
         let k = ktm(DeliveryMode::Inline);
         if eager {
             k.set_interleavings(Interleavings::ALL);
         }
-        let OneTx { k, log, rm, p, h } = one_tx(k, parks_at(N::Prepare, Arc::clone(&parked)));
-        let en = enlist(&k, rm, p, h, MASK4).unwrap();
-        let commit = commit_in_background(&k, p, h);
-        wait_parked(&parked);
+        let Parked {
+            k,
+            log,
+            rm,
+            en,
+            commit,
+            ..
+        } = parked_commit(k, N::Prepare, MASK4, 0, NOTHING);
         // "enlistments to transactions that have not been committed" are rolled back.
         assert_eq!(k.close_resource_manager(rm), 1);
         if !eager {
             assert_eq!(k.answer(en, Answer::PrepareComplete), NtStatus::SUCCESS);
         }
-        assert_eq!(
-            commit.recv_timeout(Duration::from_secs(5)),
-            Ok(NtStatus::TRANSACTION_ABORTED)
-        );
+        assert_eq!(status(&commit), Ok(NtStatus::TRANSACTION_ABORTED));
         assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Prepare, N::Rollback]);
         k.assert_clean();
     }
@@ -252,23 +266,31 @@ fn closing_the_rm_mid_commit_rolls_the_transaction_back() {
 
 #[test]
 fn closing_the_single_phase_enlistment_sends_rm_disconnected_to_the_others() {
-    let parked = Arc::default();
-    let OneTx { k, log, rm, p, h } = one_tx(
-        allowing(DeliveryMode::Inline),
-        parks_at(N::SinglePhaseCommit, Arc::clone(&parked)),
-    );
-    let spc = enlist(&k, rm, p, h, MASK_SPC).unwrap();
     // A read-only participant that asked for RM_DISCONNECTED, as the page tells it to.
-    let other = enlist(&k, rm, p, h, MASK4 | N::RmDisconnected.bits()).unwrap();
-    assert_eq!(k.answer(other, Answer::ReadOnly), NtStatus::SUCCESS);
-    let commit = commit_in_background(&k, p, h);
-    wait_parked(&parked);
+    let other: Arc<Mutex<Option<EnlistmentId>>> = Arc::default();
+    let o = Arc::clone(&other);
+    let read_only = move |k: &Ktm, rm, p, h| {
+        let en = enlist(k, rm, p, h, MASK4 | N::RmDisconnected.bits()).unwrap();
+        assert_eq!(k.answer(en, Answer::ReadOnly), NtStatus::SUCCESS);
+        *o.lock().unwrap() = Some(en);
+    };
+    let Parked {
+        k,
+        log,
+        en: spc,
+        commit,
+        ..
+    } = parked_commit(
+        allowing(DeliveryMode::Inline),
+        N::SinglePhaseCommit,
+        MASK_SPC,
+        0,
+        read_only,
+    );
+    let other = other.lock().unwrap().unwrap();
     k.close_enlistment(spc);
     assert_eq!(log.kinds_of(other), [N::RmDisconnected]);
-    assert_eq!(
-        commit.recv_timeout(Duration::from_secs(5)),
-        Ok(NtStatus::TRANSACTION_ABORTED)
-    );
+    assert_eq!(status(&commit), Ok(NtStatus::TRANSACTION_ABORTED));
     k.close_enlistment(other);
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
@@ -305,21 +327,18 @@ fn rollback_enlistment_right_after_enlisting_rolls_back() {
 
 #[test]
 fn a_second_commit_while_the_first_is_undecided_is_not_valid() {
-    let parked = Arc::default();
-    let OneTx { k, rm, p, h, .. } = one_tx(
-        ktm(DeliveryMode::Inline),
-        parks_at(N::Prepare, Arc::clone(&parked)),
-    );
-    let en = enlist(&k, rm, p, h, MASK4).unwrap();
-    let commit = commit_in_background(&k, p, h);
-    wait_parked(&parked);
+    let Parked {
+        k,
+        p,
+        h,
+        en,
+        commit,
+        ..
+    } = parked_commit(ktm(DeliveryMode::Inline), N::Prepare, MASK4, 0, NOTHING);
     // "The commit operation for this transaction has already been started."
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_REQUEST_NOT_VALID);
     assert_eq!(k.answer(en, Answer::PrepareComplete), NtStatus::SUCCESS);
-    assert_eq!(
-        commit.recv_timeout(Duration::from_secs(5)),
-        Ok(NtStatus::SUCCESS)
-    );
+    assert_eq!(status(&commit), Ok(NtStatus::SUCCESS));
     k.assert_clean();
 }
 
