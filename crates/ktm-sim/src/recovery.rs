@@ -248,7 +248,9 @@ impl Ktm {
 
     /// Delivers RECOVER `targets` and waits until each was sent: its callback has returned (or
     /// the RM answered first), whether or not it called `ZwRecoverEnlistment` yet. False if a
-    /// crash came first.
+    /// crash came first. "Sent" is not taken to mean "handed to a thread that may not have run
+    /// yet": an RM could then never tell at LAST_RECOVER which RECOVERs it missed, and the
+    /// presumed abort "Recovery Processing" asks of it would be impossible.
     fn sent(&self, targets: &[Target], epoch: u64) -> bool {
         let before: Vec<u64> = {
             let st = self.lock();

@@ -363,3 +363,21 @@ fn a_rollback_racing_prepare_from_the_same_thread_reaches_the_rm_first() {
     assert_eq!(log.kinds_of(en), [N::PrePrepare, N::Rollback, N::Prepare]);
     k.assert_clean();
 }
+
+#[test]
+fn a_single_phase_commit_is_in_the_decision_oracle() {
+    let k = Ktm::new_durable(ktm_sim::KtmConfig {
+        answer_deadline: Some(Duration::from_secs(5)),
+        ..ktm_sim::KtmConfig::default()
+    });
+    assert_eq!(k.recover_transaction_manager(), NtStatus::SUCCESS);
+    let OneTx { k, log, rm, p, h } = one_tx(k, good());
+    enlist(&k, rm, p, h, MASK_SPC).unwrap();
+    let id = k.transaction_info(p, h).unwrap().id;
+    assert_eq!(k.decision(id), Outcome::Undetermined);
+    assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
+    assert_eq!(log.kinds(), [N::SinglePhaseCommit]);
+    // KTM logs nothing for it, but it was decided: committed.
+    assert_eq!(k.decision(id), Outcome::Committed);
+    k.assert_clean();
+}
