@@ -34,13 +34,9 @@
 extern crate alloc;
 
 // On Windows (not in unit tests) the driver has no std: wdk-panic turns a panic into bugcheck
-// 0x52504E43 ("RPNC") and wdk-alloc serves `alloc` from non-paged pool.
+// 0x52504E43 ("RPNC") and `kmode::pool` serves `alloc` from non-paged pool.
 #[cfg(all(windows, not(test)))]
 extern crate wdk_panic;
-
-#[cfg(all(windows, not(test)))]
-#[global_allocator]
-static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
 // Off Windows the cdylib is never loaded; it exists so `cargo build --workspace` works and the
 // portable modules are unit-tested. Linking std supplies a panic handler and an allocator there.

@@ -64,6 +64,14 @@ pub const fn unicode_byte_len(units: usize) -> Option<u16> {
     }
 }
 
+/// The tag on every pool block the driver allocates (poolmon, `!poolfind`, Driver Verifier's
+/// pool tracking show it as `KtRm`): a ULONG whose bytes, in memory order, are the four letters.
+pub const POOL_TAG: u32 = u32::from_le_bytes(*b"KtRm");
+
+/// `ExAllocatePool2`'s name, looked up at run time: the routine exists from Windows 10 version
+/// 2004, after the minimum ktmrm supports (scripts/kernel-check/min-windows.tsv).
+pub const EX_ALLOCATE_POOL2_EXPORT: &[u16] = utf16!("ExAllocatePool2");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +102,12 @@ mod tests {
         assert_eq!(unicode_byte_len(32_767), Some(65_534));
         assert_eq!(unicode_byte_len(32_768), None);
         assert_eq!(unicode_byte_len(usize::MAX), None);
+    }
+
+    #[test]
+    fn pool_tag_reads_as_its_letters() {
+        // Pool tools print the tag's bytes in memory order.
+        assert_eq!(POOL_TAG.to_le_bytes(), *b"KtRm");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::sys::{object_attributes, unicode_borrowed};
 use crate::durable::{NtPath, file};
 use crate::ktm::obj;
 use crate::trace::Level;
+use alloc::boxed::Box;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::mem::size_of;
@@ -88,26 +89,33 @@ pub fn ensure_directory(dir: &NtPath) -> Result<(), NtStatus> {
     Ok(())
 }
 
-/// The engine's log file `path`, with `new_path` beside it for atomic replacement.
+/// The log file's path, with `new_path` beside it for atomic replacement. Kept in pool: two
+/// 480-unit paths are too large to move through kernel stack frames.
+pub struct LogPaths {
+    /// The log.
+    pub path: NtPath,
+    /// Where a replacement is written before it is renamed over the log.
+    pub new_path: NtPath,
+}
+
+/// The engine's log file.
 pub struct KernelFile {
     handle: AtomicPtr<core::ffi::c_void>,
-    path: NtPath,
-    new_path: NtPath,
+    paths: Box<LogPaths>,
 }
 
 impl KernelFile {
     /// Opens (or creates) the log file.
-    pub fn open(path: NtPath, new_path: NtPath) -> Result<Self, NtStatus> {
+    pub fn open(paths: Box<LogPaths>) -> Result<Self, NtStatus> {
         let h = open(
-            &path,
+            &paths.path,
             file::LOG_ACCESS,
             file::OPEN_IF,
             file::NON_DIRECTORY_FILE,
         )?;
         Ok(KernelFile {
             handle: AtomicPtr::new(h),
-            path,
-            new_path,
+            paths,
         })
     }
 
@@ -262,7 +270,7 @@ impl FileIo for KernelFile {
     /// a stale `.new`, overwritten next time); after it, the new one.
     fn replace(&self, data: &[u8]) -> Result<(), NtStatus> {
         let new = open(
-            &self.new_path,
+            &self.paths.new_path,
             file::LOG_ACCESS,
             file::OVERWRITE_IF,
             file::NON_DIRECTORY_FILE | file::WRITE_THROUGH,
@@ -272,7 +280,7 @@ impl FileIo for KernelFile {
             close(new);
             return Err(st);
         }
-        let info = match crate::durable::RenameInformation::new(self.path.as_slice()) {
+        let info = match crate::durable::RenameInformation::new(self.paths.path.as_slice()) {
             Ok(i) => i,
             Err(st) => {
                 close(new);
@@ -302,7 +310,7 @@ impl FileIo for KernelFile {
         close(new);
         // Reopen the log whatever happened: the old file if the rename failed, else the new.
         let h = open(
-            &self.path,
+            &self.paths.path,
             file::LOG_ACCESS,
             file::OPEN_IF,
             file::NON_DIRECTORY_FILE,
@@ -389,11 +397,11 @@ pub type DriverLog = FileLog<KernelFile, super::lock::GuardedLock<FileLogState>,
 
 /// The engine's log: the file log when durable, none when volatile (a volatile engine's state
 /// never calls it; every method then fails with `STATUS_TM_VOLATILE`).
-pub struct MaybeLog(pub Option<DriverLog>);
+pub struct MaybeLog(pub Option<Box<DriverLog>>);
 
 impl MaybeLog {
     fn get(&self) -> Result<&DriverLog, NtStatus> {
-        self.0.as_ref().ok_or(NtStatus::TM_VOLATILE)
+        self.0.as_deref().ok_or(NtStatus::TM_VOLATILE)
     }
 }
 

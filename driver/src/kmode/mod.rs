@@ -14,14 +14,20 @@
 //! thread to create, wake and stop at unload, and no buffer sizing (`STATUS_BUFFER_TOO_SMALL`
 //! loops). The engine answers every notification before `notify` returns (never
 //! STATUS_PENDING), which the callback contract allows. A notification may arrive before
-//! `TmCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
+//! `ZwCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
 //! enlisting, so that is fine (docs/ktm.md §3 Delivery B, §8).
 
 mod file;
+mod layout;
 mod lock;
 mod params;
+mod pool;
 mod port;
 mod sys;
+
+/// Every `alloc` allocation of the driver comes from non-paged pool (see `pool`).
+#[global_allocator]
+static GLOBAL_ALLOCATOR: pool::PoolAllocator = pool::PoolAllocator;
 
 use crate::durable::{self, Config};
 use crate::irp::{self, Ioctl};
@@ -59,7 +65,8 @@ use wdk_sys::{
     POBJECT_TYPE, PVOID, ULONG,
 };
 
-type DriverEngine = Engine<KernelPort, GuardedLock<State<EnlistmentHandle>>, MaybeLog>;
+type EngineLock = GuardedLock<State<EnlistmentHandle>>;
+type DriverEngine = Engine<KernelPort, EngineLock, MaybeLog>;
 
 /// Everything the driver keeps between calls: one non-paged allocation made in DriverEntry and
 /// freed in DriverUnload. The device extension holds a pointer to it (for the dispatch routines),
@@ -258,7 +265,12 @@ pub unsafe extern "system" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    let config = params::read_parameters(registry_path);
+    pool::resolve();
+    // In pool, not on the stack: two 480-byte paths (see kmode::lock on stack size).
+    let config = match try_box(params::read_parameters(registry_path)) {
+        Ok(config) => config,
+        Err(st) => return st.0,
+    };
     trace!(
         Level::Info,
         "DriverEntry (trace level {:?}, {})",
@@ -306,7 +318,9 @@ fn step(what: &str, status: NTSTATUS) -> Result<(), NtStatus> {
 }
 
 /// DriverEntry's work, recording each created object in `objects`/`built` as it goes so the
-/// caller can unwind exactly that on failure.
+/// caller can unwind exactly that on failure. Not inlined, so that DriverEntry's frame and this
+/// one are each measured (and kept) under the kernel check's 4 KiB limit.
+#[inline(never)]
 fn start(
     driver: *mut DRIVER_OBJECT,
     config: &Config,
@@ -317,11 +331,14 @@ fn start(
     let rm_type = object_type(names::RM_OBJECT_TYPE_EXPORT).ok_or(NtStatus::UNSUCCESSFUL)?;
 
     // 0. Durable: the engine's state from its log, before KTM can deliver anything.
-    let (state, log) = if config.durable {
-        let (state, log) = open_log(config)?;
-        (state, MaybeLog(Some(log)))
+    let (lock, log) = if config.durable {
+        let (lock, log) = open_log(config)?;
+        (lock, MaybeLog(Some(log)))
     } else {
-        (State::new(Limits::default()), MaybeLog(None))
+        (
+            GuardedLock::new(State::new(Limits::default()))?,
+            MaybeLog(None),
+        )
     };
 
     // 1. A transaction manager of our own (docs/ktm.md §0, §7 step 1): volatile, or durable with
@@ -404,7 +421,7 @@ fn start(
     })?;
     built.rm = true;
 
-    // 3. The RM object pointer, for TmEnableCallbacks and TmCreateEnlistment.
+    // 3. The RM object pointer, for TmEnableCallbacks.
     let mut rm_object: PVOID = null_mut();
     // ObReferenceObjectByHandle(HANDLE, ACCESS_MASK, POBJECT_TYPE, KPROCESSOR_MODE, PVOID *Object,
     //   POBJECT_HANDLE_INFORMATION /*NULL*/): PASSIVE_LEVEL. KernelMode: our own kernel handle.
@@ -424,17 +441,16 @@ fn start(
     built.rm_object = true;
 
     // 4. The context: engine, state and lock, all fallible allocations.
-    let lock = GuardedLock::new(state)?;
     let context = try_box(Driver {
         engine: Engine::with_log(lock, log),
         port: KernelPort {
+            rm: objects.rm,
             rm_object: objects.rm_object,
             tx_type,
         },
         tm: objects.tm,
         rm: objects.rm,
-    })
-    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+    })?;
     objects.context = Box::into_raw(context);
     built.context = true;
 
@@ -522,24 +538,42 @@ fn start(
 
 /// Opens the engine's log in `config.log_directory` (creating the directory) and rebuilds the
 /// state from it. A log that cannot be replayed stops the driver: its status (for example
-/// STATUS_LOG_CORRUPTION_DETECTED) is DriverEntry's, and the trace says why.
-fn open_log(config: &Config) -> Result<(State<EnlistmentHandle>, file::DriverLog), NtStatus> {
+/// STATUS_LOG_CORRUPTION_DETECTED) is DriverEntry's, and the trace says why. State and log go
+/// to pool as soon as they exist.
+fn open_log(config: &Config) -> Result<(EngineLock, Box<file::DriverLog>), NtStatus> {
+    let log = open_log_file(config)?;
+    Ok((recover_state(&log)?, log))
+}
+
+/// The log file in `config.log_directory`, created with its directory if absent. Its own frame
+/// (not inlined): the two paths pass through it on their way to pool.
+#[inline(never)]
+fn open_log_file(config: &Config) -> Result<Box<file::DriverLog>, NtStatus> {
     let dir = &config.log_directory;
-    let path = dir
-        .join(durable::LOG_FILE)
-        .ok_or(NtStatus::INVALID_PARAMETER)?;
-    let new_path = dir
-        .join(durable::LOG_FILE_NEW)
-        .ok_or(NtStatus::INVALID_PARAMETER)?;
+    let paths = try_box(file::LogPaths {
+        path: dir
+            .join(durable::LOG_FILE)
+            .ok_or(NtStatus::INVALID_PARAMETER)?,
+        new_path: dir
+            .join(durable::LOG_FILE_NEW)
+            .ok_or(NtStatus::INVALID_PARAMETER)?,
+    })?;
     file::ensure_directory(dir)?;
-    let f = KernelFile::open(path, new_path)?;
-    let log = FileLog::open(
+    let f = KernelFile::open(paths)?;
+    try_box(FileLog::open(
         f,
         GuardedLock::new(FileLogState::new())?,
         EventLock::new(())?,
-    )?;
-    match State::recover(Limits::default(), &log) {
-        Ok((state, report)) => {
+    )?)
+}
+
+/// The engine's state replayed from `log` in its lock's pool block, where it stays (the 1.6 KB
+/// state never crosses the stack). Outside the mutex, which nobody else can hold yet: replay
+/// reads the file, which needs PASSIVE_LEVEL, and a guarded mutex would raise to APC_LEVEL.
+fn recover_state(log: &file::DriverLog) -> Result<EngineLock, NtStatus> {
+    let mut lock = GuardedLock::new(State::new(Limits::default()))?;
+    match lock.get_mut().recover_into(log) {
+        Ok(report) => {
             trace!(
                 Level::Info,
                 "log replayed: {} entries, {} in doubt, {} records, torn tail {}",
@@ -548,7 +582,7 @@ fn open_log(config: &Config) -> Result<(State<EnlistmentHandle>, file::DriverLog
                 report.records,
                 report.dropped_tail.is_some()
             );
-            Ok((state, log))
+            Ok(lock)
         }
         Err(e) => {
             trace!(Level::Error, "log recovery failed: {}", e);

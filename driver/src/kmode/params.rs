@@ -15,7 +15,9 @@ use wdk_sys::{_KEY_VALUE_INFORMATION_CLASS, HANDLE, PCUNICODE_STRING, ULONG};
 
 /// Reads `Parameters` under the service key: applies `TraceLevel` and returns the durable
 /// configuration (`Durable`, `LogDirectory`, `TmLogPath`; defaults for what is absent or
-/// malformed, see `crate::durable`).
+/// malformed, see `crate::durable`). Not inlined into DriverEntry, so that its buffers are off
+/// the stack before DriverEntry goes on to start the driver.
+#[inline(never)]
 pub(super) fn read_parameters(registry_path: PCUNICODE_STRING) -> Config {
     let mut config = Config::default();
     if registry_path.is_null() {

@@ -10,10 +10,10 @@ use core::ptr::{NonNull, null_mut};
 use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
 use ktmrm_proto::{MAX_DESCRIPTION_CHARS, NtStatus};
 use wdk_sys::ntddk::{
-    ObDereferenceObjectDeferDelete, ObReferenceObjectByHandle, TmCommitComplete,
-    TmCreateEnlistment, TmGetTransactionId, TmIsTransactionActive, TmPrePrepareComplete,
+    ObDereferenceObjectDeferDelete, ObOpenObjectByPointer, ObReferenceObjectByHandle,
+    TmCommitComplete, TmGetTransactionId, TmIsTransactionActive, TmPrePrepareComplete,
     TmPrepareComplete, TmReadOnlyEnlistment, TmRecoverEnlistment, TmRollbackComplete,
-    TmRollbackEnlistment, TmSinglePhaseReject, ZwClose, ZwCreateTransaction,
+    TmRollbackEnlistment, TmSinglePhaseReject, ZwClose, ZwCreateEnlistment, ZwCreateTransaction,
 };
 use wdk_sys::{
     GUID, HANDLE, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PKENLISTMENT, PKRESOURCEMANAGER,
@@ -54,7 +54,7 @@ impl Drop for TxObject {
     }
 }
 
-/// An enlistment handle (kernel handle, from `TmCreateEnlistment`), owned by the engine until
+/// An enlistment handle (kernel handle, from `ZwCreateEnlistment`), owned by the engine until
 /// `close_enlistment`. Dropping it closes it too, which happens only at unload for enlistments
 /// the engine still holds (after the RM is closed and all callbacks have drained).
 pub struct EnlistmentHandle(HANDLE);
@@ -68,7 +68,7 @@ impl Drop for EnlistmentHandle {
         // ZwClose(HANDLE Handle): PASSIVE_LEVEL. Closes the driver's kernel handle; with the
         // enlistment's last handle gone, KTM rolls back the transaction if it has not ended
         // (docs/ktm.md §3) — at this point the engine has already answered its last notification.
-        // SAFETY: the handle came from TmCreateEnlistment and is closed exactly once, here.
+        // SAFETY: the handle came from ZwCreateEnlistment and is closed exactly once, here.
         let st = NtStatus(unsafe { ZwClose(self.0) });
         if !st.is_success() {
             trace!(Level::Error, "ZwClose(enlistment) failed: {}", st);
@@ -95,8 +95,11 @@ const ROUTINES: Routines<TmAnswer> = Routines {
     rollback_enlistment: TmRollbackEnlistment,
 };
 
-/// The port: the driver's RM object and the transaction object type.
+/// The port: the driver's RM (handle and object) and the transaction object type.
 pub struct KernelPort {
+    /// The RM's kernel handle (ZwCreateResourceManager), for ZwCreateEnlistment; open until
+    /// unload.
+    pub rm: HANDLE,
     /// From `ObReferenceObjectByHandle` in DriverEntry; the driver holds that reference until
     /// unload, so the pointer stays valid for every enlistment.
     pub rm_object: PKRESOURCEMANAGER,
@@ -182,32 +185,66 @@ impl KtmPort for KernelPort {
         mask: u32,
     ) -> Result<EnlistmentHandle, NtStatus> {
         let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
+        // ZwCreateEnlistment takes a transaction *handle*. The caller's handle was already
+        // checked (referenced with the requestor's mode and TRANSACTION_ENLIST in
+        // `reference_transaction`); a kernel handle to that very object is opened for the call
+        // and closed right after, so a user handle is never used in kernel mode and a handle
+        // value the caller swaps meanwhile changes nothing.
+        let mut tx_handle: HANDLE = null_mut();
+        // ObOpenObjectByPointer(PVOID Object, ULONG HandleAttributes, PACCESS_STATE
+        //   PassedAccessState /*NULL*/, ACCESS_MASK DesiredAccess, POBJECT_TYPE ObjectType,
+        //   KPROCESSOR_MODE AccessMode, PHANDLE Handle): PASSIVE_LEVEL (ntifs.h). KernelMode +
+        //   OBJ_KERNEL_HANDLE: a System-table handle with no access check beyond the type; the
+        //   driver owns it until the ZwClose below.
+        // SAFETY: `tx` holds a reference, so the object is alive; `tx_handle` is a local.
+        let st = NtStatus(unsafe {
+            ObOpenObjectByPointer(
+                tx.as_ptr().cast(),
+                obj::KERNEL_HANDLE,
+                null_mut(),
+                access::TRANSACTION_ENLIST,
+                self.tx_type,
+                obj::KERNEL_MODE,
+                &mut tx_handle,
+            )
+        });
+        if !st.is_success() {
+            trace!(Level::Error, "ObOpenObjectByPointer(transaction): {}", st);
+            return Err(st);
+        }
         let mut oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
         let mut handle: HANDLE = null_mut();
-        // TmCreateEnlistment(PHANDLE EnlistmentHandle, KPROCESSOR_MODE PreviousMode,
-        //   ACCESS_MASK DesiredAccess, POBJECT_ATTRIBUTES ObjectAttributes,
-        //   PRKRESOURCEMANAGER ResourceManager, PKTRANSACTION Transaction, ULONG CreateOptions,
-        //   NOTIFICATION_MASK NotificationMask, PVOID EnlistmentKey): PASSIVE_LEVEL.
-        // PreviousMode KernelMode + OBJ_KERNEL_HANDLE: the handle is in the System handle table,
-        // valid on whatever thread a notification later arrives; the engine owns it until
-        // `close_enlistment`. CreateOptions 0: a subordinate enlistment. EnlistmentKey is the
-        // engine's key as a number, handed back as the callback's TransactionContext.
-        // Notifications for this key may arrive before the call returns (docs/ktm.md §3).
-        // SAFETY: `oa` and `handle` are locals; `rm_object` is referenced until unload and `tx`
-        // is referenced by the caller for the duration of the call.
+        // ZwCreateEnlistment(PHANDLE EnlistmentHandle, ACCESS_MASK DesiredAccess,
+        //   HANDLE ResourceManagerHandle, HANDLE TransactionHandle, POBJECT_ATTRIBUTES
+        //   ObjectAttributes, ULONG CreateOptions, NOTIFICATION_MASK NotificationMask,
+        //   PVOID EnlistmentKey): PASSIVE_LEVEL. OBJ_KERNEL_HANDLE: the enlistment handle is in
+        //   the System handle table, valid on whatever thread a notification later arrives; the
+        //   engine owns it until `close_enlistment`. CreateOptions 0: a subordinate (not
+        //   superior) enlistment. EnlistmentKey is the engine's key as a number, handed back as
+        //   the callback's TransactionContext; notifications for it may arrive before the call
+        //   returns (docs/ktm.md). The RM handle needs RESOURCEMANAGER_ENLIST, the transaction
+        //   handle TRANSACTION_ENLIST (both granted above).
+        // SAFETY: `oa` and `handle` are locals; `self.rm` is the driver's open RM handle and
+        // `tx_handle` the kernel handle opened above.
         let st = NtStatus(unsafe {
-            TmCreateEnlistment(
+            ZwCreateEnlistment(
                 &mut handle,
-                obj::KERNEL_MODE,
                 access::ENLISTMENT_ACCESS,
+                self.rm,
+                tx_handle,
                 &mut oa,
-                self.rm_object,
-                tx.as_ptr(),
                 0,
                 mask,
                 core::ptr::without_provenance_mut(context),
             )
         });
+        // ZwClose(HANDLE Handle): PASSIVE_LEVEL. The enlistment references the transaction
+        // itself; the temporary handle is not needed any more, whatever the outcome.
+        // SAFETY: `tx_handle` was opened above and is closed exactly once.
+        let closed = NtStatus(unsafe { ZwClose(tx_handle) });
+        if !closed.is_success() {
+            trace!(Level::Error, "ZwClose(transaction): {}", closed);
+        }
         if st.is_success() {
             trace!(Level::Info, "enlisted key {}", key.0);
             Ok(EnlistmentHandle(handle))
@@ -218,7 +255,7 @@ impl KtmPort for KernelPort {
                     "enlist needs promotion, which the transaction forbids"
                 );
             } else {
-                trace!(Level::Error, "TmCreateEnlistment: {}", st);
+                trace!(Level::Error, "ZwCreateEnlistment: {}", st);
             }
             Err(st)
         }

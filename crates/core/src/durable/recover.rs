@@ -137,8 +137,16 @@ impl<E> State<E> {
         limits: Limits,
         log: &dyn LogPort,
     ) -> Result<(Self, RecoveryReport), RecoverError> {
-        let rec = crate::wal::recover(log, None).map_err(RecoverError::Replay)?;
         let mut s = State::new(limits);
+        let report = s.recover_into(log)?;
+        Ok((s, report))
+    }
+
+    /// [`State::recover`] into `self`, which must be fresh from [`State::new`]: for a host that
+    /// keeps the state where it will live (the driver keeps it in pool, never on its 24 KiB
+    /// kernel stack).
+    pub fn recover_into(&mut self, log: &dyn LogPort) -> Result<RecoveryReport, RecoverError> {
+        let rec = crate::wal::recover(log, None).map_err(RecoverError::Replay)?;
         let report = RecoveryReport {
             entries: rec.store.len() as u64,
             in_doubt: rec.in_doubt.len() as u64,
@@ -149,17 +157,19 @@ impl<E> State<E> {
         };
         for e in rec.store {
             let charge = e.charge();
-            s.committed.insert(e).map_err(|_| RecoverError::NoMemory)?;
-            s.committed_bytes = s.committed_bytes.saturating_add(charge);
+            self.committed
+                .insert(e)
+                .map_err(|_| RecoverError::NoMemory)?;
+            self.committed_bytes = self.committed_bytes.saturating_add(charge);
         }
         for p in rec.in_doubt {
             let tx = p.tx;
-            s.hold_in_doubt(p, log)
+            self.hold_in_doubt(p, log)
                 .map_err(|status| RecoverError::Rebuild { tx, status })?;
         }
-        s.log = Some(LogWriter::new(rec.next_lsn));
-        s.recovering = true;
-        Ok((s, report))
+        self.log = Some(LogWriter::new(rec.next_lsn));
+        self.recovering = true;
+        Ok(report)
     }
 
     /// Stages an in-doubt transaction's writes as a prepared transaction's (locks, reservations,
