@@ -192,7 +192,7 @@ fn every_imported_kernel_routine_is_documented() {
             }
         }
     }
-    assert!(routines.contains("TmCreateEnlistment"), "{routines:?}");
+    assert!(routines.contains("ZwCreateEnlistment"), "{routines:?}");
     let missing: Vec<_> = routines
         .iter()
         .filter(|r| {
