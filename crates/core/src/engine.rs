@@ -182,7 +182,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// `TRANSACTION_NOTIFICATION_RECOVERY_ARGUMENT`) through `port.recover_enlistment`, so KTM
     /// redelivers its outcome (COMMIT, ROLLBACK, or INDOUBT first) to this engine.
     ///
-    /// PASSIVE_LEVEL, in the RM's notification callback or a worker it queued.
+    /// PASSIVE_LEVEL, in the RM's notification callback for RECOVER, before it returns: KTM may
+    /// send LAST_RECOVER as soon as every RECOVER callback has returned, and LAST_RECOVER
+    /// presumes abort for every transaction not recovered by then (docs/ktm.md §9). A worker
+    /// answering later could have a transaction KTM committed rolled back.
     pub fn recover(&self, port: &P, uow: TxId, target: &P::Target) -> NtStatus {
         let key = match self.lock.with(|s| s.recover_key(uow)) {
             Ok(k) => k,

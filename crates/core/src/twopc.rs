@@ -63,7 +63,7 @@ impl<E> Reaction<E> {
 }
 
 impl<E> State<E> {
-    fn protocol_error(&mut self) {
+    pub(crate) fn protocol_error(&mut self) {
         self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
     }
 

@@ -98,7 +98,14 @@ impl<E> State<E> {
     /// log keeps its own; an unknown one (its Commit or Abort record is already in the log; KTM
     /// just had not recorded the answer) gets a new, empty prepared slot, so the outcome KTM
     /// redelivers is answered and its enlistment closed like any other.
+    /// A RECOVER after LAST_RECOVER came too late: the presumed abort already ran, and may have
+    /// rolled back a transaction KTM committed (KTM may send LAST_RECOVER as soon as every
+    /// RECOVER callback returned, docs/ktm.md §9); it is answered, and counted as a protocol
+    /// error so that STATS shows it.
     pub(crate) fn recover_key(&mut self, uow: TxId) -> Result<EnlistmentKey, NtStatus> {
+        if !self.recovering {
+            self.protocol_error();
+        }
         if let Some(key) = self.find_txn(&uow) {
             if let Some(t) = self.txn_mut(key)
                 && t.awaiting_recover

@@ -447,3 +447,53 @@ fn an_in_doubt_delete_of_its_own_new_key_recovers() {
     let u = h.port.new_tx();
     assert_eq!(h.delete(u, "nope"), S::OBJECT_NAME_NOT_FOUND);
 }
+
+#[test]
+fn a_recover_after_last_recover_is_counted_as_a_protocol_error() {
+    // KTM may send LAST_RECOVER as soon as every RECOVER callback has returned (docs/ktm.md §9):
+    // a RECOVER answered later arrives after the presumed abort.
+    let log = MemLog::new();
+    let h = boot(&log);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    drop(h);
+    log.crash();
+    let (h, _) = Harness::durable(&log).unwrap();
+    let key = h.recover(uow, 3);
+    h.last_recover();
+    assert_eq!(h.stats().protocol_errors, 0, "in time");
+    assert_eq!(
+        h.notify_key(key, 3, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    drop(h);
+    log.crash();
+    let t2 = {
+        let (h, _) = Harness::durable(&log).unwrap();
+        h.last_recover();
+        let t2 = h.port.new_tx();
+        let uow2 = h.tx_id(t2);
+        assert_eq!(h.put(t2, "b", "1"), S::SUCCESS);
+        assert_eq!(
+            h.notify(t2, N::PrePrepare),
+            Some(Answer::PrePrepareComplete)
+        );
+        assert_eq!(h.notify(t2, N::Prepare), Some(Answer::PrepareComplete));
+        uow2
+    };
+    log.crash();
+    let (h, _) = Harness::durable(&log).unwrap();
+    h.last_recover();
+    assert_eq!(h.engine.durability().presumed_aborts, 1);
+    let key = h.recover(t2, 4);
+    assert_eq!(h.stats().protocol_errors, 1, "too late");
+    // Still answered: the redelivered outcome is acknowledged and the enlistment closed.
+    assert_eq!(
+        h.notify_key(key, 4, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(h.port.closed.borrow().as_slice(), [4]);
+}
