@@ -192,7 +192,7 @@ impl Ktm {
             r.last_recover += 1;
             r.recovery = RmRecovery::Done;
         }
-        Self::notify_only(
+        self.notify_only(
             &callback,
             NO_ENLISTMENT,
             TxId([0; 16]),
@@ -235,7 +235,7 @@ impl Ktm {
             (targets, indoubt, txs)
         };
         for (id, tx) in indoubt {
-            Self::notify_only(&callback, id, tx, notify::INDOUBT);
+            self.notify_only(&callback, id, tx, notify::INDOUBT);
         }
         if self.deliver_and_wait(targets, epoch).is_none() {
             return CRASHED;
@@ -278,15 +278,24 @@ impl Ktm {
     }
 
     /// A notification that needs no answer (LAST_RECOVER, INDOUBT), on this thread, no lock held.
-    fn notify_only(callback: &RmCallback, en: EnlistmentId, tx: TxId, n: Notification) {
+    fn notify_only(&self, callback: &RmCallback, en: EnlistmentId, tx: TxId, n: Notification) {
         let key = EnlistmentKey(0);
-        let _ = callback(Delivery {
+        let status = callback(Delivery {
             enlistment: en,
             key,
             notification: n,
             tx,
             recovery: None,
         });
+        // Nothing to answer, so nothing to answer later (docs/ktm.md §3 "Delivery B").
+        if status == NtStatus::PENDING {
+            self.record_violation(format!(
+                "pending without answer: callback returned STATUS_PENDING for {} on {en} ({}), \
+                 which takes no answer",
+                notification_name(n),
+                State::tx_name(tx)
+            ));
+        }
     }
 
     /// `ZwRecoverEnlistment(enlistment, key)` (docs/ktm.md §2): the RM's answer to RECOVER, naming

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use common::*;
 use ktm_sim::access::TRANSACTION_ENLIST;
-use ktm_sim::{Answer, DeliveryMode, EnlistmentState, Ktm, Notification as N, NtStatus};
+use ktm_sim::{
+    Answer, Delivery, DeliveryMode, EnlistmentState, Ktm, KtmConfig, Notification as N, NtStatus,
+    RmGuid,
+};
+use std::sync::Arc;
 
 /// A model whose phases give up after 1 s, for tests that wait for an answer that never comes
 /// (or for an enlistment that is never closed). The others use `ktm` (5 s), so that a loaded
@@ -217,6 +221,33 @@ fn returning_success_without_answering_is_caught() {
 }
 
 #[test]
+fn status_pending_for_a_notification_that_takes_no_answer_is_caught() {
+    let k = Ktm::new_durable(KtmConfig {
+        answer_deadline: Some(Duration::from_secs(1)),
+        ..KtmConfig::default()
+    });
+    assert_eq!(k.recover_transaction_manager(), NtStatus::SUCCESS);
+    let rm = k
+        .create_durable_resource_manager(
+            RmGuid(*b"pending-no-answr"),
+            Arc::new(|d: Delivery| {
+                if d.notification == N::LastRecover {
+                    NtStatus::PENDING
+                } else {
+                    NtStatus::SUCCESS
+                }
+            }),
+        )
+        .unwrap();
+    assert_eq!(k.recover_resource_manager(rm), NtStatus::SUCCESS);
+    assert_one_violation(
+        &k,
+        "pending without answer: callback returned STATUS_PENDING for LAST_RECOVER",
+    );
+    assert_eq!(k.counters().pending_returns, 0);
+}
+
+#[test]
 fn a_commit_withheld_only_with_status_pending_is_accepted() {
     // A durable RM whose Commit record cannot be logged holds CommitComplete until a restart:
     // legal when its callback says so with STATUS_PENDING, a violation when it returns success.
@@ -225,18 +256,15 @@ fn a_commit_withheld_only_with_status_pending_is_accepted() {
             impatient(DeliveryMode::Inline),
             no_answer_at(N::Commit, status),
         );
-        enlist(&k, rm, p, h, MASK4).unwrap();
+        let en = enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.enlist_yes_rm(p, h), NtStatus::SUCCESS);
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS, "decided before COMMIT");
         let c = k.counters();
         let pending = u64::from(status == NtStatus::PENDING);
         assert_eq!((c.pending_returns, c.withheld), (pending, pending));
-        // Its enlistment stays open: a restart would close it.
-        let v: Vec<String> = k
-            .finish()
-            .into_iter()
-            .filter(|v| !v.starts_with("leaked enlistment"))
-            .collect();
+        // What a restart does to the enlistment the RM kept.
+        k.close_enlistment(en);
+        let v = k.finish();
         assert_eq!(v.len(), violations, "{status:?}: {v:?}");
         if violations > 0 {
             assert!(has(
