@@ -293,6 +293,9 @@ fn a_failed_force_at_commit_withholds_commit_complete_until_recovery() {
     assert!(h.port.closed.borrow().is_empty(), "enlistment kept for KTM");
     // Visible: the forced Prepare record and KTM's commit record make it durable already.
     assert_eq!(h.get(0, "a"), Ok("1".into()), "applied in memory");
+    // Reads naming the transaction still work while ktmrm holds it; writes do not.
+    assert_eq!(h.get(t, "a"), Ok("1".into()));
+    assert_eq!(h.put(t, "b", "1"), S::TRANSACTION_NOT_ACTIVE);
     drop(h);
     log.crash();
     log.fail_forces(None);
