@@ -11,7 +11,36 @@ use crate::durable::{DurableRm, RmGuid, RmRecovery, status};
 use crate::ktm::Ktm;
 use crate::model::{ResourceManager, RmCallback, RmId, State};
 
+/// What the TM knows of a durable RM's object, by GUID.
+enum RmObject {
+    /// A volatile TM: no durable RMs.
+    VolatileTm,
+    /// A durable TM not recovered yet.
+    Offline,
+    /// Registered (created or opened) since the last crash.
+    Registered(RmId),
+    /// Rebuilt by TM recovery, not opened yet.
+    Rebuilt,
+    /// None.
+    Unknown,
+}
+
 impl State {
+    fn rm_object(&self, guid: RmGuid) -> RmObject {
+        let Some(d) = self.durable.as_ref() else {
+            return RmObject::VolatileTm;
+        };
+        if let Some((id, _)) = d.rms.iter().find(|(_, r)| r.guid == guid) {
+            RmObject::Registered(*id)
+        } else if d.reconstructed.contains(&guid) {
+            RmObject::Rebuilt
+        } else if !d.online {
+            RmObject::Offline
+        } else {
+            RmObject::Unknown
+        }
+    }
+
     /// A new registration of the durable RM `guid` with its callback (`TmEnableCallbacks`).
     pub(crate) fn register_durable_rm(&mut self, guid: RmGuid, callback: RmCallback) -> RmId {
         let id = RmId(self.next_rm);
@@ -56,13 +85,11 @@ impl Ktm {
         callback: RmCallback,
     ) -> Result<RmId, NtStatus> {
         let mut st = self.lock();
-        let Some(d) = st.durable.as_ref() else {
-            return Err(NtStatus::TM_VOLATILE);
-        };
-        if d.rms.values().any(|r| r.guid == guid) || d.reconstructed.contains(&guid) {
-            return Err(status::OBJECT_NAME_COLLISION);
+        match st.rm_object(guid) {
+            RmObject::VolatileTm => Err(NtStatus::TM_VOLATILE),
+            RmObject::Registered(_) | RmObject::Rebuilt => Err(status::OBJECT_NAME_COLLISION),
+            RmObject::Offline | RmObject::Unknown => Ok(st.register_durable_rm(guid, callback)),
         }
-        Ok(st.register_durable_rm(guid, callback))
     }
 
     /// `ZwOpenResourceManager(guid)` + `TmEnableCallbacks`: opens the RM object TM recovery
@@ -80,18 +107,11 @@ impl Ktm {
         callback: RmCallback,
     ) -> Result<RmId, NtStatus> {
         let mut st = self.lock();
-        let Some(d) = st.durable.as_ref() else {
-            return Err(status::RESOURCEMANAGER_NOT_FOUND);
-        };
-        if !d.online {
-            return Err(status::TRANSACTIONMANAGER_NOT_ONLINE);
+        match st.rm_object(guid) {
+            RmObject::Offline => Err(status::TRANSACTIONMANAGER_NOT_ONLINE),
+            RmObject::Registered(id) => Ok(id),
+            RmObject::Rebuilt => Ok(st.register_durable_rm(guid, callback)),
+            RmObject::VolatileTm | RmObject::Unknown => Err(status::RESOURCEMANAGER_NOT_FOUND),
         }
-        if let Some((id, _)) = d.rms.iter().find(|(_, r)| r.guid == guid) {
-            return Ok(*id);
-        }
-        if !d.reconstructed.contains(&guid) {
-            return Err(status::RESOURCEMANAGER_NOT_FOUND);
-        }
-        Ok(st.register_durable_rm(guid, callback))
     }
 }
