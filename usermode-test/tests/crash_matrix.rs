@@ -1,7 +1,9 @@
-//! The crash matrix (issue 6), bounded for `cargo test`: every scenario, Inline delivery, each
+//! The crash matrix, bounded for `cargo test`: every scenario, Inline delivery, each
 //! crash point with and without a second crash during recovery, and the log device failing
 //! without a crash from each log force on. `ktmrm-test crash-matrix` runs the full matrix (both
 //! delivery modes).
+
+mod common;
 
 use ktm_sim::DeliveryMode;
 use ktmrm_client::suite::crash_matrix::{Options, Scenario, run};
@@ -21,6 +23,10 @@ fn every_crash_point_of_every_scenario_recovers_all_or_nothing() {
         s.violations.len()
     );
     assert!(s.violations.is_empty(), "{:#?}", s.violations);
+    common::assert_readme_says(&format!(
+        "`cargo test` runs the Inline half ({} log-device failures, {} crash points, {} crashes)",
+        s.log_failures, s.crash_points, s.crashes
+    ));
     assert_eq!(s.rows.len(), Scenario::ALL.len());
     for r in &s.rows {
         // Each scenario passes KTM's points and at least one log force.

@@ -34,3 +34,19 @@ pub fn assert_fails_with(out: &Output, code: i32, needle: &str) {
     );
     assert_stderr_has(out, needle);
 }
+
+/// README.md at the workspace root.
+pub fn readme() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Asserts that README.md contains `phrase` (line breaks and runs of blanks count as one
+/// space): a figure it states is what the code does.
+pub fn assert_readme_says(phrase: &str) {
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words(&readme()).contains(&words(phrase)),
+        "README.md must say {phrase:?} (what this test found)"
+    );
+}
