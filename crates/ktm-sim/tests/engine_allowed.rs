@@ -113,3 +113,36 @@ fn a_rollback_during_the_durable_prepare_force_leaves_nothing_across_a_restart()
         assert_clean(&dev2);
     }
 }
+
+#[test]
+fn rollbacks_racing_commits_from_other_threads_leave_all_or_nothing() {
+    // Many rounds, so the racing rollback lands at different moments of the engine's PREPARE.
+    for mode in MODES {
+        let (dev, p, c) = one_client(device(mode));
+        for round in 0..100u32 {
+            let phase = if round % 2 == 0 {
+                N::PrePrepare
+            } else {
+                N::Prepare
+            };
+            let tx = p.create_transaction(0, "").unwrap();
+            let (a, b) = (format!("a{round}"), format!("b{round}"));
+            assert_eq!(c.put(tx, &a, "1"), NtStatus::SUCCESS);
+            assert_eq!(c.put(tx, &b, "1"), NtStatus::SUCCESS);
+            assert_eq!(p.enlist_yes_rm(tx), NtStatus::SUCCESS);
+            dev.ktm()
+                .rollback_during_next(phase, EnlistRace::OtherThread);
+            let st = p.commit(tx);
+            let want = match st {
+                NtStatus::SUCCESS => Ok("1".to_string()),
+                NtStatus::TRANSACTION_ABORTED => Err(NtStatus::OBJECT_NAME_NOT_FOUND),
+                other => panic!("{mode:?} round {round}: {other:?}"),
+            };
+            assert_eq!(c.get(0, &a), want, "{mode:?} round {round}");
+            assert_eq!(c.get(0, &b), want, "{mode:?} round {round}");
+            p.close_handle(tx);
+        }
+        assert_clean(&dev);
+        assert_eq!(dev.stats().protocol_errors, 0, "{mode:?}");
+    }
+}
