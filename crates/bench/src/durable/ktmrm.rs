@@ -61,6 +61,52 @@ pub(crate) struct KtmrmRun {
     pub log_bytes_per_commit: f64,
 }
 
+/// A new durable device whose log is the file `path` (removed first), set up for `kind`.
+#[must_use]
+pub fn device(path: &Path, kind: Kind) -> SimDevice {
+    let _ = std::fs::remove_file(path);
+    let cfg = SimConfig {
+        delivery: DeliveryMode::Inline,
+        // Single-phase commit is the host's opt-in (the engine asks for it only when told it
+        // is the sole writer); the two-phase kind runs beside a second RM without it.
+        single_phase: kind == Kind::SinglePhase,
+        ..SimConfig::default()
+    };
+    SimDevice::durable_on_file(cfg, path)
+        .expect("the durable device starts")
+        .0
+}
+
+/// One committer of `kind` on `dev` (its own process and open of the device): `commit(i)`
+/// commits key `i` of committer `t`. Panics if a commit fails (a broken benchmark).
+pub fn committer(dev: &SimDevice, kind: Kind, t: usize) -> impl FnMut(u64) + use<> {
+    let p = dev.process();
+    let f = p.open(FILE_READ_DATA | FILE_WRITE_DATA);
+    let mut buf = [0u8; 128];
+    move |i: u64| {
+        let k = key((t as u64) << 40 | i);
+        let tx = match kind {
+            Kind::NonTransacted => 0,
+            _ => p.create_transaction(0, "").expect("CreateTransaction"),
+        };
+        let req = Request::Put {
+            tx,
+            key: &k,
+            value: VALUE,
+        };
+        let len = req.encode(&mut buf).expect("a PUT fits");
+        let (st, _) = f.ioctl(req.call().code(), &buf[..len], &mut []);
+        assert_eq!(st, NtStatus::SUCCESS, "PUT");
+        if tx != 0 {
+            if kind == Kind::TwoPhase {
+                assert_eq!(p.enlist_yes_rm(tx), NtStatus::SUCCESS, "second RM");
+            }
+            assert_eq!(p.commit(tx), NtStatus::SUCCESS, "commit");
+            p.close_handle(tx);
+        }
+    }
+}
+
 /// `threads` committers of `kind` against a new durable device whose log is `dir/<name>`.
 pub(crate) fn run(
     dir: &Path,
@@ -70,46 +116,12 @@ pub(crate) fn run(
     warmup: u64,
 ) -> KtmrmRun {
     let path = dir.join(format!("ktmrm-{}-{threads}.wal", kind.name()));
-    let _ = std::fs::remove_file(&path);
-    let cfg = SimConfig {
-        delivery: DeliveryMode::Inline,
-        // Single-phase commit is the host's opt-in (the engine asks for it only when told it
-        // is the sole writer); the two-phase kind runs beside a second RM without it.
-        single_phase: kind == Kind::SinglePhase,
-        ..SimConfig::default()
-    };
-    let (dev, _) = SimDevice::durable_on_file(cfg, &path).expect("the durable device starts");
+    let dev = device(&path, kind);
     let counters = || {
         let flushes = dev.log().disk_counts().map_or(0, |c| c.flushes);
         [flushes, dev.durability().forces]
     };
-    let make = |t: usize| {
-        let p = dev.process();
-        let f = p.open(FILE_READ_DATA | FILE_WRITE_DATA);
-        let mut buf = [0u8; 128];
-        move |i: u64| {
-            let k = key((t as u64) << 40 | i);
-            let tx = match kind {
-                Kind::NonTransacted => 0,
-                _ => p.create_transaction(0, "").expect("CreateTransaction"),
-            };
-            let req = Request::Put {
-                tx,
-                key: &k,
-                value: VALUE,
-            };
-            let len = req.encode(&mut buf).expect("a PUT fits");
-            let (st, _) = f.ioctl(req.call().code(), &buf[..len], &mut []);
-            assert_eq!(st, NtStatus::SUCCESS, "PUT");
-            if tx != 0 {
-                if kind == Kind::TwoPhase {
-                    assert_eq!(p.enlist_yes_rm(tx), NtStatus::SUCCESS, "second RM");
-                }
-                assert_eq!(p.commit(tx), NtStatus::SUCCESS, "commit");
-                p.close_handle(tx);
-            }
-        }
-    };
+    let make = |t: usize| committer(&dev, kind, t);
     let timed = committers::run(threads, per_thread, warmup, make, &counters);
     let all = (per_thread + warmup) * threads.max(1) as u64;
     assert_eq!(dev.stats().keys, all, "every commit is in the store");

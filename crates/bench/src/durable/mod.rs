@@ -17,9 +17,9 @@
 mod committers;
 mod ktmrm;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+pub mod sqlite;
 
-pub use ktmrm::Kind;
+pub use ktmrm::{Kind, committer, device};
 
 use crate::measure::quantile;
 use crate::suite::Target;
@@ -105,7 +105,8 @@ pub struct DurableFigures {
     pub ktmrm: BTreeMap<&'static str, Vec<RunFigures>>,
     /// SQLite's runs; empty when built without the `sqlite` feature.
     pub sqlite: Vec<RunFigures>,
-    /// Median latency of one append of a single-phase commit's log bytes plus fdatasync, µs.
+    /// Median latency of one append of a single-phase commit's log bytes plus fdatasync, µs
+    /// (measured taking turns with ktmrm's and SQLite's single commits).
     pub fsync_floor_us: f64,
     /// 99th percentile of the same, µs.
     pub fsync_floor_p99_us: f64,
@@ -116,11 +117,13 @@ pub struct DurableFigures {
 /// The durable ratios (medians of per-round ratios); `None` when not measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DurableRatios {
-    /// Wall time per commit, ktmrm single-phase / SQLite, 1 committer each.
+    /// Time per commit, ktmrm single-phase / SQLite, 1 committer each, taking turns commit by
+    /// commit (total time / total time).
     pub durable_commit_vs_sqlite_1: Option<f64>,
-    /// The same at 8 committers (8 connections).
+    /// Wall time per commit at 8 committers (8 connections), from the two runs' throughputs.
     pub durable_commit_vs_sqlite_8: Option<f64>,
-    /// Median latency of a ktmrm single-phase commit, 1 committer / the fsync floor's.
+    /// Latency of a ktmrm single-phase commit / that of the fsync floor's append just after it:
+    /// the median of these per-pair ratios.
     pub durable_commit_vs_fsync_floor: Option<f64>,
 }
 
@@ -137,26 +140,38 @@ pub struct DurableReport {
     pub targets: Vec<Target>,
 }
 
-/// Times `n` appends of `len` bytes to a new file in `dir`, each followed by fdatasync, through
-/// the same [`DiskFile`] calls `FileLog` makes.
-fn fsync_floor(dir: &std::path::Path, len: usize, n: u64) -> Vec<Duration> {
-    let path = dir.join("fsync-floor.bin");
-    let _ = std::fs::remove_file(&path);
-    let f = DiskFile::open(&path).expect("create the floor's file");
-    let rec = vec![0x5Au8; len.max(1)];
-    let mut at = 0u64;
-    let mut v = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let t = Instant::now();
-        f.write_at(at, &rec).expect("write");
-        f.flush().expect("fdatasync");
-        v.push(t.elapsed());
-        at += rec.len() as u64;
+/// The physical floor of a commit: appends of one record's bytes to a file, each followed by
+/// fdatasync, through the same [`DiskFile`] calls `FileLog` makes.
+pub struct FloorFile {
+    file: DiskFile,
+    record: Vec<u8>,
+    at: u64,
+}
+
+impl FloorFile {
+    /// A new (emptied) file at `path` that [`FloorFile::append`] adds `len` bytes to.
+    #[must_use]
+    pub fn new(path: &std::path::Path, len: usize) -> Self {
+        let _ = std::fs::remove_file(path);
+        FloorFile {
+            file: DiskFile::open(path).expect("create the floor's file"),
+            record: vec![0x5A; len.max(1)],
+            at: 0,
+        }
     }
-    drop(f);
-    let _ = std::fs::remove_file(&path);
-    v.sort();
-    v
+
+    /// One append plus fdatasync.
+    pub fn append(&mut self) {
+        self.file.write_at(self.at, &self.record).expect("write");
+        self.file.flush().expect("fdatasync");
+        self.at += self.record.len() as u64;
+    }
+}
+
+impl Drop for FloorFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.file.path());
+    }
 }
 
 fn us(d: Duration) -> f64 {
@@ -207,8 +222,67 @@ impl Pool {
     }
 }
 
-fn p50_us(t: &committers::Timed) -> f64 {
-    us(quantile(&t.samples, 0.50))
+/// Latencies of one committer each taking turns, commit by commit.
+struct Paired {
+    /// ktmrm single-phase commits.
+    ours: Vec<Duration>,
+    /// Appends plus fdatasync of a commit's log bytes.
+    floor: Vec<Duration>,
+    /// SQLite upsert transactions (when built with it).
+    sqlite: Option<Vec<Duration>>,
+}
+
+/// One committer of each, taking turns commit by commit: a ktmrm single-phase commit, a floor
+/// append, a SQLite commit. All three see the disk in the same state: on a shared VM its
+/// latency jumps between modes (0.2 ms and 4 ms fdatasyncs here) within seconds, which would
+/// land on one side of a ratio measured in separate runs.
+fn paired(cfg: &DurableConfig, record_bytes: usize) -> Paired {
+    let dev = device(&cfg.dir.join("ktmrm-paired.wal"), Kind::SinglePhase);
+    let mut ours = committer(&dev, Kind::SinglePhase, 0);
+    let mut floor = FloorFile::new(&cfg.dir.join("fsync-floor.bin"), record_bytes);
+    let mut theirs = peer_committer(cfg);
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    };
+    let mut p = Paired {
+        ours: Vec::new(),
+        floor: Vec::new(),
+        sqlite: theirs.as_ref().map(|_| Vec::new()),
+    };
+    for i in 0..cfg.warmup + cfg.commits {
+        let o = time(&mut || ours(i));
+        let f = time(&mut || floor.append());
+        let s = theirs.as_mut().map(|c| time(&mut || c(i)));
+        if i >= cfg.warmup {
+            p.ours.push(o);
+            p.floor.push(f);
+            if let (Some(v), Some(s)) = (p.sqlite.as_mut(), s) {
+                v.push(s);
+            }
+        }
+    }
+    drop((ours, dev));
+    let _ = std::fs::remove_file(cfg.dir.join("ktmrm-paired.wal"));
+    #[cfg(feature = "sqlite")]
+    sqlite::remove(&cfg.dir.join("sqlite-paired.db"));
+    p
+}
+
+/// A SQLite committer on a new database in `cfg.dir`, when built with SQLite.
+fn peer_committer(cfg: &DurableConfig) -> Option<Box<dyn FnMut(u64)>> {
+    #[cfg(feature = "sqlite")]
+    {
+        let path = cfg.dir.join("sqlite-paired.db");
+        sqlite::database(&path);
+        Some(Box::new(sqlite::committer(&path, 0)))
+    }
+    #[cfg(not(feature = "sqlite"))]
+    {
+        let _ = cfg;
+        None
+    }
 }
 
 /// Runs the durable benchmark.
@@ -223,7 +297,6 @@ pub fn run(cfg: &DurableConfig) -> DurableReport {
     let mut record_bytes = 0u64;
     for _ in 0..cfg.rounds.max(1) {
         let mut spc = BTreeMap::new();
-        let mut spc_p50 = 0.0;
         for kind in Kind::ALL {
             for &n in &cfg.committers {
                 let r = ktmrm::run(&cfg.dir, kind, n, per_thread(n), cfg.warmup);
@@ -235,21 +308,32 @@ pub fn run(cfg: &DurableConfig) -> DurableReport {
                 if kind == Kind::SinglePhase {
                     spc.insert(n, rate);
                     if n == 1 {
-                        spc_p50 = p50_us(&r.timed);
                         record_bytes = r.log_bytes_per_commit.round() as u64;
                     }
                 }
             }
         }
-        let f = fsync_floor(&cfg.dir, record_bytes as usize, cfg.commits);
-        let floor_p50 = us(quantile(&f, 0.50));
-        floor.extend(f);
-        if floor_p50 > 0.0 && spc_p50 > 0.0 {
+        let p = paired(cfg, record_bytes as usize);
+        let per_pair: Vec<f64> = p
+            .ours
+            .iter()
+            .zip(&p.floor)
+            .map(|(o, f)| o.as_secs_f64() / f.as_secs_f64())
+            .collect();
+        if let Some(r) = median(&per_pair) {
             rounds
                 .entry("durable_commit_vs_fsync_floor")
                 .or_default()
-                .push(spc_p50 / floor_p50);
+                .push(r);
         }
+        if let Some(theirs) = &p.sqlite {
+            let sum = |v: &[Duration]| v.iter().sum::<Duration>().as_secs_f64();
+            rounds
+                .entry("durable_commit_vs_sqlite_1")
+                .or_default()
+                .push(sum(&p.ours) / sum(theirs));
+        }
+        floor.extend(p.floor);
         peer_round(cfg, &spc, &mut peer, &mut rounds);
     }
     floor.sort();
@@ -297,16 +381,17 @@ fn peer_round(
     peer: &mut BTreeMap<usize, Pool>,
     rounds: &mut BTreeMap<&'static str, Vec<f64>>,
 ) {
-    for (n, name) in [
-        (1, "durable_commit_vs_sqlite_1"),
-        (8, "durable_commit_vs_sqlite_8"),
-    ] {
+    for n in [1, 8] {
         let per_thread = (cfg.commits / n as u64).max(1);
         let t = sqlite::run(&cfg.dir, n, per_thread, cfg.warmup);
         let rate = peer.entry(n).or_default().add(&t, 0, 0);
-        if let Some(ours) = ours.get(&n) {
+        // At 1 connection the ratio comes from the paired run; at 8, from the throughputs.
+        if let (8, Some(ours)) = (n, ours.get(&n)) {
             // Time per commit is 1 / rate: ours / theirs = their rate / ours.
-            rounds.entry(name).or_default().push(rate / ours);
+            rounds
+                .entry("durable_commit_vs_sqlite_8")
+                .or_default()
+                .push(rate / ours);
         }
     }
 }

@@ -30,26 +30,35 @@ fn connect(path: &Path) -> Connection {
     c
 }
 
+/// A new database at `path` (removed first, with its WAL) holding the empty key/value table.
+pub fn database(path: &Path) {
+    remove(path);
+    connect(path)
+        .execute_batch("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
+        .expect("create table");
+}
+
+/// One committer on its own connection to `path`: `commit(i)` upserts key `i` of committer
+/// `t` in a transaction of its own (`BEGIN IMMEDIATE`, upsert, `COMMIT`).
+pub fn committer(path: &Path, t: usize) -> impl FnMut(u64) + use<> {
+    let mut c = connect(path);
+    move |i: u64| {
+        let k = key((t as u64) << 40 | i);
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .expect("BEGIN IMMEDIATE");
+        tx.prepare_cached(UPSERT)
+            .and_then(|mut s| s.execute((&k[..], VALUE)))
+            .expect("upsert");
+        tx.commit().expect("COMMIT");
+    }
+}
+
 /// `threads` connections upserting into a new database `dir/<name>`.
 pub(crate) fn run(dir: &Path, threads: usize, per_thread: u64, warmup: u64) -> Timed {
     let path = dir.join(format!("sqlite-{threads}.db"));
-    remove(&path);
-    connect(&path)
-        .execute_batch("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
-        .expect("create table");
-    let make = |t: usize| {
-        let mut c = connect(&path);
-        move |i: u64| {
-            let k = key((t as u64) << 40 | i);
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .expect("BEGIN IMMEDIATE");
-            tx.prepare_cached(UPSERT)
-                .and_then(|mut s| s.execute((&k[..], VALUE)))
-                .expect("upsert");
-            tx.commit().expect("COMMIT");
-        }
-    };
+    database(&path);
+    let make = |t: usize| committer(&path, t);
     let timed = committers::run(threads, per_thread, warmup, make, &|| [0, 0]);
     let rows: i64 = connect(&path)
         .query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
@@ -59,7 +68,8 @@ pub(crate) fn run(dir: &Path, threads: usize, per_thread: u64, warmup: u64) -> T
     timed
 }
 
-fn remove(path: &Path) {
+/// Removes the database at `path` and its WAL and shared-memory files.
+pub fn remove(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
