@@ -9,12 +9,14 @@ mod churn;
 mod direct;
 pub mod durable;
 mod measure;
+mod miss;
 mod suite;
 
 pub use alloc::{CountingAlloc, allocated_bytes, counting_installed};
 pub use churn::Churn;
 pub use direct::DirectEngine;
 pub use measure::{Measurement, Timer, quantile};
+pub use miss::miss_ns;
 pub use suite::{
     BenchConfig, Memory, Ratios, Report, SHARED_PREFIX, Target, VALUE, filled, filled_with_prefix,
     key, prefixed_key, run,

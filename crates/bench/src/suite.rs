@@ -68,6 +68,26 @@ pub struct Ratios {
     pub shared_prefix_vs_random: f64,
 }
 
+/// What the scale ratio can be on this machine: the cost of one cache miss here, and how many
+/// of them the largest store adds to a transaction. No target: it explains `scale_1e6_vs_1e3`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScaleModel {
+    /// Nanoseconds of one dependent load from a random line of a buffer as large as the largest
+    /// store (every cache level and mostly the TLB missed), [`crate::miss_ns`].
+    pub miss_ns: f64,
+    /// Buffer size the miss was measured over.
+    pub buffer_bytes: u64,
+    /// Per-transaction cost at the smallest store (mean, ns).
+    pub smallest_ns: f64,
+    /// Per-transaction cost at the largest store (mean, ns).
+    pub largest_ns: f64,
+    /// (largest − smallest) / miss_ns: the misses the large store adds per transaction.
+    pub added_misses_per_tx: f64,
+    /// (smallest + one miss) / smallest: the ratio a transaction paying exactly one miss more
+    /// (its leaf) would have, the floor of `scale_1e6_vs_1e3` here.
+    pub one_miss_floor_ratio: f64,
+}
+
 /// Memory per stored key.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Memory {
@@ -102,6 +122,8 @@ pub struct Report {
     pub memory: Memory,
     /// The targets and whether each was met.
     pub targets: Vec<Target>,
+    /// The scale ratio's floor on this machine.
+    pub scale_model: ScaleModel,
 }
 
 /// Deterministic keys: 16 hex digits of a splitmix64 sequence, so inserts land all over the tree.
@@ -392,6 +414,27 @@ pub fn run(cfg: &BenchConfig) -> Report {
         }
     };
 
+    // The scale ratio's floor here: one miss over the smallest store's cost.
+    let mean = |name: &str| r.measurements.get(name).map_or(0.0, |m| m.mean_ns);
+    let (first, last) = (
+        cfg.scale_sizes.first().copied().unwrap_or(0),
+        cfg.scale_sizes.last().copied().unwrap_or(0),
+    );
+    let (smallest, largest) = (
+        mean(&format!("engine_1put_tx_at_{first}_keys")),
+        mean(&format!("engine_1put_tx_at_{last}_keys")),
+    );
+    // About what a store of that many 16-byte keys and values occupies (entries, tree).
+    let buffer = (last as usize).saturating_mul(128).max(1 << 20);
+    let miss = crate::miss_ns(buffer, 400_000, 5);
+    r.scale_model = ScaleModel {
+        miss_ns: miss,
+        buffer_bytes: buffer as u64,
+        smallest_ns: smallest,
+        largest_ns: largest,
+        added_misses_per_tx: (largest - smallest) / miss,
+        one_miss_floor_ratio: (smallest + miss) / smallest,
+    };
     r.ratios = Ratios {
         engine_vs_btreemap: engine.mean_ns / btree.mean_ns,
         sim_vs_btreemap: sim.mean_ns / btree.mean_ns,

@@ -106,6 +106,15 @@ pub fn engine_table(r: &ktmrm_bench::Report) -> String {
         "shared 18-byte key prefix / random keys, same store size: {:.2} (no target: a known limit)\n",
         q.shared_prefix_vs_random
     ));
+    let m = &r.scale_model;
+    s.push_str(&format!(
+        "scale model: one miss {:.0} ns (random loads over {} MiB); the largest store adds {:.0} ns = {:.2} misses per tx; one-miss floor of the scale ratio here {:.2}\n",
+        m.miss_ns,
+        m.buffer_bytes >> 20,
+        m.largest_ns - m.smallest_ns,
+        m.added_misses_per_tx,
+        m.one_miss_floor_ratio
+    ));
     match r.memory.overhead_bytes_per_key {
         Some(o) => s.push_str(&format!(
             "memory: {o:.1} bytes of overhead per stored key ({} keys)\n",
