@@ -1,4 +1,4 @@
-//! The durable configuration (issue 6): which mode the driver runs in, where its logs live, and
+//! The durable configuration (README "Durability"): which mode the driver runs in, where its logs live, and
 //! the fixed facts the kernel shell needs for it, kept here so they are tested on any OS.
 //!
 //! `HKLM\SYSTEM\CurrentControlSet\Services\KtmRm\Parameters` (the INF writes the defaults):

@@ -74,7 +74,7 @@ pub mod access {
 pub const TRANSACTION_MANAGER_VOLATILE: u32 = 0x1;
 /// `RESOURCE_MANAGER_VOLATILE`: no durable state, no recovery.
 pub const RESOURCE_MANAGER_VOLATILE: u32 = 0x1;
-/// `TRANSACTION_DO_NOT_PROMOTE`. The driver never sets it (issue 5: a transaction that TxR and
+/// `TRANSACTION_DO_NOT_PROMOTE`. The driver never sets it (a transaction that TxR and
 /// ktmrm both join may need promotion); it is named only so a test can say so.
 pub const TRANSACTION_DO_NOT_PROMOTE: u32 = 0x1;
 /// The `CreateOptions` BEGIN passes to `ZwCreateTransaction`.

@@ -29,7 +29,8 @@ fn assert_has_checks(r: &Report, what: &str, names: &[&str]) {
 fn every_scenario_passes_on_the_simulator() {
     let r = scenarios::run(&Backend::Sim(SimConfig::default()), &[]).unwrap();
     assert_all_passed(&r);
-    // One scenario per rule of issue 3, each run (none skipped on the simulator).
+    // One scenario per rule of the README's "Semantics", each run (none skipped on the
+    // simulator).
     assert_has_checks(
         &r,
         "scenario",

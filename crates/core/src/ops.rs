@@ -1,4 +1,4 @@
-//! Reads and writes in a caller's view (issue 3 "Semantics"): a transaction sees its own pending
+//! Reads and writes in a caller's view (README "Semantics"): a transaction sees its own pending
 //! writes, everyone else sees committed data only; a key written by one live transaction is
 //! locked against every other writer, which fails at once with `STATUS_TRANSACTIONAL_CONFLICT`.
 

@@ -26,7 +26,7 @@
 //!   [`SimDevice::durable`] (its log a [`SimLog`]), [`SimDevice::crash`] and
 //!   [`SimDevice::restart`], and RM-side crash points ([`LogCrash`]); or with its log in a real
 //!   file ([`SimDevice::durable_on_file`], the driver's `FileLog` over a [`DiskFile`]).
-//! - Durability (issue 6 part 2): [`Ktm::new_durable`] (a TM whose log survives
+//! - Durability: [`Ktm::new_durable`] (a TM whose log survives
 //!   [`Ktm::crash`]), durable RMs ([`Ktm::create_durable_resource_manager`]), recovery
 //!   ([`Ktm::recover_transaction_manager`], [`Ktm::recover_resource_manager`],
 //!   [`Ktm::recover_enlistment`]; RECOVER / LAST_RECOVER / INDOUBT as [`notify`]), crash points

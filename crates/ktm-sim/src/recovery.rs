@@ -359,7 +359,7 @@ impl Ktm {
         self.changed();
     }
 
-    // ---- the superior TM (issue 6 item 5: the MSDTC-promoted path) ----------------------------
+    // ---- the superior TM (the MSDTC-promoted path) -----------------------------------------------
 
     /// Gives the transaction behind `h` a superior enlistment (`ZwCreateEnlistment` with
     /// `ENLISTMENT_SUPERIOR`, docs/ktm.md §1, S9), as MSDTC does when it promotes a transaction:

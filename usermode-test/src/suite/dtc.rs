@@ -1,5 +1,5 @@
 //! Windows only: a transaction of the Distributed Transaction Coordinator (MSDTC) whose KTM
-//! transaction carries a ktmrm write, committed or aborted by DTC (issue 6, the promoted path).
+//! transaction carries a ktmrm write, committed or aborted by DTC (the promoted path).
 //!
 //! DTC begins the transaction (`ITransactionDispenser::BeginTransaction`) and hands out its KTM
 //! transaction (`IKernelTransaction::GetHandle`); KTM is the subordinate and DTC the superior

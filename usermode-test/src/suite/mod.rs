@@ -107,7 +107,7 @@ pub fn expect_status<T: Debug>(
 pub struct CheckResult {
     /// Short name, e.g. `write-write-conflict`.
     pub name: String,
-    /// What it proves (the rule of issue 3 it checks).
+    /// What it proves (the rule of the README's "Semantics" it checks).
     pub rule: String,
     /// The verdict.
     pub verdict: Verdict,

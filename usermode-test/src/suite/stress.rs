@@ -1,7 +1,7 @@
 //! Concurrent bank transfers in KTM transactions, then proof that nothing was lost or invented.
 //!
 //! Each transfer reads two balances in its transaction, writes both, and writes a ledger entry
-//! in the same transaction. Reads take no locks (issue 3: reads never block), so a transfer
+//! in the same transaction. Reads take no locks (README "Semantics": reads never block), so a transfer
 //! first takes both keys' write locks and then re-reads the committed balances (tx 0): while it
 //! holds the locks nobody else can commit them, so a changed value means the read was stale and
 //! the transfer retries. Conflicts (another transfer holds a lock) retry too.

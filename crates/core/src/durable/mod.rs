@@ -1,4 +1,4 @@
-//! The durable engine's side of the write-ahead log (issue 6): what it appends, when, and how a
+//! The durable engine's side of the write-ahead log: what it appends, when, and how a
 //! restart rebuilds the state from the log.
 //!
 //! The rules (docs/ktm.md §1, §3, §8, S22):

@@ -1,4 +1,4 @@
-//! The resource manager's write-ahead log (issue 6, first piece): record and snapshot formats,
+//! The resource manager's write-ahead log: record and snapshot formats,
 //! the [`LogPort`] the host implements, a [`LogWriter`] that numbers and appends records, and
 //! [`replay`], which rebuilds the committed store and the in-doubt transactions after a restart.
 //!

@@ -1,5 +1,5 @@
 //! `ktmrm-test crash-matrix`: crash a durable simulated machine at every step of every protocol
-//! path of a set of scenarios, restart it, and check what recovery left (issue 6).
+//! path of a set of scenarios, restart it, and check what recovery left (README "Durability").
 //!
 //! For each scenario and delivery mode a dry run lists the crash points the scenario passes:
 //! KTM's ([`ktm_sim::CrashPoint`]: before PREPARE, around each PrepareComplete, after the commit

@@ -1,4 +1,4 @@
-//! The conformance scenarios: one per rule of issue 3's "Semantics" (plus the 2PC paths and
+//! The conformance scenarios: one per rule of the README's "Semantics" (plus the 2PC paths and
 //! quotas), run the same way against the simulator and the driver.
 //!
 //! Each scenario works under its own key prefix, so scenarios do not see each other's keys on a
@@ -18,7 +18,7 @@ use ktmrm_proto::Stats;
 pub struct Scenario {
     /// Short name for the CLI (`ktmrm-test scenarios NAME…`).
     pub name: &'static str,
-    /// The rule of issue 3 it checks.
+    /// The rule of the README's "Semantics" it checks.
     pub rule: &'static str,
     /// The check; `Ok(note)` passes.
     pub run: fn(&Ctx) -> Step<String>,
