@@ -118,7 +118,7 @@ pub enum Command {
     /// Per-operation latency percentiles through the transport; with the simulator also the
     /// engine suite: baselines measured in the same run, ratios, targets, memory per key.
     Bench {
-        /// Timed iterations per operation.
+        /// Timed iterations per operation (1–1,000,000).
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
         /// A smaller engine suite: fewer operations and repetitions, smaller stores; its ratios

@@ -444,12 +444,13 @@ fn run_durable_bench(
     let failed = r.targets.len() - passed;
     let mut human = bench::durable_table(&r);
     human.push_str(&format!(
-        "bench --durable: {passed} passed, {failed} failed"
+        "bench --durable: {passed} passed, {failed} failed, 0 skipped"
     ));
     let mut json = serde_json::to_value(&r).unwrap_or_default();
     if let Some(obj) = json.as_object_mut() {
         obj.insert("passed".into(), json!(passed));
         obj.insert("failed".into(), json!(failed));
+        obj.insert("skipped".into(), json!(0));
     }
     let outcome = done(cli, human, json);
     Ok(if failed == 0 {
@@ -560,7 +561,7 @@ fn run_replay(backend: &Backend, file: &Path) -> Result<Outcome, Error> {
     match ktmrm_client::replay::run(&*backend.connect()?, &src) {
         Ok(answers) => {
             for a in answers {
-                println!("{a}");
+                out::line(a);
             }
             Ok(Outcome::Ok)
         }

@@ -140,6 +140,14 @@ fn run_closed_stdout(args: &[&str]) -> Output {
 fn a_closed_stdout_ends_every_command_quietly_with_status_141() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/basic.ktm");
     let script = script.to_str().unwrap();
+    // A one-step trace: GET_VERSION (0x00222000) with a 48-byte output buffer.
+    let trace = std::env::temp_dir().join(format!("ktmrm-trace-{}.jsonl", std::process::id()));
+    std::fs::write(
+        &trace,
+        "{\"ioctl\": 2236416, \"input\": \"\", \"out_len\": 48}\n",
+    )
+    .unwrap();
+    let trace = trace.to_str().unwrap();
     let cases: &[&[&str]] = &[
         &["--help"],
         &["version"],
@@ -156,6 +164,8 @@ fn a_closed_stdout_ends_every_command_quietly_with_status_141() {
         &["crash-matrix", "--list"],
         &["crash-matrix", "--quick", "single-phase"],
         &["--json", "stress", "--threads", "0"],
+        &["replay", trace],
+        &["bench", "--quick", "--iterations", "5"],
     ];
     for args in cases {
         let out = run_closed_stdout(args);
@@ -171,6 +181,7 @@ fn a_closed_stdout_ends_every_command_quietly_with_status_141() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    std::fs::remove_file(trace).unwrap();
 }
 
 #[test]
@@ -345,6 +356,8 @@ fn durable_bench_reports_forces_ratios_and_targets() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let v = json(&["bench", "--durable", "--quick", "--dir", d]);
+    // The suites' counts: one check per target, none skipped.
+    assert_eq!(v["skipped"], 0, "{v}");
     let fpc = &v["durable"]["forces_per_commit"];
     // One committer sits exactly on the protocol's floor: deterministic, so asserted here.
     assert_eq!(fpc["two_phase"]["1"], 2.0, "{fpc}");
