@@ -216,7 +216,8 @@ impl Ktm {
             .outstanding
             .is_some_and(|o| answer_fits(o.notification, answer))
         {
-            // A late answer to a notification a ROLLBACK overtook: KTM no longer waits for it.
+            // A late answer to a notification a ROLLBACK overtook: KTM no longer waits for it;
+            // refused without a violation (the status is the model's choice, unverified).
             if e.overtaken
                 .is_some_and(|o| answer_fits(o.notification, answer))
             {
