@@ -3,8 +3,8 @@
 //!
 //! The same code runs against two transports behind one [`Transport`] trait, so what the suites
 //! prove on Linux against the simulator is what runs on Windows against the driver:
-//! - `transport::DeviceTransport` (Windows only): `\\.\KtmRm` through `NtDeviceIoControlFile`,
-//!   KTM transactions from ktmw32;
+//! - `transport::DeviceTransport` (Windows only): `\\.\KtmRm` through `DeviceIoControl`, KTM
+//!   transactions from ktmw32;
 //! - [`transport::SimTransport`] (every OS): the portable engine over the `ktm-sim` KTM model, in
 //!   process, through the same request bytes.
 //!

@@ -2,11 +2,12 @@
 //! falls back on when only `GetLastError` is available.
 //!
 //! The harness compares statuses byte for byte, so the device transport reads the driver's
-//! NTSTATUS directly (`NtDeviceIoControlFile`, `NtCommitTransaction`). Win32 codes lose
-//! information — `RtlNtStatusToDosError` maps both `STATUS_INVALID_HANDLE` and
-//! `STATUS_OBJECT_TYPE_MISMATCH` to `ERROR_INVALID_HANDLE` (6) — so [`from_win32`] is only used for
-//! calls that report nothing better (ktmw32 `CreateTransaction`, `CommitTransaction` in the TxR
-//! scenario), and its answer is labelled as a mapping.
+//! NTSTATUS itself (`DeviceIoControl`'s status block and the thread's last NTSTATUS,
+//! `NtCommitTransaction`). Win32 codes lose information — `RtlNtStatusToDosError` maps both
+//! `STATUS_INVALID_HANDLE` and `STATUS_OBJECT_TYPE_MISMATCH` to `ERROR_INVALID_HANDLE` (6) — so
+//! [`from_win32`] is only used for calls that report nothing better (ktmw32 `CreateTransaction`,
+//! `CommitTransaction` in the TxR scenario, a `DeviceIoControl` failure that left no NTSTATUS),
+//! and its answer is labelled as a mapping.
 
 use ktmrm_proto::NtStatus;
 

@@ -2,8 +2,10 @@
 //!
 //! Statuses are read raw, because the harness compares them byte for byte and Win32 errors are
 //! lossy (`STATUS_OBJECT_TYPE_MISMATCH` and `STATUS_INVALID_HANDLE` both become error 6):
-//! - requests go through ntdll's `NtDeviceIoControlFile` (what `DeviceIoControl` calls), which
-//!   returns the driver's NTSTATUS and `IoStatus.Information`;
+//! - requests go through kernel32's `DeviceIoControl`, as an application's do, with an
+//!   `OVERLAPPED` on the synchronous handle; [`super::completion`] says how its `Internal` /
+//!   `InternalHigh`, the return value and the thread's last NTSTATUS give the exact status and
+//!   the bytes written;
 //! - transactions are created with ktmw32 `CreateTransaction` (the API applications use), and
 //!   committed / rolled back with ntdll `NtCommitTransaction` / `NtRollbackTransaction` with
 //!   `Wait = TRUE` — the calls ktmw32's `CommitTransaction` / `RollbackTransaction` make — so
@@ -11,23 +13,27 @@
 //! - only `CreateTransaction`, `CreateFileW` and `CreateEventW` failures are reported through
 //!   `GetLastError`, mapped back with [`crate::status::from_win32`].
 
+use super::completion::{self, Completion};
 use super::{Transport, TransportKind};
 use crate::error::{Error, Result};
 use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, NtStatus};
 use std::time::Duration;
 use windows_sys::Wdk::Foundation::NtClose;
-use windows_sys::Wdk::System::IO::NtDeviceIoControlFile;
 use windows_sys::Wdk::System::SystemServices::{NtCommitTransaction, NtRollbackTransaction};
 use windows_sys::Win32::Foundation::{
     ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
-    INVALID_HANDLE_VALUE,
+    INVALID_HANDLE_VALUE, NTSTATUS, RtlNtStatusToDosError,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, CreateTransaction, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_READ, FILE_SHARE_WRITE,
     OPEN_EXISTING,
 };
-use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
+use windows_sys::Win32::System::IO::{DeviceIoControl, OVERLAPPED};
 use windows_sys::Win32::System::Threading::CreateEventW;
+
+// The NTSTATUS the calling thread's last failed Win32 call converted to its last error
+// (ntdll export, not in windows-sys; see `completion`).
+windows_link::link!("ntdll.dll" "system" fn RtlGetLastNtStatus() -> NTSTATUS);
 
 /// The device path.
 pub const DEVICE_PATH: &str = r"\\.\KtmRm";
@@ -131,33 +137,44 @@ impl Transport for DeviceTransport {
         else {
             return (NtStatus::INVALID_PARAMETER, 0);
         };
-        let mut iosb = IO_STATUS_BLOCK::default();
+        let mut overlapped = OVERLAPPED {
+            Internal: NtStatus::PENDING.0 as u32 as usize,
+            ..OVERLAPPED::default()
+        };
+        let mut bytes_returned = 0u32;
         // SAFETY: the buffers are valid for the lengths passed and outlive the call; the handle
         // was opened without FILE_FLAG_OVERLAPPED, so the call completes before returning and
-        // no event or APC is needed.
-        let st = unsafe {
-            NtDeviceIoControlFile(
+        // `overlapped` (no event) and `bytes_returned` are not used after it.
+        let succeeded = unsafe {
+            DeviceIoControl(
                 self.file as HANDLE,
-                std::ptr::null_mut(),
-                None,
-                std::ptr::null(),
-                &mut iosb,
                 code,
                 input.as_ptr().cast(),
                 in_len,
                 output.as_mut_ptr().cast(),
                 out_len,
+                &mut bytes_returned,
+                &mut overlapped,
             )
-        };
-        let status = NtStatus(st);
-        // On an error status the I/O manager copies nothing back (METHOD_BUFFERED) and may not
-        // fill the IO_STATUS_BLOCK; on success or a warning, Information is the bytes copied.
-        let written = if status.is_error() {
-            0
+        } != 0;
+        let (last_status, last_error) = if succeeded {
+            (NtStatus::SUCCESS, 0)
         } else {
-            iosb.Information.min(output.len())
+            // SAFETY: both read the calling thread's own block, right after the failed call.
+            unsafe { (NtStatus(RtlGetLastNtStatus()), GetLastError()) }
         };
-        (status, written)
+        let done = Completion {
+            succeeded,
+            internal: overlapped.Internal,
+            internal_high: overlapped.InternalHigh,
+            bytes_returned,
+            last_status,
+            last_error,
+        };
+        // SAFETY: a pure table look-up.
+        completion::outcome(&done, output.len(), |s| unsafe {
+            RtlNtStatusToDosError(s.0)
+        })
     }
 
     fn create_transaction(&self, timeout_ms: u32, description: &str) -> Result<u64> {

@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use ktmrm_proto::NtStatus;
 use std::sync::Arc;
 
+#[cfg(any(windows, test))]
+mod completion;
 #[cfg(windows)]
 mod device;
 mod sim;
