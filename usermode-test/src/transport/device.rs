@@ -10,7 +10,8 @@
 //!   committed / rolled back with ntdll `NtCommitTransaction` / `NtRollbackTransaction` with
 //!   `Wait = TRUE` — the calls ktmw32's `CommitTransaction` / `RollbackTransaction` make — so
 //!   KTM's own status (e.g. `STATUS_TRANSACTION_ABORTED` after a veto) is visible;
-//! - only `CreateTransaction`, `CreateFileW` and `CreateEventW` failures are reported through
+//! - only `CreateTransaction`, `CreateFileW` and `CreateEventW` failures, and a
+//!   `DeviceIoControl` failure that left no NTSTATUS of its own, are reported through
 //!   `GetLastError`, mapped back with [`crate::status::from_win32`].
 
 use super::completion::{self, Completion};
