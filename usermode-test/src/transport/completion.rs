@@ -18,8 +18,8 @@
 //!   error (no pending return; ReactOS's `IopCompleteRequest` keeps the same rule): every ktmrm
 //!   error, and the I/O manager's own refusals (`STATUS_ACCESS_DENIED` for a handle without the
 //!   access the control code needs), leave `Internal` at `STATUS_PENDING`. `Internal` alone
-//!   cannot report an error. (Measured under Wine 8.0, whose kernel32 and I/O path copy
-//!   Windows': `DeviceIoControl` on `NUL` and on a file with a ktmrm control code failed with
+//!   cannot report an error. (Measured under Wine 8.0, which reimplements kernel32 and the
+//!   I/O path: `DeviceIoControl` on `NUL` and on a file with a ktmrm control code failed with
 //!   `Internal` still `0x103`, and `RtlGetLastNtStatus` gave `0xC0000123` and `0xC00000BB`
 //!   behind Win32 errors 5 and 50.)
 //! - `DeviceIoControl` (ioapiset.h) says `lpOverlapped` "is ignored" for a handle opened without
