@@ -380,20 +380,13 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                     obj.extend(more);
                 }
             }
-            human.push_str(&format!(
-                "bench: {passed} passed, {failed} failed, {skipped} skipped"
-            ));
-            if let Some(obj) = json.as_object_mut() {
-                obj.insert("passed".into(), json!(passed));
-                obj.insert("failed".into(), json!(failed));
-                obj.insert("skipped".into(), json!(skipped));
-            }
-            let outcome = done(cli, human, json);
-            Ok(if failed == 0 {
-                outcome
-            } else {
-                Outcome::Failed
-            })
+            Ok(bench_verdict(
+                cli,
+                "bench",
+                human,
+                json,
+                [passed, failed, skipped],
+            ))
         }
     }
 }
@@ -442,22 +435,40 @@ fn run_durable_bench(
     let r = ktmrm_bench::durable::run(&cfg);
     let passed = r.targets.iter().filter(|t| t.met).count();
     let failed = r.targets.len() - passed;
-    let mut human = bench::durable_table(&r);
+    let json = serde_json::to_value(&r).unwrap_or_default();
+    let human = bench::durable_table(&r);
+    Ok(bench_verdict(
+        cli,
+        "bench --durable",
+        human,
+        json,
+        [passed, failed, 0],
+    ))
+}
+
+/// Ends a bench run: its targets as checks, `[passed, failed, skipped]`, in the closing line
+/// and in the JSON; the exit status fails when a target was missed.
+fn bench_verdict(
+    cli: &Cli,
+    what: &str,
+    mut human: String,
+    mut json: serde_json::Value,
+    [passed, failed, skipped]: [usize; 3],
+) -> Outcome {
     human.push_str(&format!(
-        "bench --durable: {passed} passed, {failed} failed, 0 skipped"
+        "{what}: {passed} passed, {failed} failed, {skipped} skipped"
     ));
-    let mut json = serde_json::to_value(&r).unwrap_or_default();
     if let Some(obj) = json.as_object_mut() {
         obj.insert("passed".into(), json!(passed));
         obj.insert("failed".into(), json!(failed));
-        obj.insert("skipped".into(), json!(0));
+        obj.insert("skipped".into(), json!(skipped));
     }
     let outcome = done(cli, human, json);
-    Ok(if failed == 0 {
+    if failed == 0 {
         outcome
     } else {
         Outcome::Failed
-    })
+    }
 }
 
 fn run_crash_matrix(
