@@ -95,6 +95,7 @@ def _alloc(k, size, tag, zero=True):
         if k.fail_alloc_at < 0:
             k.fail_alloc_at = None
             k.injected_failures += 1
+            k.injected_in = k.in_image
             return 0
     addr = (k.pool_next + 15) & ~15
     end = addr + size + POOL_REDZONE

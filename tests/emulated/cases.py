@@ -49,8 +49,12 @@ def driver_entry_volatile(k, app, run):
     expect(dev["chars"] & wdm.FILE_DEVICE_SECURE_OPEN, "FILE_DEVICE_SECURE_OPEN not set")
     expect_eq(dev["exclusive"], 0, "Exclusive")
     expect_eq(dev["ext_size"], 8, "device extension size")
-    if "WdmlibIoCreateDeviceSecure" in k.stand_ins:
-        expect_eq(dev["sddl"], SECURE_SDDL, "the device's SDDL")
+    expect("WdmlibIoCreateDeviceSecure" in k.stand_ins, "no linker map naming the "
+           "WdmlibIoCreateDeviceSecure stand-in beside the image: its SDDL cannot be checked")
+    expect_eq(dev["sddl"], SECURE_SDDL, "the device's SDDL")
+    if dev["class_guid"] is None:
+        k.notes.add("WdmlibIoCreateDeviceSecure without a device class GUID (its page asks "
+                    "drivers that are not WDM function drivers for one)")
     expect_eq(k.symlinks, {"\\dosdevices\\ktmrm": "\\Device\\KtmRm"}, "symbolic links")
     for mj in range(wdm.IRP_MJ_MAXIMUM_FUNCTION + 1):
         routine = k.major(mj)
@@ -454,24 +458,40 @@ def ioctl_pool_failure(k, app, run):
     app.close()
 
 
-@case("driver-entry-pool-failure", boot=False, diff=False)
-def driver_entry_pool_failure(k, app, run):
-    """DriverEntry with pool allocation N failing, for every N it makes: an error status, and
-    nothing left behind (checked by the runner on each boot)."""
+def fail_each_allocation_of_driver_entry(run, params):
+    """Pool allocation N failing, for every N that DriverEntry and the notifications it causes
+    (durable: LAST_RECOVER's checkpoint) make: in DriverEntry, an error status and nothing left
+    behind; in a notification, a started driver that still unloads cleanly (the runner checks
+    each boot). Returns how many allocations it failed."""
     n = 0
     while True:
-        kk = run.boot(entry=False)
+        kk = run.boot(params=params, entry=False)
         kk.fail_alloc_at = n
         st = kk.driver_entry()
         if kk.injected_failures == 0:
             expect_eq(st, OK, "DriverEntry with no failure injected")
             run.finish(kk)
-            break
-        expect_eq(name_of(st), name_of(wdm.STATUS_INSUFFICIENT_RESOURCES),
-                  "DriverEntry with allocation %d failing" % n)
-        run.finish(kk, unload=False)
+            return n
+        if kk.injected_in == "DriverEntry":
+            expect_eq(name_of(st), name_of(wdm.STATUS_INSUFFICIENT_RESOURCES),
+                      "DriverEntry with allocation %d failing" % n)
+            run.finish(kk, unload=False)
+        else:
+            expect_eq(name_of(st), name_of(OK), "DriverEntry, allocation %d failing in %s"
+                      % (n, kk.injected_in))
+            run.finish(kk)
         n += 1
-    expect(n > 0, "DriverEntry allocates nothing?")
+
+
+@case("driver-entry-pool-failure", boot=False, diff=False)
+def driver_entry_pool_failure(k, app, run):
+    expect(fail_each_allocation_of_driver_entry(run, {}) > 0, "DriverEntry allocates nothing?")
+
+
+@case("durable-driver-entry-pool-failure", boot=False, diff=False)
+def durable_driver_entry_pool_failure(k, app, run):
+    expect(fail_each_allocation_of_driver_entry(run, {"Durable": 1}) > 0,
+           "durable DriverEntry allocates nothing?")
 
 
 @case("pool-without-ExAllocatePool2", hide=("ExAllocatePool2",),
