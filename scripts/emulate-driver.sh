@@ -51,17 +51,19 @@ done
 cargo build --quiet --locked -p usermode-test >&2
 replay="$target/debug/ktmrm-test"
 
-# 4. Both builds.
+# 4. Both builds, side by side (one process each), then their reports in order.
 passed=0 failed=0 known=0
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
 for pair in "release:$release" "dev:$dev"; do
   label="${pair%%:*}" sys="${pair#*:}"
-  log="$(mktemp)"
-  set +e
   "$venv/bin/python" tests/emulated/run.py --sys "$sys" --label "$label" --replay "$replay" "$@" \
-    | tee "$log"
-  set -e
-  line="$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n1 || true)"
-  rm -f "$log"
+    > "$logs/$label" 2>&1 &
+done
+wait || true
+for label in release dev; do
+  cat "$logs/$label"
+  line="$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$logs/$label" | tail -n1 || true)"
   if [ -z "$line" ]; then
     say "emulate-driver: the $label run did not finish"
     failed=$((failed + 1))
