@@ -483,6 +483,35 @@ def fail_each_allocation_of_driver_entry(run, params):
         n += 1
 
 
+@case("commit-with-each-allocation-failing", diff=False)
+def commit_pool_failure(k, app, run):
+    """Pool allocation N of a commit failing, for every N the notifications make: the driver
+    votes no (KTM's ROLLBACK follows) or commits; never a stall, a partial write or a leak."""
+    app.open()
+    n = 0
+    while True:
+        name, key = "T%d" % n, b"key%d" % n
+        app.begin(name)
+        expect_eq(app.put(name, key, b"v" * 64), OK, "PUT")
+        before = k.injected_failures
+        k.fail_alloc_at = n
+        st = app.commit(name)
+        k.fail_alloc_at = None
+        got = app.get(None, key)
+        if st == OK:
+            expect_eq(got, (OK, b"v" * 64), "committed with allocation %d failing" % n)
+        else:
+            expect_eq(name_of(st), name_of(wdm.STATUS_TRANSACTION_ABORTED), "commit outcome")
+            expect_eq(got[0], NOT_FOUND, "aborted with allocation %d failing" % n)
+            expect_eq(notifications(k)[-1], ("ROLLBACK", "RollbackComplete"), "the driver's end")
+        app.close_tx(name)
+        if k.injected_failures == before:
+            break
+        n += 1
+    expect(n > 0, "the commit allocates nothing?")
+    app.close()
+
+
 @case("driver-entry-pool-failure", boot=False, diff=False)
 def driver_entry_pool_failure(k, app, run):
     expect(fail_each_allocation_of_driver_entry(run, {}) > 0, "DriverEntry allocates nothing?")

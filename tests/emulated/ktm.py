@@ -187,9 +187,11 @@ class Ktm:
         self.log.append((tx.id, "driver" if e.rm is not None else "other",
                          name(was) if was else "-", answer))
         if answer == "RollbackEnlistment":
-            e.done = True
+            # KTM sends ROLLBACK "to all resource managers" (docs/ktm.md §9, S4), this one too:
+            # it still owes RollbackComplete.
             if tx.state not in ("rollback", "aborted"):
                 self.abort(tx)
+                return wdm.STATUS_SUCCESS
         elif answer == "ReadOnlyEnlistment":
             e.done = True
             e.read_only = True
