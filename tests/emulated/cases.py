@@ -523,9 +523,7 @@ def durable_driver_entry_pool_failure(k, app, run):
            "durable DriverEntry allocates nothing?")
 
 
-@case("pool-without-ExAllocatePool2", hide=("ExAllocatePool2",),
-      xfail="the image imports ExAllocatePool2, which Windows 10 before 2004 lacks: it would not "
-            "load on the 1903 the INF allows")
+@case("pool-without-ExAllocatePool2", hide=("ExAllocatePool2",))
 def pool_without_pool2(k, app, run):
     """Windows 10 1903: no ExAllocatePool2. The driver must load and work on the older routine."""
     imported = {fn for _a, (_m, fn) in k.module.imports.items()}
