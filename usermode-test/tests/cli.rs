@@ -95,7 +95,25 @@ fn suites_exit_zero_and_end_with_a_count_line() {
     let v = json(&["stress", "--threads", "2", "--seconds", "0.3"]);
     assert_eq!(v["failed"], 0);
     assert!(v["summary"]["commits"].as_u64().unwrap() > 0);
+    // bench counts its targets as checks (met or not: a debug build does not judge them).
+    let out = run(&["bench", "--quick", "--iterations", "20"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let counts: Vec<usize> = last
+        .strip_prefix("bench: ")
+        .and_then(|l| l.strip_suffix(" skipped"))
+        .unwrap_or_else(|| panic!("{last}"))
+        .split(", ")
+        .map(|f| f.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts[0] + counts[1], 4, "{last}");
+    assert_eq!(counts[2], 0, "{last}");
+    assert_eq!(out.status.code(), Some(if counts[1] == 0 { 0 } else { 1 }));
     let v = json(&["bench", "--quick", "--iterations", "20"]);
+    assert_eq!(
+        v["passed"].as_u64().unwrap() + v["failed"].as_u64().unwrap(),
+        4
+    );
     // The engine suite's fields, as the README names them (values are not judged in a debug
     // build).
     for ratio in [

@@ -96,3 +96,29 @@ fn limits_and_quotas() {
         n("max_keys")
     ));
 }
+
+#[test]
+fn the_script_example_is_the_checked_in_script_and_its_output() {
+    // The README shows isolation.ktm beside what `script` prints for it; the golden-script test
+    // checks that the .out file is that output.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+    let script = std::fs::read_to_string(dir.join("isolation.ktm")).unwrap();
+    let output = std::fs::read_to_string(dir.join("isolation.out")).unwrap();
+    let readme = readme();
+    let block = readme
+        .split_once("$ cat isolation.ktm")
+        .expect("README shows isolation.ktm")
+        .1
+        .split_once("```")
+        .unwrap()
+        .0;
+    let rows: Vec<&str> = block.lines().skip(1).collect();
+    const COLUMN: usize = 41;
+    let left: Vec<&str> = rows
+        .iter()
+        .map(|r| r.get(..COLUMN).unwrap_or(r).trim_end())
+        .collect();
+    let right: Vec<&str> = rows.iter().filter_map(|r| r.get(COLUMN..)).collect();
+    assert_eq!(left, script.lines().collect::<Vec<_>>());
+    assert_eq!(right, output.lines().collect::<Vec<_>>());
+}
