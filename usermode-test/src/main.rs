@@ -314,9 +314,15 @@ fn run(cli: &Cli, backend: &Backend) -> Result<Outcome, Error> {
                     stress::SECONDS.start()
                 )));
             }
+            if !stress::SECONDS.contains(seconds) {
+                return Ok(Outcome::Usage(format!(
+                    "--seconds {seconds} is out of range: use {}–86,400",
+                    stress::SECONDS.start()
+                )));
+            }
             let cfg = stress::StressConfig {
                 threads: *threads,
-                duration: Duration::from_secs_f64(seconds.min(1e9)),
+                duration: Duration::from_secs_f64(*seconds),
                 accounts: *accounts,
                 progress: !cli.json && std::io::stderr().is_terminal(),
             };

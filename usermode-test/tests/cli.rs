@@ -268,7 +268,7 @@ fn unusable_stress_and_bench_arguments_name_the_argument_and_its_range() {
         ),
         (
             &["stress", "--seconds", "1e12"],
-            "--seconds 1000000000 is out of range",
+            "--seconds 1000000000000 is out of range: use 0.1–86,400",
         ),
         (
             &["bench", "--iterations", "0"],
