@@ -57,6 +57,7 @@ def install(k):
             if k.irql > max_irql:
                 k.violation("%s called at IRQL %d (allowed: <= %d)" % (name, k.irql, max_irql))
             k.calls.append(name)
+            k.current_routine = name
             try:
                 rv = fn(k, *argv)
             except Fatal as e:
@@ -64,12 +65,21 @@ def install(k):
                 k.crashed = True
                 k.se.stop()
                 return 0
+            if rv is k.ktm_waiting:  # KTM's worker runs first (registers already set)
+                return k.emu.reg_read("rax")
             return 0 if rv is None else rv & 0xFFFFFFFFFFFFFFFF
 
         return hook
 
     k.calls = []
     k.routines = {}
+    # Whether speakeasy has its own handler for a routine decides how it returns from our hook.
+    k.handled_by_speakeasy = {}
+    for name in ROUTINES:
+        attrs = k.emu.api.get_export_func_handler("ntoskrnl", name)[1]
+        if not attrs:
+            attrs = k.emu.normalize_import_miss("ntoskrnl", name)[1]
+        k.handled_by_speakeasy[name] = bool(attrs)
     docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
                         "kernel-routines.md")
     documented = documented_irql(docs)
@@ -308,16 +318,10 @@ def ke_wait_for_single_object(k, obj, reason, mode, alertable, timeout):
     ev = k.events.get(obj)
     if ev is None:
         raise Fatal("KeWaitForSingleObject(%#x): not an event this kernel knows" % obj)
-    if not ev[1]:
-        if timeout and k.rq(timeout) == 0:
-            return 0x102  # STATUS_TIMEOUT
-        if timeout:
-            return 0x102
-        raise Fatal("KeWaitForSingleObject(%#x) without timeout on an event nobody will set "
-                    "(one thread: this wait never ends)" % obj)
-    if ev[0] == 1:  # SynchronizationEvent: a satisfied wait resets it
-        ev[1] = False
-    return wdm.STATUS_SUCCESS
+    if ev[1]:
+        return k.ktm._wait_result(obj, timeout)
+    # Not set: other threads run now. Here that is KTM's worker, with what it owes the driver.
+    return k.ktm.wait_delivering(obj, timeout)
 
 
 @routine("ExInitializeRundownProtection", 1, APC_LEVEL)

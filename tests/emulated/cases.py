@@ -287,6 +287,29 @@ def handle_without_enlist(k, app, run):
     app.close()
 
 
+@case("rollback-before-the-enlistment-returns", diff=False)
+def rollback_racing_enlist(k, app, run):
+    """The app rolls T1 back on another thread while the driver enlists for T1's first PUT;
+    KTM's ROLLBACK reaches the callback before ZwCreateEnlistment (or TmCreateEnlistment)
+    returns, as its pages allow. The write must leave no trace, the enlistment must end."""
+    app.open()
+    app.begin("T1")
+
+    def rollback(tx):
+        k.ktm.abort(tx)
+
+    k.ktm.races = {"ZwCreateEnlistment": rollback, "TmCreateEnlistment": rollback}
+    st = app.put("T1", b"k", b"v")
+    expect(len(k.ktm.races) == 1, "the driver did not enlist")
+    k.ktm.races = {}
+    expect(st in (OK, wdm.STATUS_TRANSACTION_NOT_ACTIVE), "PUT: %s" % name_of(st))
+    expect_eq(notifications(k), [("ROLLBACK", "RollbackComplete")], "the driver's answers")
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "nothing committed")
+    expect_eq(app.put(None, b"k", b"w"), OK, "no key lock left")
+    app.close_tx("T1")
+    app.close()
+
+
 @case("write-write-conflict")
 def conflict(k, app, run):
     app.open()

@@ -33,6 +33,9 @@ KMEM_SIZE = 0x4000000
 # and any access to it is a use after IoCompleteRequest (unmapping pages is slow in unicorn).
 IRP_BASE = 0x590000000000
 IRP_SIZE = 0x1000000
+# Where a callback the kernel runs inside one of the driver's calls returns to: a page of int3
+# with a code hook on its first byte.
+RESUME = 0x5A0000000000
 SYSTEM_PID = 4
 APP_PID = 0x1F4C
 KERNEL_HANDLE_BIT = 0xFFFFFFFF80000000
@@ -114,6 +117,7 @@ class Kernel:
         self.critical_regions = 0
         self.driver_handles = set()  # handles the driver opened and must close
         self.crashed = False
+        self.waits = []  # the driver's waits inside which KTM runs callbacks (innermost last)
 
         orig_setup = skernel.WinKernelEmulator.setup_kernel_mode
         kernel = self
@@ -143,6 +147,7 @@ class Kernel:
         import ktm
 
         self.ktm = ktm.Ktm(self)
+        self.ktm_waiting = ktm.WAITING
         irps.attach(self)
         fs.attach(self)
         if files is not None:  # a restart: the disk as the last boot left it
@@ -150,6 +155,7 @@ class Kernel:
             self.fs.dirs = set(files.dirs)
         apis.install(self)
         self.stand_ins = self._stand_ins(sys_path)
+        self.se.add_code_hook(self._resumed, begin=RESUME, end=RESUME)
         self.driver_object = self._driver_object()
 
     # ---- memory ---------------------------------------------------------------------------
@@ -158,6 +164,8 @@ class Kernel:
         emu.mem_map(POOL_SIZE, base=POOL_BASE, tag="emu.pool")
         emu.mem_map(KMEM_SIZE, base=KMEM_BASE, tag="emu.kmem")
         emu.mem_map(IRP_SIZE, base=IRP_BASE, tag="emu.irps")
+        emu.mem_map(PAGE, base=RESUME, tag="emu.resume")
+        emu.mem_write(RESUME, b"\xcc" * PAGE)
 
     def read(self, addr, n):
         return bytes(self.emu.mem_read(addr, n))
@@ -253,6 +261,20 @@ class Kernel:
         self.emu.emu_eng.emu.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, dead,
                                       begin=IRP_BASE, end=IRP_BASE + IRP_SIZE - 1)
 
+    def _resumed(self, _emu, _addr, _size, _ctx):
+        """A callback run inside one of the driver's calls returned (kernel.inject)."""
+        if not self.waits:
+            self.violation("execution reached the emulated kernel's resume page")
+            self.crashed = True
+            self.se.stop()
+            return
+        try:
+            self.ktm.resume_wait()
+        except Fatal as e:
+            self.violation(str(e))
+            self.crashed = True
+            self.se.stop()
+
     def irp_page(self):
         addr = self.irp_next
         self.irp_next += PAGE
@@ -340,13 +362,18 @@ class Kernel:
     def _set_func_args(self, stack_addr, ret_addr, *args, home_space=True):
         """The x64 calling convention: 4 register arguments, the rest above a 32-byte home
         area, RSP 8 mod 16 at entry (speakeasy's own puts stack arguments below the home area)."""
-        rsp = ((stack_addr - 0x100 - 8 * len(args)) & ~0xF) - 8
+        self.emu.reg_write("rsp", self._frame(stack_addr - 0x100, args, ret_addr))
+
+    def _frame(self, below, args, ret_addr):
+        """Lays out an x64 call below `below`: arguments in RCX, RDX, R8, R9 and above the
+        32-byte home area, the return address at the returned RSP (8 mod 16)."""
+        rsp = ((below - 8 * len(args)) & ~0xF) - 8
         for i, reg in enumerate(("rcx", "rdx", "r8", "r9")):
             self.emu.reg_write(reg, args[i] if i < len(args) else 0)
         for i, a in enumerate(args[4:]):
             self.write(rsp + 0x28 + 8 * i, p64(a))
         self.write(rsp, p64(ret_addr))
-        self.emu.reg_write("rsp", rsp)
+        return rsp
 
     def call(self, name, addr, *args):
         """Runs one routine of the image at PASSIVE_LEVEL to its return; returns RAX."""
@@ -376,6 +403,19 @@ class Kernel:
         if held:
             self.violation("%s returned holding guarded mutex %s" % (name, ", ".join(held)))
         return run.ret_val & 0xFFFFFFFFFFFFFFFF
+
+    def inject(self, routine, args, below, popped):
+        """Runs `routine(*args)` of the image on the current thread's stack below `below`,
+        returning to RESUME: how this kernel lets another thread's work (KTM's worker) run
+        while the driver is inside one of its calls. `popped`: speakeasy will still "return"
+        from the import being handled (it pops a return address off the stack), so the routine's
+        address goes there."""
+        rsp = self._frame(below - 0x200, args, RESUME)
+        if popped:
+            rsp -= 8
+            self.write(rsp, p64(routine))
+        self.emu.reg_write("rsp", rsp)
+        self.emu.reg_write("rip", routine)
 
     def _stack_used(self):
         data = self.read(STACK_LIMIT, STACK_SIZE)

@@ -19,6 +19,7 @@ from wdm import NOTIFY_NAMES, p64
 PREPREPARE, PREPARE, COMMIT, ROLLBACK, SPC = (wdm.NOTIFY_PREPREPARE, wdm.NOTIFY_PREPARE,
                                               wdm.NOTIFY_COMMIT, wdm.NOTIFY_ROLLBACK,
                                               wdm.NOTIFY_SINGLE_PHASE_COMMIT)
+WAITING = object()  # a wait the KTM worker took over (kernel.inject)
 TYPES = ("TransactionManager", "ResourceManager", "Transaction", "Enlistment")
 FINAL = ("committed", "aborted")
 
@@ -49,6 +50,7 @@ class Ktm:
         self.log = []  # (tx id, "driver" or "other" RM, notification, answer) in answer order
         self.after_unload_checked = False
         self.now_100ns = 0
+        self.races = {}  # routine name -> what another thread does while the driver is in it
 
     # ---- object types ---------------------------------------------------------------------
 
@@ -213,26 +215,109 @@ class Ktm:
             if e.rm is None:
                 self.other_rm(e, n)
                 continue
-            rm = e.rm
-            if rm.callback is None:
-                k.violation("notification %s for an RM without a callback" % name(n))
+            args = self.callback_args(e, n)
+            if args is None:
                 continue
-            if k.unloaded:
-                k.violation("KTM called the driver's notification callback (%s) after "
-                            "DriverUnload returned: the image is gone" % name(n))
-                raise Fatal("callback into an unloaded image")
             saved = k.pid
             k.pid = SYSTEM_PID
-            clock = k.kalloc(8, p64(e.tx.id if e.tx else 0))
-            st = k.call("ResourceManagerNotification(%s)" % name(n), rm.callback, e.addr,
-                        rm.key, e.key, n, clock, 0, 0) & 0xFFFFFFFF
+            st = k.call("ResourceManagerNotification(%s)" % name(n), *args) & 0xFFFFFFFF
             k.pid = saved
-            if st == wdm.STATUS_PENDING or e.tx is None:
-                continue
-            if e.awaiting == n:
-                k.violation("callback returned %#x for %s without answering it" % (st, name(n)))
-            elif wdm.nt_error(st):
-                k.violation("callback answered %s but returned %#x" % (name(n), st))
+            self.returned(e, n, st)
+
+    def callback_args(self, e, n):
+        """The routine and arguments of the driver's callback for (e, n), or None."""
+        k = self.k
+        rm = e.rm
+        if rm.callback is None:
+            k.violation("notification %s for an RM without a callback" % name(n))
+            return None
+        if k.unloaded:
+            k.violation("KTM called the driver's notification callback (%s) after "
+                        "DriverUnload returned: the image is gone" % name(n))
+            raise Fatal("callback into an unloaded image")
+        clock = k.kalloc(8, p64(e.tx.id if e.tx else 0))
+        return (rm.callback, e.addr, rm.key, e.key, n, clock, 0, 0)
+
+    def returned(self, e, n, st):
+        """Checks the callback's return for (e, n): answered, or STATUS_PENDING."""
+        if st == wdm.STATUS_PENDING or e.tx is None:
+            return
+        if e.awaiting == n:
+            self.k.violation("callback returned %#x for %s without answering it" % (st, name(n)))
+        elif wdm.nt_error(st):
+            self.k.violation("callback answered %s but returned %#x" % (name(n), st))
+
+    # ---- callbacks inside the driver's own waits ------------------------------------------
+
+    def wait_delivering(self, event, timeout):
+        """KeWaitForSingleObject on an event nobody has set: while KTM owes the driver
+        notifications, its worker runs them (here, on the waiting thread's stack) until the
+        event is set; the wait's status comes at the end. Returns WAITING when the worker took
+        over, else the status to return at once."""
+        if not self._next_for_driver():
+            return self._wait_result(event, timeout)
+        return self._take_over(lambda: self.k.events[event][1],
+                               lambda: self._wait_result(event, timeout))
+
+    def return_delivering(self, status):
+        """A KTM routine about to return `status` while KTM owes the driver notifications: they
+        run first, before the routine returns (KTM's pages allow a notification to arrive before
+        the enlistment call returns). Returns WAITING, or `status` when nothing is owed."""
+        if not self._next_for_driver():
+            return status
+        return self._take_over(lambda: False, lambda: status)
+
+    def _take_over(self, done, result):
+        k = self.k
+        rsp = k.emu.reg_read("rsp")
+        k.waits.append({"done": done, "result": result, "rsp": rsp, "ret": k.rq(rsp),
+                        "pid": k.pid, "in_image": k.in_image, "current": None,
+                        "popped": not k.handled_by_speakeasy.get(k.current_routine, False)})
+        self._inject_next()
+        return WAITING
+
+    def _next_for_driver(self):
+        while self.pending and self.pending[0][0].rm is None:
+            e, n = self.pending.popleft()
+            self.other_rm(e, n)
+        return bool(self.pending)
+
+    def _inject_next(self):
+        k = self.k
+        w = k.waits[-1]
+        e, n = self.pending.popleft()
+        args = self.callback_args(e, n)
+        w["current"] = (e, n)
+        k.pid = SYSTEM_PID
+        k.in_image = "ResourceManagerNotification(%s) inside %s" % (name(n), w["in_image"])
+        k.inject(args[0], args[1:], w["rsp"], w["popped"])
+        w["popped"] = False  # later ones start from RESUME's code hook, nothing pops
+
+    def resume_wait(self):
+        """The callback run inside a wait returned (at RESUME): the next one, or the wait's end."""
+        k = self.k
+        w = k.waits[-1]
+        e, n = w["current"]
+        self.returned(e, n, k.emu.reg_read("rax") & 0xFFFFFFFF)
+        if not w["done"]() and self._next_for_driver():
+            self._inject_next()
+            return
+        k.waits.pop()
+        k.pid, k.in_image = w["pid"], w["in_image"]
+        k.emu.reg_write("rax", w["result"]())
+        k.emu.reg_write("rsp", w["rsp"] + 8)
+        k.emu.reg_write("rip", w["ret"])
+
+    def _wait_result(self, event, timeout):
+        ev = self.k.events[event]
+        if ev[1]:
+            if ev[0] == 1:  # SynchronizationEvent: a satisfied wait resets it
+                ev[1] = False
+            return wdm.STATUS_SUCCESS
+        if timeout:
+            return 0x102  # STATUS_TIMEOUT: nothing more will set it
+        raise Fatal("KeWaitForSingleObject(%#x) without timeout on an event nobody will set "
+                    "(KTM owes the driver nothing more: this wait never ends)" % event)
 
     def other_rm(self, e, n):
         if n == PREPARE and e.vote == "no":
@@ -466,7 +551,12 @@ def _enlist(k, what, tx, rm, oa, options, mask, key, out):
         return wdm.STATUS_INVALID_PARAMETER
     if options:
         k.violation("%s with CreateOptions %#x: a subordinate enlistment takes 0" % (what, options))
-    return _hand_out(k, out, k.ktm.new_enlistment(tx, rm, key, mask), oa, what)
+    st = _hand_out(k, out, k.ktm.new_enlistment(tx, rm, key, mask), oa, what)
+    race = k.ktm.races.pop(what, None)
+    if race is not None:  # something the app does on another thread, right now
+        race(tx)
+        return k.ktm.return_delivering(st)
+    return st
 
 
 @routine("TmCreateEnlistment", 9)
