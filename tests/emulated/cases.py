@@ -606,3 +606,30 @@ def durable_corrupt_log(k, app, run):
     expect(wdm.nt_error(st), "DriverEntry over a damaged log returned %s" % name_of(st))
     expect_eq(kk.devices, [], "devices after a failed DriverEntry")
     run.finish(kk, unload=False)
+
+
+@case("durable-damaged-record-length", params={"Durable": 1}, diff=False,
+      xfail="a record whose length field is damaged so that it reaches past the end of the file "
+            "is taken for a torn tail even with forced records after it: replay drops them all "
+            "(acknowledged writes lost) and the log is rewritten, instead of "
+            "STATUS_LOG_CORRUPTION_DETECTED")
+def durable_damaged_length(k, app, run):
+    """Damage before the tail (here: the first record's body_len) must stop DriverEntry, not
+    lose the acknowledged writes recorded after it."""
+    app.open()
+    for i in range(4):
+        expect_eq(app.put(None, b"key%d" % i, b"value%d" % i), OK, "PUT")
+    app.close()
+    (path,) = [p for p in k.fs.data if p.endswith("ktmrm.wal")]
+    disk = k.fs.data[path]
+    expect(len(disk) > 200 and disk[:4] == b"KRML", "a log of several records")
+    damaged = bytearray(disk)
+    struct.pack_into("<I", damaged, 16, 0x7FFFFFFF)  # header: body_len at 16
+    run.finish(k)
+    k.fs.data[path] = damaged
+    kk = run.boot(params={"Durable": 1}, files=k.fs, entry=False)
+    st = kk.driver_entry()
+    expect(wdm.nt_error(st), "DriverEntry over a log whose first record's length is damaged "
+           "returned %s (%d of %d bytes left in the log)"
+           % (name_of(st), len(kk.fs.data[path]), len(damaged)))
+    run.finish(kk, unload=st == OK)
