@@ -12,6 +12,7 @@
 //!   DDI pages say only "the path and file name of a CLFS log file stream").
 
 use ktmrm_core::TxId;
+use ktmrm_proto::NtStatus;
 
 /// `REG_SZ`.
 pub const REG_SZ: u32 = 1;
@@ -40,6 +41,31 @@ pub const RM_GUID: Guid = Guid {
     data3: 0x4b74,
     data4: [0x9d, 0x52, 0x4d, 0x2d, 0x44, 0x75, 0x72, 0x61],
 };
+
+/// The control device's class GUID, passed to `WdmlibIoCreateDeviceSecure`: fixed, so that an
+/// administrator can override the device's default SDDL with a `Security` value under
+/// `HKLM\SYSTEM\CurrentControlSet\Control\Class\{266b695a-cb6d-4068-a26a-43296f951bc0}`.
+/// The routine's page asks non-WDM drivers for a new GUID of their own (not a system class).
+pub const DEVICE_CLASS_GUID: Guid = Guid {
+    data1: 0x266b_695a,
+    data2: 0xcb6d,
+    data3: 0x4068,
+    data4: [0xa2, 0x6a, 0x43, 0x29, 0x6f, 0x95, 0x1b, 0xc0],
+};
+
+/// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): what `ZwCreateTransactionManager` and
+/// `ZwCreateResourceManager` answer when the object already exists. A durable TM's recovery
+/// rebuilds the RMs it has logged enlistments for ("Recovery Processing",
+/// learn.microsoft.com/windows/win32/ktm/recovery-processing), and a TM whose log is already open
+/// exists too, so a restart within one boot finds them: the driver then opens them instead, as
+/// the kernel's own registry RM does.
+pub const OBJECT_NAME_COLLISION: NtStatus = NtStatus(0xC000_0035_u32 as i32);
+
+/// Whether a failed create of the durable TM or RM should be retried as an open.
+#[must_use]
+pub fn open_instead(durable: bool, create_status: NtStatus) -> bool {
+    durable && create_status == OBJECT_NAME_COLLISION
+}
 
 /// A GUID in its `GUID` struct fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +343,16 @@ pub mod file {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_durable_collision_is_opened_and_nothing_else() {
+        assert!(open_instead(true, OBJECT_NAME_COLLISION));
+        // A volatile TM/RM has no name to collide with: never reopened.
+        assert!(!open_instead(false, OBJECT_NAME_COLLISION));
+        assert!(!open_instead(true, NtStatus::SUCCESS));
+        assert!(!open_instead(true, NtStatus::ACCESS_DENIED));
+        assert_eq!(OBJECT_NAME_COLLISION.0 as u32, 0xC000_0035);
+    }
+
     use super::*;
 
     fn w(s: &str) -> Vec<u16> {

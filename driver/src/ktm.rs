@@ -141,23 +141,88 @@ pub fn tx_id(data1: u32, data2: u16, data3: u16, data4: [u8; 8]) -> TxId {
     TxId(b)
 }
 
-/// A BEGIN description (UTF-16LE bytes from the request, possibly unaligned) copied into aligned
-/// code units for a `UNICODE_STRING`. Returns how many units were written.
-/// `STATUS_INVALID_PARAMETER` for an odd byte count or more than 64 units (the decoder already
-/// refuses both; the driver checks again before it builds a `UNICODE_STRING`).
-pub fn description_units(
-    bytes: &[u8],
-    out: &mut [u16; MAX_DESCRIPTION_CHARS],
-) -> Result<usize, NtStatus> {
-    if !bytes.len().is_multiple_of(2) || bytes.len() > out.len().saturating_mul(2) {
-        return Err(NtStatus::INVALID_PARAMETER);
+/// A description for `ZwCreateTransaction` or `ZwCreateResourceManager`: at most 64 UTF-16 code
+/// units, aligned, followed by the terminating NUL both DDI pages ask for ("a NULL-terminated
+/// string"); the `UNICODE_STRING` over it has `MaximumLength = Length + 2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Description {
+    units: [u16; MAX_DESCRIPTION_CHARS + 1],
+    len: usize,
+}
+
+impl Description {
+    /// From a BEGIN request's UTF-16LE bytes (possibly unaligned). `STATUS_INVALID_PARAMETER`
+    /// for an odd byte count or more than 64 units (the decoder already refuses both; the driver
+    /// checks again before it builds a `UNICODE_STRING`).
+    pub fn from_request(bytes: &[u8]) -> Result<Self, NtStatus> {
+        if !bytes.len().is_multiple_of(2) || bytes.len() > MAX_DESCRIPTION_CHARS.saturating_mul(2) {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let mut d = Description {
+            units: [0; MAX_DESCRIPTION_CHARS + 1],
+            len: 0,
+        };
+        for (slot, unit) in d.units.iter_mut().zip(ktmrm_proto::utf16_units(bytes)) {
+            *slot = unit;
+            d.len = d.len.saturating_add(1);
+        }
+        Ok(d)
     }
-    let mut n = 0usize;
-    for (slot, unit) in out.iter_mut().zip(ktmrm_proto::utf16_units(bytes)) {
-        *slot = unit;
-        n = n.saturating_add(1);
+
+    /// From constant units (no NUL of their own); `None` past 64 units.
+    #[must_use]
+    pub fn from_units(units: &[u16]) -> Option<Self> {
+        let mut d = Description {
+            units: [0; MAX_DESCRIPTION_CHARS + 1],
+            len: units.len(),
+        };
+        d.units.get_mut(..units.len())?.copy_from_slice(units);
+        (units.len() <= MAX_DESCRIPTION_CHARS).then_some(d)
     }
-    Ok(n)
+
+    /// Units before the terminating NUL.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No units (the driver then passes no description at all).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `UNICODE_STRING.Length` (bytes, without the NUL) and `MaximumLength` (with it).
+    #[must_use]
+    pub fn byte_lengths(&self) -> (u16, u16) {
+        // At most 65 units: 130 bytes, well within u16.
+        let len = u16::try_from(self.len.saturating_mul(2)).unwrap_or(u16::MAX);
+        (len, len.saturating_add(2))
+    }
+
+    /// The units and the NUL after them, for the `UNICODE_STRING`'s buffer.
+    pub fn as_mut_ptr(&mut self) -> *mut u16 {
+        self.units.as_mut_ptr()
+    }
+
+    /// The units including the terminating NUL.
+    #[must_use]
+    pub fn with_nul(&self) -> &[u16] {
+        self.units.get(..=self.len).unwrap_or(&[])
+    }
+}
+
+/// Whether a BEGIN from a requestor of this mode may create a transaction. BEGIN puts a handle in
+/// the current process's handle table, which is the caller's only for a user-mode request (it
+/// runs in the requesting thread). A kernel-mode requestor (another driver's IRP, or one sent on a
+/// worker thread) could land the handle in whatever process is current, so it is refused with
+/// `STATUS_INVALID_DEVICE_REQUEST`; kernel callers create transactions with ZwCreateTransaction.
+pub fn begin_allowed(requestor_mode: i8) -> Result<(), NtStatus> {
+    if requestor_mode == obj::USER_MODE {
+        Ok(())
+    } else {
+        Err(NtStatus::INVALID_DEVICE_REQUEST)
+    }
 }
 
 /// One value per KTM answer routine. The kernel shell fills it with the `Tm*` functions
@@ -269,25 +334,44 @@ mod tests {
     }
 
     #[test]
-    fn descriptions_become_aligned_units() {
-        let mut out = [0u16; MAX_DESCRIPTION_CHARS];
-        assert_eq!(description_units(&[], &mut out), Ok(0));
-        assert_eq!(description_units(&[b'h', 0, b'i', 0], &mut out), Ok(2));
-        assert_eq!(&out[..2], &[u16::from(b'h'), u16::from(b'i')]);
+    fn descriptions_are_aligned_units_with_a_terminating_nul() {
+        let empty = Description::from_request(&[]).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.with_nul(), &[0]);
+        let hi = Description::from_request(&[b'h', 0, b'i', 0]).unwrap();
+        assert_eq!(hi.len(), 2);
+        assert_eq!(hi.with_nul(), &[u16::from(b'h'), u16::from(b'i'), 0]);
+        assert_eq!(hi.byte_lengths(), (4, 6), "MaximumLength counts the NUL");
         assert_eq!(
-            description_units(&[1, 2, 3], &mut out),
+            Description::from_request(&[1, 2, 3]),
             Err(NtStatus::INVALID_PARAMETER)
         );
-        let full = [0x41u8; 2 * MAX_DESCRIPTION_CHARS];
+        let full = Description::from_request(&[0x41u8; 2 * MAX_DESCRIPTION_CHARS]).unwrap();
+        assert_eq!(full.len(), MAX_DESCRIPTION_CHARS);
         assert_eq!(
-            description_units(&full, &mut out),
-            Ok(MAX_DESCRIPTION_CHARS)
+            full.with_nul().last(),
+            Some(&0),
+            "64 units still get their NUL"
         );
-        let over = [0x41u8; 2 * MAX_DESCRIPTION_CHARS + 2];
+        assert_eq!(full.byte_lengths(), (128, 130));
         assert_eq!(
-            description_units(&over, &mut out),
+            Description::from_request(&[0x41u8; 2 * MAX_DESCRIPTION_CHARS + 2]),
             Err(NtStatus::INVALID_PARAMETER)
         );
+        let rm = Description::from_units(crate::names::RM_DESCRIPTION).unwrap();
+        assert_eq!(rm.with_nul().last(), Some(&0));
+        assert_eq!(rm.len(), crate::names::RM_DESCRIPTION.len());
+        assert!(Description::from_units(&[0x41; MAX_DESCRIPTION_CHARS + 1]).is_none());
+    }
+
+    #[test]
+    fn only_user_mode_may_begin() {
+        assert_eq!(begin_allowed(obj::USER_MODE), Ok(()));
+        assert_eq!(
+            begin_allowed(obj::KERNEL_MODE),
+            Err(NtStatus::INVALID_DEVICE_REQUEST)
+        );
+        assert_eq!(begin_allowed(7), Err(NtStatus::INVALID_DEVICE_REQUEST));
     }
 
     #[test]

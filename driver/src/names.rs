@@ -51,8 +51,9 @@ pub const PARAMETERS_KEY: &[u16] = utf16!("Parameters");
 /// `Parameters\TraceLevel` (REG_DWORD, 0–4; see [`crate::trace::Level`]).
 pub const TRACE_LEVEL_VALUE: &[u16] = utf16!("TraceLevel");
 
-/// The resource manager's description (`ZwCreateResourceManager`).
-pub const RM_DESCRIPTION: &[u16] = utf16!("ktmrm volatile resource manager");
+/// The resource manager's description (`ZwCreateResourceManager`; the NUL is added by
+/// `ktm::Description`).
+pub const RM_DESCRIPTION: &[u16] = utf16!("ktmrm resource manager");
 
 /// The `Length`/`MaximumLength` (bytes, no terminating NUL) of a `UNICODE_STRING` over `units`
 /// UTF-16 code units, or `None` when it does not fit the 16-bit field (more than 32,767 units).

@@ -24,8 +24,9 @@ use ktmrm_core::StateLock;
 use ktmrm_core::wal::{FileIo, FileLog, FileLogState, LogPort, Lsn};
 use ktmrm_proto::NtStatus;
 use wdk_sys::ntddk::{
-    KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, ZwClose, ZwCreateFile,
-    ZwFlushBuffersFile, ZwQueryInformationFile, ZwReadFile, ZwSetInformationFile, ZwWriteFile,
+    KeEnterCriticalRegion, KeInitializeEvent, KeLeaveCriticalRegion, KeSetEvent,
+    KeWaitForSingleObject, ZwClose, ZwCreateFile, ZwFlushBuffersFile, ZwQueryInformationFile,
+    ZwReadFile, ZwSetInformationFile, ZwWriteFile,
 };
 use wdk_sys::{
     _EVENT_TYPE, _FILE_INFORMATION_CLASS, _KWAIT_REASON, HANDLE, IO_STATUS_BLOCK, KEVENT,
@@ -358,6 +359,7 @@ impl<T> Drop for EventLock<T> {
     }
 }
 
+/// Releases the lock: signals the event, then leaves the critical region `with` entered.
 struct Signal(NonNull<KEVENT>);
 
 impl Drop for Signal {
@@ -366,11 +368,24 @@ impl Drop for Signal {
         // releases one waiter (or leaves the event signalled). IO_NO_INCREMENT, Wait FALSE.
         // SAFETY: the event was initialised in `new` and outlives the lock's users.
         let _ = unsafe { KeSetEvent(self.0.as_ptr(), 0, 0) };
+        // KeLeaveCriticalRegion(): IRQL <= APC_LEVEL; pairs with the KeEnterCriticalRegion in
+        // `with`, on the same thread, after the lock is released.
+        // SAFETY: this thread entered the region in `with` and leaves it exactly once.
+        unsafe { KeLeaveCriticalRegion() };
     }
 }
 
 impl<T: Send> StateLock<T> for EventLock<T> {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // An event used as a lock needs a critical region: otherwise the holder (a user thread in
+        // an IOCTL) can be suspended by a normal kernel APC while it holds the lock, stalling
+        // every durable commit, notification and unload behind it ("Critical Regions and Guarded
+        // Regions", learn.microsoft.com/windows-hardware/drivers/kernel). A critical region
+        // disables only normal kernel APCs: special kernel APCs, which the Zw* file routines need,
+        // stay enabled (a guarded region, as a guarded mutex enters, would disable them too).
+        // KeEnterCriticalRegion(): IRQL <= APC_LEVEL.
+        // SAFETY: no preconditions; left in Signal::drop on this thread.
+        unsafe { KeEnterCriticalRegion() };
         // KeWaitForSingleObject(PVOID Object, KWAIT_REASON Executive, KPROCESSOR_MODE
         //   KernelMode, BOOLEAN Alertable FALSE, PLARGE_INTEGER Timeout NULL): IRQL <= APC_LEVEL
         //   for an infinite wait; callers are at PASSIVE_LEVEL. Returns STATUS_SUCCESS once the

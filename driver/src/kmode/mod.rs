@@ -40,7 +40,7 @@ use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::size_of;
-use core::ptr::{null, null_mut};
+use core::ptr::null_mut;
 use file::{EventLock, KernelFile, MaybeLog};
 use ktmrm_core::wal::{FileLog, FileLogState};
 use ktmrm_core::{Engine, Notification, State};
@@ -56,13 +56,13 @@ use wdk_sys::ntddk::{
     ExUuidCreate, ExWaitForRundownProtectionRelease, IoCreateSymbolicLink, IoDeleteDevice,
     IoDeleteSymbolicLink, MmGetSystemRoutineAddress, ObReferenceObjectByHandle,
     ObfDereferenceObject, PsGetCurrentProcessId, TmEnableCallbacks, ZwClose,
-    ZwCreateResourceManager, ZwCreateTransactionManager, ZwRecoverResourceManager,
-    ZwRecoverTransactionManager,
+    ZwCreateResourceManager, ZwCreateTransactionManager, ZwOpenResourceManager,
+    ZwOpenTransactionManager, ZwRecoverResourceManager, ZwRecoverTransactionManager,
 };
 use wdk_sys::{
     _KEY_VALUE_INFORMATION_CLASS, DEVICE_OBJECT, DRIVER_OBJECT, EX_RUNDOWN_REF, GUID, HANDLE, IRP,
     NTSTATUS, PCUNICODE_STRING, PDEVICE_OBJECT, PKENLISTMENT, PKRESOURCEMANAGER, PLARGE_INTEGER,
-    POBJECT_TYPE, PVOID, ULONG,
+    POBJECT_TYPE, PVOID, ULONG, UNICODE_STRING,
 };
 
 type EngineLock = GuardedLock<State<EnlistmentHandle>>;
@@ -306,6 +306,16 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
+/// A portable GUID as the kernel's `GUID` struct.
+fn guid(g: durable::Guid) -> GUID {
+    GUID {
+        Data1: g.data1,
+        Data2: g.data2,
+        Data3: g.data3,
+        Data4: g.data4,
+    }
+}
+
 /// A kernel call's status as a `Result`, tracing a failure with the call's name.
 fn step(what: &str, status: NTSTATUS) -> Result<(), NtStatus> {
     let st = NtStatus(status);
@@ -361,7 +371,7 @@ fn start(
     //   ULONG CreateOptions, ULONG CommitStrength /*0*/): PASSIVE_LEVEL. The driver owns the
     //   kernel handle until unload (ZwClose).
     // SAFETY: pointers to locals; `tm_log` borrows `config`, alive for the call.
-    step("ZwCreateTransactionManager", unsafe {
+    let mut st = NtStatus(unsafe {
         ZwCreateTransactionManager(
             &mut objects.tm,
             tm_access,
@@ -370,7 +380,29 @@ fn start(
             tm_options,
             0,
         )
-    })?;
+    });
+    if durable::open_instead(config.durable, st) {
+        trace!(
+            Level::Info,
+            "durable TM exists (its log is open): opening it"
+        );
+        // ZwOpenTransactionManager(PHANDLE TmHandle, ACCESS_MASK DesiredAccess,
+        //   POBJECT_ATTRIBUTES ObjectAttributes, PUNICODE_STRING LogFileName, LPGUID TmIdentity
+        //   /*NULL*/, ULONG OpenOptions /*0*/): PASSIVE_LEVEL. Finds the TM by its log; the
+        //   driver owns the kernel handle as it would a created one.
+        // SAFETY: pointers to locals; `tm_log` borrows `config`, alive for the call.
+        st = NtStatus(unsafe {
+            ZwOpenTransactionManager(
+                &mut objects.tm,
+                tm_access,
+                &mut tm_oa,
+                tm_log_ptr,
+                null_mut(),
+                0,
+            )
+        });
+    }
+    step("ZwCreateTransactionManager", st.0)?;
     built.tm = true;
     if config.durable {
         // ZwRecoverTransactionManager(HANDLE TransactionManagerHandle): PASSIVE_LEVEL; a durable
@@ -385,18 +417,21 @@ fn start(
     //    KTM finds its prepared enlistments by after a restart (docs/ktm.md §7 steps 2, 4).
     let mut rm_guid = GUID::default();
     if config.durable {
-        let g = durable::RM_GUID;
-        rm_guid.Data1 = g.data1;
-        rm_guid.Data2 = g.data2;
-        rm_guid.Data3 = g.data3;
-        rm_guid.Data4 = g.data4;
+        rm_guid = guid(durable::RM_GUID);
     } else {
         // ExUuidCreate(UUID *Uuid): PASSIVE_LEVEL. Fills the caller's GUID.
         // SAFETY: `rm_guid` is a local GUID.
         step("ExUuidCreate", unsafe { ExUuidCreate(&mut rm_guid) })?;
     }
     let mut rm_oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
-    let mut rm_desc = unicode(names::RM_DESCRIPTION);
+    let mut rm_text =
+        ktm::Description::from_units(names::RM_DESCRIPTION).ok_or(NtStatus::UNSUCCESSFUL)?;
+    let (len, max) = rm_text.byte_lengths();
+    let mut rm_desc = UNICODE_STRING {
+        Length: len,
+        MaximumLength: max,
+        Buffer: rm_text.as_mut_ptr(),
+    };
     let (rm_access, rm_options) = if config.durable {
         (access::RM_ACCESS_DURABLE, 0)
     } else {
@@ -408,7 +443,7 @@ fn start(
     //   owns the kernel handle; closing it at unload makes KTM roll back every transaction the
     //   RM is still enlisted in and has not prepared.
     // SAFETY: pointers to locals; `objects.tm` is open.
-    step("ZwCreateResourceManager", unsafe {
+    let mut st = NtStatus(unsafe {
         ZwCreateResourceManager(
             &mut objects.rm,
             rm_access,
@@ -418,7 +453,25 @@ fn start(
             rm_options,
             &mut rm_desc,
         )
-    })?;
+    });
+    if durable::open_instead(config.durable, st) {
+        trace!(Level::Info, "durable RM rebuilt by TM recovery: opening it");
+        // ZwOpenResourceManager(PHANDLE ResourceManagerHandle, ACCESS_MASK DesiredAccess,
+        //   HANDLE TmHandle, LPGUID ResourceManagerGuid, POBJECT_ATTRIBUTES ObjectAttributes):
+        //   PASSIVE_LEVEL. The RM object TM recovery rebuilt for our fixed GUID; the driver owns
+        //   the kernel handle as it would a created one, and recovers it below.
+        // SAFETY: pointers to locals; `objects.tm` is open.
+        st = NtStatus(unsafe {
+            ZwOpenResourceManager(
+                &mut objects.rm,
+                rm_access,
+                objects.tm,
+                &mut rm_guid,
+                &mut rm_oa,
+            )
+        });
+    }
+    step("ZwCreateResourceManager", st.0)?;
     built.rm = true;
 
     // 3. The RM object pointer, for TmEnableCallbacks.
@@ -481,6 +534,7 @@ fn start(
     // 6. The control device, secured by SDDL (SYSTEM and Administrators only).
     let mut device_name = unicode(names::DEVICE_NAME);
     let sddl = unicode(names::DEVICE_SDDL);
+    let class = guid(durable::DEVICE_CLASS_GUID);
     // WdmlibIoCreateDeviceSecure (kmode::sys has its prototype): PASSIVE_LEVEL. Creates a named
     // device object owned by the driver object (deleted with IoDeleteDevice at unload), with a
     // zeroed extension of the requested size. FILE_DEVICE_SECURE_OPEN applies the DACL to opens
@@ -495,7 +549,7 @@ fn start(
             irp::FILE_DEVICE_SECURE_OPEN,
             0,
             &sddl,
-            null(),
+            &class,
             &mut objects.device,
         )
     })?;

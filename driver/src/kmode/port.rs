@@ -4,11 +4,10 @@
 
 use super::sys::{ZwYieldExecution, handle_from_bits, object_attributes};
 use crate::ktm::{self, Routines, access, obj};
-use crate::names;
 use crate::trace::Level;
 use core::ptr::{NonNull, null_mut};
 use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
-use ktmrm_proto::{MAX_DESCRIPTION_CHARS, NtStatus};
+use ktmrm_proto::NtStatus;
 use wdk_sys::ntddk::{
     ObDereferenceObjectDeferDelete, ObOpenObjectByPointer, ObReferenceObjectByHandle,
     TmCommitComplete, TmGetTransactionId, TmIsTransactionActive, TmPrePrepareComplete,
@@ -290,15 +289,19 @@ impl KtmPort for KernelPort {
         timeout_ms: u32,
         description: &[u8],
     ) -> Result<u64, NtStatus> {
-        let mut units = [0u16; MAX_DESCRIPTION_CHARS];
-        let n = ktm::description_units(description, &mut units)?;
-        let len = names::unicode_byte_len(n).ok_or(NtStatus::INVALID_PARAMETER)?;
+        ktm::begin_allowed(caller.requestor_mode)?;
+        let mut text = ktm::Description::from_request(description)?;
+        let (len, max) = text.byte_lengths();
         let mut desc = UNICODE_STRING {
             Length: len,
-            MaximumLength: len,
-            Buffer: units.as_mut_ptr(),
+            MaximumLength: max,
+            Buffer: text.as_mut_ptr(),
         };
-        let desc_ptr: PUNICODE_STRING = if n == 0 { null_mut() } else { &mut desc };
+        let desc_ptr: PUNICODE_STRING = if text.is_empty() {
+            null_mut()
+        } else {
+            &mut desc
+        };
         let relative = ktm::relative_timeout(timeout_ms);
         let mut timeout = LARGE_INTEGER {
             QuadPart: relative.unwrap_or(0),
