@@ -4,25 +4,44 @@
 //!
 //! `DriverEntry` creates, in order: the transaction manager, the resource manager, a reference to
 //! the resource manager object, the driver context (engine + lock), the notification callback,
-//! the device object and its symbolic link. Tearing down is not simply the reverse, because KTM
-//! keeps calling back while enlistments live:
+//! the device object and its symbolic link. Tearing down follows "Creating a Resource Manager"
+//! (learn.microsoft.com/windows-hardware/drivers/kernel/creating-a-resource-manager): the
+//! enlistments go first, then the RM, then the TM — KTM keeps calling back while enlistments
+//! live, and a callback must never reach an image whose context is gone:
 //!
 //! 1. `DeleteSymlink`: no new `CreateFile` by name.
 //! 2. `ShutdownEngine`: the engine refuses every later request (`STATUS_DEVICE_NOT_READY`).
 //!    (The I/O manager calls `DriverUnload` only once no handle to the device is open, so no
 //!    IOCTL is in flight; the rundown below covers them anyway.)
-//! 3. `CloseRm`: KTM rolls back every transaction the RM is still enlisted in and delivers the
-//!    ROLLBACK notifications; the engine answers them and closes those enlistments.
-//! 4. `WaitForRundown`: waits for every callback and IOCTL that got in; later ones are turned
+//! 3. `RollbackEnlistments`: `ZwRollbackEnlistment` on every enlistment whose transaction ktmrm
+//!    has not prepared (`Engine::rollback_unprepared`); KTM answers with ROLLBACKs, which the
+//!    engine answers and whose enlistments it closes.
+//! 4. `WaitForTransactions`: waits, on an event the closing of each enlistment signals, until
+//!    every transaction that must end has ended (`Engine::unfinished`: all but durable ones
+//!    already in the log, which KTM recovers at the next start), at most [`UNLOAD_WAIT_MS`]
+//!    (a prepared transaction waits on the other RMs), tracing what is left if that expires.
+//! 5. `CloseRm`: with no transaction left, KTM has nothing to deliver; what the wait left is
+//!    rolled back by KTM now, its ROLLBACKs still admitted by the rundown.
+//! 6. `WaitForRundown`: waits for every callback and IOCTL that got in; later ones are turned
 //!    away before they touch the context.
-//! 5. `FreeContext`: drops the engine, which closes any enlistment handle still open (the
-//!    transaction then rolls back with nobody to notify), and frees the lock and the context.
-//! 6. `DereferenceRm`: the last reference the driver holds on the RM object.
-//! 7. `CloseTm`: the volatile TM goes away with its last handle.
-//! 8. `DeleteDevice`.
+//! 7. `FreeContext`: drops the engine (closing any enlistment handle the wait left), frees the
+//!    lock and the context.
+//! 8. `DereferenceRm`: the last reference the driver holds on the RM object.
+//! 9. `CloseTm`: the volatile TM goes away with its last handle.
+//! 10. `DeleteDevice`.
 //!
-//! Steps 3 and 4 are in this order on purpose: closing the RM may deliver ROLLBACKs on this very
+//! Steps 5 and 6 are in this order on purpose: closing the RM may deliver ROLLBACKs on this very
 //! thread, and they must still be admitted by the rundown so the engine can answer them.
+
+/// How long `DriverUnload` waits for transactions to end before it closes the RM anyway.
+pub const UNLOAD_WAIT_MS: u32 = 10_000;
+
+/// The wait's slice: the event wakes the wait as soon as an enlistment closes; the slice bounds
+/// how late it notices the deadline.
+pub const UNLOAD_WAIT_SLICE_MS: u32 = 100;
+
+/// How many slices make [`UNLOAD_WAIT_MS`].
+pub const UNLOAD_WAIT_SLICES: u32 = UNLOAD_WAIT_MS / UNLOAD_WAIT_SLICE_MS;
 
 /// What has been created so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,6 +82,10 @@ pub enum Step {
     DeleteSymlink,
     /// `Engine::shutdown`.
     ShutdownEngine,
+    /// `Engine::rollback_unprepared` (`ZwRollbackEnlistment` on each unprepared enlistment).
+    RollbackEnlistments,
+    /// Wait (bounded) until `Engine::unfinished` is zero.
+    WaitForTransactions,
     /// `ZwClose` on the RM handle.
     CloseRm,
     /// `ExWaitForRundownProtectionRelease`.
@@ -77,9 +100,11 @@ pub enum Step {
     DeleteDevice,
 }
 
-const ORDER: [Step; 8] = [
+const ORDER: [Step; 10] = [
     Step::DeleteSymlink,
     Step::ShutdownEngine,
+    Step::RollbackEnlistments,
+    Step::WaitForTransactions,
     Step::CloseRm,
     Step::WaitForRundown,
     Step::FreeContext,
@@ -95,6 +120,8 @@ impl Step {
         match self {
             Step::DeleteSymlink => b.symlink,
             Step::ShutdownEngine | Step::FreeContext => b.context,
+            // Enlistments exist only once KTM can call back (and requests could enlist).
+            Step::RollbackEnlistments | Step::WaitForTransactions => b.context && b.callbacks,
             Step::CloseRm => b.rm,
             // Callbacks and IOCTLs can only have entered once the callback is registered.
             Step::WaitForRundown => b.callbacks,
@@ -163,8 +190,13 @@ mod tests {
     #[test]
     fn invariants() {
         let pos = |s| ORDER.iter().position(|x| *x == s).unwrap();
-        // The RM handle closes (KTM rolls back, callbacks run) before the rundown wait, and the
-        // context outlives both; the RM object reference and the TM outlive the context.
+        // Requests stop, then the enlistments are rolled back and awaited, and only then does
+        // the RM handle close (KTM rolls back what is left, callbacks run) before the rundown
+        // wait; the context outlives all of it; the RM object reference and the TM outlive the
+        // context.
+        assert!(pos(Step::ShutdownEngine) < pos(Step::RollbackEnlistments));
+        assert!(pos(Step::RollbackEnlistments) < pos(Step::WaitForTransactions));
+        assert!(pos(Step::WaitForTransactions) < pos(Step::CloseRm));
         assert!(pos(Step::ShutdownEngine) < pos(Step::CloseRm));
         assert!(pos(Step::CloseRm) < pos(Step::WaitForRundown));
         assert!(pos(Step::WaitForRundown) < pos(Step::FreeContext));
@@ -172,4 +204,8 @@ mod tests {
         assert!(pos(Step::DereferenceRm) < pos(Step::CloseTm));
         assert!(pos(Step::DeleteSymlink) < pos(Step::DeleteDevice));
     }
+
+    // The wait is bounded in whole, non-zero slices.
+    const _: () = assert!(UNLOAD_WAIT_SLICES * UNLOAD_WAIT_SLICE_MS == UNLOAD_WAIT_MS);
+    const _: () = assert!(UNLOAD_WAIT_SLICES > 0);
 }

@@ -11,6 +11,7 @@ use crate::state::State;
 use crate::tree::{LeafHint, Prefetch};
 use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU32, Ordering};
 use ktmrm_proto::{
     Call, GET_HEADER_LEN, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, NtStatus, Request, STATS_LEN,
     Stats, VERSION_LEN, VersionInfo, Writer,
@@ -21,6 +22,9 @@ use ktmrm_proto::{
 pub struct Engine<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort = NoLog> {
     lock: L,
     log: J,
+    /// Answers decided under the lock and not yet given to the port: unload asks KTM for a
+    /// rollback only when none is (`unload`), so its no vote never crosses an answer.
+    pub(crate) answers_in_flight: AtomicU32,
     /// Enlist for single-phase commit too (see [`notify_bits::ENGINE_MASK`]).
     single_phase: bool,
     _port: PhantomData<fn(&P)>,
@@ -126,6 +130,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>> Engine<P, L> {
         Engine {
             lock,
             log: NoLog,
+            answers_in_flight: AtomicU32::new(0),
             single_phase: false,
             _port: PhantomData,
         }
@@ -140,6 +145,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         Engine {
             lock,
             log,
+            answers_in_flight: AtomicU32::new(0),
             single_phase: false,
             _port: PhantomData,
         }
@@ -210,6 +216,11 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// Runs `f` on the state under the lock (inspection by hosts and tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&State<P::Enlistment>) -> R) -> R {
         self.lock.with(|s| f(s))
+    }
+
+    /// Runs `f` under the state lock, for the engine's other modules (`unload`).
+    pub(crate) fn lock_with<R>(&self, f: impl FnOnce(&mut State<P::Enlistment>) -> R) -> R {
+        self.lock.with(f)
     }
 
     /// Refuses every later request with `STATUS_DEVICE_NOT_READY` (unload). Notifications are
@@ -441,20 +452,34 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         notification: Notification,
         target: &P::Target,
     ) -> NtStatus {
-        let mut r = self
-            .lock
-            .with(|s| s.on_notification(key, notification, &self.log));
+        // An answer decided under the lock is counted until the port has it (see `unload`).
+        let in_flight = |r: &crate::twopc::Reaction<P::Enlistment>| {
+            if r.answer.is_some() {
+                self.answers_in_flight.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let mut r = self.lock.with(|s| {
+            let r = s.on_notification(key, notification, &self.log);
+            in_flight(&r);
+            r
+        });
         if let Some(lsn) = r.force {
             let forced = self.log.force(lsn);
-            r = self
-                .lock
-                .with(|s| s.after_force(key, notification, forced, &self.log));
+            r = self.lock.with(|s| {
+                let r = s.after_force(key, notification, forced, &self.log);
+                in_flight(&r);
+                r
+            });
         }
         if r.withheld {
             return NtStatus::PENDING;
         }
         let status = match r.answer {
-            Some(a) => port.answer(target, a),
+            Some(a) => {
+                let st = port.answer(target, a);
+                self.answers_in_flight.fetch_sub(1, Ordering::SeqCst);
+                st
+            }
             None => NtStatus::SUCCESS,
         };
         if let Some(e) = r.close {

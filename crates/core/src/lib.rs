@@ -38,6 +38,7 @@ mod fallible;
 mod ops;
 mod state;
 mod twopc;
+mod unload;
 
 pub use durable::{AUTOCOMMIT_UOW, DurabilityStats, NoLog, RecoverError, RecoveryReport};
 pub use engine::Engine;

@@ -221,6 +221,16 @@ pub trait KtmPort {
         false
     }
 
+    /// Asks KTM to roll back the transaction of an enlistment the engine owns, outside any
+    /// notification (driver: `ZwRollbackEnlistment(handle, NULL)`, legal until the enlistment
+    /// has answered PrepareComplete). KTM then delivers ROLLBACK, possibly before this returns.
+    /// Used at unload ([`crate::Engine::rollback_unprepared`]). Default, for hosts that never
+    /// unload: `STATUS_INVALID_DEVICE_REQUEST`, nothing asked.
+    fn rollback_enlistment(&self, enlistment: &Self::Enlistment) -> NtStatus {
+        let _ = enlistment;
+        NtStatus::INVALID_DEVICE_REQUEST
+    }
+
     /// Lets another thread run while this one waits for a concurrent enlistment of the same
     /// transaction to finish (driver: `ZwYieldExecution`).
     fn yield_now(&self);

@@ -19,6 +19,10 @@ pub(crate) enum Phase {
     Prepared,
     /// Voted no; writes discarded; waiting for KTM's ROLLBACK.
     Vetoed,
+    /// Unload asked KTM to roll it back (`KtmPort::rollback_enlistment`, a no vote KTM may take
+    /// as the answer to a phase it already sent); waiting for KTM's ROLLBACK, answering no
+    /// phase before it.
+    RollbackAsked,
     /// Durable only: its Commit record appended; CommitComplete waits for the force. A
     /// two-phase commit is applied already; a single-phase one is applied once forced (its
     /// writes stay pending, their keys locked, until then).

@@ -118,6 +118,13 @@ impl<E> State<E> {
                 self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
                 (Some(Answer::RollbackComplete), true)
             }
+            // Unload asked for the rollback: that no vote (given by the unloading thread, maybe
+            // after this callback returns) stands for this phase's answer, so the callback says
+            // STATUS_PENDING and answers nothing itself. ROLLBACK follows.
+            (
+                Notification::PrePrepare | Notification::Prepare | Notification::SinglePhaseCommit,
+                Some(Phase::RollbackAsked),
+            ) => return Reaction::withhold(),
             (Notification::LastRecover, _) => {
                 self.last_recover(log);
                 (None, false)

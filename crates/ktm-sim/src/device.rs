@@ -3,8 +3,9 @@
 //! bytes in, status and bytes out.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ktmrm_core::{Engine, Notification, State};
 
@@ -75,12 +76,34 @@ pub(crate) struct DeviceInner {
     pub(crate) config: SimConfig,
     /// [`Ktm::crash_count`] when this device started: a crash since then ended it.
     pub(crate) boot_crashes: u64,
+    /// `ZwClose` on the RM handle has returned (unload): later callbacks are turned away, as the
+    /// driver's rundown does, and one that still needed an answer is a violation.
+    pub(crate) rm_closed: AtomicBool,
 }
 
 impl DeviceInner {
     /// The RM callback: RECOVER goes to `Engine::recover` with its UOW, everything else to
     /// `Engine::notify`.
     fn on_notification(&self, d: Delivery) -> NtStatus {
+        if self.rm_closed.load(Ordering::SeqCst) {
+            // The driver's rundown turns away every callback after the RM close (the engine may
+            // be freed). That is harmless only for a stale delivery — a phase that an answer or
+            // ktmrm's own rollback already overtook, or an enlistment already closed; one KTM
+            // still waits on would never be answered.
+            let stale = self
+                .port
+                .ktm()
+                .enlistment_info(d.enlistment)
+                .is_none_or(|e| e.closed || e.outstanding != Some(d.notification));
+            if !stale {
+                self.port.ktm().record_violation(format!(
+                    "{:?} that KTM waits on delivered to the device after its RM handle was \
+                     closed (unload)",
+                    d.notification
+                ));
+            }
+            return NtStatus::RM_NOT_ACTIVE;
+        }
         let _engine = crate::alloc_scope::Scope::engine();
         match (d.notification, d.recovery) {
             (Notification::Recover, Some(arg)) => {
@@ -170,6 +193,7 @@ impl SimDevice {
             guid,
             config,
             boot_crashes: ktm.crash_count(),
+            rm_closed: AtomicBool::new(false),
         });
         let _ = slot.set(Arc::downgrade(&inner));
         Ok(SimDevice { inner })
@@ -230,14 +254,41 @@ impl SimDevice {
         self.inner.engine.shutdown();
     }
 
-    /// What `DriverUnload` does: refuse new requests, then close the RM, which makes KTM roll
-    /// back every live transaction ktmrm is enlisted in (each answered and its enlistment closed
-    /// by the engine). Returns how many transactions were rolled back.
+    /// Live transactions an unload must still see end ([`ktmrm_core::Engine::unfinished`]).
+    #[must_use]
+    pub fn unfinished(&self) -> usize {
+        self.inner.engine.unfinished()
+    }
+
+    /// What `DriverUnload` does ([`SimDevice::unload_within`]) with the driver's 10 s wait.
     pub fn unload(&self) -> usize {
-        self.shutdown();
-        self.ktm().close_resource_manager(self.inner.port.rm())
+        self.unload_within(UNLOAD_WAIT)
+    }
+
+    /// What `DriverUnload` does, in the driver's order (driver/src/teardown.rs): refuse new
+    /// requests and ask KTM to roll back every transaction ktmrm has not prepared
+    /// (`ZwRollbackEnlistment`), wait up to `wait` until every transaction that must end has
+    /// ended ([`ktmrm_core::Engine::unfinished`]: KTM delivers the outcomes, the engine answers
+    /// them and closes the enlistments), and only then close the RM. Callbacks after that close
+    /// are turned away (the driver's rundown); one KTM still waited on is recorded as a
+    /// violation. Returns how many
+    /// transactions were rolled back (by the engine's request, or by the RM's close for what
+    /// the wait left).
+    pub fn unload_within(&self, wait: Duration) -> usize {
+        let asked = self.inner.engine.rollback_unprepared(&self.inner.port);
+        let deadline = Instant::now() + wait;
+        while self.inner.engine.unfinished() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let closed = self.ktm().close_resource_manager(self.inner.port.rm());
+        self.inner.rm_closed.store(true, Ordering::SeqCst);
+        asked + closed
     }
 }
+
+/// How long the driver's unload waits for transactions to end before it closes its RM anyway
+/// (driver/src/teardown.rs, `UNLOAD_WAIT_MS`).
+pub const UNLOAD_WAIT: Duration = Duration::from_secs(10);
 
 /// A simulated process: its own handle table, its own opens of the device.
 #[derive(Clone)]

@@ -233,6 +233,24 @@ impl Ktm {
                 }
                 return NtStatus::SUCCESS;
             }
+            // A rollback asked for once the transaction is decided (an unloading RM racing
+            // KTM's outcome): "The enlistment cannot be rolled back" (ZwRollbackEnlistment's
+            // page), no protocol error.
+            if answer == Answer::RollbackEnlistment
+                && !closed
+                && st
+                    .enlistments
+                    .get(&en)
+                    .is_some_and(|e| e.outstanding.is_none())
+                && !st.txs.get(&tx).is_some_and(|t| {
+                    matches!(
+                        t.state,
+                        TxState::Active | TxState::PrePreparing | TxState::Preparing
+                    )
+                })
+            {
+                return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
+            }
         }
         let e = &st.enlistments[&en];
         let Some(out) = e.outstanding else {
@@ -246,6 +264,16 @@ impl Ktm {
             ));
             return NtStatus::TRANSACTION_NOT_REQUESTED;
         };
+        // RollbackEnlistment is a request as much as an answer: an RM may ask for a rollback
+        // "at any time before it calls ZwPrepareComplete", and once its transaction is already
+        // rolling back the call fails with STATUS_TRANSACTION_REQUEST_NOT_VALID, "The enlistment
+        // cannot be rolled back"
+        // (https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwrollbackenlistment).
+        // An unloading RM races KTM's ROLLBACK this way; it still owes RollbackComplete. (After
+        // its PrepareComplete, RollbackEnlistment stays a wrong answer to COMMIT.)
+        if answer == Answer::RollbackEnlistment && out.notification == Notification::Rollback {
+            return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
+        }
         if !answer_fits(out.notification, answer) {
             st.checker.violation(format!(
                 "wrong answer: {answer:?} to {} on {en} (key {}, {})",
@@ -279,6 +307,12 @@ impl Ktm {
             return status::TRANSACTIONMANAGER_NOT_ONLINE;
         }
         let e = st.enlistments.get_mut(&en).expect("present");
+        // A no vote given by RollbackEnlistment outside the callback (an unloading RM) answers
+        // the phase KTM had sent; the callback still running for that phase may answer it again
+        // too late, which KTM refuses like an answer a ROLLBACK overtook.
+        if answer == Answer::RollbackEnlistment {
+            e.overtaken = e.outstanding;
+        }
         e.outstanding = None;
         e.last = Some((out.seq, answer));
         e.state = match answer {
@@ -343,7 +377,21 @@ impl Ktm {
         let e = st.enlistments.get_mut(&en)?;
         e.state = state;
         e.last = Some((0, answer));
-        Some(state == EnlistmentState::VotedNo)
+        let tx = e.tx;
+        let no = state == EnlistmentState::VotedNo;
+        // The no vote binds the commit under way in the same critical section: the enlistment
+        // leaves the phases now, so a commit deciding before the caller's `rollback_tx` runs
+        // must already see the abort.
+        if no
+            && let Some(t) = st.txs.get_mut(&tx)
+            && matches!(
+                t.state,
+                TxState::Active | TxState::PrePreparing | TxState::Preparing
+            )
+        {
+            t.abort_requested = true;
+        }
+        Some(no)
     }
 
     /// `ZwClose` of an enlistment handle. Checks: a second close → violation "double close";

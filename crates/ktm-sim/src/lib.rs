@@ -68,7 +68,7 @@ mod single_phase;
 mod stdlock;
 
 pub use checker::{Counters, Phase, answer_fits, notification_name};
-pub use device::{SimConfig, SimDevice, SimFile, SimProcess};
+pub use device::{SimConfig, SimDevice, SimFile, SimProcess, UNLOAD_WAIT};
 pub use diskfile::{DiskCounts, DiskFile, STATUS_DISK_FULL, STATUS_IO_DEVICE_ERROR, io_status};
 pub use durable::{
     CrashPoint, CrashStep, EnlistmentGuid, RecoveryArgument, RmGuid, notify, status,

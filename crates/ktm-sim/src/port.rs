@@ -114,6 +114,13 @@ impl KtmPort for SimPort {
         })
     }
 
+    /// `ZwRollbackEnlistment(enlistment, NULL)` outside a notification: a no vote KTM takes
+    /// until PrepareComplete; see [`Ktm::answer`].
+    fn rollback_enlistment(&self, enlistment: &EnlistmentId) -> NtStatus {
+        let _model = crate::alloc_scope::Scope::model();
+        self.ktm.answer(*enlistment, Answer::RollbackEnlistment)
+    }
+
     /// `ZwYieldExecution`.
     fn yield_now(&self) {
         let _model = crate::alloc_scope::Scope::model();

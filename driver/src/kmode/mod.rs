@@ -181,6 +181,32 @@ unsafe fn release(objects: &Objects, built: Built) {
                 let driver = unsafe { &*objects.context };
                 driver.engine.shutdown();
             }
+            Step::RollbackEnlistments => {
+                // SAFETY: the context is allocated (`built.context`) and not yet freed.
+                let driver = unsafe { &*objects.context };
+                let asked = driver.engine.rollback_unprepared(&driver.port);
+                trace!(Level::Info, "unload: {} transaction(s) rolled back", asked);
+            }
+            Step::WaitForTransactions => {
+                // SAFETY: the context is allocated (`built.context`) and not yet freed.
+                let driver = unsafe { &*objects.context };
+                let mut slices = teardown::UNLOAD_WAIT_SLICES;
+                while driver.engine.unfinished() > 0 && slices > 0 {
+                    // Wakes as soon as an enlistment closes, else after a slice.
+                    let _ = port::enlistment_closed().wait_ms(teardown::UNLOAD_WAIT_SLICE_MS);
+                    slices = slices.saturating_sub(1);
+                }
+                let left = driver.engine.unfinished();
+                if left > 0 {
+                    trace!(
+                        Level::Warn,
+                        "unload: {} transaction(s) still unfinished after {} ms; closing the RM \
+                         rolls back what KTM has not decided",
+                        left,
+                        teardown::UNLOAD_WAIT_MS
+                    );
+                }
+            }
             Step::CloseRm => close_handle("resource manager", objects.rm),
             Step::WaitForRundown => {
                 // ExWaitForRundownProtectionRelease(PEX_RUNDOWN_REF RunRef): IRQL <= APC_LEVEL.
@@ -266,6 +292,7 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     pool::resolve();
+    port::enlistment_closed().init();
     // In pool, not on the stack: two 480-byte paths (see kmode::lock on stack size).
     let config = match try_box(params::read_parameters(registry_path)) {
         Ok(config) => config,

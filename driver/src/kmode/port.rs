@@ -5,18 +5,21 @@
 use super::sys::{ZwYieldExecution, handle_from_bits, object_attributes};
 use crate::ktm::{self, Routines, access, obj};
 use crate::trace::Level;
+use core::cell::UnsafeCell;
 use core::ptr::{NonNull, null_mut};
 use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
 use ktmrm_proto::NtStatus;
 use wdk_sys::ntddk::{
-    ObDereferenceObjectDeferDelete, ObOpenObjectByPointer, ObReferenceObjectByHandle,
-    TmCommitComplete, TmGetTransactionId, TmIsTransactionActive, TmPrePrepareComplete,
-    TmPrepareComplete, TmReadOnlyEnlistment, TmRecoverEnlistment, TmRollbackComplete,
-    TmRollbackEnlistment, TmSinglePhaseReject, ZwClose, ZwCreateEnlistment, ZwCreateTransaction,
+    KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, ObDereferenceObjectDeferDelete,
+    ObOpenObjectByPointer, ObReferenceObjectByHandle, TmCommitComplete, TmGetTransactionId,
+    TmIsTransactionActive, TmPrePrepareComplete, TmPrepareComplete, TmReadOnlyEnlistment,
+    TmRecoverEnlistment, TmRollbackComplete, TmRollbackEnlistment, TmSinglePhaseReject, ZwClose,
+    ZwCreateEnlistment, ZwCreateTransaction, ZwRollbackEnlistment,
 };
 use wdk_sys::{
-    GUID, HANDLE, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PKENLISTMENT, PKRESOURCEMANAGER,
-    PKTRANSACTION, PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING, PVOID, UNICODE_STRING,
+    _EVENT_TYPE, _KWAIT_REASON, GUID, HANDLE, KEVENT, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS,
+    PKENLISTMENT, PKRESOURCEMANAGER, PKTRANSACTION, PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING,
+    PVOID, UNICODE_STRING,
 };
 
 /// Who sent an IOCTL.
@@ -72,6 +75,60 @@ impl Drop for EnlistmentHandle {
         if !st.is_success() {
             trace!(Level::Error, "ZwClose(enlistment) failed: {}", st);
         }
+    }
+}
+
+/// Signalled whenever the driver closes an enlistment (a transaction ended for ktmrm): what
+/// DriverUnload's wait for the last transactions wakes on. A static, initialised in DriverEntry
+/// before any enlistment exists; `.data` of a driver image is non-paged.
+pub struct ClosedEvent(UnsafeCell<KEVENT>);
+
+// SAFETY: the KEVENT is only touched through Ke* routines, which synchronise themselves.
+unsafe impl Sync for ClosedEvent {}
+
+// SAFETY: all-zero is a valid, non-signalled KEVENT header until KeInitializeEvent runs (in
+// DriverEntry, before any enlistment can be closed).
+static ENLISTMENT_CLOSED: ClosedEvent =
+    ClosedEvent(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// The event [`KernelPort::close_enlistment`] signals.
+pub fn enlistment_closed() -> &'static ClosedEvent {
+    &ENLISTMENT_CLOSED
+}
+
+impl ClosedEvent {
+    /// KeInitializeEvent(PRKEVENT, SynchronizationEvent, FALSE): any IRQL for non-paged memory.
+    /// Called once, in DriverEntry, before callbacks are enabled.
+    pub fn init(&self) {
+        // SAFETY: nothing waits on or signals the event yet.
+        unsafe { KeInitializeEvent(self.0.get(), _EVENT_TYPE::SynchronizationEvent, 0) };
+    }
+
+    fn signal(&self) {
+        // KeSetEvent(PRKEVENT, KPRIORITY Increment /*IO_NO_INCREMENT*/, BOOLEAN Wait FALSE):
+        // IRQL <= DISPATCH_LEVEL.
+        // SAFETY: initialised in DriverEntry; the image (and this static) outlives every caller.
+        let _ = unsafe { KeSetEvent(self.0.get(), 0, 0) };
+    }
+
+    /// Waits until the event is signalled or `ms` milliseconds pass: true when signalled.
+    /// KeWaitForSingleObject(Object, Executive, KernelMode, Alertable FALSE, Timeout relative):
+    /// IRQL <= APC_LEVEL with a non-zero timeout; DriverUnload is at PASSIVE_LEVEL.
+    pub fn wait_ms(&self, ms: u32) -> bool {
+        let mut timeout = LARGE_INTEGER {
+            QuadPart: ktm::relative_timeout(ms).unwrap_or(0),
+        };
+        // SAFETY: initialised in DriverEntry; `timeout` is a local.
+        let st = NtStatus(unsafe {
+            KeWaitForSingleObject(
+                self.0.get().cast(),
+                _KWAIT_REASON::Executive,
+                obj::KERNEL_MODE,
+                0,
+                &mut timeout,
+            )
+        });
+        st == NtStatus::SUCCESS
     }
 }
 
@@ -263,6 +320,19 @@ impl KtmPort for KernelPort {
     fn close_enlistment(&self, enlistment: EnlistmentHandle) {
         // ZwClose, in EnlistmentHandle's Drop.
         drop(enlistment);
+        // A transaction ended: wake an unload waiting for the last one (kmode::on_unload).
+        enlistment_closed().signal();
+    }
+
+    fn rollback_enlistment(&self, enlistment: &EnlistmentHandle) -> NtStatus {
+        // ZwRollbackEnlistment(HANDLE EnlistmentHandle, PLARGE_INTEGER TmVirtualClock /*NULL*/):
+        //   PASSIVE_LEVEL; the handle needs ENLISTMENT_SUBORDINATE_RIGHTS (granted at create).
+        //   Legal until the enlistment's PrepareComplete; KTM then sends ROLLBACK to every
+        //   enlistment, this one included, possibly before the call returns. Fails with
+        //   STATUS_TRANSACTION_REQUEST_NOT_VALID once the transaction is past that point.
+        // SAFETY: the engine holds the handle (taken out of its transaction for the call, so
+        // nobody closes it meanwhile).
+        NtStatus(unsafe { ZwRollbackEnlistment(enlistment.0, null_mut()) })
     }
 
     fn answer(&self, target: &KernelTarget, answer: Answer) -> NtStatus {
