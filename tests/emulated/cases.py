@@ -588,24 +588,39 @@ def durable_restart(k, app, run):
     app2.close()
 
 
-@case("durable-corrupt-log", params={"Durable": 1}, diff=False)
-def durable_corrupt_log(k, app, run):
-    """A log damaged inside a complete record cannot be replayed: the next DriverEntry stops
-    with an error and leaves nothing behind."""
+def restart_over_damaged_log(k, app, run, damage, before_unload):
+    """Four acknowledged PUTs, then the log as a crash (`before_unload`) or a clean unload left
+    it, damaged by `damage(bytearray)`, and a new boot over it: DriverEntry's status."""
     app.open()
     for i in range(4):
         expect_eq(app.put(None, b"key%d" % i, b"value%d" % i), OK, "PUT")
     app.close()
-    run.finish(k)
     (path,) = [p for p in k.fs.data if p.endswith("ktmrm.wal")]
-    log = k.fs.data[path]
-    expect(len(log) > 64, "a log of %d bytes" % len(log))
-    log[len(log) // 2] ^= 0x10
+    log = bytearray(k.fs.data[path])
+    run.finish(k)
+    if not before_unload:
+        log = bytearray(k.fs.data[path])
+    expect(len(log) > 64 and log[:4] == b"KRML", "a log of %d bytes" % len(log))
+    damage(log)
+    k.fs.data[path] = log
     kk = run.boot(params={"Durable": 1}, files=k.fs, entry=False)
     st = kk.driver_entry()
+    if wdm.nt_error(st):
+        expect_eq(kk.devices, [], "devices after a failed DriverEntry")
+    run.finish(kk, unload=not wdm.nt_error(st))
+    return st, len(kk.fs.data[path]), len(log)
+
+
+@case("durable-corrupt-log", params={"Durable": 1}, diff=False)
+def durable_corrupt_log(k, app, run):
+    """A log damaged inside a complete record cannot be replayed: the next DriverEntry stops
+    with an error and leaves nothing behind."""
+
+    def flip(log):
+        log[len(log) // 2] ^= 0x10
+
+    st, _, _ = restart_over_damaged_log(k, app, run, flip, before_unload=False)
     expect(wdm.nt_error(st), "DriverEntry over a damaged log returned %s" % name_of(st))
-    expect_eq(kk.devices, [], "devices after a failed DriverEntry")
-    run.finish(kk, unload=False)
 
 
 @case("durable-damaged-record-length", params={"Durable": 1}, diff=False,
@@ -614,22 +629,12 @@ def durable_corrupt_log(k, app, run):
             "(acknowledged writes lost) and the log is rewritten, instead of "
             "STATUS_LOG_CORRUPTION_DETECTED")
 def durable_damaged_length(k, app, run):
-    """Damage before the tail (here: the first record's body_len) must stop DriverEntry, not
-    lose the acknowledged writes recorded after it."""
-    app.open()
-    for i in range(4):
-        expect_eq(app.put(None, b"key%d" % i, b"value%d" % i), OK, "PUT")
-    app.close()
-    (path,) = [p for p in k.fs.data if p.endswith("ktmrm.wal")]
-    disk = k.fs.data[path]
-    expect(len(disk) > 200 and disk[:4] == b"KRML", "a log of several records")
-    damaged = bytearray(disk)
-    struct.pack_into("<I", damaged, 16, 0x7FFFFFFF)  # header: body_len at 16
-    run.finish(k)
-    k.fs.data[path] = damaged
-    kk = run.boot(params={"Durable": 1}, files=k.fs, entry=False)
-    st = kk.driver_entry()
+    """Damage before the tail (here: the first record's body_len, after a crash that left four
+    forced records) must stop DriverEntry, not lose the acknowledged writes after it."""
+
+    def long_first_record(log):
+        struct.pack_into("<I", log, 16, 0x7FFFFFFF)  # record header: body_len at 16
+
+    st, left, was = restart_over_damaged_log(k, app, run, long_first_record, before_unload=True)
     expect(wdm.nt_error(st), "DriverEntry over a log whose first record's length is damaged "
-           "returned %s (%d of %d bytes left in the log)"
-           % (name_of(st), len(kk.fs.data[path]), len(damaged)))
-    run.finish(kk, unload=st == OK)
+           "returned %s (%d of %d bytes left in the log)" % (name_of(st), left, was))
