@@ -110,7 +110,6 @@ class Kernel:
         self.registry = self._registry()
         self.files = {}  # path -> bytearray (durable log)
         self.yields = 0
-        self.notes = set()  # documented rules the driver bends, reported once per run
         self.fail_alloc_at = None  # fail the pool allocation after this many more
         self.injected_failures = 0
         self.irql_stack = []

@@ -378,12 +378,11 @@ def _object(k, handle, kind):
 
 
 def _description(k, desc_us, routine_name):
-    """A Description UNICODE_STRING's text; the DDI pages ask for a NULL-terminated string, and
-    a missing terminator is noted (once per run)."""
+    """A Description UNICODE_STRING's text; the DDI pages ask for a NULL-terminated string."""
     raw = k.read(desc_us, 16)
     length, maxlen, buf = struct.unpack_from("<HH4xQ", raw)
     if maxlen < length + 2 or k.read(buf + length, 2) != b"\0\0":
-        k.notes.add("%s's Description is not NUL-terminated (the DDI page asks for a "
+        k.violation("%s's Description is not NUL-terminated (the DDI page asks for a "
                     "NULL-terminated string)" % routine_name)
     return k.read(buf, length).decode("utf-16-le", "replace")
 

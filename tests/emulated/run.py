@@ -32,7 +32,6 @@ class Run:
         self.verbose = verbose
         self.failures = []
         self.kernels = []
-        self.notes = set()
         self.depth = {}
         self.booted = False  # DriverEntry succeeded at least once
 
@@ -64,7 +63,6 @@ class Run:
         self.failures.extend(k.violations)
         if not k.crashed:
             self.failures.extend(k.leftovers())
-        self.notes |= k.notes
         for name, used in k.max_depth.items():
             entry = name.split("(")[0]
             self.depth[entry] = max(self.depth.get(entry, 0), used)
@@ -135,11 +133,10 @@ def main():
     a = ap.parse_args()
     chosen = [c for c in cases.CASES if not a.names or c["name"] in a.names]
     passed = failed = known = 0
-    notes, depth = set(), {}
+    depth = {}
     for c in chosen:
         t = time.time()
         run, steps = run_case(c, a.sys, a.replay, a.verbose)
-        notes |= run.notes
         for e, d in run.depth.items():
             depth[e] = max(depth.get(e, 0), d)
         took = "%.1f s" % (time.time() - t)
@@ -162,8 +159,6 @@ def main():
         else:
             passed += 1
             print("ok     %-8s %-36s (%s%s)" % (a.label, c["name"], took, diffed))
-    for n in sorted(notes):
-        print("note   %-8s %s" % (a.label, n))
     print("stack  %-8s deepest use of the 24,576-byte kernel stack: %s" % (a.label, ", ".join(
         "%s %d" % (e, d) for e, d in sorted(depth.items(), key=lambda x: -x[1])[:4])))
     print("%s: %d passed, %d failed, %d known driver defect(s)" % (a.label, passed, failed, known))
