@@ -49,6 +49,28 @@ fn every_crash_point_of_every_scenario_recovers_all_or_nothing() {
     assert!(row("promoted").in_doubt > 0);
 }
 
+/// Under Threaded delivery a ROLLBACK can overtake ktmrm's PREPARE (another RM's no vote, or
+/// the app's rollback during the Prepare force): the commit returns while the overtaken
+/// callback still runs, and whether the engine forced a Prepare record depends on which ran
+/// first. Each crash point is still crashed at, with the same counts, run after run: every run
+/// waits for the callbacks, and a run whose interleaving did not pass its point is run again.
+#[test]
+fn the_threaded_half_crashes_at_every_point_of_the_overtaken_prepare() {
+    let opts = Options {
+        scenarios: vec![Scenario::Vetoed, Scenario::RollbackRace],
+        modes: vec![DeliveryMode::Threaded],
+        ..Options::full()
+    };
+    for _ in 0..3 {
+        let s = run(&opts, |_, _| {});
+        assert!(s.violations.is_empty(), "{:#?}", s.violations);
+        let points: Vec<usize> = s.rows.iter().map(|r| r.points).collect();
+        // As Inline: vetoed 7, rollback-race 5 (the Prepare force's three and two of KTM's).
+        assert_eq!(points, [7, 5]);
+        assert_eq!(s.crashes, 48);
+    }
+}
+
 #[test]
 fn the_cli_prints_the_summary_line() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ktmrm-test"))

@@ -194,6 +194,15 @@ impl Ktm {
             .collect()
     }
 
+    /// Waits until no threaded callback is running any more (up to 5 s, or the answer deadline
+    /// if longer); false if some still run then. A commit or rollback can end while a callback
+    /// it overtook (a PREPARE a ROLLBACK overtook, [`crate::Interleavings::eager_rollback`])
+    /// still runs: what that callback does (log, force, crash) belongs to the run all the same.
+    #[must_use]
+    pub fn wait_callbacks(&self) -> bool {
+        self.settle().inflight == 0
+    }
+
     /// Waits for threaded callbacks still running (see [`Ktm::finish_wait`]): they are expected
     /// to return (a panicking one may take a while to unwind).
     fn settle(&self) -> MutexGuard<'_, State> {

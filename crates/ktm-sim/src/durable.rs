@@ -128,6 +128,8 @@ pub struct CrashStep {
 pub(crate) enum Arm {
     Point(CrashPoint),
     Step(u64),
+    /// The `n`-th passing (from 0) of the point since the model was created.
+    Nth(CrashPoint, u64),
 }
 
 #[derive(Default)]
@@ -216,6 +218,7 @@ impl State {
     ) -> Option<Discarded> {
         self.durable.as_ref()?;
         let index = self.crash.steps.len() as u64;
+        let nth = self.crash.steps.iter().filter(|s| s.point == point).count() as u64;
         self.crash.steps.push(CrashStep {
             index,
             point,
@@ -225,6 +228,7 @@ impl State {
         let fire = match self.crash.armed {
             Some(Arm::Point(p)) => p == point,
             Some(Arm::Step(n)) => n == index,
+            Some(Arm::Nth(p, n)) => p == point && n == nth,
             None => false,
         };
         fire.then(|| self.crash_now())
@@ -444,6 +448,14 @@ impl Ktm {
     /// with each index of a dry run's [`Ktm::crash_points`] to crash at every step.
     pub fn crash_at_step(&self, index: u64) {
         self.lock().crash.armed = Some(Arm::Step(index));
+    }
+
+    /// Arms a crash at the `nth` passing (from 0) of `point` since this model was created. Under
+    /// [`crate::DeliveryMode::Threaded`] the order in which the phases of different enlistments
+    /// pass their points varies, so a point's [`CrashStep::index`] does not name the same step
+    /// from run to run; its kind and occurrence do, as long as the run takes the same path.
+    pub fn crash_at_nth(&self, point: CrashPoint, nth: u64) {
+        self.lock().crash.armed = Some(Arm::Nth(point, nth));
     }
 
     /// Disarms the crash.

@@ -394,6 +394,32 @@ fn every_crash_point_of_a_one_and_a_two_rm_commit_recovers_all_or_nothing() {
     assert_eq!(tried, 32);
 }
 
+/// `crash_at_nth` names a point by kind and occurrence, which stays the same step when the
+/// enlistments of a phase pass their points in another order (Threaded delivery): three RMs,
+/// crash at the second CommitComplete, whichever RM's it is.
+#[test]
+fn crash_at_nth_crashes_at_that_occurrence_of_the_point() {
+    let k = durable(DeliveryMode::Threaded);
+    let disks: Vec<Shared<Disk>> = (0..3).map(|_| Arc::default()).collect();
+    let rms = boot(&k, &disks);
+    k.crash_at_nth(CrashPoint::BeforeCommitComplete, 1);
+    let (_, s) = write_and_commit(&k, &rms);
+    assert_eq!(s, status::TRANSACTIONMANAGER_NOT_ONLINE);
+    assert_eq!(k.crash_count(), 1);
+    let points = k.crash_points();
+    let count = |p| points.iter().filter(|q| q.point == p).count();
+    assert_eq!(
+        points.last().map(|p| p.point),
+        Some(CrashPoint::BeforeCommitComplete)
+    );
+    assert_eq!(count(CrashPoint::BeforeCommitComplete), 2);
+    assert_eq!(count(CrashPoint::BeforePrepareComplete), 3);
+    assert!(
+        k.wait_callbacks(),
+        "no callback left running after the crash"
+    );
+}
+
 #[test]
 fn presumed_abort_rolls_back_a_prepared_transaction_without_commit_record() {
     let k = durable(DeliveryMode::Inline);

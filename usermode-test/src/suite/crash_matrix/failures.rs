@@ -52,6 +52,13 @@ pub(super) fn run_one(s: scenarios::Scenario, mode: DeliveryMode, force: u64) ->
         (b, app.join())
     } else {
         let units = app.join();
+        // A callback the outcome overtook may still run: the live machine is checked once
+        // it has returned.
+        if !dev.ktm().wait_callbacks() {
+            r.violations.push(format!(
+                "{what}: callbacks still running after the scenario"
+            ));
+        }
         if let Ok(units) = &units
             && let Err(v) = check_no_trace(&dev, units, &format!("{what}, before restart"))
         {

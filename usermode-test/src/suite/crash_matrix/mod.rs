@@ -54,12 +54,47 @@ impl Options {
     }
 }
 
-/// One crash to arm.
+/// One crash to arm: the `nth` passing (from 0, counted from boot) of a KTM crash point, or a
+/// log force by number. Not a [`ktm_sim::CrashStep::index`]: under Threaded delivery the
+/// enlistments of a phase pass their points in either order, so an index names different
+/// steps in different runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Crash {
-    Ktm { step: u64, point: CrashPoint },
+    Ktm { point: CrashPoint, nth: u64 },
     Log(LogCrash),
 }
+
+impl Crash {
+    /// Whether `dev`'s run so far passed this point (armed or not). Under Threaded delivery a
+    /// point can lie on one interleaving's path and not another's: a ROLLBACK that overtakes
+    /// ktmrm's PREPARE (`ktm_sim::Interleavings::eager_rollback`) before the engine handled it
+    /// leaves no Prepare record to force and no PrepareComplete.
+    fn passed(self, dev: &SimDevice) -> bool {
+        match self {
+            Crash::Ktm { point, nth } => {
+                let n = dev
+                    .ktm()
+                    .crash_points()
+                    .iter()
+                    .filter(|p| p.point == point)
+                    .count();
+                n as u64 > nth
+            }
+            Crash::Log(LogCrash::DuringForce { force, .. } | LogCrash::AfterForce { force }) => {
+                dev.log().forces() > force
+            }
+        }
+    }
+}
+
+/// Runs per armed crash that may take another path before the matrix reports the point as not
+/// reached: each is a fresh machine, and the run's own trace (not its timing) tells whether it
+/// passed the point.
+const ATTEMPTS: usize = 50;
+
+/// Dry runs per scenario under Threaded delivery, whose crash points are joined: a point on the
+/// path of only some interleavings is crashed at too.
+const THREADED_DRY_RUNS: usize = 8;
 
 /// A second crash, during recovery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,33 +167,64 @@ fn fresh(s: Scenario, mode: DeliveryMode) -> Result<SimDevice, String> {
     Ok(dev)
 }
 
-/// The dry run: the crash points `s` passes after the preload, and the log forces it makes.
+/// The dry runs: the crash points `s` passes after the preload, and the log forces it makes.
+/// Inline delivery takes one path; under Threaded delivery the points of several dry runs are
+/// joined (see [`THREADED_DRY_RUNS`]).
 fn points(
     s: Scenario,
     mode: DeliveryMode,
     torn: usize,
 ) -> Result<(Vec<Crash>, std::ops::Range<u64>), String> {
+    let runs = match mode {
+        DeliveryMode::Inline => 1,
+        DeliveryMode::Threaded => THREADED_DRY_RUNS,
+    };
+    let mut ktm: Vec<Crash> = Vec::new();
+    let mut forces: Option<std::ops::Range<u64>> = None;
+    for _ in 0..runs {
+        let (k, f) = dry_run(s, mode)?;
+        for c in k {
+            if !ktm.contains(&c) {
+                ktm.push(c);
+            }
+        }
+        forces = Some(match forces {
+            None => f,
+            Some(r) => r.start.min(f.start)..r.end.max(f.end),
+        });
+    }
+    let forces = forces.unwrap_or(0..0);
+    let mut out = ktm;
+    for force in forces.clone() {
+        out.push(Crash::Log(LogCrash::DuringForce { force, torn: 0 }));
+        out.push(Crash::Log(LogCrash::DuringForce { force, torn }));
+        out.push(Crash::Log(LogCrash::AfterForce { force }));
+    }
+    Ok((out, forces))
+}
+
+/// One dry run: the KTM crash points passed after the preload, and the log forces made.
+fn dry_run(s: Scenario, mode: DeliveryMode) -> Result<(Vec<Crash>, std::ops::Range<u64>), String> {
     let dev = fresh(s, mode)?;
     let (steps, forces) = (dev.ktm().crash_points().len(), dev.log().forces());
     let mut units = Vec::new();
     scenarios::run(s, &dev, &mut units);
+    if !dev.ktm().wait_callbacks() {
+        return Err("callbacks still running after the scenario".into());
+    }
     // Taken before the checks, whose lock probes pass crash points of their own.
     let passed = dev.ktm().crash_points();
     let forces_end = dev.log().forces();
     if let Err(v) = verify::check(&dev, &units, "dry run") {
         return Err(v.join("\n"));
     }
-    let mut out: Vec<Crash> = passed[steps..]
-        .iter()
-        .map(|p| Crash::Ktm {
-            step: p.index,
+    let mut out = Vec::new();
+    for (i, p) in passed.iter().enumerate().skip(steps) {
+        let nth = passed.iter().take(i).filter(|q| q.point == p.point).count() as u64;
+        out.push(Crash::Ktm {
             point: p.point,
-        })
-        .collect();
-    for force in forces..forces_end {
-        out.push(Crash::Log(LogCrash::DuringForce { force, torn: 0 }));
-        out.push(Crash::Log(LogCrash::DuringForce { force, torn }));
-        out.push(Crash::Log(LogCrash::AfterForce { force }));
+            nth,
+        });
     }
     let v = dev.finish();
     if !v.is_empty() {
@@ -215,21 +281,48 @@ fn run_one(s: Scenario, mode: DeliveryMode, crash: Crash, again: Again) -> RunRe
         "{} ({mode:?}), crash at {crash:?}, again {again:?}",
         s.name()
     );
-    let (dev, mut r) = match RunResult::start(&what, s, mode) {
-        Ok(started) => started,
-        Err(r) => return r,
+    let mut attempt = 0;
+    let (dev, units, mut r) = loop {
+        attempt += 1;
+        let (dev, mut r) = match RunResult::start(&what, s, mode) {
+            Ok(started) => started,
+            Err(r) => return r,
+        };
+        match crash {
+            Crash::Ktm { point, nth } => dev.ktm().crash_at_nth(point, nth),
+            Crash::Log(c) => dev.log().arm(c),
+        }
+        let mut units: Vec<Unit> = Vec::new();
+        scenarios::run(s, &dev, &mut units);
+        // A callback the outcome overtook may still run, and crash the machine.
+        if !dev.ktm().wait_callbacks() {
+            r.violations.push(format!(
+                "{what}: callbacks still running after the scenario"
+            ));
+            return r;
+        }
+        match dev.ktm().crash_count() {
+            1 => break (dev, units, r),
+            0 if !crash.passed(&dev) && attempt < ATTEMPTS => {}
+            0 if !crash.passed(&dev) => {
+                r.violations.push(format!(
+                    "{what}: no interleaving of {ATTEMPTS} runs passed the crash point"
+                ));
+                return r;
+            }
+            0 => {
+                r.violations.push(format!(
+                    "{what}: the run passed the crash point, but the armed crash did not happen"
+                ));
+                return r;
+            }
+            n => {
+                r.violations
+                    .push(format!("{what}: the armed crash happened {n} times"));
+                return r;
+            }
+        }
     };
-    match crash {
-        Crash::Ktm { step, .. } => dev.ktm().crash_at_step(step),
-        Crash::Log(c) => dev.log().arm(c),
-    }
-    let mut units: Vec<Unit> = Vec::new();
-    scenarios::run(s, &dev, &mut units);
-    if dev.ktm().crash_count() != 1 {
-        r.violations
-            .push(format!("{what}: the armed crash did not happen"));
-        return r;
-    }
     r.crashes = 1;
     match again {
         Again::No => {}
