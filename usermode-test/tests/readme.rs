@@ -51,8 +51,7 @@ fn suite_sizes() {
 
 #[test]
 fn crash_matrix_figures() {
-    // The full matrix's Threaded half depends on thread timing, so the README gives it as a
-    // measurement; the Inline half's figures are checked here and in tests/crash_matrix.rs.
+    // The Inline half's figures are checked in tests/crash_matrix.rs, the full matrix's here.
     let names = json(&["--json", "crash-matrix", "--list"]);
     let words = [
         "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -63,6 +62,26 @@ fn crash_matrix_figures() {
         "`ktmrm-test crash-matrix` (always on the simulator) runs {n} scenarios"
     ));
     assert_readme_says(&format!("every crash point of {n} scenarios"));
+
+    // The full matrix (both delivery modes): its counts do not depend on thread timing.
+    let full = stdout(&["crash-matrix"]);
+    let counts = full
+        .lines()
+        .find_map(|l| l.strip_prefix("crash matrix: "))
+        .expect("the count line");
+    let counts = counts
+        .strip_suffix(" crashes, 0 violations")
+        .unwrap_or_else(|| panic!("violations: {full}"));
+    let [failures, points, crashes] =
+        [" log-device failures", " crash points tried", ""].map(|what| {
+            counts
+                .split(", ")
+                .find_map(|f| f.strip_suffix(what).filter(|n| n.parse::<usize>().is_ok()))
+                .unwrap_or_else(|| panic!("{counts}"))
+        });
+    assert_readme_says(&format!(
+        "makes {failures} log-device failures, {points} crash points and {crashes} crashes, 0 violations"
+    ));
 
     // The --quick run's output, shown in full.
     let quick = stdout(&["crash-matrix", "--quick"]);
