@@ -143,6 +143,9 @@ pub struct Summary {
     pub skipped: usize,
     /// Runs with the log device failing without a crash.
     pub log_failures: usize,
+    /// Crash runs made again because their interleaving (Threaded delivery) did not pass the
+    /// armed point; each counts once above, as the run that crashed.
+    pub reruns: usize,
     /// Every violation found.
     pub violations: Vec<String>,
 }
@@ -236,6 +239,8 @@ fn dry_run(s: Scenario, mode: DeliveryMode) -> Result<(Vec<Crash>, std::ops::Ran
 /// What one run found.
 struct RunResult {
     crashes: usize,
+    /// Runs made again first because their interleaving did not pass the armed point.
+    reruns: usize,
     seen: Vec<Seen>,
     violations: Vec<String>,
 }
@@ -249,6 +254,7 @@ impl RunResult {
     ) -> Result<(SimDevice, RunResult), RunResult> {
         let mut r = RunResult {
             crashes: 0,
+            reruns: 0,
             seen: Vec::new(),
             violations: Vec::new(),
         };
@@ -324,6 +330,7 @@ fn run_one(s: Scenario, mode: DeliveryMode, crash: Crash, again: Again) -> RunRe
         }
     };
     r.crashes = 1;
+    r.reruns = attempt - 1;
     match again {
         Again::No => {}
         Again::BeforeLastRecover => dev.ktm().crash_at(CrashPoint::BeforeLastRecover),
@@ -398,7 +405,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
     let mut plan = Vec::new();
     let mut violations = Vec::new();
     let mut rows = Vec::new();
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut reruns) = (0, 0, 0);
     for &mode in &opts.modes {
         for &s in &opts.scenarios {
             match points(s, mode, opts.torn_bytes) {
@@ -445,6 +452,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
             for &again in agains {
                 let r = run_one(s, mode, crash, again);
                 row.crashes += r.crashes;
+                reruns += r.reruns;
                 if again == Again::No {
                     row.count(&r.seen);
                 }
@@ -478,6 +486,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(usize, usize)) -> Summary {
         crash_points: rows.iter().map(|r| r.points).sum(),
         crashes: rows.iter().map(|r| r.crashes).sum(),
         log_failures: rows.iter().map(|r| r.failures).sum(),
+        reruns,
         rows,
         passed,
         failed,
