@@ -43,6 +43,8 @@ pub mod access {
 
     /// `TRANSACTION_ENLIST`: what a caller's transaction handle must grant for ktmrm to enlist.
     pub const TRANSACTION_ENLIST: u32 = 0x4;
+    /// `TRANSACTION_QUERY_INFORMATION`: what `ZwQueryInformationTransaction` needs.
+    pub const TRANSACTION_QUERY_INFORMATION: u32 = 0x1;
     /// `TRANSACTION_ALL_ACCESS` = STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0x3F: the BEGIN handle
     /// lets its owner query, enlist, commit, roll back and propagate.
     pub const TRANSACTION_ALL_ACCESS: u32 = STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0x3F;
@@ -212,6 +214,17 @@ impl Description {
     }
 }
 
+/// `TRANSACTION_OUTCOME::TransactionOutcomeUndetermined` (ktmtypes.h).
+pub const OUTCOME_UNDETERMINED: u32 = 1;
+
+/// `KtmPort::is_committing` from what the kernel reports: `TmIsTransactionActive` is FALSE (the
+/// commit began, or it ended) and `ZwQueryInformationTransaction`'s basic information has no
+/// outcome yet.
+#[must_use]
+pub const fn is_committing(active: bool, outcome: u32) -> bool {
+    !active && outcome == OUTCOME_UNDETERMINED
+}
+
 /// Whether a BEGIN from a requestor of this mode may create a transaction. BEGIN puts a handle in
 /// the current process's handle table, which is the caller's only for a user-mode request (it
 /// runs in the requesting thread). A kernel-mode requestor (another driver's IRP, or one sent on a
@@ -362,6 +375,14 @@ mod tests {
         assert_eq!(rm.with_nul().last(), Some(&0));
         assert_eq!(rm.len(), crate::names::RM_DESCRIPTION.len());
         assert!(Description::from_units(&[0x41; MAX_DESCRIPTION_CHARS + 1]).is_none());
+    }
+
+    #[test]
+    fn committing_means_started_and_undecided() {
+        assert!(is_committing(false, OUTCOME_UNDETERMINED));
+        assert!(!is_committing(true, OUTCOME_UNDETERMINED), "still active");
+        assert!(!is_committing(false, 2), "committed");
+        assert!(!is_committing(false, 3), "aborted");
     }
 
     #[test]

@@ -419,6 +419,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                     };
                     let result = port.enlist(&tx, key, mask);
                     let (done, close) = self.lock.with(|s| s.finish_enlist(key, result));
+                    port.enlist_finished();
                     if let Some(e) = close {
                         port.close_enlistment(e);
                     }

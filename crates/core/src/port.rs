@@ -231,7 +231,13 @@ pub trait KtmPort {
         NtStatus::INVALID_DEVICE_REQUEST
     }
 
-    /// Lets another thread run while this one waits for a concurrent enlistment of the same
-    /// transaction to finish (driver: `ZwYieldExecution`).
+    /// Waits a moment, bounded, while another thread finishes enlisting the same transaction
+    /// (or, at unload, while an answer is on its way to KTM); the engine re-checks afterwards,
+    /// so a wait that ends early or late only costs time (driver: an event
+    /// [`KtmPort::enlist_finished`] signals, with a 1 ms timeout).
     fn yield_now(&self);
+
+    /// An enlistment attempt ended (enlisted or not): wakes threads waiting in
+    /// [`KtmPort::yield_now`]. Default: nothing to wake (hosts whose wait is a yield).
+    fn enlist_finished(&self) {}
 }

@@ -12,8 +12,10 @@
 //! "asynchronous notifications" delivered at PASSIVE_LEVEL with the `PKENLISTMENT` in hand, so
 //! the driver answers with the pointer-based `Tm*` routines and needs no handle lookup, no system
 //! thread to create, wake and stop at unload, and no buffer sizing (`STATUS_BUFFER_TOO_SMALL`
-//! loops). The engine answers every notification before `notify` returns (never
-//! STATUS_PENDING), which the callback contract allows. A notification may arrive before
+//! loops). The engine answers a notification before `notify` returns, or returns
+//! STATUS_PENDING when the answer comes later or from elsewhere (a COMMIT whose record cannot be
+//! forced, redelivered by KTM after a restart; a phase that unload's ZwRollbackEnlistment
+//! answers), as the callback contract allows. A notification may arrive before
 //! `ZwCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
 //! enlisting, so that is fine (docs/ktm.md §3 Delivery B, §8).
 
@@ -293,6 +295,7 @@ pub unsafe extern "system" fn driver_entry(
 ) -> NTSTATUS {
     pool::resolve();
     port::enlistment_closed().init();
+    port::enlist_finished().init();
     // In pool, not on the stack: two 480-byte paths (see kmode::lock on stack size).
     let config = match try_box(params::read_parameters(registry_path)) {
         Ok(config) => config,
@@ -856,7 +859,8 @@ unsafe extern "C" fn on_device_control(device: *mut DEVICE_OBJECT, irp: *mut IRP
 /// EnlistmentObject, PVOID RMContext, PVOID TransactionContext, ULONG TransactionNotification,
 /// PLARGE_INTEGER TmVirtualClock, ULONG ArgumentLength, PVOID Argument)`. Called by KTM at
 /// PASSIVE_LEVEL on an arbitrary thread, possibly inside a client's commit or inside one of the
-/// driver's own `Tm*` calls. The engine answers through the `Tm*` routine before this returns.
+/// driver's own `Tm*` calls. The engine answers through the `Tm*` routine before this returns,
+/// or this returns the engine's STATUS_PENDING (see the module docs).
 unsafe extern "C" fn rm_notify(
     enlistment: PKENLISTMENT,
     rm_context: PVOID,

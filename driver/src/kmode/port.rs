@@ -2,7 +2,7 @@
 //! `Zw*` and `Ob*` calls. Every method runs at PASSIVE_LEVEL (the engine calls the port only
 //! from IOCTL dispatch and from the KTM callback, never under its lock).
 
-use super::sys::{ZwYieldExecution, handle_from_bits, object_attributes};
+use super::sys::{handle_from_bits, object_attributes};
 use crate::ktm::{self, Routines, access, obj};
 use crate::trace::Level;
 use core::cell::UnsafeCell;
@@ -14,12 +14,13 @@ use wdk_sys::ntddk::{
     ObOpenObjectByPointer, ObReferenceObjectByHandle, TmCommitComplete, TmGetTransactionId,
     TmIsTransactionActive, TmPrePrepareComplete, TmPrepareComplete, TmReadOnlyEnlistment,
     TmRecoverEnlistment, TmRollbackComplete, TmRollbackEnlistment, TmSinglePhaseReject, ZwClose,
-    ZwCreateEnlistment, ZwCreateTransaction, ZwRollbackEnlistment,
+    ZwCreateEnlistment, ZwCreateTransaction, ZwQueryInformationTransaction, ZwRollbackEnlistment,
 };
 use wdk_sys::{
-    _EVENT_TYPE, _KWAIT_REASON, GUID, HANDLE, KEVENT, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS,
-    PKENLISTMENT, PKRESOURCEMANAGER, PKTRANSACTION, PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING,
-    PVOID, UNICODE_STRING,
+    _EVENT_TYPE, _KWAIT_REASON, _TRANSACTION_INFORMATION_CLASS, GUID, HANDLE, KEVENT,
+    KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PKENLISTMENT, PKRESOURCEMANAGER, PKTRANSACTION,
+    PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING, PVOID, TRANSACTION_BASIC_INFORMATION, ULONG,
+    UNICODE_STRING,
 };
 
 /// Who sent an IOCTL.
@@ -40,6 +41,51 @@ pub struct TxObject(NonNull<core::ffi::c_void>);
 impl TxObject {
     fn as_ptr(&self) -> PKTRANSACTION {
         self.0.as_ptr().cast()
+    }
+
+    /// A kernel handle to this transaction, for the `Zw*` routines that take one, closed when
+    /// dropped. The caller's own handle was already checked (referenced with the requestor's
+    /// mode in `reference_transaction`); a user handle is never used in kernel mode, and a
+    /// handle value the caller swaps meanwhile changes nothing.
+    fn kernel_handle(&self, access: u32, tx_type: POBJECT_TYPE) -> Result<KernelHandle, NtStatus> {
+        let mut h: HANDLE = null_mut();
+        // ObOpenObjectByPointer(PVOID Object, ULONG HandleAttributes, PACCESS_STATE
+        //   PassedAccessState /*NULL*/, ACCESS_MASK DesiredAccess, POBJECT_TYPE ObjectType,
+        //   KPROCESSOR_MODE AccessMode, PHANDLE Handle): PASSIVE_LEVEL (ntifs.h). KernelMode +
+        //   OBJ_KERNEL_HANDLE: a System-table handle with no access check beyond the type; owned
+        //   by the returned KernelHandle.
+        // SAFETY: `self` holds a reference, so the object is alive; `h` is a local.
+        let st = NtStatus(unsafe {
+            ObOpenObjectByPointer(
+                self.as_ptr().cast(),
+                obj::KERNEL_HANDLE,
+                null_mut(),
+                access,
+                tx_type,
+                obj::KERNEL_MODE,
+                &mut h,
+            )
+        });
+        if st.is_success() {
+            Ok(KernelHandle(h))
+        } else {
+            trace!(Level::Error, "ObOpenObjectByPointer(transaction): {}", st);
+            Err(st)
+        }
+    }
+}
+
+/// A kernel handle the driver opened for one call, closed when dropped.
+struct KernelHandle(HANDLE);
+
+impl Drop for KernelHandle {
+    fn drop(&mut self) {
+        // ZwClose(HANDLE Handle): PASSIVE_LEVEL.
+        // SAFETY: opened by `TxObject::kernel_handle`, closed exactly once, here.
+        let st = NtStatus(unsafe { ZwClose(self.0) });
+        if !st.is_success() {
+            trace!(Level::Error, "ZwClose(transaction): {}", st);
+        }
     }
 }
 
@@ -78,27 +124,36 @@ impl Drop for EnlistmentHandle {
     }
 }
 
-/// Signalled whenever the driver closes an enlistment (a transaction ended for ktmrm): what
-/// DriverUnload's wait for the last transactions wakes on. A static, initialised in DriverEntry
-/// before any enlistment exists; `.data` of a driver image is non-paged.
-pub struct ClosedEvent(UnsafeCell<KEVENT>);
+/// A synchronization event in the image's `.data` (non-paged), initialised in DriverEntry before
+/// anything can signal or wait on it.
+pub struct KernelEvent(UnsafeCell<KEVENT>);
 
 // SAFETY: the KEVENT is only touched through Ke* routines, which synchronise themselves.
-unsafe impl Sync for ClosedEvent {}
+unsafe impl Sync for KernelEvent {}
 
-// SAFETY: all-zero is a valid, non-signalled KEVENT header until KeInitializeEvent runs (in
-// DriverEntry, before any enlistment can be closed).
-static ENLISTMENT_CLOSED: ClosedEvent =
-    ClosedEvent(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+// SAFETY: all-zero is a valid, non-signalled KEVENT header until KeInitializeEvent runs in
+// DriverEntry, before any enlistment exists.
+static ENLISTMENT_CLOSED: KernelEvent =
+    KernelEvent(UnsafeCell::new(unsafe { core::mem::zeroed() }));
 
-/// The event [`KernelPort::close_enlistment`] signals.
-pub fn enlistment_closed() -> &'static ClosedEvent {
+// SAFETY: as for ENLISTMENT_CLOSED.
+static ENLIST_FINISHED: KernelEvent = KernelEvent(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// Signalled whenever the driver closes an enlistment (a transaction ended for ktmrm): what
+/// DriverUnload's wait for the last transactions wakes on.
+pub fn enlistment_closed() -> &'static KernelEvent {
     &ENLISTMENT_CLOSED
 }
 
-impl ClosedEvent {
+/// Signalled whenever an enlistment attempt ends: what a request waiting for another thread's
+/// enlistment of the same transaction wakes on (`KtmPort::yield_now`).
+pub fn enlist_finished() -> &'static KernelEvent {
+    &ENLIST_FINISHED
+}
+
+impl KernelEvent {
     /// KeInitializeEvent(PRKEVENT, SynchronizationEvent, FALSE): any IRQL for non-paged memory.
-    /// Called once, in DriverEntry, before callbacks are enabled.
+    /// Called once per event, in DriverEntry, before callbacks are enabled.
     pub fn init(&self) {
         // SAFETY: nothing waits on or signals the event yet.
         unsafe { KeInitializeEvent(self.0.get(), _EVENT_TYPE::SynchronizationEvent, 0) };
@@ -218,13 +273,10 @@ impl KtmPort for KernelPort {
             trace!(Level::Verbose, "transaction handle {:#x}: {}", handle, st);
             return Err(st);
         }
+        // No check that the transaction is still active here: one KTM is committing stays
+        // readable (the engine decides, with `is_committing`), and an ended one fails where it
+        // must, at enlistment (STATUS_TRANSACTION_NOT_ACTIVE) or in the engine.
         let tx = TxObject(NonNull::new(object).ok_or(NtStatus::UNSUCCESSFUL)?);
-        // TmIsTransactionActive(PKTRANSACTION Transaction) -> BOOLEAN: any IRQL. FALSE once the
-        // transaction has committed, rolled back, or started its commit.
-        // SAFETY: `tx` holds a reference, so the object is alive.
-        if unsafe { TmIsTransactionActive(tx.as_ptr()) } == 0 {
-            return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
-        }
         let mut guid = GUID::default();
         // VOID TmGetTransactionId(PKTRANSACTION Transaction, PUOW TransactionId): any IRQL.
         // Copies the transaction's GUID (its UOW) into the caller's GUID.
@@ -241,33 +293,8 @@ impl KtmPort for KernelPort {
         mask: u32,
     ) -> Result<EnlistmentHandle, NtStatus> {
         let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
-        // ZwCreateEnlistment takes a transaction *handle*. The caller's handle was already
-        // checked (referenced with the requestor's mode and TRANSACTION_ENLIST in
-        // `reference_transaction`); a kernel handle to that very object is opened for the call
-        // and closed right after, so a user handle is never used in kernel mode and a handle
-        // value the caller swaps meanwhile changes nothing.
-        let mut tx_handle: HANDLE = null_mut();
-        // ObOpenObjectByPointer(PVOID Object, ULONG HandleAttributes, PACCESS_STATE
-        //   PassedAccessState /*NULL*/, ACCESS_MASK DesiredAccess, POBJECT_TYPE ObjectType,
-        //   KPROCESSOR_MODE AccessMode, PHANDLE Handle): PASSIVE_LEVEL (ntifs.h). KernelMode +
-        //   OBJ_KERNEL_HANDLE: a System-table handle with no access check beyond the type; the
-        //   driver owns it until the ZwClose below.
-        // SAFETY: `tx` holds a reference, so the object is alive; `tx_handle` is a local.
-        let st = NtStatus(unsafe {
-            ObOpenObjectByPointer(
-                tx.as_ptr().cast(),
-                obj::KERNEL_HANDLE,
-                null_mut(),
-                access::TRANSACTION_ENLIST,
-                self.tx_type,
-                obj::KERNEL_MODE,
-                &mut tx_handle,
-            )
-        });
-        if !st.is_success() {
-            trace!(Level::Error, "ObOpenObjectByPointer(transaction): {}", st);
-            return Err(st);
-        }
+        // ZwCreateEnlistment takes a transaction handle: a kernel one, for this call only.
+        let tx_handle = tx.kernel_handle(access::TRANSACTION_ENLIST, self.tx_type)?;
         let mut oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
         let mut handle: HANDLE = null_mut();
         // ZwCreateEnlistment(PHANDLE EnlistmentHandle, ACCESS_MASK DesiredAccess,
@@ -281,26 +308,21 @@ impl KtmPort for KernelPort {
         //   returns (docs/ktm.md). The RM handle needs RESOURCEMANAGER_ENLIST, the transaction
         //   handle TRANSACTION_ENLIST (both granted above).
         // SAFETY: `oa` and `handle` are locals; `self.rm` is the driver's open RM handle and
-        // `tx_handle` the kernel handle opened above.
+        // `tx_handle` the kernel handle opened above, alive until it drops below.
         let st = NtStatus(unsafe {
             ZwCreateEnlistment(
                 &mut handle,
                 access::ENLISTMENT_ACCESS,
                 self.rm,
-                tx_handle,
+                tx_handle.0,
                 &mut oa,
                 0,
                 mask,
                 core::ptr::without_provenance_mut(context),
             )
         });
-        // ZwClose(HANDLE Handle): PASSIVE_LEVEL. The enlistment references the transaction
-        // itself; the temporary handle is not needed any more, whatever the outcome.
-        // SAFETY: `tx_handle` was opened above and is closed exactly once.
-        let closed = NtStatus(unsafe { ZwClose(tx_handle) });
-        if !closed.is_success() {
-            trace!(Level::Error, "ZwClose(transaction): {}", closed);
-        }
+        // The enlistment references the transaction itself: the temporary handle goes.
+        drop(tx_handle);
         if st.is_success() {
             trace!(Level::Info, "enlisted key {}", key.0);
             Ok(EnlistmentHandle(handle))
@@ -322,6 +344,36 @@ impl KtmPort for KernelPort {
         drop(enlistment);
         // A transaction ended: wake an unload waiting for the last one (kmode::on_unload).
         enlistment_closed().signal();
+    }
+
+    fn is_committing(&self, tx: &TxObject) -> bool {
+        // TmIsTransactionActive(PKTRANSACTION Transaction) -> BOOLEAN: any IRQL. FALSE once the
+        // transaction has committed, rolled back, or started its commit.
+        // SAFETY: `tx` holds a reference, so the object is alive.
+        let active = unsafe { TmIsTransactionActive(tx.as_ptr()) } != 0;
+        if active {
+            return false;
+        }
+        let Ok(h) = tx.kernel_handle(access::TRANSACTION_QUERY_INFORMATION, self.tx_type) else {
+            return false;
+        };
+        let mut info = TRANSACTION_BASIC_INFORMATION::default();
+        // ZwQueryInformationTransaction(HANDLE TransactionHandle, TRANSACTION_INFORMATION_CLASS
+        //   TransactionBasicInformation, PVOID TransactionInformation, ULONG Length,
+        //   PULONG ReturnLength /*NULL*/): PASSIVE_LEVEL; the handle needs
+        //   TRANSACTION_QUERY_INFORMATION. Fills TRANSACTION_BASIC_INFORMATION { GUID
+        //   TransactionId; DWORD State; DWORD Outcome; }.
+        // SAFETY: `h` is open; `info` is a local of the size passed.
+        let st = NtStatus(unsafe {
+            ZwQueryInformationTransaction(
+                h.0,
+                _TRANSACTION_INFORMATION_CLASS::TransactionBasicInformation,
+                (&raw mut info).cast(),
+                core::mem::size_of::<TRANSACTION_BASIC_INFORMATION>() as ULONG,
+                null_mut(),
+            )
+        });
+        st.is_success() && ktm::is_committing(active, info.Outcome)
     }
 
     fn rollback_enlistment(&self, enlistment: &EnlistmentHandle) -> NtStatus {
@@ -424,9 +476,13 @@ impl KtmPort for KernelPort {
     }
 
     fn yield_now(&self) {
-        // ZwYieldExecution(): PASSIVE_LEVEL; see kmode::sys. Its status (STATUS_SUCCESS or
-        // STATUS_NO_YIELD_PERFORMED) does not matter here: the engine re-checks either way.
-        // SAFETY: no arguments, no preconditions beyond IRQL.
-        let _ = unsafe { ZwYieldExecution() };
+        // Another thread is inside ZwCreateEnlistment for this transaction: sleep until it
+        // signals (or 1 ms, after which the engine simply checks again; a synchronization event
+        // wakes one waiter per signal, so a second waiter may need the timeout).
+        let _ = enlist_finished().wait_ms(1);
+    }
+
+    fn enlist_finished(&self) {
+        enlist_finished().signal();
     }
 }

@@ -1,4 +1,4 @@
-//! What wdk-sys does not provide (windows-drivers-rs #119): two routines it has no binding for,
+//! What wdk-sys does not provide (windows-drivers-rs #119): a routine it has no binding for,
 //! and the wdm.h macros/inlines the driver uses. Plus the small constructors every kernel call
 //! site shares.
 
@@ -36,15 +36,6 @@ unsafe extern "C" {
         DeviceClassGuid: *const GUID,
         DeviceObject: *mut PDEVICE_OBJECT,
     ) -> NTSTATUS;
-}
-
-// `NTSYSAPI NTSTATUS NTAPI ZwYieldExecution(VOID)`: exported by ntoskrnl.exe (and in
-// ntoskrnl.lib, which wdk-sys links) but not declared in the WDK headers; WireGuard-NT and
-// VirtualBox declare it the same way. Gives up the rest of the time slice to a ready thread of the
-// same priority; returns STATUS_SUCCESS or STATUS_NO_YIELD_PERFORMED. PASSIVE_LEVEL (a system
-// service). Used only while another thread finishes enlisting the same transaction.
-unsafe extern "C" {
-    pub fn ZwYieldExecution() -> NTSTATUS;
 }
 
 /// A `UNICODE_STRING` over a constant name (no terminating NUL). The kernel routines it is passed
