@@ -588,6 +588,25 @@ def tm_is_transaction_active(k, tx_ptr):
     return int(tx.state == "active")
 
 
+@routine("ZwQueryInformationTransaction", 5)
+def zw_query_information_transaction(k, handle, info_class, buf, length, ret_len):
+    """TransactionBasicInformation (class 0): TRANSACTION_BASIC_INFORMATION { GUID TransactionId;
+    ULONG State; ULONG Outcome; } (24 bytes). Outcome: 1 undetermined, 2 committed, 3 aborted
+    (ktmtypes.h); the handle needs TRANSACTION_QUERY_INFORMATION."""
+    tx = _object(k, handle, "Transaction")
+    if tx is None:
+        return wdm.STATUS_INVALID_HANDLE
+    if (info_class & 0xFFFFFFFF) != 0:
+        return wdm.STATUS_INVALID_PARAMETER
+    if (length & 0xFFFFFFFF) < 24:
+        return wdm.STATUS_BUFFER_TOO_SMALL
+    outcome = {"committed": 2, "aborted": 3}.get(tx.state, 1)
+    k.write(buf, tx.uow + struct.pack("<II", 1, outcome))
+    if ret_len:
+        k.write(ret_len, struct.pack("<I", 24))
+    return wdm.STATUS_SUCCESS
+
+
 @routine("TmGetTransactionId", 2, 15)
 def tm_get_transaction_id(k, tx_ptr, out):
     tx = k.objects.get(tx_ptr)
