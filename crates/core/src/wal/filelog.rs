@@ -14,6 +14,7 @@
 
 use super::reader::{grow_zeroed, push, reserve};
 use super::record::{HEADER_LEN, RECORD_MAGIC, check_frame, frame_len};
+use super::resync::next_valid;
 use super::{LogPort, Lsn, STATUS_LOG_CORRUPTION_DETECTED};
 use crate::lock::StateLock;
 use alloc::vec::Vec;
@@ -380,11 +381,12 @@ pub struct FileLog<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> {
 }
 
 impl<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> FileLog<F, B, I> {
-    /// Opens the log in `file`: reads it from the start and indexes its records. A record whose
-    /// header is damaged or that runs past the end of the file, and everything after it, is kept
-    /// as one last "torn" entry, handed to `read` with the bytes present, so [`super::recover`]
-    /// classifies it and calls `discard_from`, which truncates the file there. A whole record
-    /// whose CRC fails is indexed like the others (replay then tells a torn tail from corruption).
+    /// Opens the log in `file`: reads it from the start and indexes its records. A damaged record
+    /// (bad magic, a CRC that fails, a length running past the end of the file) is indexed up to
+    /// the next whole, CRC-valid record after it, so replay sees corruption before the tail and
+    /// refuses to start; with none after it, it and the rest of the file are kept as one last
+    /// "torn" entry, handed to `read` with the bytes present, so [`super::recover`] drops it and
+    /// calls `discard_from`, which truncates the file there.
     /// Errors: the file's read errors; `STATUS_INSUFFICIENT_RESOURCES`.
     pub fn open(file: F, buf: B, io: I) -> Result<Self, NtStatus> {
         let state = scan(&file)?;
@@ -550,16 +552,24 @@ fn scan<F: FileIo>(file: &F) -> Result<FileLogState, NtStatus> {
         let whole = frame_len(head)
             .and_then(|n| u64::try_from(n).ok())
             .filter(|&n| n <= rest);
-        let (lsn, n) = match whole {
+        let valid = match whole {
             Some(n) => {
                 set_len(&mut rec, n)?;
                 read_exact_at(file, at, &mut rec)?;
-                match check_frame(&rec) {
-                    Ok(f) => (f.lsn, n),
-                    Err(_) => (damaged_lsn(prev, head), n),
-                }
+                check_frame(&rec).ok().map(|f| (f.lsn, n))
             }
-            None => (damaged_lsn(prev, head), rest),
+            None => None,
+        };
+        let (lsn, n) = match valid {
+            Some(v) => v,
+            // Damaged: it ends where the next valid record begins, if any (then replay reports
+            // corruption), else at the end of the file (a torn tail). Never where its own
+            // length says: that length is among the bytes that may be damaged.
+            None => {
+                let next = next_valid(file, at.saturating_add(1), len, prev)?;
+                let n = next.map_or(rest, |p| p.saturating_sub(at));
+                (damaged_lsn(prev, head), n)
+            }
         };
         push(&mut s.slots, Slot { lsn, at, len: n })?;
         // `n > 0`: a frame is at least a header, and `rest > 0`.
@@ -583,7 +593,7 @@ fn damaged_lsn(prev: Option<Lsn>, head: &[u8]) -> Lsn {
 }
 
 /// The LSN in a whole header with the record magic (bytes 8..16, little-endian).
-fn header_lsn(head: &[u8]) -> Option<Lsn> {
+pub(super) fn header_lsn(head: &[u8]) -> Option<Lsn> {
     if head.len() < HEADER_LEN || head.get(..4) != Some(&RECORD_MAGIC[..]) {
         return None;
     }
@@ -593,7 +603,7 @@ fn header_lsn(head: &[u8]) -> Option<Lsn> {
 
 /// Fills `buf` from the file at `at`; `STATUS_LOG_CORRUPTION_DETECTED` if the file ends first
 /// (it is shorter than the index says).
-fn read_exact_at<F: FileIo>(file: &F, mut at: u64, mut buf: &mut [u8]) -> Result<(), NtStatus> {
+pub(super) fn read_exact_at<F: FileIo>(file: &F, mut at: u64, mut buf: &mut [u8]) -> Result<(), NtStatus> {
     while !buf.is_empty() {
         let n = file.read_at(at, buf)?;
         let rest = take(&mut buf).split_at_mut_checked(n);
@@ -607,7 +617,7 @@ fn read_exact_at<F: FileIo>(file: &F, mut at: u64, mut buf: &mut [u8]) -> Result
 }
 
 /// Sets `v`'s length to `len`, growing fallibly (the allocation is reused across records).
-fn set_len(v: &mut Vec<u8>, len: u64) -> Result<(), NtStatus> {
+pub(super) fn set_len(v: &mut Vec<u8>, len: u64) -> Result<(), NtStatus> {
     let len = usize::try_from(len).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
     match len.checked_sub(v.len()) {
         Some(more) => grow_zeroed(v, more),

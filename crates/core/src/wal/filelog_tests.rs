@@ -75,17 +75,17 @@ impl MemFile {
             d.unflushed.clear();
         });
     }
-    fn content(&self) -> Vec<u8> {
+    pub(crate) fn content(&self) -> Vec<u8> {
         self.disk(|d| d.view())
     }
-    fn set_durable(&self, bytes: Vec<u8>) {
+    pub(crate) fn set_durable(&self, bytes: Vec<u8>) {
         self.disk(|d| {
             d.durable = bytes;
             d.unflushed.clear();
         });
     }
     /// (write_at calls, flush calls, replace calls, truncate calls)
-    fn counts(&self) -> (usize, usize, usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize, usize, usize) {
         self.disk(|d| (d.writes, d.flushes, d.replaces, d.truncates))
     }
 }
@@ -149,9 +149,9 @@ impl FileIo for MemFile {
 
 // ---- helpers ----
 
-type Log<'a> = FileLog<&'a MemFile, SpinLock<FileLogState>, SpinLock<()>>;
+pub(crate) type Log<'a> = FileLog<&'a MemFile, SpinLock<FileLogState>, SpinLock<()>>;
 
-fn open(f: &MemFile) -> Log<'_> {
+pub(crate) fn open(f: &MemFile) -> Log<'_> {
     FileLog::open(f, SpinLock::new(FileLogState::new()), SpinLock::new(())).unwrap()
 }
 

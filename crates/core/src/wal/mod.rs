@@ -14,6 +14,8 @@
 //! own LSN, so a lost, duplicated or reordered record is detected on replay.
 
 mod crc;
+#[cfg(test)]
+mod damage_tests;
 mod filelog;
 #[cfg(test)]
 pub(crate) mod filelog_tests;
@@ -21,6 +23,7 @@ mod memlog;
 mod reader;
 mod record;
 mod replay;
+mod resync;
 mod snapshot;
 mod sort;
 #[cfg(test)]
