@@ -622,11 +622,7 @@ def durable_corrupt_log(k, app, run):
     expect(wdm.nt_error(st), "DriverEntry over a damaged log returned %s" % name_of(st))
 
 
-@case("durable-damaged-record-length", params={"Durable": 1}, diff=False,
-      xfail="a record whose length field is damaged so that it reaches past the end of the file "
-            "is taken for a torn tail even with forced records after it: replay drops them all "
-            "(acknowledged writes lost) and the log is rewritten, instead of "
-            "STATUS_LOG_CORRUPTION_DETECTED")
+@case("durable-damaged-record-length", params={"Durable": 1}, diff=False)
 def durable_damaged_length(k, app, run):
     """Damage before the tail (here: the first record's body_len, after a crash that left four
     forced records) must stop DriverEntry, not lose the acknowledged writes after it."""

@@ -79,11 +79,19 @@ fn a_damaged_length_before_forced_records_stops_the_start() {
     for bytes in cases {
         let (r, untouched) = recover_bytes(&bytes);
         match r {
-            Err(e @ ReplayError::CorruptBeforeTail { lsn, valid_after, .. }) => {
+            Err(
+                e @ ReplayError::CorruptBeforeTail {
+                    lsn, valid_after, ..
+                },
+            ) => {
                 assert_eq!((lsn, valid_after), (Lsn(1), Lsn(2)), "{e}");
                 assert_eq!(e.status(), STATUS_LOG_CORRUPTION_DETECTED);
             }
-            other => panic!("length {:02x?}: {:?}", &bytes[16..20], other.map(|r| r.records)),
+            other => panic!(
+                "length {:02x?}: {:?}",
+                &bytes[16..20],
+                other.map(|r| r.records)
+            ),
         }
         assert!(untouched, "the log was changed");
     }
@@ -115,7 +123,9 @@ fn every_bit_flip_before_the_last_record_stops_the_start_and_in_it_is_a_torn_tai
             bytes[i] ^= 1 << bit;
             let (r, untouched) = recover_bytes(&bytes);
             if i < last {
-                let e = r.err().unwrap_or_else(|| panic!("flip at {i}.{bit} accepted"));
+                let e = r
+                    .err()
+                    .unwrap_or_else(|| panic!("flip at {i}.{bit} accepted"));
                 assert_eq!(e.status(), STATUS_LOG_CORRUPTION_DETECTED, "{i}.{bit}: {e}");
                 assert!(untouched, "flip at {i}.{bit}: the log was changed");
             } else {
@@ -137,8 +147,16 @@ fn a_cut_at_every_byte_drops_only_the_torn_record() {
         file.set_durable(good[..cut].to_vec());
         let r = recover(&open(&file), None).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(r.records, whole as u64, "cut at {cut}");
-        assert_eq!(r.dropped_tail.is_some(), !starts.contains(&cut), "cut at {cut}");
-        assert_eq!(file.content(), good[..starts[whole]], "cut back to a record");
+        assert_eq!(
+            r.dropped_tail.is_some(),
+            !starts.contains(&cut),
+            "cut at {cut}"
+        );
+        assert_eq!(
+            file.content(),
+            good[..starts[whole]],
+            "cut back to a record"
+        );
     }
 }
 

@@ -603,7 +603,11 @@ pub(super) fn header_lsn(head: &[u8]) -> Option<Lsn> {
 
 /// Fills `buf` from the file at `at`; `STATUS_LOG_CORRUPTION_DETECTED` if the file ends first
 /// (it is shorter than the index says).
-pub(super) fn read_exact_at<F: FileIo>(file: &F, mut at: u64, mut buf: &mut [u8]) -> Result<(), NtStatus> {
+pub(super) fn read_exact_at<F: FileIo>(
+    file: &F,
+    mut at: u64,
+    mut buf: &mut [u8],
+) -> Result<(), NtStatus> {
     while !buf.is_empty() {
         let n = file.read_at(at, buf)?;
         let rest = take(&mut buf).split_at_mut_checked(n);
