@@ -56,10 +56,11 @@ use sys::{
 use wdk_sys::ntddk::{
     ExAcquireRundownProtection, ExInitializeRundownProtection, ExReleaseRundownProtection,
     ExUuidCreate, ExWaitForRundownProtectionRelease, IoCreateSymbolicLink, IoDeleteDevice,
-    IoDeleteSymbolicLink, MmGetSystemRoutineAddress, ObReferenceObjectByHandle,
-    ObfDereferenceObject, PsGetCurrentProcessId, TmEnableCallbacks, ZwClose,
-    ZwCreateResourceManager, ZwCreateTransactionManager, ZwOpenResourceManager,
-    ZwOpenTransactionManager, ZwRecoverResourceManager, ZwRecoverTransactionManager,
+    IoDeleteSymbolicLink, KeEnterCriticalRegion, KeLeaveCriticalRegion, MmGetSystemRoutineAddress,
+    ObDereferenceObjectDeferDelete, ObReferenceObjectByHandle, PsGetCurrentProcessId,
+    TmEnableCallbacks, ZwClose, ZwCreateResourceManager, ZwCreateTransactionManager,
+    ZwOpenResourceManager, ZwOpenTransactionManager, ZwRecoverResourceManager,
+    ZwRecoverTransactionManager,
 };
 use wdk_sys::{
     _KEY_VALUE_INFORMATION_CLASS, DEVICE_OBJECT, DRIVER_OBJECT, EX_RUNDOWN_REF, GUID, HANDLE, IRP,
@@ -103,6 +104,31 @@ unsafe impl Sync for Rundown {}
 // SAFETY: all-zero is a valid EX_RUNDOWN_REF (Count = 0, which is what
 // ExInitializeRundownProtection stores); DriverEntry initialises it again anyway.
 static RUNDOWN: Rundown = Rundown(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// A critical region (normal kernel APCs off) around the time a thread holds rundown protection
+/// or the engine's state: a user thread (an IOCTL, or a KTM callback inside a client's commit)
+/// could otherwise be suspended while holding it and stall DriverUnload's rundown wait, or the
+/// unload's wait for an answer on its way to KTM ("Critical Regions and Guarded Regions",
+/// learn.microsoft.com/windows-hardware/drivers/kernel/critical-regions-and-guarded-regions).
+/// Special kernel APCs stay enabled, as the Zw* file routines of the durable log need.
+struct CriticalRegion;
+
+impl CriticalRegion {
+    fn enter() -> CriticalRegion {
+        // KeEnterCriticalRegion(): IRQL <= APC_LEVEL; every caller here is at PASSIVE_LEVEL.
+        // SAFETY: no preconditions; left exactly once, in Drop, on this thread.
+        unsafe { KeEnterCriticalRegion() };
+        CriticalRegion
+    }
+}
+
+impl Drop for CriticalRegion {
+    fn drop(&mut self) {
+        // KeLeaveCriticalRegion(): IRQL <= APC_LEVEL; pairs with `enter` on this thread.
+        // SAFETY: this thread entered the region in `enter`.
+        unsafe { KeLeaveCriticalRegion() };
+    }
+}
 
 /// Held while a callback or IOCTL uses the driver context.
 struct RundownGuard;
@@ -234,10 +260,12 @@ unsafe fn release(objects: &Objects, built: Built) {
                 drop(unsafe { Box::from_raw(objects.context) });
             }
             Step::DereferenceRm => {
-                // ObDereferenceObject(PVOID Object) (the wdm.h macro for ObfDereferenceObject):
-                // IRQL <= DISPATCH_LEVEL. Drops the reference DriverEntry took on the RM object.
+                // Drops the reference DriverEntry took on the RM object.
+                // ObDereferenceObjectDeferDelete(PVOID Object): IRQL <= DISPATCH_LEVEL; the
+                // page asks for it "instead of ObDereferenceObject to dereference KTM objects"
+                // (deletion on a worker, never inline, so no deadlock with KTM's locks).
                 // SAFETY: that reference is held and released exactly once, here.
-                let _ = unsafe { ObfDereferenceObject(objects.rm_object.cast()) };
+                unsafe { ObDereferenceObjectDeferDelete(objects.rm_object.cast()) };
             }
             Step::CloseTm => close_handle("transaction manager", objects.tm),
             Step::DeleteDevice => {
@@ -751,6 +779,8 @@ unsafe extern "C" fn on_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTS
 /// IRP_MJ_DEVICE_CONTROL: check the IRP (crate::irp), hand the system buffer to the engine,
 /// complete with what it answers.
 unsafe extern "C" fn on_device_control(device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // Entered first, left last (locals drop in reverse order): never suspended holding rundown.
+    let _region = CriticalRegion::enter();
     let Some(_guard) = RundownGuard::enter() else {
         // SAFETY: completing the IRP this routine owns, once.
         return unsafe { complete(irp, NtStatus::DEVICE_NOT_READY, 0) };
@@ -870,6 +900,8 @@ unsafe extern "C" fn rm_notify(
     argument_length: ULONG,
     argument: PVOID,
 ) -> NTSTATUS {
+    // Entered first, left last: never suspended holding rundown (see CriticalRegion).
+    let _region = CriticalRegion::enter();
     let Some(_guard) = RundownGuard::enter() else {
         // Unload has waited out every callback; this one must not touch the freed context.
         trace!(
