@@ -154,7 +154,7 @@ pub trait KtmPort {
     /// (driver: `ObDereferenceObject`).
     type TxRef;
     /// An enlistment the engine owns until it calls [`KtmPort::close_enlistment`]
-    /// (driver: a kernel handle from `TmCreateEnlistment`).
+    /// (driver: a kernel handle from `ZwCreateEnlistment`).
     type Enlistment;
     /// The enlistment a notification names, used only to answer it (driver: the `PKENLISTMENT`
     /// the callback receives, valid for the callback's duration).

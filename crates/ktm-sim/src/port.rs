@@ -55,7 +55,7 @@ impl KtmPort for SimPort {
         Ok((r, id))
     }
 
-    /// `TmCreateEnlistment` (docs/ktm.md §7 step 7); see [`Ktm::enlist`].
+    /// `ZwCreateEnlistment` (docs/ktm.md §7 step 7); see [`Ktm::enlist`].
     fn enlist(&self, tx: &TxRef, key: EnlistmentKey, mask: u32) -> Result<EnlistmentId, NtStatus> {
         let _model = crate::alloc_scope::Scope::model();
         self.ktm.enlist(self.rm, tx, key, mask)
