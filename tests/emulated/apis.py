@@ -414,11 +414,15 @@ def ob_open_object_by_pointer(k, addr, attributes, passed, access, obj_type, mod
     if want is not None and obj.kind != want:
         return wdm.STATUS_OBJECT_TYPE_MISMATCH
     kernel_handle = bool(attributes & wdm.OBJ_KERNEL_HANDLE)
-    if not kernel_handle:
-        k.violation("ObOpenObjectByPointer without OBJ_KERNEL_HANDLE: the handle lands in "
-                    "process %d's table" % k.pid)
+    for_caller = not kernel_handle and (mode & 0xFF) == wdm.USER_MODE
+    if not kernel_handle and not for_caller:
+        k.violation("ObOpenObjectByPointer without OBJ_KERNEL_HANDLE in KernelMode: the handle "
+                    "lands in process %d's table with no access check" % k.pid)
     h = k.new_handle(obj, kernel_handle)
-    _own(k, h)
+    if not for_caller:
+        # A handle for the requesting process (UserMode, no OBJ_KERNEL_HANDLE) is the
+        # caller's to close; every other one is the driver's.
+        _own(k, h)
     k.write(out, p64(h))
     return wdm.STATUS_SUCCESS
 

@@ -48,26 +48,40 @@ impl TxObject {
     /// mode in `reference_transaction`); a user handle is never used in kernel mode, and a
     /// handle value the caller swaps meanwhile changes nothing.
     fn kernel_handle(&self, access: u32, tx_type: POBJECT_TYPE) -> Result<KernelHandle, NtStatus> {
+        self.open_handle(obj::KERNEL_HANDLE, access, tx_type, obj::KERNEL_MODE)
+            .map(KernelHandle)
+    }
+
+    /// A handle to this transaction: `attributes` OBJ_KERNEL_HANDLE for the System table, or 0
+    /// with `mode` UserMode for the current (the requesting) process's table, access checked
+    /// against its token.
+    fn open_handle(
+        &self,
+        attributes: u32,
+        access: u32,
+        tx_type: POBJECT_TYPE,
+        mode: KPROCESSOR_MODE,
+    ) -> Result<HANDLE, NtStatus> {
         let mut h: HANDLE = null_mut();
         // ObOpenObjectByPointer(PVOID Object, ULONG HandleAttributes, PACCESS_STATE
         //   PassedAccessState /*NULL*/, ACCESS_MASK DesiredAccess, POBJECT_TYPE ObjectType,
         //   KPROCESSOR_MODE AccessMode, PHANDLE Handle): PASSIVE_LEVEL (ntifs.h). KernelMode +
-        //   OBJ_KERNEL_HANDLE: a System-table handle with no access check beyond the type; owned
-        //   by the returned KernelHandle.
+        //   OBJ_KERNEL_HANDLE: a System-table handle, no access check beyond the type; UserMode
+        //   without it: a handle in the current process's table, access checked for its caller.
         // SAFETY: `self` holds a reference, so the object is alive; `h` is a local.
         let st = NtStatus(unsafe {
             ObOpenObjectByPointer(
                 self.as_ptr().cast(),
-                obj::KERNEL_HANDLE,
+                attributes,
                 null_mut(),
                 access,
                 tx_type,
-                obj::KERNEL_MODE,
+                mode,
                 &mut h,
             )
         });
         if st.is_success() {
-            Ok(KernelHandle(h))
+            Ok(h)
         } else {
             trace!(Level::Error, "ObOpenObjectByPointer(transaction): {}", st);
             Err(st)
@@ -433,22 +447,24 @@ impl KtmPort for KernelPort {
         } else {
             null_mut()
         };
-        // Not OBJ_KERNEL_HANDLE: the handle must land in the caller's handle table.
-        let mut oa = object_attributes(null_mut(), 0, null_mut());
-        let mut handle: HANDLE = null_mut();
+        // ZwCreateTransaction's page: a caller "not running in a system thread context ... must
+        // set the OBJ_KERNEL_HANDLE attribute". So the transaction is created with a kernel
+        // handle, referenced, and the caller's handle is opened from the object with UserMode
+        // (in the requesting process's table, access checked against its token); the kernel
+        // handle and the reference go at once, and the caller owns the transaction.
+        let mut oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
+        let mut kernel: HANDLE = null_mut();
         // ZwCreateTransaction(PHANDLE TransactionHandle, ACCESS_MASK DesiredAccess,
         //   POBJECT_ATTRIBUTES ObjectAttributes, LPGUID Uow /*NULL: KTM makes one*/,
         //   HANDLE TmHandle /*NULL*/, ULONG CreateOptions, ULONG IsolationLevel /*0*/,
         //   ULONG IsolationFlags /*0*/, PLARGE_INTEGER Timeout /*NULL or relative*/,
-        //   PUNICODE_STRING Description /*optional*/): PASSIVE_LEVEL.
-        // Runs in the requesting thread, so the new handle goes into the caller's process handle
-        // table and the caller owns it (CloseHandle); the driver keeps nothing. No TM: KTM binds
-        // the transaction when the first RM enlists (docs/ktm.md §0). CreateOptions never includes
-        // TRANSACTION_DO_NOT_PROMOTE.
+        //   PUNICODE_STRING Description /*optional*/): PASSIVE_LEVEL. No TM: KTM binds the
+        //   transaction when the first RM enlists (docs/ktm.md §0). CreateOptions never includes
+        //   TRANSACTION_DO_NOT_PROMOTE.
         // SAFETY: every pointer is to a local that outlives the call.
         let st = NtStatus(unsafe {
             ZwCreateTransaction(
-                &mut handle,
+                &mut kernel,
                 access::TRANSACTION_ALL_ACCESS,
                 &mut oa,
                 null_mut(),
@@ -464,6 +480,37 @@ impl KtmPort for KernelPort {
             trace!(Level::Error, "ZwCreateTransaction: {}", st);
             return Err(st);
         }
+        let kernel = KernelHandle(kernel);
+        let mut object: PVOID = null_mut();
+        // ObReferenceObjectByHandle(HANDLE, ACCESS_MASK, POBJECT_TYPE, KPROCESSOR_MODE
+        //   KernelMode, PVOID *Object, NULL): PASSIVE_LEVEL; our own kernel handle.
+        // SAFETY: `kernel` is open; pointers are to locals.
+        let st = NtStatus(unsafe {
+            ObReferenceObjectByHandle(
+                kernel.0,
+                access::TRANSACTION_ALL_ACCESS,
+                self.tx_type,
+                obj::KERNEL_MODE,
+                &mut object,
+                null_mut(),
+            )
+        });
+        if !st.is_success() {
+            trace!(
+                Level::Error,
+                "ObReferenceObjectByHandle(new transaction): {}", st
+            );
+            return Err(st);
+        }
+        let tx = TxObject(NonNull::new(object).ok_or(NtStatus::UNSUCCESSFUL)?);
+        let handle = tx.open_handle(
+            0,
+            access::TRANSACTION_ALL_ACCESS,
+            self.tx_type,
+            caller.requestor_mode,
+        )?;
+        drop(tx);
+        drop(kernel);
         let value = ktm::handle_value(handle.addr());
         trace!(
             Level::Info,
