@@ -30,6 +30,7 @@ pub mod diff;
 pub mod error;
 pub mod replay;
 pub mod script;
+pub mod serial;
 pub mod status;
 pub mod suite;
 pub mod transport;
