@@ -9,6 +9,7 @@ use crate::ops::Write;
 use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
 use crate::tree::{LeafHint, Prefetch};
+use crate::twopc::Reaction;
 use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -454,8 +455,8 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         target: &P::Target,
     ) -> NtStatus {
         // An answer decided under the lock is counted until the port has it (see `unload`).
-        let in_flight = |r: &crate::twopc::Reaction<P::Enlistment>| {
-            if r.answer.is_some() {
+        let in_flight = |r: &Reaction<P::Enlistment>| {
+            if matches!(r, Reaction::Answer { .. }) {
                 self.answers_in_flight.fetch_add(1, Ordering::SeqCst);
             }
         };
@@ -464,7 +465,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             in_flight(&r);
             r
         });
-        if let Some(lsn) = r.force {
+        if let Reaction::Force(lsn) = r {
             let forced = self.log.force(lsn);
             r = self.lock.with(|s| {
                 let r = s.after_force(key, notification, forced, &self.log);
@@ -472,20 +473,19 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 r
             });
         }
-        if r.withheld {
-            return NtStatus::PENDING;
-        }
-        let status = match r.answer {
-            Some(a) => {
-                let st = port.answer(target, a);
+        let status = match r {
+            Reaction::Withhold => return NtStatus::PENDING,
+            // Unreachable: `after_force` never asks for a second force.
+            Reaction::Silent | Reaction::Force(_) => NtStatus::SUCCESS,
+            Reaction::Answer { answer, close } => {
+                let st = port.answer(target, answer);
                 self.answers_in_flight.fetch_sub(1, Ordering::SeqCst);
+                if let Some(e) = close {
+                    port.close_enlistment(e);
+                }
                 st
             }
-            None => NtStatus::SUCCESS,
         };
-        if let Some(e) = r.close {
-            port.close_enlistment(e);
-        }
         if status.is_success() {
             NtStatus::SUCCESS
         } else {

@@ -43,7 +43,7 @@ mod unload;
 pub use durable::{AUTOCOMMIT_UOW, DurabilityStats, NoLog, RecoverError, RecoveryReport};
 pub use engine::Engine;
 pub use entry::{Entry, KeyBuf};
-pub use state::State;
+pub use state::{PhaseTrace, State};
 
 #[cfg(test)]
 extern crate std;

@@ -34,6 +34,27 @@ pub(crate) enum Phase {
     Ended,
 }
 
+impl Phase {
+    /// The phase's name, for a host's trace.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Phase::Active => "Active",
+            Phase::PrePrepared => "PrePrepared",
+            Phase::Prepared => "Prepared",
+            Phase::Vetoed => "Vetoed",
+            Phase::RollbackAsked => "RollbackAsked",
+            Phase::Committing => "Committing",
+            Phase::Unlogged => "Unlogged",
+            Phase::Ended => "Ended",
+        }
+    }
+}
+
+/// A host's hook for phase changes: the transaction, the phase it leaves and the one it enters
+/// (by name). Called under the state lock, so it must only record (the driver prints a
+/// `DbgPrint` line at its verbose level).
+pub type PhaseTrace = fn(TxId, &'static str, &'static str);
+
 /// The owner of a pending write that belongs to no transaction: a durable non-transacted write
 /// waiting for its force (no slot number reaches it: `create_txn` stops below).
 pub(crate) const DIRECT_OWNER: u32 = u32::MAX;
@@ -131,6 +152,8 @@ pub struct State<E> {
     /// PREPARE votes no and non-transacted writes fail with it: what is durable is no longer
     /// known.
     pub(crate) durability: crate::durable::DurabilityStats,
+    /// Called at every phase change ([`State::trace_phases`]).
+    pub(crate) phase_trace: Option<PhaseTrace>,
 }
 
 impl<E> State<E> {
@@ -169,7 +192,15 @@ impl<E> State<E> {
             log: None,
             recovering: false,
             durability: crate::durable::DurabilityStats::ZERO,
+            phase_trace: None,
         }
+    }
+
+    /// Has `trace` called at every change of a transaction's phase from now on (`None`: no
+    /// trace, the default). The cost when off is one branch per change, which happens a few
+    /// times per transaction, never per request.
+    pub fn trace_phases(&mut self, trace: Option<PhaseTrace>) {
+        self.phase_trace = trace;
     }
 
     /// The quotas in force.

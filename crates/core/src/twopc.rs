@@ -8,12 +8,13 @@
 //!
 //! Durable engines also log (see `durable.rs`): the Prepare record is appended here, under the
 //! lock, and the engine forces it before the yes vote; likewise the Commit record before
-//! CommitComplete. [`Reaction::force`] tells the engine to force, then call
+//! CommitComplete. [`Reaction::Force`] tells the engine to force, then call
 //! [`State::after_force`] for the answer. A single-phase commit is applied only once its records
 //! are forced (its writes stay pending, their keys locked, in between), so a failed force leaves
 //! nothing visible; a two-phase COMMIT is applied first, since the forced Prepare record and
 //! KTM's commit record already make it durable.
 
+use crate::durable::Appended;
 use crate::entry::KeyBuf;
 use crate::port::{Answer, EnlistmentKey, Notification};
 use crate::state::{Phase, State};
@@ -22,44 +23,34 @@ use alloc::vec::Vec;
 use ktmrm_proto::NtStatus;
 
 /// What the host must do after a notification, outside the lock.
-pub(crate) struct Reaction<E> {
-    pub(crate) answer: Option<Answer>,
-    pub(crate) close: Option<E>,
-    /// Durable only: force the log up to here, then ask [`State::after_force`] for the answer
-    /// (`answer` and `close` are `None` then).
-    pub(crate) force: Option<Lsn>,
-    /// Durable only: the answer is withheld (a COMMIT whose record could not be forced) and the
-    /// callback returns `STATUS_PENDING`; KTM redelivers COMMIT after a restart.
-    pub(crate) withheld: bool,
+pub(crate) enum Reaction<E> {
+    /// Nothing to answer (LAST_RECOVER, an informational notification, or an outcome KTM
+    /// reached meanwhile); the callback returns `STATUS_SUCCESS`.
+    Silent,
+    /// Give KTM this answer, then close the enlistment if the transaction ended with it.
+    Answer { answer: Answer, close: Option<E> },
+    /// Durable only: force the log up to here, then ask [`State::after_force`] for the answer.
+    Force(Lsn),
+    /// The answer is withheld and the callback returns `STATUS_PENDING`: a COMMIT whose record
+    /// could not be forced (KTM redelivers COMMIT after a restart), or a phase that unload's
+    /// rollback request answers.
+    Withhold,
 }
 
-impl<E> Reaction<E> {
-    const fn answer(answer: Option<Answer>, close: Option<E>) -> Self {
-        Reaction {
-            answer,
-            close,
-            force: None,
-            withheld: false,
-        }
-    }
-
-    const fn force(lsn: Lsn) -> Self {
-        Reaction {
-            answer: None,
-            close: None,
-            force: Some(lsn),
-            withheld: false,
-        }
-    }
-
-    const fn withhold() -> Self {
-        Reaction {
-            answer: None,
-            close: None,
-            force: None,
-            withheld: true,
-        }
-    }
+/// Where one step of the protocol leaves a notification, before the enlistment's fate is
+/// settled: what [`State::on_notification`]'s handlers return.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Answer; the transaction goes on.
+    Reply(Answer),
+    /// Answer, and the transaction is over (its slot freed, its enlistment closed).
+    Finish(Answer),
+    /// Durable only: force the log up to here before answering ([`State::after_force`]).
+    Force(Lsn),
+    /// Answer nothing and return `STATUS_PENDING` (see [`Reaction::Withhold`]).
+    Withhold,
+    /// Nothing to answer.
+    Silent,
 }
 
 impl<E> State<E> {
@@ -75,40 +66,49 @@ impl<E> State<E> {
         n: Notification,
         log: &dyn LogPort,
     ) -> Reaction<E> {
+        let step = self.step(key, n, log);
+        self.react(key, step)
+    }
+
+    /// Turns a step into what the host does: a finishing answer ends the transaction here.
+    fn react(&mut self, key: EnlistmentKey, step: Step) -> Reaction<E> {
+        match step {
+            Step::Reply(answer) => Reaction::Answer {
+                answer,
+                close: None,
+            },
+            Step::Finish(answer) => Reaction::Answer {
+                answer,
+                close: self.end(key),
+            },
+            Step::Force(lsn) => Reaction::Force(lsn),
+            Step::Withhold => Reaction::Withhold,
+            Step::Silent => Reaction::Silent,
+        }
+    }
+
+    /// The protocol's step for notification `n` in `key`'s current phase.
+    fn step(&mut self, key: EnlistmentKey, n: Notification, log: &dyn LogPort) -> Step {
         let phase = self.txn(key).map(|t| t.phase);
-        let (answer, end) = match (n, phase) {
+        match (n, phase) {
             (Notification::PrePrepare, Some(Phase::Active)) => {
                 self.set_phase(key, Phase::PrePrepared);
-                (Some(Answer::PrePrepareComplete), false)
+                Step::Reply(Answer::PrePrepareComplete)
             }
             (Notification::Prepare, Some(Phase::Active | Phase::PrePrepared)) => {
-                match self.prepare(key, log) {
-                    Ok(r) => r,
-                    Err(lsn) => return Reaction::force(lsn),
-                }
+                self.prepare(key, log)
             }
-            (Notification::Commit, Some(Phase::Prepared)) => {
-                if let Some(lsn) = self.commit_prepared(key, log) {
-                    return Reaction::force(lsn);
-                }
-                if self.is_unlogged(key) {
-                    return Reaction::withhold();
-                }
-                (Some(Answer::CommitComplete), true)
-            }
+            (Notification::Commit, Some(Phase::Prepared)) => self.commit_prepared(key, log),
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
                 if self.txn(key).is_some_and(|t| t.writes.is_empty()) =>
             {
                 // Offered single-phase commit with nothing written: as read-only as a PREPARE
                 // answered ReadOnlyEnlistment, but SPC wants CommitComplete.
                 self.stats.read_only = self.stats.read_only.saturating_add(1);
-                (Some(Answer::CommitComplete), true)
+                Step::Finish(Answer::CommitComplete)
             }
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared)) => {
-                match self.single_phase(key, log) {
-                    Ok(r) => r,
-                    Err(lsn) => return Reaction::force(lsn),
-                }
+                self.single_phase(key, log)
             }
             (Notification::Rollback, Some(p))
                 if !matches!(p, Phase::Ended | Phase::Committing | Phase::Unlogged) =>
@@ -116,7 +116,7 @@ impl<E> State<E> {
                 self.discard(key);
                 self.log_abort(key, log);
                 self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
-                (Some(Answer::RollbackComplete), true)
+                Step::Finish(Answer::RollbackComplete)
             }
             // Unload asked for the rollback: that no vote (given by the unloading thread, maybe
             // after this callback returns) stands for this phase's answer, so the callback says
@@ -124,23 +124,23 @@ impl<E> State<E> {
             (
                 Notification::PrePrepare | Notification::Prepare | Notification::SinglePhaseCommit,
                 Some(Phase::RollbackAsked),
-            ) => return Reaction::withhold(),
+            ) => Step::Withhold,
             (Notification::LastRecover, _) => {
                 self.last_recover(log);
-                (None, false)
+                Step::Silent
             }
             (Notification::RmDisconnected | Notification::InDoubt | Notification::Other(_), _) => {
-                (None, false)
+                Step::Silent
             }
             // Withheld until a restart: KTM redelivers it then (docs/ktm.md §8).
             (Notification::Commit, Some(Phase::Unlogged)) => {
                 self.protocol_error();
-                return Reaction::withhold();
+                Step::Withhold
             }
             // RECOVER needs its UOW: hosts call `Engine::recover`, never `notify`, for it.
             (Notification::Recover, _) => {
                 self.protocol_error();
-                (None, false)
+                Step::Silent
             }
             // Out of order, repeated, or for an enlistment already ended. A duplicate COMMIT can
             // follow recovery (docs/ktm.md §8, S21): acknowledge it again. Otherwise answer what the
@@ -159,7 +159,7 @@ impl<E> State<E> {
                 if !overtaken {
                     self.protocol_error();
                 }
-                let answer = match n {
+                Step::Reply(match n {
                     Notification::PrePrepare => Answer::PrePrepareComplete,
                     Notification::Prepare if phase.is_none() || phase == Some(Phase::Ended) => {
                         Answer::ReadOnly
@@ -169,16 +169,9 @@ impl<E> State<E> {
                         Answer::CommitComplete
                     }
                     _ => Answer::RollbackComplete,
-                };
-                (Some(answer), false)
+                })
             }
-        };
-        let close = if end { self.end(key) } else { None };
-        Reaction::answer(answer, close)
-    }
-
-    fn is_unlogged(&self, key: EnlistmentKey) -> bool {
-        self.txn(key).is_some_and(|t| t.phase == Phase::Unlogged)
+        }
     }
 
     /// The answer after the engine forced the log for `key`'s notification `n`: the yes vote or
@@ -196,127 +189,123 @@ impl<E> State<E> {
         self.forced(forced);
         let phase = self.txn(key).map(|t| t.phase);
         let single = n == Notification::SinglePhaseCommit;
-        match (phase, forced) {
-            (Some(Phase::Prepared), Ok(())) => {
-                Reaction::answer(Some(Answer::PrepareComplete), None)
-            }
+        let step = match (phase, forced) {
+            (Some(Phase::Prepared), Ok(())) => Step::Reply(Answer::PrepareComplete),
             (Some(Phase::Committing), Ok(())) => {
                 if single {
                     self.apply_committed(key);
                     self.stats.single_phase_commits =
                         self.stats.single_phase_commits.saturating_add(1);
                 }
-                let close = self.end(key);
-                Reaction::answer(Some(Answer::CommitComplete), close)
+                Step::Finish(Answer::CommitComplete)
             }
             (Some(Phase::Prepared), Err(_)) => {
                 self.discard(key);
                 self.log_abort(key, log);
-                self.veto(key);
-                Reaction::answer(Some(Answer::RollbackEnlistment), None)
+                self.veto(key)
             }
             (Some(Phase::Committing), Err(_)) if single => {
                 self.release_reservation(key);
                 self.set_phase(key, Phase::Active);
-                Reaction::answer(Some(Answer::SinglePhaseReject), None)
+                Step::Reply(Answer::SinglePhaseReject)
             }
             (Some(Phase::Committing), Err(_)) => {
                 self.set_phase(key, Phase::Unlogged);
-                Reaction::withhold()
+                Step::Withhold
             }
             // KTM ended it meanwhile (a ROLLBACK racing our PREPARE): nothing left to answer.
-            _ => Reaction::answer(None, None),
-        }
+            _ => Step::Silent,
+        };
+        self.react(key, step)
     }
 
+    /// Every phase change goes through here, so a host's trace sees each one
+    /// ([`State::trace_phases`]).
     pub(crate) fn set_phase(&mut self, key: EnlistmentKey, phase: Phase) {
+        let trace = self.phase_trace;
         if let Some(t) = self.txn_mut(key) {
-            t.phase = phase;
+            let from = core::mem::replace(&mut t.phase, phase);
+            if let Some(f) = trace
+                && from != phase
+            {
+                f(t.id, from.name(), phase.name());
+            }
         }
     }
 
     /// PREPARE: read-only when nothing was written, a no vote when the commit would not fit
     /// (or, durable, the log cannot take the Prepare record), else a yes vote with everything
-    /// commit needs reserved. `Err(lsn)`: durable, vote once the log is forced up to `lsn`.
-    fn prepare(
-        &mut self,
-        key: EnlistmentKey,
-        log: &dyn LogPort,
-    ) -> Result<(Option<Answer>, bool), Lsn> {
+    /// commit needs reserved ([`Step::Force`] first when durable).
+    fn prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         if self.txn(key).is_some_and(|t| t.writes.is_empty()) {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
-            return Ok((Some(Answer::ReadOnly), true));
+            return Step::Finish(Answer::ReadOnly);
         }
         if (self.log.is_some() && self.durability.failed.is_some()) || !self.reserve_for_commit(key)
         {
             self.discard(key);
-            self.veto(key);
-            return Ok((Some(Answer::RollbackEnlistment), false));
+            return self.veto(key);
         }
         self.set_phase(key, Phase::Prepared);
         if self.log.is_none() {
-            return Ok((Some(Answer::PrepareComplete), false));
+            return Step::Reply(Answer::PrepareComplete);
         }
         match self.log_prepare(key, log) {
-            Ok(lsn) => Err(lsn),
-            Err(()) => {
+            Appended::Force(lsn) => Step::Force(lsn),
+            Appended::Refused => {
                 self.discard(key);
-                self.veto(key);
-                Ok((Some(Answer::RollbackEnlistment), false))
+                self.veto(key)
             }
         }
     }
 
     /// The no vote: writes already discarded; KTM's ROLLBACK ends the transaction.
-    fn veto(&mut self, key: EnlistmentKey) {
+    fn veto(&mut self, key: EnlistmentKey) -> Step {
         self.set_phase(key, Phase::Vetoed);
         self.stats.vetoes = self.stats.vetoes.saturating_add(1);
+        Step::Reply(Answer::RollbackEnlistment)
     }
 
     /// COMMIT of a prepared transaction: applies it; durable with a Prepare record logged,
-    /// appends its Commit record and returns the LSN to force before CommitComplete (`None`:
-    /// nothing to log, or the record could not be appended and CommitComplete is withheld).
-    fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Option<Lsn> {
+    /// appends its Commit record and asks for its force before CommitComplete, or withholds
+    /// CommitComplete when the record could not be appended ([`Phase::Unlogged`]).
+    fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         let logged = self.txn(key).is_some_and(|t| t.logged);
         self.apply_committed(key);
         if self.log.is_none() || !logged {
-            return None;
+            return Step::Finish(Answer::CommitComplete);
         }
         match self.log_commit(key, log) {
-            Ok(lsn) => {
+            Appended::Force(lsn) => {
                 self.set_phase(key, Phase::Committing);
-                Some(lsn)
+                Step::Force(lsn)
             }
-            Err(()) => {
+            Appended::Refused => {
                 self.set_phase(key, Phase::Unlogged);
-                None
+                Step::Withhold
             }
         }
     }
 
     /// SINGLE_PHASE_COMMIT with writes: applied at once, or rejected when it would not fit (KTM
     /// then falls back to the two phases, where this transaction votes no). Durable: the Prepare
-    /// and Commit records are appended together, and `Err(lsn)` asks for one force before
+    /// and Commit records are appended together, and [`Step::Force`] asks for one force before
     /// anything is applied ([`State::after_force`]); KTM keeps no record of a single-phase
     /// commit, so one that cannot be logged is rejected with nothing applied.
-    fn single_phase(
-        &mut self,
-        key: EnlistmentKey,
-        log: &dyn LogPort,
-    ) -> Result<(Option<Answer>, bool), Lsn> {
+    fn single_phase(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         let durable = self.log.is_some();
         if (durable && self.durability.failed.is_some()) || !self.reserve_for_commit(key) {
-            return Ok((Some(Answer::SinglePhaseReject), false));
+            return Step::Reply(Answer::SinglePhaseReject);
         }
         if !durable {
             self.apply_committed(key);
             self.stats.single_phase_commits = self.stats.single_phase_commits.saturating_add(1);
-            return Ok((Some(Answer::CommitComplete), true));
+            return Step::Finish(Answer::CommitComplete);
         }
-        if self.log_prepare(key, log).is_ok() {
-            if let Ok(lsn) = self.log_commit(key, log) {
+        if let Appended::Force(_) = self.log_prepare(key, log) {
+            if let Appended::Force(lsn) = self.log_commit(key, log) {
                 self.set_phase(key, Phase::Committing);
-                return Err(lsn);
+                return Step::Force(lsn);
             }
             // A Prepare record with no outcome: presumed aborted after a restart.
             if let Some(t) = self.txn_mut(key) {
@@ -324,7 +313,7 @@ impl<E> State<E> {
             }
         }
         self.release_reservation(key);
-        Ok((Some(Answer::SinglePhaseReject), false))
+        Step::Reply(Answer::SinglePhaseReject)
     }
 
     /// Applies a decided transaction's writes and counts the commit.
@@ -442,9 +431,8 @@ impl<E> State<E> {
     /// Marks a transaction ended and frees its slot unless a thread is still enlisting it (that
     /// thread frees it). Returns the enlistment to close.
     pub(crate) fn end(&mut self, key: EnlistmentKey) -> Option<E> {
-        let t = self.txn_mut(key)?;
-        t.phase = Phase::Ended;
-        if t.enlisting {
+        self.set_phase(key, Phase::Ended);
+        if self.txn(key)?.enlisting {
             return None;
         }
         self.remove_txn(key)

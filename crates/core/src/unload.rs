@@ -89,8 +89,8 @@ impl<E> State<E> {
             let Some(e) = t.enlistment.take() else {
                 continue;
             };
-            t.phase = Phase::RollbackAsked;
             let key = State::<E>::key_of(u32::try_from(ix).ok()?, generation);
+            self.set_phase(key, Phase::RollbackAsked);
             return Some((ix.saturating_add(1), key, e));
         }
         None

@@ -403,10 +403,9 @@ fn start(
         let (lock, log) = open_log(config)?;
         (lock, MaybeLog(Some(log)))
     } else {
-        (
-            GuardedLock::new(State::new(Limits::default()))?,
-            MaybeLog(None),
-        )
+        let mut lock = GuardedLock::new(State::new(Limits::default()))?;
+        lock.get_mut().trace_phases(Some(trace_phase));
+        (lock, MaybeLog(None))
     };
 
     // 1. A transaction manager of our own (docs/ktm.md §0, §7 step 1): volatile, or durable with
@@ -679,11 +678,21 @@ fn open_log_file(config: &Config) -> Result<Box<file::DriverLog>, NtStatus> {
     )?)
 }
 
+/// The engine's phase changes, one line each at the verbose level (called under the state lock,
+/// at APC_LEVEL at most).
+fn trace_phase(tx: ktmrm_core::TxId, from: &'static str, to: &'static str) {
+    trace!(
+        Level::Verbose,
+        "transaction {:02x?}: {} -> {}", tx.0, from, to
+    );
+}
+
 /// The engine's state replayed from `log` in its lock's pool block, where it stays (the 1.6 KB
 /// state never crosses the stack). Outside the mutex, which nobody else can hold yet: replay
 /// reads the file, which needs PASSIVE_LEVEL, and a guarded mutex would raise to APC_LEVEL.
 fn recover_state(log: &file::DriverLog) -> Result<EngineLock, NtStatus> {
     let mut lock = GuardedLock::new(State::new(Limits::default()))?;
+    lock.get_mut().trace_phases(Some(trace_phase));
     match lock.get_mut().recover_into(log) {
         Ok(report) => {
             trace!(

@@ -67,6 +67,16 @@ impl DurabilityStats {
     };
 }
 
+/// Whether a transaction's Prepare or Commit record went into the log.
+#[must_use]
+pub(crate) enum Appended {
+    /// Appended: force the log up to this LSN before answering.
+    Force(Lsn),
+    /// Not appended (the log failed or is out of memory): a PREPARE votes no, a COMMIT's
+    /// CommitComplete is withheld, a single-phase commit is rejected.
+    Refused,
+}
+
 /// A transaction's pending writes, visited in place for its Prepare record.
 struct TxnWrites<'a> {
     pending: &'a Tree<Pending>,
@@ -234,10 +244,10 @@ impl<E> State<E> {
     }
 
     /// Appends `key`'s Prepare record and marks it logged, with the memory of its outcome record
-    /// reserved first. `Err` means vote no.
-    pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
+    /// reserved first.
+    pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Appended {
         if self.durability.failed.is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
-            return Err(());
+            return Appended::Refused;
         }
         let appended = self.append_with(log, |s, w, log| {
             let t = s.txn(key).ok_or(NtStatus::UNSUCCESSFUL)?;
@@ -255,13 +265,13 @@ impl<E> State<E> {
         });
         let Ok(lsn) = appended else {
             log.unreserve(1, OUTCOME_RECORD_LEN);
-            return Err(());
+            return Appended::Refused;
         };
         if let Some(t) = self.txn_mut(key) {
             t.logged = true;
             t.outcome_reserved = true;
         }
-        Ok(lsn)
+        Appended::Force(lsn)
     }
 
     /// Appends an outcome record, through the reservation made at PREPARE when there is one
@@ -290,16 +300,18 @@ impl<E> State<E> {
         Some((t.id, core::mem::take(&mut t.outcome_reserved)))
     }
 
-    /// Appends `key`'s Commit record (its writes are applied). `Err`: CommitComplete must wait.
-    pub(crate) fn log_commit(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Result<Lsn, ()> {
-        let (tx, reserved) = self.take_outcome(key).ok_or(())?;
-        let lsn = self
-            .append_outcome(log, &RecordRef::Commit { tx }, reserved)
-            .map_err(|_| ())?;
+    /// Appends `key`'s Commit record (its writes are applied).
+    pub(crate) fn log_commit(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Appended {
+        let Some((tx, reserved)) = self.take_outcome(key) else {
+            return Appended::Refused;
+        };
+        let Ok(lsn) = self.append_outcome(log, &RecordRef::Commit { tx }, reserved) else {
+            return Appended::Refused;
+        };
         if let Some(t) = self.txn_mut(key) {
             t.logged = false;
         }
-        Ok(lsn)
+        Appended::Force(lsn)
     }
 
     /// Appends an Abort record for a logged transaction whose writes were discarded. Not forced

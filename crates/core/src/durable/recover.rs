@@ -119,8 +119,8 @@ impl<E> State<E> {
         let key = self.create_txn(uow)?;
         if let Some(t) = self.txn_mut(key) {
             t.enlisting = false;
-            t.phase = Phase::Prepared;
         }
+        self.set_phase(key, Phase::Prepared);
         self.durability.recovered = self.durability.recovered.saturating_add(1);
         Ok(key)
     }
@@ -204,8 +204,8 @@ impl<E> State<E> {
             return Err(NtStatus::QUOTA_EXCEEDED);
         }
         log.reserve(1, OUTCOME_RECORD_LEN)?;
+        self.set_phase(key, Phase::Prepared);
         let t = self.txn_mut(key).ok_or(NtStatus::UNSUCCESSFUL)?;
-        t.phase = Phase::Prepared;
         t.logged = true;
         t.awaiting_recover = true;
         t.outcome_reserved = true;

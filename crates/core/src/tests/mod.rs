@@ -5,5 +5,6 @@ mod alloc_failure;
 mod durable;
 mod fuzz;
 mod model;
+mod phases;
 mod semantics;
 mod visibility;
