@@ -18,13 +18,26 @@ fn record(tx: TxId, from: &'static str, to: &'static str) {
     SEEN.with(|s| s.borrow_mut().push((tx, from, to)));
 }
 
-/// The changes traced since the last call, for transaction `tx`.
-fn seen(tx: TxId) -> Vec<(&'static str, &'static str)> {
+/// The changes traced since the last call.
+fn take() -> Vec<(TxId, &'static str, &'static str)> {
     SEEN.with(|s| core::mem::take(&mut *s.borrow_mut()))
-        .into_iter()
+}
+
+/// Those of transaction `tx`.
+fn of(
+    changes: &[(TxId, &'static str, &'static str)],
+    tx: TxId,
+) -> Vec<(&'static str, &'static str)> {
+    changes
+        .iter()
         .filter(|c| c.0 == tx)
         .map(|c| (c.1, c.2))
         .collect()
+}
+
+/// The changes traced since the last call, for transaction `tx`.
+fn seen(tx: TxId) -> Vec<(&'static str, &'static str)> {
+    of(&take(), tx)
 }
 
 fn traced(limits: Limits) -> Harness {
@@ -56,19 +69,17 @@ fn commit_rollback_veto_and_unload_trace_each_phase_change() {
     assert_eq!(h.notify(u, N::Prepare), Some(Answer::RollbackEnlistment));
     assert_eq!(h.notify(t, N::Commit), Some(Answer::CommitComplete));
     assert_eq!(h.notify(u, N::Rollback), Some(Answer::RollbackComplete));
-    let (tid, uid) = (h.tx_id(t), h.tx_id(u));
-    let all = SEEN.with(|s| s.borrow().clone());
+    let all = take();
     assert_eq!(
-        seen(tid),
+        of(&all, h.tx_id(t)),
         [
             ("Active", "PrePrepared"),
             ("PrePrepared", "Prepared"),
             ("Prepared", "Ended")
         ]
     );
-    SEEN.with(|s| *s.borrow_mut() = all);
     assert_eq!(
-        seen(uid),
+        of(&all, h.tx_id(u)),
         [
             ("Active", "PrePrepared"),
             ("PrePrepared", "Vetoed"),
