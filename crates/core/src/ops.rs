@@ -6,7 +6,7 @@ use crate::entry::{Entry, KeyBuf};
 use crate::fallible;
 use crate::port::EnlistmentKey;
 use crate::state::{Pending, Phase, State};
-use crate::tree::{LeafHint, NodeId, Slot};
+use crate::tree::{LeafHint, Slot, SlotId};
 use core::ops::Bound;
 use ktmrm_proto::{ListWriter, NtStatus};
 
@@ -280,7 +280,7 @@ impl<E> State<E> {
             // transaction tracks: it would lock its key forever.
             let k = self
                 .pending
-                .node(node)
+                .slot(node)
                 .and_then(|p| KeyBuf::new(p.entry.key()));
             if let Some(k) = k {
                 self.pending.remove(k.as_slice());
@@ -303,7 +303,7 @@ impl<E> State<E> {
         &mut self,
         key: EnlistmentKey,
         slot: u32,
-        node: NodeId,
+        node: SlotId,
         w: Write,
         (old, leaf): (Option<u64>, LeafHint),
         (cur_k, cur_b): (i64, i64),
@@ -312,7 +312,7 @@ impl<E> State<E> {
             Write::Put(e) => Some(e.charge()),
             Write::Delete(_) => None,
         };
-        let Some(p) = self.pending.node(node) else {
+        let Some(p) = self.pending.slot(node) else {
             return Err(NtStatus::UNSUCCESSFUL);
         };
         if p.owner != slot {
@@ -333,7 +333,7 @@ impl<E> State<E> {
         if (dk > 0 || db > 0) && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db)) {
             return Err(self.quota());
         }
-        let Some(p) = self.pending.node_mut(node) else {
+        let Some(p) = self.pending.slot_mut(node) else {
             return Err(NtStatus::UNSUCCESSFUL);
         };
         p.leaf = leaf;

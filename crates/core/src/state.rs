@@ -4,7 +4,7 @@
 use crate::entry::Entry;
 use crate::fallible;
 use crate::port::{EnlistmentKey, TxId};
-use crate::tree::{Keyed, LeafHint, NodeId, Tree};
+use crate::tree::{Keyed, LeafHint, SlotId, Tree};
 use alloc::vec::Vec;
 use ktmrm_proto::{Limits, NtStatus, Stats};
 
@@ -99,7 +99,7 @@ pub(crate) struct Txn<E> {
     /// Set once `enlist` returns; closed by whoever ends the transaction last.
     pub(crate) enlistment: Option<E>,
     /// Pending-tree nodes this transaction owns (stable ids).
-    pub(crate) writes: Vec<NodeId>,
+    pub(crate) writes: Vec<SlotId>,
     /// How many of `writes` are puts: the committed-tree slots commit may need.
     pub(crate) puts: usize,
     /// Net change this transaction makes to the committed key count and byte count.
@@ -233,7 +233,7 @@ impl<E> State<E> {
         for (slot, s) in self.slots.iter().enumerate() {
             let Some(t) = &s.txn else { continue };
             for id in &t.writes {
-                match self.pending.node(*id) {
+                match self.pending.slot(*id) {
                     Some(p) if usize::try_from(p.owner).ok() == Some(slot) => {}
                     Some(_) => return Err("a transaction lists a write another one owns"),
                     None => return Err("a transaction lists a write that is gone"),

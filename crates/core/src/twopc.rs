@@ -360,7 +360,7 @@ impl<E> State<E> {
     }
 
     /// Takes the transaction's write list, leaving it empty.
-    fn take_writes(&mut self, key: EnlistmentKey) -> Vec<crate::tree::NodeId> {
+    fn take_writes(&mut self, key: EnlistmentKey) -> Vec<crate::tree::SlotId> {
         self.txn_mut(key)
             .map(|t| core::mem::take(&mut t.writes))
             .unwrap_or_default()
@@ -374,7 +374,7 @@ impl<E> State<E> {
         for node in writes {
             let Some(k) = self
                 .pending
-                .node(node)
+                .slot(node)
                 .and_then(|p| KeyBuf::new(p.entry.key()))
             else {
                 self.protocol_error();
@@ -419,7 +419,7 @@ impl<E> State<E> {
         for node in self.take_writes(key) {
             if let Some(k) = self
                 .pending
-                .node(node)
+                .slot(node)
                 .and_then(|p| KeyBuf::new(p.entry.key()))
             {
                 self.pending.remove(k.as_slice());

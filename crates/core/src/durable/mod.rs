@@ -24,7 +24,7 @@ use crate::entry::{Entry, KeyBuf};
 use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
 use crate::state::{DIRECT_OWNER, Pending, Phase, State};
-use crate::tree::{LeafHint, NodeId, Tree};
+use crate::tree::{LeafHint, SlotId, Tree};
 use crate::wal::{
     EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, OUTCOME_RECORD_LEN, RecordRef,
     SnapshotSource, WriteSource, WriteVisitor,
@@ -80,7 +80,7 @@ pub(crate) enum Appended {
 /// A transaction's pending writes, visited in place for its Prepare record.
 struct TxnWrites<'a> {
     pending: &'a Tree<Pending>,
-    writes: &'a [NodeId],
+    writes: &'a [SlotId],
 }
 
 impl WriteSource for TxnWrites<'_> {
@@ -89,7 +89,7 @@ impl WriteSource for TxnWrites<'_> {
     }
     fn for_each_write(&self, f: &mut WriteVisitor<'_>) -> Result<(), NtStatus> {
         for id in self.writes {
-            let p = self.pending.node(*id).ok_or(NtStatus::UNSUCCESSFUL)?;
+            let p = self.pending.slot(*id).ok_or(NtStatus::UNSUCCESSFUL)?;
             let value = if p.delete {
                 None
             } else {

@@ -1,7 +1,7 @@
 //! Storage of a [`Tree`](super::Tree): entry slots and index nodes, each in fixed pages that are
 //! allocated once (`try_reserve_exact`), never grown or moved, and chained into free lists.
 
-use super::{AllocError, NIL};
+use super::{AllocError, NIL, NodeIx};
 use crate::fallible;
 use alloc::vec::Vec;
 
@@ -103,8 +103,8 @@ pub(super) fn slot_split(i: u32) -> (usize, usize) {
 }
 
 /// Splits a node index into (page, offset).
-pub(super) fn node_split(i: u32) -> (usize, usize) {
-    ((i >> NODE_BITS) as usize, (i & NODE_MASK) as usize)
+pub(super) fn node_split(i: NodeIx) -> (usize, usize) {
+    ((i.0 >> NODE_BITS) as usize, (i.0 & NODE_MASK) as usize)
 }
 
 /// At most this many slot pages, so every slot index stays below [`NIL`].

@@ -1,15 +1,15 @@
 //! Ascending iteration: a fixed stack of (node, position) per level; allocates nothing.
 
-use super::{Keyed, NIL, NodeId, PATH, Tree};
+use super::{Keyed, NodeIx, PATH, SlotId, Tree};
 use core::iter::FusedIterator;
 use core::ops::Bound;
 
-/// Ascending iterator over `(NodeId, &E)`.
+/// Ascending iterator over `(SlotId, &E)`.
 pub struct Iter<'a, E: Keyed> {
     tree: &'a Tree<E>,
     /// Per level from the root: the node and, in inner nodes, the child being walked; in the
     /// leaf (the last level), the next entry.
-    nodes: [u32; PATH],
+    nodes: [NodeIx; PATH],
     pos: [usize; PATH],
     depth: usize,
 }
@@ -18,11 +18,11 @@ impl<'a, E: Keyed> Iter<'a, E> {
     pub(super) fn new(tree: &'a Tree<E>, start: Bound<&[u8]>) -> Self {
         let mut it = Iter {
             tree,
-            nodes: [NIL; PATH],
+            nodes: [NodeIx::NIL; PATH],
             pos: [0; PATH],
             depth: 0,
         };
-        let (key, prefix) = match start {
+        let (key, head) = match start {
             Bound::Included(s) | Bound::Excluded(s) => (s, tree.head(s)),
             Bound::Unbounded => (&[][..], 0),
         };
@@ -33,7 +33,7 @@ impl<'a, E: Keyed> Iter<'a, E> {
             };
             let i = match start {
                 Bound::Unbounded => 0,
-                _ => match tree.child_pos(node, prefix, key) {
+                _ => match tree.child_pos(node, head, key) {
                     Some((i, _)) => i,
                     None => return it,
                 },
@@ -48,7 +48,7 @@ impl<'a, E: Keyed> Iter<'a, E> {
         };
         let i = match start {
             Bound::Unbounded => Some(0),
-            _ => tree.leaf_pos(leaf, prefix, key).map(|(i, found)| {
+            _ => tree.leaf_pos(leaf, head, key).map(|(i, found)| {
                 let skip = found && matches!(start, Bound::Excluded(_));
                 i.saturating_add(usize::from(skip))
             }),
@@ -59,7 +59,7 @@ impl<'a, E: Keyed> Iter<'a, E> {
         it
     }
 
-    fn push(&mut self, n: u32, i: usize) -> bool {
+    fn push(&mut self, n: NodeIx, i: usize) -> bool {
         match (self.nodes.get_mut(self.depth), self.pos.get_mut(self.depth)) {
             (Some(dn), Some(dp)) => {
                 *dn = n;
@@ -112,7 +112,7 @@ impl<'a, E: Keyed> Iter<'a, E> {
 }
 
 impl<'a, E: Keyed> Iterator for Iter<'a, E> {
-    type Item = (NodeId, &'a E);
+    type Item = (SlotId, &'a E);
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -122,7 +122,7 @@ impl<'a, E: Keyed> Iterator for Iter<'a, E> {
             let p = self.pos.get_mut(d)?;
             if let Some(it) = leaf.item(*p) {
                 *p = p.saturating_add(1);
-                return Some((NodeId(it.k), self.tree.payload(it.k)?));
+                return Some((SlotId(it.slot), self.tree.payload(it.slot)?));
             }
             if !self.next_leaf() {
                 self.depth = 0;
@@ -146,7 +146,7 @@ impl<E: Keyed> Clone for Iter<'_, E> {
 }
 
 impl<'a, E: Keyed> IntoIterator for &'a Tree<E> {
-    type Item = (NodeId, &'a E);
+    type Item = (SlotId, &'a E);
     type IntoIter = Iter<'a, E>;
 
     fn into_iter(self) -> Iter<'a, E> {

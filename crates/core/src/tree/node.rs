@@ -1,7 +1,7 @@
 //! The two kinds of node of the B+-tree index, each an array of items in parallel fixed arrays.
 //!
-//! A leaf's item `i` is an entry: its key prefix and slot. An inner node's item `i` is child
-//! `i` with its separator (prefix and the slot of the separator key); item 0's separator is
+//! A leaf's item `i` is an entry: its key's head and its slot. An inner node's item `i` is child
+//! `i` with its separator (the head and slot of the separator key); item 0's separator is
 //! unused, so child `i` holds the keys `k` with `sep[i] <= k < sep[i + 1]`. Keeping children and
 //! separators at the same index makes splits, merges and rotations the same code for both kinds:
 //! [`Node`] is generic over its width `N` and its child array's length `C` (0 for a leaf, which
@@ -12,7 +12,7 @@
 //! entries) and hold no children; inner nodes are few and live in a pool of their own, so they
 //! stay packed together in cache and TLB.
 
-use super::NIL;
+use super::{NIL, NodeIx};
 
 /// Entries a leaf holds.
 pub(super) const LEAF: usize = 64;
@@ -24,26 +24,26 @@ pub(super) type Leaf = Node<LEAF, 0>;
 /// An inner node: children and separators.
 pub(super) type Inner = Node<INNER, INNER>;
 
-/// One item: (prefix, slot) of an entry or separator, and a child (inner nodes only; [`NIL`] in a
-/// leaf).
+/// One item: the head and slot of an entry or separator, and a child (inner nodes only;
+/// [`NodeIx::NIL`] in a leaf).
 #[derive(Clone, Copy)]
 pub(super) struct Item {
-    pub(super) p: u64,
-    pub(super) k: u32,
-    pub(super) c: u32,
+    pub(super) head: u64,
+    pub(super) slot: u32,
+    pub(super) child: NodeIx,
 }
 
 /// A node of width `N`; `C` is `N` for an inner node and 0 for a leaf.
 #[derive(Clone, Copy)]
 pub(super) struct Node<const N: usize, const C: usize> {
-    /// Key prefixes, sorted; `u64::MAX` past `len`, so a search can count over the whole array
+    /// Key heads, sorted; `u64::MAX` past `len`, so a search can count over the whole array
     /// without reading `len` first.
-    pub(super) prefix: [u64; N],
+    pub(super) heads: [u64; N],
     /// Slots of the entries (leaf) or of the separator keys (inner); a free node's free-list
-    /// link in `key[0]`.
-    pub(super) key: [u32; N],
+    /// link in `slots[0]`.
+    pub(super) slots: [u32; N],
     /// Children (inner nodes only).
-    child: [u32; C],
+    child: [NodeIx; C],
     len: u32,
 }
 
@@ -54,9 +54,9 @@ impl<const N: usize, const C: usize> Node<N, C> {
     pub(super) const MIN: usize = N / 2;
 
     pub(super) const EMPTY: Self = Node {
-        prefix: [u64::MAX; N],
-        key: [NIL; N],
-        child: [NIL; C],
+        heads: [u64::MAX; N],
+        slots: [NIL; N],
+        child: [NodeIx::NIL; C],
         len: 0,
     };
 
@@ -64,29 +64,29 @@ impl<const N: usize, const C: usize> Node<N, C> {
         (self.len as usize).min(N)
     }
 
-    /// Sets the length; shrinking refills the prefixes past it with the `u64::MAX` sentinel.
+    /// Sets the length; shrinking refills the heads past it with the `u64::MAX` sentinel.
     fn set_len(&mut self, n: usize) {
         let (old, n) = (self.len(), n.min(N));
-        if let Some(past) = self.prefix.get_mut(n..old) {
+        if let Some(past) = self.heads.get_mut(n..old) {
             past.fill(u64::MAX);
         }
         self.len = u32::try_from(n).unwrap_or(0);
     }
 
     /// The free-list link of a free node.
-    pub(super) fn link(&self) -> u32 {
-        self.key.first().copied().unwrap_or(NIL)
+    pub(super) fn link(&self) -> NodeIx {
+        NodeIx(self.slots.first().copied().unwrap_or(NIL))
     }
 
     /// Empties the node and makes it a free-list entry pointing at `next`.
-    pub(super) fn set_link(&mut self, next: u32) {
+    pub(super) fn set_link(&mut self, next: NodeIx) {
         self.set_len(0);
-        if let Some(k) = self.key.first_mut() {
-            *k = next;
+        if let Some(s) = self.slots.first_mut() {
+            *s = next.0;
         }
     }
 
-    /// Prefetches the cache lines a search of this node reads (its prefixes and length).
+    /// Prefetches the cache lines a search of this node reads (its heads and length).
     pub(super) fn prefetch_search(&self) {
         let base = core::ptr::from_ref(self).cast::<u8>();
         let mut off = 0usize;
@@ -97,11 +97,11 @@ impl<const N: usize, const C: usize> Node<N, C> {
         prefetch(core::ptr::from_ref(&self.len).cast::<u8>());
     }
 
-    /// Recomputes the items' prefixes with `f` (the tree's shared prefix changed).
+    /// Recomputes the items' heads with `f` (the tree's shared prefix changed).
     pub(super) fn rehead(&mut self, f: &impl Fn(u64) -> u64) {
         let len = self.len();
-        for p in self.prefix.iter_mut().take(len) {
-            *p = f(*p);
+        for h in self.heads.iter_mut().take(len) {
+            *h = f(*h);
         }
     }
 
@@ -112,28 +112,28 @@ impl<const N: usize, const C: usize> Node<N, C> {
         self.item_raw(i)
     }
 
-    pub(super) fn child_at(&self, i: usize) -> u32 {
+    pub(super) fn child_at(&self, i: usize) -> NodeIx {
         if i >= self.len() {
-            return NIL;
+            return NodeIx::NIL;
         }
-        self.child.get(i).copied().unwrap_or(NIL)
+        self.child.get(i).copied().unwrap_or(NodeIx::NIL)
     }
 
     pub(super) fn set(&mut self, i: usize, it: Item) {
-        if let (Some(p), Some(k)) = (self.prefix.get_mut(i), self.key.get_mut(i)) {
-            *p = it.p;
-            *k = it.k;
+        if let (Some(h), Some(s)) = (self.heads.get_mut(i), self.slots.get_mut(i)) {
+            *h = it.head;
+            *s = it.slot;
         }
         if let Some(c) = self.child.get_mut(i) {
-            *c = it.c;
+            *c = it.child;
         }
     }
 
-    /// Sets the separator (prefix and key slot) of item `i`, keeping its child.
-    pub(super) fn set_sep(&mut self, i: usize, p: u64, k: u32) {
-        if let (Some(dp), Some(dk)) = (self.prefix.get_mut(i), self.key.get_mut(i)) {
-            *dp = p;
-            *dk = k;
+    /// Sets the separator (head and slot of its key) of item `i`, keeping its child.
+    pub(super) fn set_sep(&mut self, i: usize, head: u64, slot: u32) {
+        if let (Some(dh), Some(ds)) = (self.heads.get_mut(i), self.slots.get_mut(i)) {
+            *dh = head;
+            *ds = slot;
         }
     }
 
@@ -143,8 +143,8 @@ impl<const N: usize, const C: usize> Node<N, C> {
         if len >= N || pos > len {
             return false;
         }
-        shift_right(&mut self.prefix, pos, len);
-        shift_right(&mut self.key, pos, len);
+        shift_right(&mut self.heads, pos, len);
+        shift_right(&mut self.slots, pos, len);
         shift_right(&mut self.child, pos, len);
         self.set(pos, it);
         self.set_len(len.saturating_add(1));
@@ -155,8 +155,8 @@ impl<const N: usize, const C: usize> Node<N, C> {
     pub(super) fn remove(&mut self, pos: usize) -> Option<Item> {
         let it = self.item(pos)?;
         let len = self.len();
-        shift_left(&mut self.prefix, pos, len);
-        shift_left(&mut self.key, pos, len);
+        shift_left(&mut self.heads, pos, len);
+        shift_left(&mut self.slots, pos, len);
         shift_left(&mut self.child, pos, len);
         self.set_len(len.saturating_sub(1));
         Some(it)
@@ -165,9 +165,9 @@ impl<const N: usize, const C: usize> Node<N, C> {
     /// Item `i` regardless of `len`.
     fn item_raw(&self, i: usize) -> Option<Item> {
         Some(Item {
-            p: *self.prefix.get(i)?,
-            k: *self.key.get(i)?,
-            c: self.child.get(i).copied().unwrap_or(NIL),
+            head: *self.heads.get(i)?,
+            slot: *self.slots.get(i)?,
+            child: self.child.get(i).copied().unwrap_or(NodeIx::NIL),
         })
     }
 
