@@ -17,10 +17,6 @@ use std::path::{Path, PathBuf};
 const ALLOWED_CYCLES: &[(&str, &[&str])] = &[
     // `State` holds `durable`'s counters, while `durable` and `ops` add `impl State` blocks.
     ("core", &["durable", "ops", "state"]),
-    // The data model holds the checker's and the durable TM's state; both add `impl Ktm` blocks.
-    ("ktm-sim", &["checker", "durable", "ktm", "model"]),
-    // `SimDevice` keeps a `SimLog`, and `restart` adds the restart methods to `SimDevice`.
-    ("ktm-sim", &["device", "restart"]),
 ];
 
 const CRATES: &[(&str, &str)] = &[

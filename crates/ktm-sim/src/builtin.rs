@@ -8,8 +8,9 @@ use ktmrm_core::port::notify_bits as nb;
 use ktmrm_core::{Answer, EnlistmentKey, Notification};
 use ktmrm_proto::NtStatus;
 
+use crate::ids::{ProcessId, RmId};
 use crate::ktm::{Inner, Ktm, access::TRANSACTION_ENLIST};
-use crate::model::{Delivery, ProcessId, ResourceManager, RmCallback, RmId};
+use crate::model::{Delivery, ResourceManager, RmCallback};
 
 /// How a built-in RM votes at PREPARE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,11 +3,11 @@
 use ktmrm_core::TxId;
 use ktmrm_proto::{MAX_DESCRIPTION_CHARS, NtStatus};
 
+use crate::ids::ProcessId;
 use crate::ktm::Ktm;
 use crate::ktm::access::*;
-use crate::model::{
-    HandleEntry, Object, Outcome, Process, ProcessId, State, Transaction, TxInfo, TxState,
-};
+use crate::model::{HandleEntry, Object, Process, State, Transaction, TxInfo};
+use crate::states::{Outcome, TxState};
 
 impl Ktm {
     // ---- processes and handles ---------------------------------------------------------------

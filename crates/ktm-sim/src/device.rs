@@ -12,13 +12,12 @@ use ktmrm_core::{Engine, Notification, State};
 use crate::stdlock::StdLock;
 use ktmrm_proto::{FILE_READ_DATA, FILE_WRITE_DATA, Limits, NtStatus, Stats};
 
-use crate::durable::RmGuid;
+use crate::ids::{EnlistmentId, ProcessId, RmGuid};
 use crate::ktm::Ktm;
-use crate::model::{
-    Delivery, DeliveryMode, EnlistmentId, Interleavings, KtmConfig, ProcessId, RmCallback, TxInfo,
-};
+use crate::model::{Delivery, DeliveryMode, Interleavings, KtmConfig, RmCallback, TxInfo};
 use crate::port::SimPort;
-use crate::restart::SimLog;
+use crate::simlog::SimLog;
+use crate::violation::Violation;
 
 /// A volatile device's engine never touches its log (its state has no log writer).
 pub(crate) type SimEngine = Engine<SimPort, StdLock<State<EnlistmentId>>, Arc<SimLog>>;
@@ -96,11 +95,11 @@ impl DeviceInner {
                 .enlistment_info(d.enlistment)
                 .is_none_or(|e| e.closed || e.outstanding != Some(d.notification));
             if !stale {
-                self.port.ktm().record_violation(format!(
-                    "{:?} that KTM waits on delivered to the device after its RM handle was \
-                     closed (unload)",
-                    d.notification
-                ));
+                self.port
+                    .ktm()
+                    .record_violation(Violation::DeliveredAfterUnload {
+                        notification: d.notification,
+                    });
             }
             return NtStatus::RM_NOT_ACTIVE;
         }
@@ -239,13 +238,13 @@ impl SimDevice {
 
     /// The KTM protocol violations recorded so far.
     #[must_use]
-    pub fn violations(&self) -> Vec<String> {
+    pub fn violations(&self) -> Vec<Violation> {
         self.ktm().violations()
     }
 
     /// Ends a test: [`Ktm::finish`] (waits for threaded callbacks, reports leaked enlistments
     /// and references) and returns every violation.
-    pub fn finish(&self) -> Vec<String> {
+    pub fn finish(&self) -> Vec<Violation> {
         self.ktm().finish()
     }
 
@@ -444,11 +443,14 @@ impl SimFile {
             return (status, 0);
         }
         if information > output.len() {
-            self.process.ktm().record_violation(format!(
-                "device: {status:?} with information {information} > output length {} (code \
-                 0x{code:08X})",
-                output.len()
-            ));
+            self.process
+                .ktm()
+                .record_violation(Violation::OutputOverrun {
+                    status,
+                    information,
+                    output: output.len(),
+                    code,
+                });
         }
         let n = information.min(output.len());
         output[..n].copy_from_slice(&buffer[..n]);

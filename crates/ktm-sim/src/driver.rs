@@ -14,13 +14,13 @@ use std::time::Instant;
 use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
-use crate::checker::{Phase, needs_answer, notification_name};
+use crate::checker::{Phase, needs_answer};
 use crate::durable::{CrashPoint, RecoveryArgument, status::TRANSACTIONMANAGER_NOT_ONLINE};
+use crate::ids::EnlistmentId;
 use crate::ktm::Ktm;
-use crate::model::{
-    Delivery, DeliveryMode, Enlistment, EnlistmentId, EnlistmentState, Outcome, Outstanding,
-    RmCallback, State, TxState,
-};
+use crate::model::{Delivery, DeliveryMode, Enlistment, Outstanding, RmCallback, State};
+use crate::states::{EnlistmentState, Outcome, TxState};
+use crate::violation::Violation;
 
 /// One notification on its way to one enlistment.
 #[derive(Clone)]
@@ -47,13 +47,12 @@ impl Drop for Inflight {
         st.inflight -= 1;
         if std::thread::panicking() {
             let t = &self.1;
-            st.checker.violation(format!(
-                "callback panicked: {} on {} (key {}, {})",
-                notification_name(t.notification),
-                t.en,
-                t.key.0,
-                State::tx_name(t.tx)
-            ));
+            st.checker.violation(Violation::CallbackPanicked {
+                notification: t.notification,
+                enlistment: t.en,
+                key: t.key,
+                tx: t.tx,
+            });
         }
         drop(st);
         self.0.changed();
@@ -118,7 +117,7 @@ impl Ktm {
     /// Drives a commit the caller has claimed (moved from Active to PrePreparing), in KTM's
     /// order (docs/ktm.md §1, §3):
     /// 1. an enlistment in play whose mask has SINGLE_PHASE_COMMIT, and no other in play →
-    ///    SINGLE_PHASE_COMMIT (§1, S3); another in play is the checker's "spc beside writer",
+    ///    SINGLE_PHASE_COMMIT (§1, S3); another in play is [`crate::Violation::SpcBesideWriter`],
     ///    and SINGLE_PHASE_COMMIT goes to it anyway with
     ///    [`crate::Interleavings::spc_beside_writers`]. CommitComplete (or ReadOnly) commits,
     ///    SinglePhaseReject falls back to 2–4, RollbackEnlistment or no answer rolls back;
@@ -448,19 +447,14 @@ impl Ktm {
         e.returned += 1;
         let due = e.outstanding.is_some_and(|o| o.seq == t.seq);
         self.changed();
-        let what = format!(
-            "{} on {} (key {}, {})",
-            notification_name(t.notification),
-            t.en,
-            t.key.0,
-            State::tx_name(t.tx)
-        );
         if status == NtStatus::PENDING {
             if !needs_answer(t.notification) {
-                st.checker.violation(format!(
-                    "pending without answer: callback returned STATUS_PENDING for {what}, \
-                     which takes no answer"
-                ));
+                st.checker.violation(Violation::PendingWithoutAnswer {
+                    notification: t.notification,
+                    enlistment: t.en,
+                    key: Some(t.key),
+                    tx: t.tx,
+                });
             } else if due {
                 st.checker.pending.insert((t.en, t.seq));
                 st.checker.counters.pending_returns += 1;
@@ -471,10 +465,13 @@ impl Ktm {
             return;
         }
         if status.is_success() {
-            st.checker.violation(format!(
-                "unanswered return: callback returned {status:?} for {what} without answering \
-                 (return STATUS_PENDING to answer later)"
-            ));
+            st.checker.violation(Violation::UnansweredReturn {
+                status,
+                notification: t.notification,
+                enlistment: t.en,
+                key: t.key,
+                tx: t.tx,
+            });
         } else {
             // A no vote only with the invented `error_return_is_no_vote`; else the phase waits.
             if st.config.error_return_is_no_vote
@@ -485,16 +482,20 @@ impl Ktm {
                     e.state = EnlistmentState::Abandoned;
                 }
             }
-            st.checker.violation(format!(
-                "callback failed: returned {status:?} for {what} without answering"
-            ));
+            st.checker.violation(Violation::CallbackFailed {
+                status,
+                notification: t.notification,
+                enlistment: t.en,
+                key: t.key,
+                tx: t.tx,
+            });
             drop(st);
             self.changed();
         }
     }
 
     /// Waits until every target is answered, or the deadline: then each unanswered one is
-    /// recorded as "never answered" and taken out of play.
+    /// recorded ([`crate::Violation::NeverAnswered`]) and taken out of play.
     pub(crate) fn wait_answers(&self, targets: &[Target], epoch: u64) -> Option<Results> {
         let mut st = self.lock();
         let until = st.config.answer_deadline.map(|d| Instant::now() + d);
@@ -540,19 +541,13 @@ impl Ktm {
                         // pending past the deadline is still "never answered".
                         st.checker.counters.withheld += 1;
                     } else {
-                        let tag = if t.recovery.is_some() {
-                            "recover not answered: ZwRecoverEnlistment never called for"
-                        } else {
-                            "never answered:"
-                        };
-                        st.checker.violation(format!(
-                            "{tag} {} on {} (key {}, {}) got no answer within {:?}",
-                            notification_name(t.notification),
-                            t.en,
-                            t.key.0,
-                            State::tx_name(t.tx),
-                            deadline
-                        ));
+                        st.checker.violation(Violation::NeverAnswered {
+                            notification: t.notification,
+                            enlistment: t.en,
+                            key: t.key,
+                            tx: t.tx,
+                            within: deadline,
+                        });
                     }
                     let e = st.enlistments.get_mut(&t.en).expect("present");
                     e.outstanding = None;

@@ -6,14 +6,14 @@ use std::time::Instant;
 use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
-use crate::checker::{answer_fits, notification_name};
+use crate::checker::answer_fits;
 use crate::durable::{CrashPoint, status};
+use crate::ids::{EnlistmentId, ProcessId, RmId};
 use crate::ktm::access::*;
 use crate::ktm::{Ktm, TxRef};
-use crate::model::{
-    Delivery, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState, ProcessId,
-    ResourceManager, RmCallback, RmId, State, TxState,
-};
+use crate::model::{Delivery, EnlistRace, EnlistmentInfo, ResourceManager, RmCallback, State};
+use crate::states::{EnlistmentState, TxState};
+use crate::violation::{Call, Violation};
 
 impl Ktm {
     // ---- kernel calls (Tm* / Ob*) -------------------------------------------------------------
@@ -176,12 +176,7 @@ impl Ktm {
         use ktmrm_core::port::notify_bits as nb;
         let required = nb::PREPREPARE | nb::PREPARE | nb::COMMIT;
         if mask & required != required {
-            st.checker.violation(format!(
-                "bad mask: RM {} enlisted in {} with mask 0x{mask:X}, which lacks \
-                 PREPREPARE|PREPARE|COMMIT (docs/ktm.md §3)",
-                rm.0,
-                State::tx_name(tx)
-            ));
+            st.checker.violation(Violation::BadMask { rm, tx, mask });
         }
         match st.txs.get(&tx).map(|t| t.state) {
             Some(TxState::Active | TxState::PrePreparing) => Ok(()),
@@ -193,9 +188,9 @@ impl Ktm {
     /// An RM's answer to the notification outstanding on `en` (the `Tm*Complete` routines,
     /// docs/ktm.md §2, §3). Checked against the outstanding notification ([`crate::answer_fits`]):
     /// - nothing outstanding (a second answer, an answer nobody asked for, or one after the
-    ///   deadline) → violation "answer not outstanding", `STATUS_TRANSACTION_NOT_REQUESTED`
+    ///   deadline) → [`crate::Violation::AnswerNotOutstanding`], `STATUS_TRANSACTION_NOT_REQUESTED`
     ///   ("a `*Complete` nobody asked for", §5);
-    /// - the wrong kind → violation "wrong answer", `STATUS_TRANSACTION_REQUEST_NOT_VALID`; the
+    /// - the wrong kind → [`crate::Violation::WrongAnswer`], `STATUS_TRANSACTION_REQUEST_NOT_VALID`; the
     ///   notification stays outstanding.
     ///
     /// On a durable TM KTM logs a durable enlistment's PrepareComplete, CommitComplete and
@@ -207,8 +202,10 @@ impl Ktm {
         }
         st.checker.answered(answer);
         let Some(e) = st.enlistments.get(&en) else {
-            st.checker
-                .violation(format!("unknown enlistment: {answer:?} answered on {en}"));
+            st.checker.violation(Violation::UnknownEnlistment {
+                call: Call::Answer(answer),
+                enlistment: en,
+            });
             return NtStatus::INVALID_HANDLE;
         };
         let (key, tx, closed) = (e.key, e.tx, e.closed);
@@ -255,13 +252,14 @@ impl Ktm {
         let e = &st.enlistments[&en];
         let Some(out) = e.outstanding else {
             let last = e.last.map(|(_, a)| a);
-            st.checker.violation(format!(
-                "answer not outstanding: {answer:?} on {en} (key {}, {}) with no notification \
-                 outstanding (last answer {last:?}, closed {})",
-                key.0,
-                State::tx_name(tx),
-                closed
-            ));
+            st.checker.violation(Violation::AnswerNotOutstanding {
+                answer,
+                enlistment: en,
+                key,
+                tx,
+                last,
+                closed,
+            });
             return NtStatus::TRANSACTION_NOT_REQUESTED;
         };
         // RollbackEnlistment is a request as much as an answer: an RM may ask for a rollback
@@ -275,12 +273,13 @@ impl Ktm {
             return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
         }
         if !answer_fits(out.notification, answer) {
-            st.checker.violation(format!(
-                "wrong answer: {answer:?} to {} on {en} (key {}, {})",
-                notification_name(out.notification),
-                key.0,
-                State::tx_name(tx)
-            ));
+            st.checker.violation(Violation::WrongAnswer {
+                answer,
+                notification: out.notification,
+                enlistment: en,
+                key,
+                tx,
+            });
             return NtStatus::TRANSACTION_REQUEST_NOT_VALID;
         }
         let (before, after) = match answer {
@@ -394,9 +393,9 @@ impl Ktm {
         Some(no)
     }
 
-    /// `ZwClose` of an enlistment handle. Checks: a second close → violation "double close";
-    /// a notification still outstanding → violation "closed while outstanding"; closed after
-    /// PrepareComplete but before the outcome → violation "closed before outcome" (a prepared RM
+    /// `ZwClose` of an enlistment handle. Checks: a second close → [`crate::Violation::DoubleClose`];
+    /// a notification still outstanding → [`crate::Violation::ClosedWhileOutstanding`]; closed after
+    /// PrepareComplete but before the outcome → [`crate::Violation::ClosedBeforeOutcome`] (a prepared RM
     /// must take COMMIT or ROLLBACK, docs/ktm.md §3 "Obligations"). Closing an enlistment that is still
     /// in play rolls its transaction back if that is still possible (§3, S18; as
     /// [`Ktm::rollback_tx`] does). Closing one with SINGLE_PHASE_COMMIT outstanding sends
@@ -412,29 +411,31 @@ impl Ktm {
                 return;
             }
             let Some(e) = st.enlistments.get_mut(&en) else {
-                st.checker
-                    .violation(format!("unknown enlistment: close of {en}"));
+                st.checker.violation(Violation::UnknownEnlistment {
+                    call: Call::Close,
+                    enlistment: en,
+                });
                 return;
             };
             if e.closed {
                 let (key, tx) = (e.key, e.tx);
-                st.checker.violation(format!(
-                    "double close: {en} (key {}, {}) closed twice",
-                    key.0,
-                    State::tx_name(tx)
-                ));
+                st.checker.violation(Violation::DoubleClose {
+                    enlistment: en,
+                    key,
+                    tx,
+                });
                 return;
             }
             e.closed = true;
             let (key, txid, state, out) = (e.key, e.tx, e.state, e.outstanding);
             st.checker.counters.enlistments_open -= 1;
             if let Some(o) = out {
-                st.checker.violation(format!(
-                    "closed while outstanding: {en} (key {}, {}) closed with {} unanswered",
-                    key.0,
-                    State::tx_name(txid),
-                    notification_name(o.notification)
-                ));
+                st.checker.violation(Violation::ClosedWhileOutstanding {
+                    enlistment: en,
+                    key,
+                    tx: txid,
+                    notification: o.notification,
+                });
             }
             let disconnected = match out {
                 Some(o) if o.notification == Notification::SinglePhaseCommit => {
@@ -455,12 +456,11 @@ impl Ktm {
                     TxState::PrePreparing | TxState::Preparing if eager => rollback = true,
                     TxState::PrePreparing | TxState::Preparing => tx.abort_requested = true,
                     _ if state == EnlistmentState::Prepared => {
-                        st.checker.violation(format!(
-                            "closed before outcome: {en} (key {}, {}) closed after \
-                             PrepareComplete, before COMMIT/ROLLBACK",
-                            key.0,
-                            State::tx_name(txid)
-                        ));
+                        st.checker.violation(Violation::ClosedBeforeOutcome {
+                            enlistment: en,
+                            key,
+                            tx: txid,
+                        });
                     }
                     _ => {}
                 }

@@ -1,6 +1,7 @@
 //! [`Ktm`]: the model's shared handle, its lock, its configuration and fault setters, and
-//! [`TxRef`]. The calls are in `client.rs` (processes, handles, ktmw32), `kernel.rs` (Tm*/Ob*)
-//! and `checker.rs` (violations, leaks), the outcome driver in `driver.rs`.
+//! [`TxRef`]. The calls are in `client.rs` (processes, handles, ktmw32), `kernel.rs` (Tm*/Ob*),
+//! `durable_tm.rs`, `crash.rs` and `recovery.rs` (the durable TM) and `finish.rs` (violations,
+//! leaks), the outcome driver in `driver.rs`.
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use ktmrm_core::TxId;
 use ktmrm_proto::NtStatus;
 
+use crate::ids::tx_name;
 use crate::model::{DeliveryMode, EnlistRace, KtmConfig, PhaseProbe, State};
 
 /// Access rights and notification-mask bits the model checks (docs/ktm.md §3, §4; winnt.h values).
@@ -104,7 +106,7 @@ impl TxRef {
 
 impl fmt::Debug for TxRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TxRef({})", State::tx_name(self.id))
+        write!(f, "TxRef({})", tx_name(self.id))
     }
 }
 

@@ -20,8 +20,8 @@
 //! - Two built-in RMs: [`Ktm::enlist_yes_rm`] and [`Ktm::enlist_veto_rm`].
 //! - Faults: [`Ktm::fail_next_enlists`], [`Ktm::rollback_during_next_enlist`] (a notification
 //!   before `enlist` returns), [`KtmConfig::duplicate_commit`].
-//! - The protocol checker ([`Ktm::violations`], [`Ktm::finish`], [`Ktm::set_phase_probe`]) and
-//!   [`Counters`].
+//! - The protocol checker ([`Ktm::violations`], each a [`Violation`]; [`Ktm::finish`],
+//!   [`Ktm::set_phase_probe`]) and [`Counters`].
 //! - [`SimDevice`]: the engine behind an in-process stand-in for `\\.\KtmRm`; durable with
 //!   [`SimDevice::durable`] (its log a [`SimLog`]), [`SimDevice::crash`] and
 //!   [`SimDevice::restart`], and RM-side crash points ([`LogCrash`]); or with its log in a real
@@ -44,7 +44,8 @@
 //! KTM waits forever for an answer (docs/ktm.md §3 "No answer ⇒ the phase stalls"), and so does the
 //! model by default: a withheld answer leaves the client's commit waiting. A test that wants a
 //! broken RM to fail instead of hang sets [`KtmConfig::answer_deadline`] (the model's
-//! invention): then it records "never answered" and treats the missing vote as a no vote. In
+//! invention): then it records [`Violation::NeverAnswered`] and treats the missing vote as a no
+//! vote. In
 //! `Inline` mode a callback that never *returns* still blocks its caller; use `Threaded` to test
 //! that.
 
@@ -52,10 +53,14 @@ pub mod alloc_scope;
 mod builtin;
 mod checker;
 mod client;
+mod crash;
 mod device;
 mod diskfile;
 mod driver;
 mod durable;
+mod durable_tm;
+mod finish;
+mod ids;
 mod kernel;
 mod ktm;
 mod model;
@@ -64,23 +69,28 @@ mod race;
 mod recovery;
 mod reopen;
 mod restart;
+mod simlog;
 mod single_phase;
+mod states;
 mod stdlock;
+mod violation;
 
-pub use checker::{Counters, Phase, answer_fits, notification_name};
+pub use checker::{Counters, Phase, answer_fits};
 pub use device::{SimConfig, SimDevice, SimFile, SimProcess, UNLOAD_WAIT};
 pub use diskfile::{DiskCounts, DiskFile, STATUS_DISK_FULL, STATUS_IO_DEVICE_ERROR, io_status};
-pub use durable::{
-    CrashPoint, CrashStep, EnlistmentGuid, RecoveryArgument, RmGuid, notify, status,
-};
+pub use durable::{CrashPoint, CrashStep, RecoveryArgument, notify, status};
+pub use ids::{EnlistmentGuid, EnlistmentId, ProcessId, RmGuid, RmId};
 pub use ktm::{Ktm, TxRef, WeakKtm, access};
 pub use model::{
-    Delivery, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentInfo, EnlistmentState,
-    Interleavings, KtmConfig, Outcome, PhaseProbe, ProcessId, RmCallback, RmId, TxInfo, TxState,
+    Delivery, DeliveryMode, EnlistRace, EnlistmentInfo, Interleavings, KtmConfig, PhaseProbe,
+    RmCallback, TxInfo,
 };
 pub use port::SimPort;
-pub use restart::{DEVICE_RM_GUID, DiskLog, LogCrash, RestartError, SimLog};
+pub use restart::{DEVICE_RM_GUID, RestartError};
+pub use simlog::{DiskLog, LogCrash, SimLog};
+pub use states::{EnlistmentState, Outcome, TxState};
 pub use stdlock::StdLock;
+pub use violation::{Call, Violation, notification_name};
 
 pub use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 pub use ktmrm_proto::NtStatus;

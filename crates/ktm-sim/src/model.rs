@@ -1,8 +1,9 @@
-//! Plain data of the model: identifiers, states, objects and handle tables. No threading here;
-//! everything is reached through the one lock in [`crate::Ktm`].
+//! Plain data of the model: objects, handle tables, configuration and the one [`State`] behind
+//! the model's lock. No threading here; everything is reached through the one lock in
+//! [`crate::Ktm`]. Below it are only its parts: identifiers (`ids.rs`), states (`states.rs`),
+//! the checker's record (`checker.rs`) and the durable TM's (`durable.rs`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,27 +11,9 @@ use ktmrm_core::{Answer, EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
 use crate::checker::{Checker, Phase};
-use crate::durable::{CrashCtl, Durable, EnlistmentGuid, RecoveryArgument, RmGuid, Superior};
-
-/// A simulated process: the owner of a handle table (docs/ktm.md §4: a user handle is only meaningful
-/// in its own process, and the IOCTL path runs in the caller's process).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProcessId(pub u32);
-
-/// A resource manager registered with [`crate::Ktm::create_resource_manager`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RmId(pub u32);
-
-/// An enlistment: the RM↔transaction link (docs/ktm.md §1, S12b). Plays both the driver's enlistment
-/// handle and the `PKENLISTMENT` a notification names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EnlistmentId(pub u64);
-
-impl fmt::Display for EnlistmentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "enlistment #{}", self.0)
-    }
-}
+use crate::durable::{CrashCtl, Durable, EnRecovery, RecoveryArgument, Superior};
+use crate::ids::{EnlistmentGuid, EnlistmentId, ProcessId, RmGuid, RmId, tx_id};
+use crate::states::{EnlistmentState, Outcome, TxState};
 
 /// One notification handed to an RM's callback, like the arguments of `PTM_RM_NOTIFICATION`
 /// (docs/ktm.md §3 "Delivery B", S15, S16).
@@ -93,8 +76,9 @@ pub struct KtmConfig {
     /// does: no KTM-side limit on an answer is documented, and `ZwCommitTransaction` with
     /// `Wait` "returns after the commit operation is complete"
     /// (<https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-zwcommittransaction>).
-    /// `Some(d)` is the model's invention: after `d` it records "never answered" and treats
-    /// the missing vote as a no vote, so a broken RM fails a test instead of hanging it.
+    /// `Some(d)` is the model's invention: after `d` it records
+    /// [`crate::Violation::NeverAnswered`] and treats the missing vote as a no vote, so a broken
+    /// RM fails a test instead of hanging it.
     pub answer_deadline: Option<Duration>,
     /// After a COMMIT is answered with CommitComplete, deliver COMMIT once more, as recovery can
     /// (docs/ktm.md §1, §8, S21: "duplicate COMMITs are possible").
@@ -121,7 +105,7 @@ pub struct Interleavings {
     /// resource managers must be read-only",
     /// <https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations>).
     /// Off: the model falls back to the two phases then. Either way the checker flags the
-    /// registration as "spc beside writer".
+    /// registration ([`crate::Violation::SpcBesideWriter`]).
     pub spc_beside_writers: bool,
     /// A rollback requested while PREPREPARE or PREPARE is still being answered (a client's
     /// rollback, a timeout, an enlistment closed, another RM's no vote) sends ROLLBACK at once,
@@ -148,90 +132,6 @@ impl Interleavings {
         eager_rollback: true,
         early_last_recover: true,
     };
-}
-
-/// A transaction's state in the model (docs/ktm.md §1; `RollingBack` and `SinglePhaseCommitting` are
-/// the model's names for the time a rollback or a single-phase commit is being delivered).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxState {
-    /// Open for work and enlistments.
-    Active,
-    /// SINGLE_PHASE_COMMIT delivered to the only enlistment.
-    SinglePhaseCommitting,
-    /// PREPREPARE being delivered; RMs may still enlist (docs/ktm.md §1, S3).
-    PrePreparing,
-    /// PREPARE being delivered; no more enlistments. Also a transaction whose every vote is in
-    /// while its outcome comes from a superior TM that has not decided (in doubt, docs/ktm.md §1).
-    Preparing,
-    /// The commit decision is made; COMMIT being delivered.
-    Committing,
-    /// ROLLBACK being delivered.
-    RollingBack,
-    /// Ended: committed.
-    Committed,
-    /// Ended: rolled back.
-    Aborted,
-}
-
-impl TxState {
-    /// True once the outcome is delivered.
-    #[must_use]
-    pub const fn is_ended(self) -> bool {
-        matches!(self, TxState::Committed | TxState::Aborted)
-    }
-}
-
-/// `TRANSACTION_OUTCOME` (docs/ktm.md §1: Undetermined 1, Committed 2, Aborted 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Outcome {
-    /// Not decided yet.
-    Undetermined = 1,
-    /// Committed.
-    Committed = 2,
-    /// Rolled back.
-    Aborted = 3,
-}
-
-/// An enlistment's progress through the protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EnlistmentState {
-    /// Enlisted; no phase answered yet (also after SinglePhaseReject).
-    Enlisted,
-    /// Answered PrePrepareComplete.
-    PrePrepared,
-    /// Answered PrepareComplete (a yes vote): it must now get COMMIT or ROLLBACK (docs/ktm.md §3).
-    Prepared,
-    /// Answered ReadOnly: no more notifications (docs/ktm.md §1, S1).
-    ReadOnly,
-    /// Answered RollbackEnlistment (a no vote): gets only the ROLLBACK that follows, which KTM
-    /// sends "to all resource managers" (docs/ktm.md §1, S4, handling-rollback-operations).
-    VotedNo,
-    /// Answered CommitComplete.
-    Committed,
-    /// Answered RollbackComplete.
-    RolledBack,
-    /// Never answered by the deadline, or its callback failed without answering.
-    Abandoned,
-}
-
-impl EnlistmentState {
-    /// Still takes part in the phases: it has neither finished, voted no nor dropped out.
-    #[must_use]
-    pub const fn in_play(self) -> bool {
-        matches!(
-            self,
-            EnlistmentState::Enlisted | EnlistmentState::PrePrepared | EnlistmentState::Prepared
-        )
-    }
-
-    /// Gets a ROLLBACK when the transaction rolls back: every enlistment in play, and one that
-    /// voted no ("KTM sends a TRANSACTION_NOTIFY_ROLLBACK notification to all resource
-    /// managers", docs/ktm.md §1, S4); not a read-only one ("no more notifications", §1, S1).
-    #[must_use]
-    pub const fn owes_rollback(self) -> bool {
-        self.in_play() || matches!(self, EnlistmentState::VotedNo)
-    }
 }
 
 /// What [`crate::Ktm::transaction_info`] reports (like `GetTransactionInformation`, docs/ktm.md §6).
@@ -363,7 +263,7 @@ pub(crate) struct Enlistment {
     /// The durable RM's GUID when KTM logs this enlistment (durable TM and RM).
     pub durable_rm: Option<RmGuid>,
     /// Where the enlistment is in recovery (see `durable.rs`).
-    pub recovery: crate::durable::EnRecovery,
+    pub recovery: EnRecovery,
     /// A PREPREPARE/PREPARE/SINGLE_PHASE_COMMIT a ROLLBACK overtook
     /// ([`Interleavings::eager_rollback`]): a late answer to it is refused without a violation.
     pub overtaken: Option<Outstanding>,
@@ -438,22 +338,53 @@ impl State {
         }
     }
 
-    /// A transaction is "named by a GUID (UOW)" (docs/ktm.md §1, S11); the model's is deterministic:
-    /// for the n-th transaction: `n` little-endian, then a fixed tag, so ids
-    /// are reproducible run to run.
+    /// The next transaction's id (see [`tx_id`]).
     pub fn new_tx_id(&mut self) -> TxId {
         let n = self.next_tx;
         self.next_tx += 1;
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&n.to_le_bytes());
-        b[8..].copy_from_slice(b"ktm-sim\x01");
-        TxId(b)
+        tx_id(n)
     }
 
-    /// A short printable form of a transaction id for messages.
-    pub fn tx_name(id: TxId) -> String {
-        let mut n = [0u8; 8];
-        n.copy_from_slice(&id.0[..8]);
-        format!("tx #{}", u64::from_le_bytes(n))
+    /// A new enlistment's record.
+    pub fn new_enlistment(
+        &mut self,
+        rm: RmId,
+        tx: TxId,
+        key: EnlistmentKey,
+        mask: u32,
+    ) -> EnlistmentId {
+        let id = EnlistmentId(self.next_enlistment);
+        self.next_enlistment += 1;
+        let durable_rm = self
+            .durable
+            .as_ref()
+            .and_then(|d| d.rms.get(&rm).map(|r| r.guid));
+        self.enlistments.insert(
+            id,
+            Enlistment {
+                rm,
+                tx,
+                key,
+                mask,
+                state: EnlistmentState::Enlisted,
+                outstanding: None,
+                last: None,
+                closed: false,
+                entered: 0,
+                returned: 0,
+                leak_reported: false,
+                guid: EnlistmentGuid::of(id.0),
+                durable_rm,
+                recovery: EnRecovery::Live,
+                recovery_outcomes: 0,
+                overtaken: None,
+            },
+        );
+        if let Some(t) = self.txs.get_mut(&tx) {
+            t.enlistments.push(id);
+        }
+        self.checker.counters.enlistments_created += 1;
+        self.checker.counters.enlistments_open += 1;
+        id
     }
 }

@@ -4,8 +4,8 @@
 use ktmrm_core::{Answer, EnlistmentKey, KtmPort, TxId};
 use ktmrm_proto::NtStatus;
 
+use crate::ids::{EnlistmentId, ProcessId, RmId};
 use crate::ktm::{Ktm, TxRef, access::TRANSACTION_ENLIST};
-use crate::model::{EnlistmentId, ProcessId, RmId};
 
 /// The port of one resource manager of a [`Ktm`]: what the driver does with its RM object.
 #[derive(Clone, Debug)]
@@ -109,8 +109,8 @@ impl KtmPort for SimPort {
     fn is_committing(&self, tx: &TxRef) -> bool {
         let _model = crate::alloc_scope::Scope::model();
         self.ktm.transaction_info_by_id(tx.id()).is_some_and(|t| {
-            t.state != crate::model::TxState::Active
-                && t.outcome == crate::model::Outcome::Undetermined
+            t.state != crate::states::TxState::Active
+                && t.outcome == crate::states::Outcome::Undetermined
         })
     }
 

@@ -11,17 +11,17 @@
 use ktmrm_core::{EnlistmentKey, Notification, TxId};
 use ktmrm_proto::NtStatus;
 
-use crate::checker::notification_name;
 use crate::driver::{CRASHED, Target, select_ids};
 use crate::durable::{
     CrashPoint, EnRecovery, RecoveryArgument, RmRecovery, Superior, UNATTACHED, notify,
     status::{TRANSACTION_SUPERIOR_EXISTS, TRANSACTIONMANAGER_NOT_ONLINE},
 };
+use crate::ids::{EnlistmentId, ProcessId, RmId};
 use crate::ktm::Ktm;
 use crate::ktm::access::TRANSACTION_ENLIST;
-use crate::model::{
-    Delivery, EnlistmentId, EnlistmentState, Outcome, ProcessId, RmCallback, RmId, State, TxState,
-};
+use crate::model::{Delivery, RmCallback, State};
+use crate::states::{EnlistmentState, Outcome, TxState};
+use crate::violation::{Call, Violation};
 
 /// `LAST_RECOVER` is for the RM, not for an enlistment: the model delivers it with enlistment 0,
 /// key 0 (NULL) and an all-zero transaction **(unverified: the sources do not say what the
@@ -30,9 +30,9 @@ const NO_ENLISTMENT: EnlistmentId = EnlistmentId(0);
 
 impl State {
     /// The checker's rules for an outcome about to be delivered to `en`: COMMIT or INDOUBT only
-    /// for a prepared enlistment ("outcome for unprepared"; a duplicate COMMIT to a committed one
-    /// is legal, docs/ktm.md §8, S21); after recovery exactly one COMMIT/ROLLBACK ("outcome twice
-    /// after recovery").
+    /// for a prepared enlistment ([`crate::Violation::OutcomeForUnprepared`]; a duplicate COMMIT to a
+    /// committed one is legal, docs/ktm.md §8, S21); after recovery exactly one COMMIT/ROLLBACK
+    /// ([`crate::Violation::OutcomeTwiceAfterRecovery`]).
     pub(crate) fn check_outcome(&mut self, en: EnlistmentId, n: Notification) {
         let e = self.enlistments.get_mut(&en).expect("present");
         let prepared = matches!(e.state, EnlistmentState::Prepared);
@@ -48,19 +48,26 @@ impl State {
                 e.recovery_outcomes > 1
             };
         let (state, tx) = (e.state, e.tx);
-        let what = format!("{} to {en} ({})", notification_name(n), State::tx_name(tx));
         if bad {
-            self.checker
-                .violation(format!("outcome for unprepared: {what} in state {state:?}"));
+            self.checker.violation(Violation::OutcomeForUnprepared {
+                notification: n,
+                enlistment: en,
+                tx,
+                state,
+            });
         }
         if twice {
             self.checker
-                .violation(format!("outcome twice after recovery: {what}"));
+                .violation(Violation::OutcomeTwiceAfterRecovery {
+                    notification: n,
+                    enlistment: en,
+                    tx,
+                });
         }
     }
 
     /// Violations of the recovery rules visible only at the end (see [`Ktm::finish`]).
-    pub(crate) fn recovery_violations(&self) -> Vec<String> {
+    pub(crate) fn recovery_violations(&self) -> Vec<Violation> {
         let Some(d) = &self.durable else {
             return Vec::new();
         };
@@ -74,18 +81,13 @@ impl State {
                 .filter(|e| e.rm == UNATTACHED && e.durable_rm == Some(r.guid))
                 .count();
             if r.recovery == RmRecovery::NotStarted && waiting > 0 {
-                out.push(format!(
-                    "recovery missing: durable RM {} registered again but never called \
-                     recover_resource_manager; {waiting} prepared enlistment(s) wait for it \
-                     (docs/ktm.md §7 step 4)",
-                    rm.0
-                ));
+                out.push(Violation::RecoveryMissing { rm: *rm, waiting });
             }
             if r.recovery == RmRecovery::Done && r.last_recover != 1 {
-                out.push(format!(
-                    "LAST_RECOVER count: RM {} got {} LAST_RECOVER in one recovery",
-                    rm.0, r.last_recover
-                ));
+                out.push(Violation::LastRecoverCount {
+                    rm: *rm,
+                    count: r.last_recover,
+                });
             }
         }
         for (id, e) in &self.enlistments {
@@ -99,11 +101,10 @@ impl State {
             );
             if e.recovery == EnRecovery::Recovered && e.recovery_outcomes == 0 && rm_done && decided
             {
-                out.push(format!(
-                    "no outcome after recovery: {id} ({}) was recovered but got neither COMMIT \
-                     nor ROLLBACK",
-                    State::tx_name(e.tx)
-                ));
+                out.push(Violation::NoOutcomeAfterRecovery {
+                    enlistment: *id,
+                    tx: e.tx,
+                });
             }
         }
         out
@@ -289,37 +290,36 @@ impl Ktm {
         });
         // Nothing to answer, so nothing to answer later (docs/ktm.md §3 "Delivery B").
         if status == NtStatus::PENDING {
-            self.record_violation(format!(
-                "pending without answer: callback returned STATUS_PENDING for {} on {en} ({}), \
-                 which takes no answer",
-                notification_name(n),
-                State::tx_name(tx)
-            ));
+            self.record_violation(Violation::PendingWithoutAnswer {
+                notification: n,
+                enlistment: en,
+                key: None,
+                tx,
+            });
         }
     }
 
     /// `ZwRecoverEnlistment(enlistment, key)` (docs/ktm.md §2): the RM's answer to RECOVER, naming
     /// the key later notifications carry. Checked like [`Ktm::answer`]: no RECOVER outstanding
-    /// → violation "answer not outstanding", `STATUS_TRANSACTION_NOT_REQUESTED`.
+    /// → [`crate::Violation::RecoverNotOutstanding`], `STATUS_TRANSACTION_NOT_REQUESTED`.
     pub fn recover_enlistment(&self, en: EnlistmentId, key: EnlistmentKey) -> NtStatus {
         let mut st = self.lock();
         if en.0 < st.stale_below && !st.enlistments.contains_key(&en) {
             return NtStatus::INVALID_HANDLE;
         }
         let Some(e) = st.enlistments.get_mut(&en) else {
-            st.checker
-                .violation(format!("unknown enlistment: recover_enlistment on {en}"));
+            st.checker.violation(Violation::UnknownEnlistment {
+                call: Call::RecoverEnlistment,
+                enlistment: en,
+            });
             return NtStatus::INVALID_HANDLE;
         };
         if e.outstanding
             .is_none_or(|o| o.notification != notify::RECOVER)
         {
             let tx = e.tx;
-            st.checker.violation(format!(
-                "answer not outstanding: recover_enlistment on {en} ({}) with no RECOVER \
-                 outstanding",
-                State::tx_name(tx)
-            ));
+            st.checker
+                .violation(Violation::RecoverNotOutstanding { enlistment: en, tx });
             return NtStatus::TRANSACTION_NOT_REQUESTED;
         }
         e.outstanding = None;

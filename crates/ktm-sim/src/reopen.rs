@@ -7,9 +7,10 @@
 
 use ktmrm_proto::NtStatus;
 
-use crate::durable::{DurableRm, RmGuid, RmRecovery, status};
+use crate::durable::{DurableRm, RmRecovery, status};
+use crate::ids::{RmGuid, RmId};
 use crate::ktm::Ktm;
-use crate::model::{ResourceManager, RmCallback, RmId, State};
+use crate::model::{ResourceManager, RmCallback, State};
 
 /// What the TM knows of a durable RM's object, by GUID.
 enum RmObject {

@@ -10,8 +10,10 @@ use ktmrm_proto::NtStatus;
 
 use crate::checker::Phase;
 use crate::driver::{CRASHED, select_ids};
+use crate::ids::EnlistmentId;
 use crate::ktm::Ktm;
-use crate::model::{EnlistmentId, Outcome, State, TxState};
+use crate::states::{Outcome, TxState};
+use crate::violation::Violation;
 
 impl Ktm {
     /// Step 1 of [`Ktm::drive_commit`]; `None` when single-phase commit does not apply or was
@@ -39,14 +41,11 @@ impl Ktm {
                 .iter()
                 .find(|en| st.enlistments[*en].mask & spc != 0)?;
             if in_play.len() > 1 {
-                st.checker.violation(format!(
-                    "spc beside writer: {only} registered SINGLE_PHASE_COMMIT in {} beside {} \
-                     other enlistment(s) still in play; one and only one RM may register it and \
-                     all others must be read-only \
-                     (https://learn.microsoft.com/windows-hardware/drivers/kernel/handling-commit-operations)",
-                    State::tx_name(id),
-                    in_play.len() - 1
-                ));
+                st.checker.violation(Violation::SpcBesideWriter {
+                    enlistment: only,
+                    tx: id,
+                    others: in_play.len() - 1,
+                });
                 if !st.config.interleavings.spc_beside_writers {
                     return None;
                 }

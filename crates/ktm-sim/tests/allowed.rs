@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use ktm_sim::{
     Answer, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentState, Interleavings, Ktm,
-    Notification as N, NtStatus, Outcome, ProcessId, RmId,
+    Notification as N, NtStatus, Outcome, ProcessId, RmId, Violation,
 };
 
 /// [`ktm`] with every allowed interleaving on.
@@ -102,7 +102,8 @@ fn single_phase_commit_beside_another_writer_is_delivered_when_allowed_and_flagg
         assert_eq!((c.sent(N::Prepare), c.sent(N::Commit)), (0, 0));
         let v = k.finish();
         assert!(
-            v.iter().any(|v| v.starts_with("spc beside writer: ")),
+            v.iter()
+                .any(|v| matches!(v, Violation::SpcBesideWriter { .. })),
             "{v:?}"
         );
     }
@@ -235,7 +236,7 @@ fn an_error_return_leaves_the_phase_waiting_by_default() {
     );
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with("callback failed: "), "{v:?}");
+    assert!(matches!(v[0], Violation::CallbackFailed { .. }), "{v:?}");
 }
 
 #[test]
@@ -294,7 +295,10 @@ fn closing_the_single_phase_enlistment_sends_rm_disconnected_to_the_others() {
     k.close_enlistment(other);
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with("closed while outstanding: "), "{v:?}");
+    assert!(
+        matches!(v[0], Violation::ClosedWhileOutstanding { .. }),
+        "{v:?}"
+    );
 }
 
 #[test]

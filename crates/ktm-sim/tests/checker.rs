@@ -8,7 +8,7 @@ use common::*;
 use ktm_sim::access::TRANSACTION_ENLIST;
 use ktm_sim::{
     Answer, Delivery, DeliveryMode, EnlistmentState, Ktm, KtmConfig, Notification as N, NtStatus,
-    RmGuid,
+    RmGuid, Violation as V,
 };
 use std::sync::Arc;
 
@@ -21,16 +21,19 @@ fn impatient(mode: DeliveryMode) -> Ktm {
     k
 }
 
-fn has(violations: &[String], needle: &str) -> bool {
-    violations.iter().any(|v| v.contains(needle))
+/// Whether some violation in `$v` matches the pattern.
+macro_rules! has {
+    ($v:expr, $p:pat) => {
+        $v.iter().any(|v| matches!(v, $p))
+    };
 }
 
 /// Ends the run ([`Ktm::finish`]) and asserts that the checker found exactly one violation, and
-/// that it starts with `prefix`.
-fn assert_one_violation(k: &Ktm, prefix: &str) {
+/// that it is `expected`.
+fn assert_one_violation(k: &Ktm, expected: impl Fn(&V) -> bool) {
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with(prefix), "{v:?}");
+    assert!(expected(&v[0]), "{v:?}");
 }
 
 #[test]
@@ -56,9 +59,21 @@ fn answering_twice_is_caught() {
         let v = k.finish();
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(
-            v[0].starts_with("answer not outstanding: PrepareComplete")
-                || (mode == DeliveryMode::Threaded
-                    && v[0].starts_with("wrong answer: PrepareComplete to COMMIT")),
+            matches!(
+                v[0],
+                V::AnswerNotOutstanding {
+                    answer: Answer::PrepareComplete,
+                    ..
+                }
+            ) || (mode == DeliveryMode::Threaded
+                && matches!(
+                    v[0],
+                    V::WrongAnswer {
+                        answer: Answer::PrepareComplete,
+                        notification: N::Commit,
+                        ..
+                    }
+                )),
             "{v:?}"
         );
     }
@@ -77,7 +92,13 @@ fn an_unsolicited_answer_is_caught() {
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(
-        has(&v, "answer not outstanding: PrePrepareComplete"),
+        has!(
+            v,
+            V::AnswerNotOutstanding {
+                answer: Answer::PrePrepareComplete,
+                ..
+            }
+        ),
         "{v:?}"
     );
 }
@@ -99,8 +120,17 @@ fn never_answering_is_caught_and_counts_as_a_no_vote() {
         );
         assert_eq!(k.leaked_enlistments().len(), 1);
         let v = k.finish();
-        assert!(has(&v, "never answered: PREPARE"), "{v:?}");
-        assert!(has(&v, "leaked enlistment"), "{v:?}");
+        assert!(
+            has!(
+                v,
+                V::NeverAnswered {
+                    notification: N::Prepare,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        assert!(has!(v, V::LeakedEnlistment { .. }), "{v:?}");
         assert_eq!(v.len(), 2, "{v:?}");
     }
 }
@@ -122,7 +152,10 @@ fn wrong_answer_kinds_are_caught() {
         });
         enlist(&k, rm, p, h, MASK4).unwrap();
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
-        assert_one_violation(&k, &format!("wrong answer: {wrong:?} to COMMIT"));
+        assert_one_violation(
+            &k,
+            |v| matches!(v, V::WrongAnswer { answer, notification: N::Commit, .. } if *answer == wrong),
+        );
     }
 }
 
@@ -145,13 +178,32 @@ fn wrong_answer_to_preprepare_is_caught_and_a_rollback_request_during_rollback_r
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
     let v = k.finish();
     assert!(
-        has(&v, "wrong answer: CommitComplete to PREPREPARE"),
+        has!(
+            v,
+            V::WrongAnswer {
+                answer: Answer::CommitComplete,
+                notification: N::PrePrepare,
+                ..
+            }
+        ),
         "{v:?}"
     );
     // RollbackEnlistment while ROLLBACK is outstanding is a rollback request KTM refuses
     // ("The enlistment cannot be rolled back", ZwRollbackEnlistment's page), not an answer: the
     // status above, no violation, and RollbackComplete still owed (and given by `good`).
-    assert!(!has(&v, "RollbackEnlistment"), "{v:?}");
+    assert!(
+        !has!(
+            v,
+            V::WrongAnswer {
+                answer: Answer::RollbackEnlistment,
+                ..
+            } | V::AnswerNotOutstanding {
+                answer: Answer::RollbackEnlistment,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
     assert_eq!(v.len(), 1, "{v:?}");
 }
 
@@ -171,9 +223,17 @@ fn closing_with_a_notification_outstanding_is_caught() {
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     let v = k.finish();
-    assert!(has(&v, "closed while outstanding"), "{v:?}");
-    assert!(has(&v, "with COMMIT unanswered"), "{v:?}");
-    assert!(has(&v, "closed before outcome"), "{v:?}");
+    assert!(
+        has!(
+            v,
+            V::ClosedWhileOutstanding {
+                notification: N::Commit,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(has!(v, V::ClosedBeforeOutcome { .. }), "{v:?}");
 }
 
 #[test]
@@ -194,7 +254,7 @@ fn never_closing_is_a_leak() {
         assert!(k.leaked_enlistments().is_empty(), "not ended yet");
         assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
         assert_eq!(k.leaked_enlistments().len(), 1);
-        assert_one_violation(&k, "leaked enlistment");
+        assert_one_violation(&k, |v| matches!(v, V::LeakedEnlistment { .. }));
         // Reported once, however often finish runs.
         assert_eq!(k.finish().len(), 1);
     }
@@ -211,13 +271,26 @@ fn returning_success_without_answering_is_caught() {
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
     let v = k.finish();
     assert!(
-        has(
-            &v,
-            "unanswered return: callback returned STATUS_SUCCESS for PREPREPARE"
+        has!(
+            v,
+            V::UnansweredReturn {
+                status: NtStatus::SUCCESS,
+                notification: N::PrePrepare,
+                ..
+            }
         ),
         "{v:?}"
     );
-    assert!(has(&v, "never answered: PREPREPARE"), "{v:?}");
+    assert!(
+        has!(
+            v,
+            V::NeverAnswered {
+                notification: N::PrePrepare,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -240,10 +313,15 @@ fn status_pending_for_a_notification_that_takes_no_answer_is_caught() {
         )
         .unwrap();
     assert_eq!(k.recover_resource_manager(rm), NtStatus::SUCCESS);
-    assert_one_violation(
-        &k,
-        "pending without answer: callback returned STATUS_PENDING for LAST_RECOVER",
-    );
+    assert_one_violation(&k, |v| {
+        matches!(
+            v,
+            V::PendingWithoutAnswer {
+                notification: N::LastRecover,
+                ..
+            }
+        )
+    });
     assert_eq!(k.counters().pending_returns, 0);
 }
 
@@ -267,11 +345,24 @@ fn a_commit_withheld_only_with_status_pending_is_accepted() {
         let v = k.finish();
         assert_eq!(v.len(), violations, "{status:?}: {v:?}");
         if violations > 0 {
-            assert!(has(
-                &v,
-                "unanswered return: callback returned STATUS_SUCCESS for COMMIT"
+            assert!(has!(
+                v,
+                V::UnansweredReturn {
+                    status: NtStatus::SUCCESS,
+                    notification: N::Commit,
+                    ..
+                }
             ));
-            assert!(has(&v, "never answered: COMMIT"), "{v:?}");
+            assert!(
+                has!(
+                    v,
+                    V::NeverAnswered {
+                        notification: N::Commit,
+                        ..
+                    }
+                ),
+                "{v:?}"
+            );
         }
     }
 }
@@ -290,9 +381,13 @@ fn a_failing_callback_is_caught_and_counts_as_a_no_vote_when_asked() {
         assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
         let v = k.violations();
         assert!(
-            has(
-                &v,
-                "callback failed: returned STATUS_INSUFFICIENT_RESOURCES for PREPARE"
+            has!(
+                v,
+                V::CallbackFailed {
+                    status: NtStatus::INSUFFICIENT_RESOURCES,
+                    notification: N::Prepare,
+                    ..
+                }
             ),
             "{v:?}"
         );
@@ -311,8 +406,26 @@ fn a_panicking_threaded_callback_is_caught() {
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::TRANSACTION_ABORTED);
     let v = k.finish();
-    assert!(has(&v, "callback panicked: PREPARE"), "{v:?}");
-    assert!(has(&v, "never answered: PREPARE"), "{v:?}");
+    assert!(
+        has!(
+            v,
+            V::CallbackPanicked {
+                notification: N::Prepare,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(
+        has!(
+            v,
+            V::NeverAnswered {
+                notification: N::Prepare,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -326,7 +439,7 @@ fn double_close_is_caught() {
     });
     enlist(&k, rm, p, h, MASK4).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
-    assert_one_violation(&k, "double close");
+    assert_one_violation(&k, |v| matches!(v, V::DoubleClose { .. }));
     assert_eq!(k.counters().enlistments_open, 0);
 }
 
@@ -349,7 +462,7 @@ fn an_unreleased_reference_is_a_leak() {
     let h = k.create_transaction(p, 0, "").unwrap();
     let r = k.reference_transaction(p, h, TRANSACTION_ENLIST).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
-    assert_one_violation(&k, "leaked reference");
+    assert_one_violation(&k, |v| matches!(v, V::LeakedReference { .. }));
     drop(r);
 }
 
@@ -370,7 +483,7 @@ fn masks_are_checked() {
     let en = enlist(&k, rm, p, h, 0xC).unwrap();
     assert_eq!(k.commit(p, h), NtStatus::SUCCESS);
     assert_eq!(log.kinds_of(en), [N::Commit]);
-    assert_one_violation(&k, "bad mask");
+    assert_one_violation(&k, |v| matches!(v, V::BadMask { .. }));
 }
 
 #[test]

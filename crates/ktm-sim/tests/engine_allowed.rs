@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::MODES;
 use common::device::{assert_clean, device, one_client, sole_writer};
-use ktm_sim::{DeliveryMode, EnlistRace, Notification as N, NtStatus, SimConfig, SimDevice};
+use ktm_sim::{
+    DeliveryMode, EnlistRace, Notification as N, NtStatus, SimConfig, SimDevice, Violation,
+};
 
 #[test]
 fn the_engine_never_relies_on_the_single_phase_fallback() {
@@ -43,7 +45,8 @@ fn an_engine_asking_for_single_phase_beside_another_writer_is_caught() {
     p.close_handle(tx);
     let v = dev.finish();
     assert!(
-        v.iter().any(|v| v.starts_with("spc beside writer: ")),
+        v.iter()
+            .any(|v| matches!(v, Violation::SpcBesideWriter { .. })),
         "{v:?}"
     );
 }

@@ -11,7 +11,7 @@ use common::*;
 use ktm_sim::access::*;
 use ktm_sim::{
     Answer, DeliveryMode, EnlistRace, EnlistmentId, EnlistmentState, Ktm, KtmConfig,
-    Notification as N, NtStatus, Outcome, Phase, TxState,
+    Notification as N, NtStatus, Outcome, Phase, TxState, Violation,
 };
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -115,7 +115,7 @@ fn builtin_yes_rm_is_a_second_participant() {
         assert_eq!(c.sent(N::SinglePhaseCommit), 0);
         let v = k.finish();
         assert_eq!(v.len(), 1, "{v:?}");
-        assert!(v[0].starts_with("spc beside writer: "), "{v:?}");
+        assert!(matches!(v[0], Violation::SpcBesideWriter { .. }), "{v:?}");
     }
 }
 

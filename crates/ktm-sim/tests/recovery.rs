@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{MASK4, MODES, enlist};
 use ktm_sim::{
     Answer, CrashPoint, Delivery, DeliveryMode, EnlistmentGuid, EnlistmentKey, Interleavings, Ktm,
-    KtmConfig, Notification as N, NtStatus, Outcome, RmGuid, RmId, TxId, TxState, notify, status,
+    KtmConfig, Notification as N, NtStatus, Outcome, RmGuid, RmId, TxId, TxState, Violation as V,
+    notify, status,
 };
 
 /// What the test RM forces to its log (it "logs before PrepareComplete", docs/ktm.md §8, S22).
@@ -615,7 +616,7 @@ fn superior_crash_leaves_subordinates_in_doubt_across_ktm_crashes() {
             Outcome::Undetermined
         );
         // In doubt is not a violation: the outcome is the superior's to give.
-        assert_eq!(k.finish(), Vec::<String>::new());
+        assert_eq!(k.finish(), Vec::<V>::new());
     }
     // The superior comes back and (presumed abort, nothing logged) rolls back; then a crash
     // before the ROLLBACK completes still ends in rollback: KTM's log no longer waits for it.
@@ -650,7 +651,13 @@ fn an_rm_that_ignores_recover_is_reported() {
     let v = k.finish();
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(
-        v[0].starts_with("recover not answered: ZwRecoverEnlistment never called for RECOVER"),
+        matches!(
+            v[0],
+            V::NeverAnswered {
+                notification: N::Recover,
+                ..
+            }
+        ),
         "{v:?}"
     );
 }
@@ -706,11 +713,8 @@ fn an_rm_that_never_recovers_and_stray_recover_answers_are_reported() {
     );
     let v = k.finish();
     assert_eq!(v.len(), 2, "{v:?}");
-    assert!(
-        v[0].starts_with("answer not outstanding: recover_enlistment"),
-        "{v:?}"
-    );
-    assert!(v[1].starts_with("recovery missing: durable RM"), "{v:?}");
+    assert!(matches!(v[0], V::RecoverNotOutstanding { .. }), "{v:?}");
+    assert!(matches!(v[1], V::RecoveryMissing { .. }), "{v:?}");
     assert_eq!(disks[0].lock().unwrap().state_of(tx), RmTx::InDoubt);
 }
 

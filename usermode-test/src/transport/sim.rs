@@ -112,6 +112,10 @@ impl Transport for SimTransport {
     fn violations(&self) -> Vec<String> {
         // finish() adds the resource checks to the protocol checker's findings: enlistments of
         // ended transactions never closed, transaction references never released.
-        self.device.finish()
+        self.device
+            .finish()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 }

@@ -229,7 +229,7 @@ fn dry_run(s: Scenario, mode: DeliveryMode) -> Result<(Vec<Crash>, std::ops::Ran
             nth,
         });
     }
-    let v = dev.finish();
+    let v: Vec<String> = dev.finish().iter().map(ToString::to_string).collect();
     if !v.is_empty() {
         return Err(v.join("\n"));
     }
