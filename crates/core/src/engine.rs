@@ -2,12 +2,14 @@
 //! notifications. Each takes the lock for short critical sections and calls the port only with
 //! the lock released, so KTM may re-enter from inside any port call.
 
-use crate::durable::{DurabilityStats, NoLog};
+use crate::durable::NoLog;
 use crate::entry::{Entry, KeyBuf};
 use crate::lock::StateLock;
 use crate::ops::Write;
 use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
+use crate::state::durability::DurabilityStats;
+use crate::state::txns::Phase;
 use crate::tree::{LeafHint, Prefetch};
 use crate::twopc::Reaction;
 use crate::wal::{LogPort, Lsn};
@@ -176,7 +178,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         self.lock.with(|s| {
             s.forced(forced);
             if forced.is_ok() {
-                s.durability.checkpoints = s.durability.checkpoints.saturating_add(1);
+                s.durability.checkpoint_forced();
             }
         });
         forced?;
@@ -266,7 +268,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         // transaction lookup instead of stalling the write.
         let decoded = decode(code, buffer, input_len, output_len);
         let (started, direct_hint) = self.lock.with(|s| {
-            if s.shutting_down || s.recovering {
+            if s.shutting_down || s.durability.recovering() {
                 return Err(NtStatus::DEVICE_NOT_READY);
             }
             let Some((req, key)) = decoded
@@ -502,9 +504,7 @@ impl<E> State<E> {
         key: EnlistmentKey,
         result: Result<E, NtStatus>,
     ) -> (Result<(), NtStatus>, Option<E>) {
-        let ended = self
-            .txn(key)
-            .is_none_or(|t| t.phase == crate::state::Phase::Ended);
+        let ended = self.phase(key).is_none_or(|p| p == Phase::Ended);
         match result {
             Ok(e) => {
                 self.stats.enlistments = self.stats.enlistments.saturating_add(1);

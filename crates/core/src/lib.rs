@@ -40,10 +40,12 @@ mod state;
 mod twopc;
 mod unload;
 
-pub use durable::{AUTOCOMMIT_UOW, DurabilityStats, NoLog, RecoverError, RecoveryReport};
+pub use durable::{AUTOCOMMIT_UOW, NoLog, RecoverError, RecoveryReport};
 pub use engine::Engine;
 pub use entry::{Entry, KeyBuf};
-pub use state::{PhaseTrace, State};
+pub use state::State;
+pub use state::durability::DurabilityStats;
+pub use state::txns::PhaseTrace;
 
 #[cfg(test)]
 extern crate std;

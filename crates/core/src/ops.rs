@@ -5,7 +5,9 @@
 use crate::entry::{Entry, KeyBuf};
 use crate::fallible;
 use crate::port::EnlistmentKey;
-use crate::state::{Pending, Phase, State};
+use crate::state::store::Room;
+use crate::state::txns::{Owner, Phase, Txns};
+use crate::state::{Pending, State};
 use crate::tree::{LeafHint, Slot, SlotId};
 use core::ops::Bound;
 use ktmrm_proto::{ListWriter, NtStatus};
@@ -34,38 +36,27 @@ fn effect(old: Option<u64>, new: Option<u64>) -> (i64, i64) {
     (k, b(new).saturating_sub(b(old)))
 }
 
-fn add(a: u64, d: i64) -> u64 {
-    a.saturating_add_signed(d)
-}
-
 impl<E> State<E> {
     /// Which transaction's view a request reads in: `None` = committed only.
-    fn owner_slot(key: Option<EnlistmentKey>) -> Option<u32> {
-        key.and_then(|k| u32::try_from(k.0 & 0xFFFF_FFFF).ok())
+    fn owner_of(key: Option<EnlistmentKey>) -> Option<Owner> {
+        key.map(Txns::<E>::owner)
     }
 
-    /// True when growing the committed store by (`keys`, `bytes`) on top of what is committed and
-    /// what prepared transactions will add stays within the quotas. Shrinking always fits.
+    /// True when growing the committed store by (`keys`, `bytes`) fits the quotas
+    /// ([`crate::state::store::Store::fits`]).
     pub(crate) fn fits(&self, keys: i64, bytes: i64) -> bool {
-        let base_k = (self.committed.len() as u64).saturating_add(self.prepared_keys);
-        let base_b = self.committed_bytes.saturating_add(self.prepared_bytes);
-        (keys <= 0 || add(base_k, keys) <= self.limits.max_keys)
-            && (bytes <= 0 || add(base_b, bytes) <= self.limits.max_bytes)
+        self.store.fits(keys, bytes)
     }
 
     /// Starts a lookup of `key` in the committed store
     /// ([`crate::tree::Tree::prefetch_start`]).
     pub(crate) fn prefetch_start(&self, key: &[u8]) -> crate::tree::Prefetch {
-        self.committed.prefetch_start(key)
+        self.store.prefetch_start(key)
     }
 
     /// Continues it ([`crate::tree::Tree::prefetch_leaf`]): the leaf, a hint for the lookup.
     pub(crate) fn prefetch_leaf(&self, key: &[u8], p: crate::tree::Prefetch) -> LeafHint {
-        self.committed.prefetch_leaf(key, p)
-    }
-
-    fn committed_charge(&self, key: &[u8]) -> Option<u64> {
-        self.committed.get(key).map(Entry::charge)
+        self.store.prefetch_leaf(key, p)
     }
 
     /// The value `key` has in the view of `txn` (`None` = committed view).
@@ -76,9 +67,9 @@ impl<E> State<E> {
         key: &[u8],
         hint: LeafHint,
     ) -> Option<&[u8]> {
-        if let Some(slot) = Self::owner_slot(txn)
+        if let Some(owner) = Self::owner_of(txn)
             && let Some(p) = self.pending.get(key)
-            && p.owner == slot
+            && p.owner == owner
         {
             return if p.delete {
                 None
@@ -86,13 +77,13 @@ impl<E> State<E> {
                 Some(p.entry.value())
             };
         }
-        self.committed.get_hinted(key, hint).0.map(Entry::value)
+        self.store.get_hinted(key, hint).0.map(Entry::value)
     }
 
     /// Checks a transaction may still be used for a request: writes need it Active; reads work
     /// until ktmrm has its outcome (a vetoed one is as good as rolled back).
     pub(crate) fn usable(&self, key: EnlistmentKey, write: bool) -> Result<(), NtStatus> {
-        match self.txn(key).map(|t| t.phase) {
+        match self.phase(key) {
             Some(Phase::Active) => Ok(()),
             Some(Phase::PrePrepared | Phase::Prepared | Phase::Committing | Phase::Unlogged)
                 if !write =>
@@ -125,7 +116,7 @@ impl<E> State<E> {
         if self.pending.find(w.key()).is_some() {
             return Err(self.conflict());
         }
-        let old = self.committed_charge(w.key());
+        let old = self.store.charge_of(w.key());
         match w {
             Write::Put(e) => {
                 let (dk, db) = effect(old, Some(e.charge()));
@@ -147,42 +138,32 @@ impl<E> State<E> {
             return;
         };
         let new = (!p.delete).then(|| p.entry.charge());
-        let (dk, db) = effect(self.committed_charge(key), new);
-        let (k, b) = (dk.max(0).unsigned_abs(), db.max(0).unsigned_abs());
-        if on {
-            self.prepared_keys = self.prepared_keys.saturating_add(k);
-            self.prepared_bytes = self.prepared_bytes.saturating_add(b);
-            self.direct_writes = self.direct_writes.saturating_add(1);
+        let (dk, db) = effect(self.store.charge_of(key), new);
+        self.store.charge_prepared(dk, db, on);
+        self.direct_writes = if on {
+            self.direct_writes.saturating_add(1)
         } else {
-            self.prepared_keys = self.prepared_keys.saturating_sub(k);
-            self.prepared_bytes = self.prepared_bytes.saturating_sub(b);
-            self.direct_writes = self.direct_writes.saturating_sub(1);
-        }
+            self.direct_writes.saturating_sub(1)
+        };
     }
 
     /// Applies a checked non-transacted write; `reserved`: a store slot was reserved for a put.
     pub(crate) fn apply_now(&mut self, w: Write, reserved: bool) -> Result<(), NtStatus> {
         match w {
             Write::Put(e) => {
-                let charge = e.charge();
-                let r = if reserved {
-                    self.committed.insert_reserved(e)
+                let room = if reserved {
+                    Room::Reserved
                 } else {
-                    self.committed.insert(e)
+                    Room::Alloc
                 };
-                let (_, old) = r.map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-                let old = old.map_or(0, |o| o.charge());
-                self.committed_bytes = self
-                    .committed_bytes
-                    .saturating_sub(old)
-                    .saturating_add(charge);
+                self.store
+                    .put(e, room)
+                    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
             }
             Write::Delete(k) => {
-                let gone = self
-                    .committed
-                    .remove(k.as_slice())
-                    .ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
-                self.committed_bytes = self.committed_bytes.saturating_sub(gone.charge());
+                if !self.store.remove(k.as_slice()) {
+                    return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+                }
             }
         }
         self.stats.non_transacted_writes = self.stats.non_transacted_writes.saturating_add(1);
@@ -212,8 +193,8 @@ impl<E> State<E> {
         hint: LeafHint,
     ) -> Result<(), NtStatus> {
         self.usable(key, true)?;
-        let slot = Self::owner_slot(Some(key)).ok_or(NtStatus::TRANSACTION_NOT_ACTIVE)?;
-        let (old, leaf) = self.committed.get_hinted(w.key(), hint);
+        let owner = Txns::<E>::owner(key);
+        let (old, leaf) = self.store.get_hinted(w.key(), hint);
         let old = old.map(Entry::charge);
         let Some(txn) = self.txn(key) else {
             return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
@@ -227,18 +208,18 @@ impl<E> State<E> {
         // What a new pending write needs is decided before the lookup (none of it depends on the
         // pending tree), so looking the key up and inserting it is one search.
         let (dk, db) = effect(old, new_charge);
-        let refusal = if nwrites >= usize::try_from(self.limits.max_write_set).unwrap_or(usize::MAX)
-        {
-            Some(NtStatus::QUOTA_EXCEEDED)
-        } else if new_charge.is_none() && old.is_none() && !replaying {
-            Some(NtStatus::OBJECT_NAME_NOT_FOUND)
-        } else if (dk > 0 || db > 0)
-            && !self.fits(cur.0.saturating_add(dk), cur.1.saturating_add(db))
-        {
-            Some(NtStatus::QUOTA_EXCEEDED)
-        } else {
-            None
-        };
+        let refusal =
+            if nwrites >= usize::try_from(self.limits().max_write_set).unwrap_or(usize::MAX) {
+                Some(NtStatus::QUOTA_EXCEEDED)
+            } else if new_charge.is_none() && old.is_none() && !replaying {
+                Some(NtStatus::OBJECT_NAME_NOT_FOUND)
+            } else if (dk > 0 || db > 0)
+                && !self.fits(cur.0.saturating_add(dk), cur.1.saturating_add(db))
+            {
+                Some(NtStatus::QUOTA_EXCEEDED)
+            } else {
+                None
+            };
         let oom = NtStatus::INSUFFICIENT_RESOURCES;
         // Room for the new write's id; harmless when the key turns out to be written already.
         self.txn_mut(key)
@@ -249,7 +230,7 @@ impl<E> State<E> {
         let node = match self.pending.entry(w.key()) {
             None => return Err(NtStatus::UNSUCCESSFUL),
             Some(Slot::Occupied(node)) => {
-                return self.rewrite(key, slot, node, w, (old, leaf), cur);
+                return self.rewrite(key, owner, node, w, (old, leaf), cur);
             }
             Some(Slot::Vacant(v)) => {
                 if let Some(st) = refusal {
@@ -266,7 +247,7 @@ impl<E> State<E> {
                 v.insert(Pending {
                     entry,
                     delete,
-                    owner: slot,
+                    owner,
                     leaf,
                 })
                 .map_err(|_| oom)?
@@ -302,7 +283,7 @@ impl<E> State<E> {
     fn rewrite(
         &mut self,
         key: EnlistmentKey,
-        slot: u32,
+        owner: Owner,
         node: SlotId,
         w: Write,
         (old, leaf): (Option<u64>, LeafHint),
@@ -315,7 +296,7 @@ impl<E> State<E> {
         let Some(p) = self.pending.slot(node) else {
             return Err(NtStatus::UNSUCCESSFUL);
         };
-        if p.owner != slot {
+        if p.owner != owner {
             return Err(self.conflict());
         }
         let was_delete = p.delete;
@@ -373,9 +354,9 @@ impl<E> State<E> {
         } else {
             Bound::Included(prefix)
         };
-        let own = Self::owner_slot(txn);
+        let own = Self::owner_of(txn);
         let mut committed = self
-            .committed
+            .store
             .range_from(start)
             .map(|(_, e)| e.key())
             .peekable();

@@ -17,7 +17,9 @@
 use crate::durable::Appended;
 use crate::entry::KeyBuf;
 use crate::port::{Answer, EnlistmentKey, Notification};
-use crate::state::{Phase, State};
+use crate::state::State;
+use crate::state::store::Room;
+use crate::state::txns::Phase;
 use crate::wal::{LogPort, Lsn};
 use alloc::vec::Vec;
 use ktmrm_proto::NtStatus;
@@ -89,7 +91,7 @@ impl<E> State<E> {
 
     /// The protocol's step for notification `n` in `key`'s current phase.
     fn step(&mut self, key: EnlistmentKey, n: Notification, log: &dyn LogPort) -> Step {
-        let phase = self.txn(key).map(|t| t.phase);
+        let phase = self.phase(key);
         match (n, phase) {
             (Notification::PrePrepare, Some(Phase::Active)) => {
                 self.set_phase(key, Phase::PrePrepared);
@@ -187,7 +189,7 @@ impl<E> State<E> {
         log: &dyn LogPort,
     ) -> Reaction<E> {
         self.forced(forced);
-        let phase = self.txn(key).map(|t| t.phase);
+        let phase = self.phase(key);
         let single = n == Notification::SinglePhaseCommit;
         let step = match (phase, forced) {
             (Some(Phase::Prepared), Ok(())) => Step::Reply(Answer::PrepareComplete),
@@ -219,20 +221,6 @@ impl<E> State<E> {
         self.react(key, step)
     }
 
-    /// Every phase change goes through here, so a host's trace sees each one
-    /// ([`State::trace_phases`]).
-    pub(crate) fn set_phase(&mut self, key: EnlistmentKey, phase: Phase) {
-        let trace = self.phase_trace;
-        if let Some(t) = self.txn_mut(key) {
-            let from = core::mem::replace(&mut t.phase, phase);
-            if let Some(f) = trace
-                && from != phase
-            {
-                f(t.id, from.name(), phase.name());
-            }
-        }
-    }
-
     /// PREPARE: read-only when nothing was written, a no vote when the commit would not fit
     /// (or, durable, the log cannot take the Prepare record), else a yes vote with everything
     /// commit needs reserved ([`Step::Force`] first when durable).
@@ -241,13 +229,14 @@ impl<E> State<E> {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
             return Step::Finish(Answer::ReadOnly);
         }
-        if (self.log.is_some() && self.durability.failed.is_some()) || !self.reserve_for_commit(key)
+        if (self.durability.is_durable() && self.durability.failed().is_some())
+            || !self.reserve_for_commit(key)
         {
             self.discard(key);
             return self.veto(key);
         }
         self.set_phase(key, Phase::Prepared);
-        if self.log.is_none() {
+        if !self.durability.is_durable() {
             return Step::Reply(Answer::PrepareComplete);
         }
         match self.log_prepare(key, log) {
@@ -272,7 +261,7 @@ impl<E> State<E> {
     fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         let logged = self.txn(key).is_some_and(|t| t.logged);
         self.apply_committed(key);
-        if self.log.is_none() || !logged {
+        if !self.durability.is_durable() || !logged {
             return Step::Finish(Answer::CommitComplete);
         }
         match self.log_commit(key, log) {
@@ -293,8 +282,8 @@ impl<E> State<E> {
     /// anything is applied ([`State::after_force`]); KTM keeps no record of a single-phase
     /// commit, so one that cannot be logged is rejected with nothing applied.
     fn single_phase(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
-        let durable = self.log.is_some();
-        if (durable && self.durability.failed.is_some()) || !self.reserve_for_commit(key) {
+        let durable = self.durability.is_durable();
+        if (durable && self.durability.failed().is_some()) || !self.reserve_for_commit(key) {
             return Step::Reply(Answer::SinglePhaseReject);
         }
         if !durable {
@@ -334,11 +323,10 @@ impl<E> State<E> {
             self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
             return false;
         }
-        if self.committed.reserve(puts).is_err() {
+        if self.store.reserve(puts).is_err() {
             return false;
         }
-        self.prepared_keys = self.prepared_keys.saturating_add(dk.max(0).unsigned_abs());
-        self.prepared_bytes = self.prepared_bytes.saturating_add(db.max(0).unsigned_abs());
+        self.store.charge_prepared(dk, db, true);
         if let Some(t) = self.txn_mut(key) {
             t.reserved = puts;
             t.charged = true;
@@ -352,10 +340,9 @@ impl<E> State<E> {
         let (reserved, dk, db, charged) = (t.reserved, t.key_delta, t.byte_delta, t.charged);
         t.reserved = 0;
         t.charged = false;
-        self.committed.unreserve(reserved);
+        self.store.unreserve(reserved);
         if charged {
-            self.prepared_keys = self.prepared_keys.saturating_sub(dk.max(0).unsigned_abs());
-            self.prepared_bytes = self.prepared_bytes.saturating_sub(db.max(0).unsigned_abs());
+            self.store.charge_prepared(dk, db, false);
         }
     }
 
@@ -384,28 +371,18 @@ impl<E> State<E> {
                 continue;
             };
             if p.delete {
-                if let Some(old) = self.committed.remove(k.as_slice()) {
-                    self.committed_bytes = self.committed_bytes.saturating_sub(old.charge());
-                }
+                self.store.remove(k.as_slice());
                 continue;
             }
-            let charge = p.entry.charge();
-            let res = if used < reserved {
+            let room = if used < reserved {
                 used = used.saturating_add(1);
-                self.committed.insert_reserved_hinted(p.entry, p.leaf)
+                Room::ReservedAt(p.leaf)
             } else {
-                self.committed.insert(p.entry)
+                Room::Alloc
             };
-            match res {
-                Ok((_, old)) => {
-                    let old = old.map_or(0, |o| o.charge());
-                    self.committed_bytes = self
-                        .committed_bytes
-                        .saturating_sub(old)
-                        .saturating_add(charge);
-                }
-                // Unreachable while reservations hold; counted so a test would see it.
-                Err(_) => self.protocol_error(),
+            // Unreachable while reservations hold; counted so a test would see it.
+            if self.store.put(p.entry, room).is_err() {
+                self.protocol_error();
             }
         }
         if let Some(t) = self.txn_mut(key) {

@@ -15,7 +15,8 @@
 use crate::StateLock;
 use crate::engine::Engine;
 use crate::port::{EnlistmentKey, KtmPort};
-use crate::state::{Phase, State};
+use crate::state::State;
+use crate::state::txns::Phase;
 use crate::wal::LogPort;
 use core::sync::atomic::Ordering;
 
@@ -78,29 +79,21 @@ impl<E> State<E> {
     /// marked [`Phase::RollbackAsked`], its enlistment taken out, with its key and the slot to
     /// continue from.
     pub(crate) fn take_unprepared(&mut self, from: usize) -> Option<(usize, EnlistmentKey, E)> {
-        for (ix, slot) in self.slots.iter_mut().enumerate().skip(from) {
-            let generation = slot.generation;
-            let Some(t) = slot.txn.as_mut() else {
-                continue;
-            };
-            if t.enlisting || !matches!(t.phase, Phase::Active | Phase::PrePrepared) {
-                continue;
-            }
-            let Some(e) = t.enlistment.take() else {
-                continue;
-            };
-            let key = State::<E>::key_of(u32::try_from(ix).ok()?, generation);
-            self.set_phase(key, Phase::RollbackAsked);
-            return Some((ix.saturating_add(1), key, e));
-        }
-        None
+        let (next, key) = self.txns.first_from(from, |t| {
+            !t.enlisting
+                && matches!(t.phase(), Phase::Active | Phase::PrePrepared)
+                && t.enlistment.is_some()
+        })?;
+        let e = self.txn_mut(key)?.enlistment.take()?;
+        self.set_phase(key, Phase::RollbackAsked);
+        Some((next, key, e))
     }
 
     /// Returns an enlistment [`State::take_unprepared`] took to its transaction, or hands it
     /// back to be closed when the transaction ended meanwhile.
     pub(crate) fn give_back(&mut self, key: EnlistmentKey, e: E) -> Option<E> {
         match self.txn_mut(key) {
-            Some(t) if t.phase != Phase::Ended && t.enlistment.is_none() => {
+            Some(t) if t.phase() != Phase::Ended && t.enlistment.is_none() => {
                 t.enlistment = Some(e);
                 None
             }
@@ -110,10 +103,9 @@ impl<E> State<E> {
 
     /// See [`Engine::unfinished`].
     pub(crate) fn unfinished(&self) -> usize {
-        self.slots
+        self.txns
             .iter()
-            .filter_map(|s| s.txn.as_ref())
-            .filter(|t| t.phase != Phase::Ended && !t.logged)
+            .filter(|(_, t)| t.phase() != Phase::Ended && !t.logged)
             .count()
     }
 }

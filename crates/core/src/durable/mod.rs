@@ -23,7 +23,8 @@
 use crate::entry::{Entry, KeyBuf};
 use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
-use crate::state::{DIRECT_OWNER, Pending, Phase, State};
+use crate::state::txns::{Owner, Phase, Txn};
+use crate::state::{Pending, State};
 use crate::tree::{LeafHint, SlotId, Tree};
 use crate::wal::{
     EntryVisitor, InDoubtVisitor, LogPort, LogWriter, Lsn, OUTCOME_RECORD_LEN, RecordRef,
@@ -33,39 +34,9 @@ use ktmrm_proto::NtStatus;
 
 mod recover;
 
+use crate::state::durability::DurabilityStats;
 pub use crate::wal::AUTOCOMMIT_UOW;
 pub use recover::{RecoverError, RecoveryReport};
-
-/// Counters of the durable engine, for hosts and tests (not part of the IOCTL ABI).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DurabilityStats {
-    /// Records appended.
-    pub records: u64,
-    /// Bytes appended since the last checkpoint (what a host's checkpoint policy looks at).
-    pub bytes_since_checkpoint: u64,
-    /// Forces the engine asked for.
-    pub forces: u64,
-    /// Checkpoints written and forced.
-    pub checkpoints: u64,
-    /// Transactions presumed aborted at LAST_RECOVER (in the log as prepared, no RECOVER came).
-    pub presumed_aborts: u64,
-    /// Transactions KTM sent RECOVER for.
-    pub recovered: u64,
-    /// Set once an append or force failed: the log is no longer appended to.
-    pub failed: Option<NtStatus>,
-}
-
-impl DurabilityStats {
-    pub(crate) const ZERO: Self = DurabilityStats {
-        records: 0,
-        bytes_since_checkpoint: 0,
-        forces: 0,
-        checkpoints: 0,
-        presumed_aborts: 0,
-        recovered: 0,
-        failed: None,
-    };
-}
 
 /// Whether a transaction's Prepare or Commit record went into the log.
 #[must_use]
@@ -106,12 +77,11 @@ impl<E> State<E> {
     /// single-phase commit's or a non-transacted write's. A checkpoint counts it as applied,
     /// since the checkpoint replaces the records that hold it and is forced after them.
     fn forcing(&self, p: &Pending) -> bool {
-        p.owner == DIRECT_OWNER
-            || usize::try_from(p.owner)
-                .ok()
-                .and_then(|i| self.slots.get(i))
-                .and_then(|s| s.txn.as_ref())
-                .is_some_and(|t| t.phase == Phase::Committing)
+        p.owner == Owner::DIRECT
+            || self
+                .txns
+                .by_owner(p.owner)
+                .is_some_and(|t| t.phase() == Phase::Committing)
     }
 
     /// The forcing writes, in key order.
@@ -126,8 +96,8 @@ impl<E> State<E> {
 /// The committed store as a checkpoint records it: with the forcing writes applied.
 impl<E> SnapshotSource for State<E> {
     fn entry_count(&self) -> usize {
-        self.forcing_writes().fold(self.committed.len(), |n, p| {
-            match (p.delete, self.committed.get(p.entry.key()).is_some()) {
+        self.forcing_writes().fold(self.store.len(), |n, p| {
+            match (p.delete, self.store.get(p.entry.key()).is_some()) {
                 (false, false) => n.saturating_add(1),
                 (true, true) => n.saturating_sub(1),
                 _ => n,
@@ -135,7 +105,7 @@ impl<E> SnapshotSource for State<E> {
         })
     }
     fn for_each_entry(&self, f: &mut EntryVisitor<'_>) -> Result<(), NtStatus> {
-        let mut committed = self.committed.iter().map(|(_, e)| e).peekable();
+        let mut committed = self.store.entries().peekable();
         let mut forcing = self.forcing_writes().peekable();
         loop {
             let committed_first = match (committed.peek(), forcing.peek()) {
@@ -179,35 +149,23 @@ impl<E> State<E> {
     /// True when this state logs (built by [`State::recover`]).
     #[must_use]
     pub const fn is_durable(&self) -> bool {
-        self.log.is_some()
+        self.durability.is_durable()
     }
 
     /// The durable engine's counters.
     #[must_use]
     pub const fn durability(&self) -> DurabilityStats {
-        self.durability
+        self.durability.stats()
     }
 
     /// Transactions whose Prepare record is in the log with no outcome yet.
-    fn in_doubt(&self) -> impl Iterator<Item = &crate::state::Txn<E>> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.txn.as_ref())
-            .filter(|t| t.logged)
-    }
-
-    pub(crate) fn log_failure(&mut self, st: NtStatus) {
-        if self.durability.failed.is_none() {
-            self.durability.failed = Some(st);
-        }
+    fn in_doubt(&self) -> impl Iterator<Item = &Txn<E>> {
+        self.txns.iter().map(|(_, t)| t).filter(|t| t.logged)
     }
 
     /// Counts a force the engine made outside the lock and records its failure, if any.
     pub(crate) fn forced(&mut self, r: Result<(), NtStatus>) {
-        self.durability.forces = self.durability.forces.saturating_add(1);
-        if let Err(st) = r {
-            self.log_failure(st);
-        }
+        self.durability.forced(r);
     }
 
     /// Runs `append` with the log writer (taken out of the state, so a record may borrow the
@@ -219,24 +177,22 @@ impl<E> State<E> {
         log: &dyn LogPort,
         append: impl FnOnce(&Self, &mut LogWriter, &dyn LogPort) -> Result<Lsn, NtStatus>,
     ) -> Result<Lsn, NtStatus> {
-        if let Some(st) = self.durability.failed {
+        if let Some(st) = self.durability.failed() {
             return Err(st);
         }
-        let mut writer = self.log.take().ok_or(NtStatus::TM_VOLATILE)?;
+        let mut writer = self.durability.take_writer().ok_or(NtStatus::TM_VOLATILE)?;
         let before = writer.next_lsn();
         let r = append(self, &mut writer, log);
         let (len, unchanged) = (writer.last_len(), writer.next_lsn() == before);
-        self.log = Some(writer);
+        self.durability.put_writer(writer);
         match r {
             Ok(lsn) => {
-                self.durability.records = self.durability.records.saturating_add(1);
-                self.durability.bytes_since_checkpoint =
-                    self.durability.bytes_since_checkpoint.saturating_add(len);
+                self.durability.appended(len);
                 Ok(lsn)
             }
             Err(st) => {
                 if st != NtStatus::INSUFFICIENT_RESOURCES || !unchanged {
-                    self.log_failure(st);
+                    self.durability.fail(st);
                 }
                 Err(st)
             }
@@ -246,7 +202,7 @@ impl<E> State<E> {
     /// Appends `key`'s Prepare record and marks it logged, with the memory of its outcome record
     /// reserved first.
     pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Appended {
-        if self.durability.failed.is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
+        if self.durability.failed().is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
             return Appended::Refused;
         }
         let appended = self.append_with(log, |s, w, log| {
@@ -282,7 +238,7 @@ impl<E> State<E> {
         rec: &RecordRef<'_>,
         reserved: bool,
     ) -> Result<Lsn, NtStatus> {
-        if reserved && self.durability.failed.is_some() {
+        if reserved && self.durability.failed().is_some() {
             log.unreserve(1, OUTCOME_RECORD_LEN);
         }
         self.append_with(log, |_, w, log| {
@@ -344,7 +300,7 @@ impl<E> State<E> {
         w: OpWrite,
         log: &dyn LogPort,
     ) -> Result<(Lsn, KeyBuf), NtStatus> {
-        if let Some(st) = self.durability.failed {
+        if let Some(st) = self.durability.failed() {
             return Err(st);
         }
         self.check_write_now(&w)?;
@@ -357,14 +313,14 @@ impl<E> State<E> {
             OpWrite::Delete(k) => (*k, false),
         };
         if put {
-            self.committed.reserve(1).map_err(oom)?;
+            self.store.reserve(1).map_err(oom)?;
         }
         let undo = |s: &mut Self, staged: bool| {
             if staged {
                 s.pending.remove(key.as_slice());
             }
             if put {
-                s.committed.unreserve(1);
+                s.store.unreserve(1);
             }
         };
         // The Commit record's memory first, so that it cannot fail once the Prepare is in.
@@ -380,7 +336,7 @@ impl<E> State<E> {
             let p = Pending {
                 entry,
                 delete,
-                owner: DIRECT_OWNER,
+                owner: Owner::DIRECT,
                 leaf: LeafHint::NONE,
             };
             self.pending
@@ -434,12 +390,12 @@ impl<E> State<E> {
         self.forced(forced);
         self.charge_direct(key.as_slice(), false);
         let p = self.pending.remove(key.as_slice());
-        let Some(p) = p.filter(|p| p.owner == DIRECT_OWNER) else {
+        let Some(p) = p.filter(|p| p.owner == Owner::DIRECT) else {
             return Err(NtStatus::UNSUCCESSFUL);
         };
         if let Err(st) = forced {
             if !p.delete {
-                self.committed.unreserve(1);
+                self.store.unreserve(1);
             }
             return Err(st);
         }
@@ -457,7 +413,7 @@ impl<E> State<E> {
         let lsn = self.append_with(log, |s, w, log| {
             w.append(log, &RecordRef::Checkpoint { snapshot: s })
         })?;
-        self.durability.bytes_since_checkpoint = 0;
+        self.durability.checkpoint_appended();
         Ok(lsn)
     }
 }

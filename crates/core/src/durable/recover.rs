@@ -6,7 +6,9 @@ use super::OUTCOME_RECORD_LEN;
 use crate::entry::KeyBuf;
 use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
-use crate::state::{Phase, State};
+use crate::state::State;
+use crate::state::store::Room;
+use crate::state::txns::Phase;
 use crate::wal::{DroppedTail, LogPort, LogWriter, Lsn, ReplayError};
 use ktmrm_proto::{Limits, NtStatus};
 
@@ -74,23 +76,15 @@ impl<E> State<E> {
     /// LAST_RECOVER: every transaction rebuilt as in doubt that KTM sent no RECOVER for was
     /// never recorded as prepared by KTM, so it is rolled back (presumed abort, docs/ktm.md §1).
     pub(crate) fn last_recover(&mut self, log: &dyn LogPort) {
-        self.recovering = false;
-        let mut i = 0usize;
-        while let Some(s) = self.slots.get(i) {
-            let key = match &s.txn {
-                Some(t) if t.awaiting_recover => u32::try_from(i)
-                    .ok()
-                    .map(|slot| State::<E>::key_of(slot, s.generation)),
-                _ => None,
-            };
-            if let Some(key) = key {
-                self.discard(key);
-                self.log_abort(key, log);
-                self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
-                self.durability.presumed_aborts = self.durability.presumed_aborts.saturating_add(1);
-                let _ = self.end(key);
-            }
-            i = i.saturating_add(1);
+        self.durability.recovered();
+        let mut from = 0usize;
+        while let Some((next, key)) = self.txns.first_from(from, |t| t.awaiting_recover) {
+            self.discard(key);
+            self.log_abort(key, log);
+            self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
+            self.durability.count_presumed_abort();
+            let _ = self.end(key);
+            from = next;
         }
     }
 
@@ -103,7 +97,7 @@ impl<E> State<E> {
     /// RECOVER callback returned, docs/ktm.md §9); it is answered, and counted as a protocol
     /// error so that STATS shows it.
     pub(crate) fn recover_key(&mut self, uow: TxId) -> Result<EnlistmentKey, NtStatus> {
-        if !self.recovering {
+        if !self.durability.recovering() {
             self.protocol_error();
         }
         if let Some(key) = self.find_txn(&uow) {
@@ -111,7 +105,7 @@ impl<E> State<E> {
                 && t.awaiting_recover
             {
                 t.awaiting_recover = false;
-                self.durability.recovered = self.durability.recovered.saturating_add(1);
+                self.durability.count_recovered();
                 return Ok(key);
             }
             return Err(NtStatus::TRANSACTION_REQUEST_NOT_VALID);
@@ -121,7 +115,7 @@ impl<E> State<E> {
             t.enlisting = false;
         }
         self.set_phase(key, Phase::Prepared);
-        self.durability.recovered = self.durability.recovered.saturating_add(1);
+        self.durability.count_recovered();
         Ok(key)
     }
 
@@ -163,19 +157,16 @@ impl<E> State<E> {
             next_lsn: rec.next_lsn,
         };
         for e in rec.store {
-            let charge = e.charge();
-            self.committed
-                .insert(e)
+            self.store
+                .put(e, Room::Alloc)
                 .map_err(|_| RecoverError::NoMemory)?;
-            self.committed_bytes = self.committed_bytes.saturating_add(charge);
         }
         for p in rec.in_doubt {
             let tx = p.tx;
             self.hold_in_doubt(p, log)
                 .map_err(|status| RecoverError::Rebuild { tx, status })?;
         }
-        self.log = Some(LogWriter::new(rec.next_lsn));
-        self.recovering = true;
+        self.durability.start(LogWriter::new(rec.next_lsn));
         Ok(report)
     }
 
