@@ -12,6 +12,8 @@
 //! - [`registry`], [`trace`]: the `Parameters\TraceLevel` value and the leveled debug trace;
 //! - [`durable`]: the durable configuration (`Parameters\Durable`, `LogDirectory`, `TmLogPath`),
 //!   the RM's fixed GUID, and RECOVER's argument;
+//! - [`callback`]: what the KTM callback decides: in the callback or on a work item, and when a
+//!   checkpoint follows;
 //! - [`teardown`]: the order in which `DriverEntry` unwinds and `DriverUnload` tears down;
 //! - [`mem`]: fallible allocation (a kernel `Box::new` bugchecks when pool runs out).
 //!
@@ -49,6 +51,7 @@ pub mod trace;
 #[macro_use]
 pub mod names;
 
+pub mod callback;
 pub mod durable;
 pub mod irp;
 pub mod ktm;

@@ -20,6 +20,7 @@
 //! enlisting, so that is fine (docs/ktm.md §3 Delivery B, §8).
 
 mod file;
+mod handle;
 mod layout;
 mod lock;
 mod params;
@@ -31,6 +32,7 @@ mod sys;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: pool::PoolAllocator = pool::PoolAllocator;
 
+use crate::callback;
 use crate::durable::{self, Config};
 use crate::irp::{self, Ioctl};
 use crate::ktm::{self, access, obj};
@@ -44,6 +46,7 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr::null_mut;
 use file::{EventLock, KernelFile, MaybeLog};
+use handle::{HandleFile, OpenContext};
 use ktmrm_core::wal::{FileLog, FileLogState};
 use ktmrm_core::{Engine, Notification, State};
 use ktmrm_proto::{FILE_DEVICE_UNKNOWN, Limits, NtStatus};
@@ -81,11 +84,6 @@ struct Driver {
     tm: HANDLE,
     /// The RM's kernel handle (ZwCreateResourceManager).
     rm: HANDLE,
-}
-
-/// Per open handle (`FileObject->FsContext`): who opened the device.
-struct OpenContext {
-    opener_process_id: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -727,36 +725,27 @@ fn current_process_id() -> usize {
 
 /// IRP_MJ_CREATE: allocate the per-handle context.
 unsafe extern "C" fn on_create(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
-    // SAFETY: `irp` was just given to this dispatch routine.
-    let sl = unsafe { current_stack(irp) };
-    // SAFETY: `sl` is the IRP's current stack location.
-    let file = unsafe { (*sl).FileObject };
-    if file.is_null() {
-        // SAFETY: completing the IRP this routine owns, once.
-        return unsafe { complete(irp, NtStatus::INVALID_PARAMETER, 0) };
-    }
-    // SAFETY: `file` is the file object being opened, valid for the IRP's lifetime.
-    let name_bytes = unsafe { (*file).FileName.Length };
-    if let Err(st) = irp::check_open(name_bytes) {
-        // SAFETY: as above.
-        return unsafe { complete(irp, st, 0) };
-    }
-    let context = OpenContext {
-        opener_process_id: current_process_id(),
+    // SAFETY: `irp` was just given to this dispatch routine, which completes it below, after the
+    // last use of `file`.
+    let status = match unsafe { HandleFile::of(irp) } {
+        None => NtStatus::INVALID_PARAMETER,
+        Some(file) => match irp::check_open(file.name_bytes()) {
+            Err(st) => st,
+            Ok(()) => match try_box(OpenContext {
+                opener_process_id: current_process_id(),
+            }) {
+                Ok(context) => {
+                    // Freed in IRP_MJ_CLOSE.
+                    file.set_context(context);
+                    trace!(Level::Verbose, "open by process {}", current_process_id());
+                    NtStatus::SUCCESS
+                }
+                Err(st) => st,
+            },
+        },
     };
-    match try_box(context) {
-        Ok(b) => {
-            // The file object's FsContext is the driver's while the handle is open; freed in
-            // IRP_MJ_CLOSE.
-            // SAFETY: `file` is valid; nothing else owns FsContext for this device's files.
-            unsafe { (*file).FsContext = Box::into_raw(b).cast() };
-            trace!(Level::Verbose, "open by process {}", current_process_id());
-            // SAFETY: as above.
-            unsafe { complete(irp, NtStatus::SUCCESS, 0) }
-        }
-        // SAFETY: as above.
-        Err(_) => unsafe { complete(irp, NtStatus::INSUFFICIENT_RESOURCES, 0) },
-    }
+    // SAFETY: completing the IRP this routine owns, once.
+    unsafe { complete(irp, status, 0) }
 }
 
 /// IRP_MJ_CLEANUP: the last user handle closed. Nothing is queued, so nothing to cancel.
@@ -767,19 +756,10 @@ unsafe extern "C" fn on_cleanup(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> N
 
 /// IRP_MJ_CLOSE: the file object's last reference is gone; free its context.
 unsafe extern "C" fn on_close(_device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
-    // SAFETY: `irp` was just given to this dispatch routine.
-    let sl = unsafe { current_stack(irp) };
-    // SAFETY: `sl` is the IRP's current stack location.
-    let file = unsafe { (*sl).FileObject };
-    if !file.is_null() {
-        // SAFETY: `file` is valid for the IRP's lifetime.
-        let context = unsafe { (*file).FsContext }.cast::<OpenContext>();
-        if !context.is_null() {
-            // SAFETY: set from Box::into_raw in on_create; CLOSE comes once per file object.
-            drop(unsafe { Box::from_raw(context) });
-            // SAFETY: as above.
-            unsafe { (*file).FsContext = null_mut() };
-        }
+    // SAFETY: `irp` was just given to this dispatch routine, which completes it below, after the
+    // last use of the file object.
+    if let Some(file) = unsafe { HandleFile::of(irp) } {
+        drop(file.take_context());
     }
     // SAFETY: completing the IRP this routine owns, once.
     unsafe { complete(irp, NtStatus::SUCCESS, 0) }
@@ -837,21 +817,10 @@ unsafe extern "C" fn on_device_control(device: *mut DEVICE_OBJECT, irp: *mut IRP
     if let Some(stale) = buffer.get_mut(io.stale_range()) {
         stale.fill(0);
     }
-    // SAFETY: `sl` is valid; FileObject is the handle's file object.
-    let file = unsafe { (*sl).FileObject };
-    let opener_process_id = if file.is_null() {
-        0
-    } else {
-        // SAFETY: `file` is valid for the IRP's lifetime.
-        let context = unsafe { (*file).FsContext }.cast::<OpenContext>();
-        if context.is_null() {
-            0
-        } else {
-            // SAFETY: set in on_create and freed only in on_close, which cannot run while this
-            // IRP holds a reference to the file object.
-            unsafe { (*context).opener_process_id }
-        }
-    };
+    // SAFETY: `irp` is this routine's, completed below after the last use of the file object.
+    let opener_process_id = unsafe { HandleFile::of(irp) }
+        .and_then(|file| file.context().map(|c| c.opener_process_id))
+        .unwrap_or(0);
     let caller = KernelCaller {
         // SAFETY: `irp` is live.
         requestor_mode: unsafe { (*irp).RequestorMode },
@@ -949,10 +918,10 @@ unsafe extern "C" fn rm_notify(
             "notification {:?} for key {}: {}", n, key.0, st
         );
     }
-    // Durable: a checkpoint once recovery is over, and whenever enough was logged since the
-    // last one (PASSIVE_LEVEL, no engine lock held: the checkpoint forces the log).
-    let due = driver.engine.durability().bytes_since_checkpoint >= durable::CHECKPOINT_EVERY_BYTES;
-    if (n == Notification::LastRecover || (n == Notification::Commit && due))
+    // Durable: a checkpoint when `crate::callback` says one is due (PASSIVE_LEVEL, no engine
+    // lock held: the checkpoint forces the log).
+    let logged = driver.engine.durability().bytes_since_checkpoint;
+    if callback::checkpoint_due(n, logged)
         && let Err(e) = driver.engine.checkpoint()
         && e != NtStatus::TM_VOLATILE
     {
