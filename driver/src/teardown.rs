@@ -3,8 +3,9 @@
 //! here and the kernel shell just executes [`Step`]s.
 //!
 //! `DriverEntry` creates, in order: the transaction manager, the resource manager, a reference to
-//! the resource manager object, the driver context (engine + lock), the notification callback,
-//! the device object and its symbolic link. Tearing down follows "Creating a Resource Manager"
+//! the resource manager object, the device object (work items that finish notifications are
+//! allocated on it, so it exists before the first callback), the driver context (engine + lock),
+//! the notification callback, and the device's symbolic link. Tearing down follows "Creating a Resource Manager"
 //! (learn.microsoft.com/windows-hardware/drivers/kernel/creating-a-resource-manager): the
 //! enlistments go first, then the RM, then the TM — KTM keeps calling back while enlistments
 //! live, and a callback must never reach an image whose context is gone:
@@ -22,7 +23,8 @@
 //!    (a prepared transaction waits on the other RMs), tracing what is left if that expires.
 //! 5. `CloseRm`: with no transaction left, KTM has nothing to deliver; what the wait left is
 //!    rolled back by KTM now, its ROLLBACKs still admitted by the rundown.
-//! 6. `WaitForRundown`: waits for every callback and IOCTL that got in; later ones are turned
+//! 6. `WaitForRundown`: waits for every callback and IOCTL that got in, and every work item the
+//!    callback queued (each holds rundown protection until it is done); later ones are turned
 //!    away before they touch the context.
 //! 7. `FreeContext`: drops the engine (closing any enlistment handle the wait left), frees the
 //!    lock and the context.
@@ -166,7 +168,6 @@ mod tests {
         assert_eq!(all(rm_ref_failed), vec![Step::CloseRm, Step::CloseTm]);
         let callbacks_failed = Built {
             callbacks: false,
-            device: false,
             symlink: false,
             ..Built::ALL
         };
@@ -177,7 +178,24 @@ mod tests {
                 Step::CloseRm,
                 Step::FreeContext,
                 Step::DereferenceRm,
-                Step::CloseTm
+                Step::CloseTm,
+                Step::DeleteDevice
+            ]
+        );
+        let context_failed = Built {
+            tm: true,
+            rm: true,
+            rm_object: true,
+            device: true,
+            ..Built::default()
+        };
+        assert_eq!(
+            all(context_failed),
+            vec![
+                Step::CloseRm,
+                Step::DereferenceRm,
+                Step::CloseTm,
+                Step::DeleteDevice
             ]
         );
         let symlink_failed = Built {
@@ -203,6 +221,9 @@ mod tests {
         assert!(pos(Step::FreeContext) < pos(Step::DereferenceRm));
         assert!(pos(Step::DereferenceRm) < pos(Step::CloseTm));
         assert!(pos(Step::DeleteSymlink) < pos(Step::DeleteDevice));
+        // A queued work item holds rundown protection and was allocated on the device: the
+        // rundown wait outlasts every work item, and the device outlasts the wait.
+        assert!(pos(Step::WaitForRundown) < pos(Step::DeleteDevice));
     }
 
     // The wait is bounded in whole, non-zero slices.

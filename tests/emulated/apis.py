@@ -8,7 +8,7 @@ import struct
 
 import wdm
 from kernel import (APC_LEVEL, APP_PID, DISPATCH_LEVEL, PASSIVE_LEVEL, POOL_BASE, POOL_REDZONE,
-                    POOL_SIZE, SYSTEM_PID, Fatal)
+                    POOL_SIZE, STACK_LIMIT, STACK_TOP, SYSTEM_PID, Fatal)
 from wdm import p16, p32, p64, u16, u32, u64
 
 ROUTINES = {}
@@ -355,9 +355,16 @@ def ex_wait_for_rundown_protection_release(k, r):
     if state is None:
         raise Fatal("ExWaitForRundownProtectionRelease(%#x): not initialised" % r)
     state[1] = True
+    # Queued work items hold protection too: the system's worker threads run them while this
+    # thread waits (here, on this thread's stack), and the wait ends once they are done.
+    return k.ktm.run_work_then(lambda: _rundown_released(state))
+
+
+def _rundown_released(state):
     if state[0]:
         raise Fatal("ExWaitForRundownProtectionRelease: %d holder(s) on this very thread; the "
                     "wait never ends" % state[0])
+    return 0
 
 
 # ---- objects and handles ------------------------------------------------------------------
@@ -538,31 +545,104 @@ def iof_complete_request(k, irp, boost):
 
 # ---- files (the durable log) --------------------------------------------------------------
 
+def _file_io(k):
+    """The Zw*File pages: PASSIVE_LEVEL with special kernel APCs enabled (synchronous I/O
+    completes through one; Driver Verifier bug checks 0xC4/0xE9 otherwise)."""
+    if k.thread["apcs_disabled"]:
+        k.violation("%s with all APCs disabled: its page requires special kernel APCs enabled"
+                    % k.current_routine)
+
+
 @routine("ZwCreateFile", 11)
 def zw_create_file(k, out, access, oa, iosb, alloc, attrs, share, disposition, options, ea, ealen):
+    _file_io(k)
     return k.fs.create(out, access, oa, iosb, disposition & 0xFFFFFFFF, options & 0xFFFFFFFF)
 
 
 @routine("ZwReadFile", 9)
 def zw_read_file(k, h, event, apc, ctx, iosb, buf, length, offset, key):
+    _file_io(k)
     return k.fs.read(h, iosb, buf, length, offset)
 
 
 @routine("ZwWriteFile", 9)
 def zw_write_file(k, h, event, apc, ctx, iosb, buf, length, offset, key):
+    _file_io(k)
     return k.fs.write(h, iosb, buf, length, offset)
 
 
 @routine("ZwFlushBuffersFile", 2)
 def zw_flush_buffers_file(k, h, iosb):
+    _file_io(k)
     return k.fs.flush(h, iosb)
 
 
 @routine("ZwQueryInformationFile", 5)
 def zw_query_information_file(k, h, iosb, info, length, cls):
+    _file_io(k)
     return k.fs.query(h, iosb, info, length & 0xFFFFFFFF, cls & 0xFFFFFFFF)
 
 
 @routine("ZwSetInformationFile", 5)
 def zw_set_information_file(k, h, iosb, info, length, cls):
+    _file_io(k)
     return k.fs.set_info(h, iosb, info, length & 0xFFFFFFFF, cls & 0xFFFFFFFF)
+
+
+# ---- work items and the current thread ----------------------------------------------------
+
+@routine("IoAllocateWorkItem", 1, DISPATCH_LEVEL)
+def io_allocate_work_item(k, dev):
+    if not any(d["addr"] == dev for d in k.devices):
+        # The page: "If the caller will later pass the work item to IoQueueWorkItem, DeviceObject
+        # must point to a device object."
+        k.violation("IoAllocateWorkItem(%#x): not a device object of this driver" % dev)
+    if k.fail_work_items:
+        k.fail_work_items -= 1
+        k.injected_failures += 1
+        return 0
+    item = k.kalloc(0x40)
+    k.work_items[item] = {"device": dev, "queued": False}
+    return item
+
+
+@routine("IoQueueWorkItem", 4, DISPATCH_LEVEL)
+def io_queue_work_item(k, item, routine_addr, queue_type, context):
+    w = k.work_items.get(item)
+    if w is None:
+        raise Fatal("IoQueueWorkItem(%#x): not a work item from IoAllocateWorkItem" % item)
+    if w["queued"]:
+        raise Fatal("IoQueueWorkItem(%#x): already queued" % item)
+    if (queue_type & 0xFFFFFFFF) != wdm.DELAYED_WORK_QUEUE:
+        k.violation("IoQueueWorkItem with queue type %d: drivers must specify DelayedWorkQueue"
+                    % (queue_type & 0xFFFFFFFF))
+    if not (k.base <= routine_addr < k.base + k.module.image_size):
+        raise Fatal("IoQueueWorkItem: routine %#x is not in the image" % routine_addr)
+    w["queued"] = True
+    k.work_queue.append((item, routine_addr, context))
+    k.work_stats["queued"] += 1
+
+
+@routine("IoFreeWorkItem", 1, DISPATCH_LEVEL)
+def io_free_work_item(k, item):
+    w = k.work_items.get(item)
+    if w is None:
+        raise Fatal("IoFreeWorkItem(%#x): not an allocated work item (freed twice?)" % item)
+    if w["queued"]:
+        k.violation("IoFreeWorkItem(%#x) while it is queued" % item)
+    del k.work_items[item]
+
+
+@routine("KeAreAllApcsDisabled", 0, 15)
+def ke_are_all_apcs_disabled(k):
+    return int(k.thread["apcs_disabled"] or k.irql >= APC_LEVEL)
+
+
+@routine("IoGetStackLimits", 2, 15)
+def io_get_stack_limits(k, low, high):
+    bottom = STACK_LIMIT
+    if k.thread["short_stack"]:
+        # A thread deep in its stack: 2 KiB left below the caller.
+        bottom = max(STACK_LIMIT, k.emu.reg_read("rsp") - 2048)
+    k.write(low, p64(bottom))
+    k.write(high, p64(STACK_TOP))

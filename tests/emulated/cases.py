@@ -4,6 +4,7 @@ A case's IOCTLs and KTM actions are replayed on the simulated device afterwards 
 same answers byte for byte (unless the case says `diff=False`: IRP-level faults the simulator
 has no way to send)."""
 
+import collections
 import struct
 
 import proto
@@ -633,3 +634,160 @@ def durable_damaged_length(k, app, run):
     st, left, was = restart_over_damaged_log(k, app, run, long_first_record, before_unload=True)
     expect(wdm.nt_error(st), "DriverEntry over a log whose first record's length is damaged "
            "returned %s (%d of %d bytes left in the log)" % (name_of(st), left, was))
+
+
+# ---- log I/O off the KTM callback (work items) ---------------------------------------------
+
+TWO_PHASE = [("PREPREPARE", "PrePrepareComplete"), ("PREPARE", "PrepareComplete"),
+             ("COMMIT", "CommitComplete")]
+
+
+def on_worker(where):
+    return where is not None and where.startswith("WorkItem")
+
+
+def commit_with_callback_thread(k, app, run, thread):
+    """A durable commit whose KTM callbacks arrive on `thread` (a thread unfit for file I/O):
+    PREPARE and COMMIT are answered from work items, every log flush of the commit runs on a
+    worker, and the commit survives a restart."""
+    app.open()
+    k.ktm.callback_thread.update(thread)
+    app.begin("T1")
+    expect_eq(app.put("T1", b"k", b"v"), OK, "PUT")
+    tx = k.ktm.transactions[-1]
+    flushes, ran = len(k.fs.flushed_in), k.work_stats["run"]
+    expect_eq(app.commit("T1"), OK, "commit")
+    expect_eq(notifications(k, tx.id), TWO_PHASE, "the answers, given by the workers")
+    expect(k.work_stats["run"] - ran >= 2, "PREPARE and COMMIT were not finished on work items "
+           "(%d ran)" % (k.work_stats["run"] - ran))
+    during = k.fs.flushed_in[flushes:]
+    expect(during and all(on_worker(w) for w in during),
+           "the commit's log flushes ran in %r, not all on a worker" % during)
+    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
+    app.close_tx("T1")
+    app.close()
+    run.finish(k)
+    k2 = run.boot(params={"Durable": 1}, files=k.fs)
+    app2 = App(k2)
+    app2.open()
+    expect_eq(app2.get(None, b"k"), (OK, b"v"), "the deferred commit after a restart")
+    app2.close()
+
+
+@case("durable-callback-without-apcs-defers", params={"Durable": 1}, diff=False)
+def callback_without_apcs(k, app, run):
+    """KeAreAllApcsDisabled() is TRUE in the callback: the log's Zw*File calls must not run
+    there (the emulated kernel flags any that does)."""
+    commit_with_callback_thread(k, app, run, {"apcs_disabled": True})
+
+
+@case("durable-callback-short-stack-defers", params={"Durable": 1}, diff=False)
+def callback_short_stack(k, app, run):
+    """The callback arrives with 2 KiB of stack left: the log I/O goes to a worker."""
+    commit_with_callback_thread(k, app, run, {"short_stack": True})
+
+
+@case("volatile-callback-never-defers")
+def volatile_never_defers(k, app, run):
+    """A volatile engine does no file I/O: nothing to defer, whatever the thread."""
+    app.open()
+    k.ktm.callback_thread.update({"apcs_disabled": True, "short_stack": True})
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    expect_eq(app.commit("T1"), OK, "commit")
+    expect_eq(notifications(k), TWO_PHASE, "answers")
+    expect_eq(k.work_stats["queued"], 0, "work items queued by a volatile driver")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("durable-no-work-item-without-apcs", params={"Durable": 1}, diff=False)
+def no_work_item_without_apcs(k, app, run):
+    """No work item can be had while the callback cannot do file I/O: PREPARE is answered with
+    a no vote (no I/O), KTM rolls back, nothing is written; once work items can be had again,
+    the next commit goes through."""
+    app.open()
+    k.ktm.callback_thread["apcs_disabled"] = True
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    tx = k.ktm.transactions[-1]
+    k.fail_work_items = 1000
+    expect_eq(name_of(app.commit("T1")), name_of(wdm.STATUS_TRANSACTION_ABORTED), "commit")
+    expect(k.injected_failures > 0, "no IoAllocateWorkItem failed")
+    k.fail_work_items = 0
+    expect_eq(notifications(k, tx.id), [("PREPREPARE", "PrePrepareComplete"),
+                                         ("PREPARE", "RollbackEnlistment"),
+                                         ("ROLLBACK", "RollbackComplete")], "answers")
+    expect_eq(app.get(None, b"k")[0], NOT_FOUND, "nothing committed")
+    app.close_tx("T1")
+    app.begin("T2")
+    expect_eq(app.put("T2", b"k", b"w"), OK, "the key is free again")
+    expect_eq(app.commit("T2"), OK, "commit with work items back")
+    expect_eq(app.get(None, b"k"), (OK, b"w"), "committed")
+    app.close_tx("T2")
+    app.close()
+
+
+@case("durable-no-work-item-short-stack", params={"Durable": 1}, diff=False)
+def no_work_item_short_stack(k, app, run):
+    """No work item, and only the stack is short (APCs enabled): the callback does the I/O
+    itself, as the driver always did."""
+    app.open()
+    k.ktm.callback_thread["short_stack"] = True
+    app.begin("T1")
+    app.put("T1", b"k", b"v")
+    flushes = len(k.fs.flushed_in)
+    k.fail_work_items = 1000
+    expect_eq(app.commit("T1"), OK, "commit")
+    expect(k.injected_failures > 0, "no IoAllocateWorkItem failed")
+    k.fail_work_items = 0
+    during = k.fs.flushed_in[flushes:]
+    expect(during and not any(on_worker(w) for w in during),
+           "flushes ran in %r: expected the callback itself" % during)
+    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
+    app.close_tx("T1")
+    app.close()
+
+
+def log_with_records(run):
+    """A durable boot that logs a few writes and unloads: its files, so that the next boot's
+    checkpoint has records before it to drop (and so rewrites and renames the log)."""
+    k = run.boot(params={"Durable": 1})
+    app = App(k)
+    app.open()
+    for i in range(3):
+        expect_eq(app.put(None, b"key%d" % i, b"value%d" % i), OK, "PUT")
+    app.close()
+    run.finish(k)
+    return k.fs
+
+
+@case("durable-checkpoint-on-worker", boot=False, diff=False)
+def checkpoint_on_worker(k, app, run):
+    """LAST_RECOVER's checkpoint (the log rewritten, renamed over the old one, reopened) runs on
+    a work item, never in the callback."""
+    k = run.boot(params={"Durable": 1}, files=log_with_records(run))
+    expect(k.fs.renamed_in, "no checkpoint after recovery")
+    expect(all(on_worker(w) for w in k.fs.renamed_in),
+           "checkpoint renames ran in %r" % k.fs.renamed_in)
+    expect_eq(k.work_queue, collections.deque(), "work items left queued")
+    app = App(k)
+    app.open()
+    expect_eq(app.get(None, b"key2"), (OK, b"value2"), "data after the checkpoint")
+    app.close()
+
+
+@case("durable-unload-runs-queued-work", boot=False, diff=False)
+def unload_runs_queued_work(k, app, run):
+    """Every system worker is busy, so LAST_RECOVER's checkpoint is still queued when the driver
+    unloads: DriverUnload's rundown wait must outlast it (the work item holds rundown
+    protection), and the image must not go while it is queued."""
+    k = run.boot(params={"Durable": 1}, files=log_with_records(run), entry=False)
+    k.hold_work = True
+    expect_eq(k.driver_entry(), OK, "DriverEntry")
+    k.io.finish_driver_entry()
+    expect_eq(len(k.work_queue), 1, "the checkpoint's work item, queued and held")
+    run.finish(k)
+    expect_eq(len(k.work_queue), 0, "work items queued after DriverUnload")
+    expect(any(w and w.startswith("WorkItem inside DriverUnload") for w in k.fs.renamed_in),
+           "the held checkpoint did not run inside DriverUnload's wait: %r" % k.fs.renamed_in)

@@ -25,6 +25,8 @@ class Fs:
         self.data = {}
         self.flushed = {}
         self.flushes = 0
+        self.flushed_in = []  # which entry point each flush ran in (kernel.in_image)
+        self.renamed_in = []  # likewise for each rename (a checkpoint)
 
     def _iosb(self, iosb, st, info):
         if iosb:
@@ -100,6 +102,7 @@ class Fs:
         if f is None:
             return wdm.STATUS_INVALID_HANDLE
         self.flushes += 1
+        self.flushed_in.append(self.k.in_image)
         self.flushed[f.path] = bytes(self.data[f.path])
         return self._iosb(iosb, wdm.STATUS_SUCCESS, 0)
 
@@ -139,6 +142,7 @@ class Fs:
             self.data[target] = self.data.pop(f.path)
             self.flushed[target] = self.flushed.pop(f.path, b"")
             f.path = target
+            self.renamed_in.append(k.in_image)
             return self._iosb(iosb, wdm.STATUS_SUCCESS, 0)
         k.violation("ZwSetInformationFile class %d" % cls)
         return wdm.STATUS_INVALID_PARAMETER

@@ -7,6 +7,7 @@ a silent default.
 One `Kernel` is one boot: it loads the image, runs DriverEntry, takes IRPs and KTM actions from a
 case, runs DriverUnload, and lists what was left behind."""
 
+import collections
 import logging
 import struct
 
@@ -40,6 +41,8 @@ SYSTEM_PID = 4
 APP_PID = 0x1F4C
 KERNEL_HANDLE_BIT = 0xFFFFFFFF80000000
 APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL = 1, 2, 0
+
+NORMAL_THREAD = {"apcs_disabled": False, "short_stack": False}
 
 REGISTRY_PATH = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\ktmrm"
 
@@ -117,6 +120,16 @@ class Kernel:
         self.driver_handles = set()  # handles the driver opened and must close
         self.crashed = False
         self.waits = []  # the driver's waits inside which KTM runs callbacks (innermost last)
+        self.work_items = {}  # IO_WORKITEM address -> {"device", "queued"}
+        self.work_queue = collections.deque()  # (item, routine, context) for a system worker
+        self.work_stats = {"queued": 0, "run": 0}
+        self.fail_work_items = 0  # fail the next N IoAllocateWorkItem calls
+        # Keep queued work items waiting (every system worker busy) until the driver waits for
+        # them (the rundown wait at unload).
+        self.hold_work = False
+        # The thread the driver runs on: KeAreAllApcsDisabled and IoGetStackLimits answer from
+        # it (KTM's callback thread takes Ktm.callback_thread; workers and IRPs the default).
+        self.thread = dict(NORMAL_THREAD)
 
         orig_setup = skernel.WinKernelEmulator.setup_kernel_mode
         kernel = self
@@ -540,6 +553,9 @@ class Kernel:
             out.append("device object(s) not deleted: %s" % ", ".join(d["name"] for d in self.devices))
         if self.symlinks:
             out.append("symbolic link(s) not deleted: %s" % ", ".join(self.symlinks))
+        if self.work_items:
+            out.append("work item leak: %d IO_WORKITEM(s) never freed with IoFreeWorkItem"
+                       % len(self.work_items))
         for addr, (count, _w) in self.rundown.items():
             if count:
                 out.append("rundown protection at %#x still held %d time(s)" % (addr, count))

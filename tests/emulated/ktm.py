@@ -13,7 +13,7 @@ import struct
 
 import wdm
 from apis import _own, routine
-from kernel import APP_PID, SYSTEM_PID, Fatal
+from kernel import APP_PID, NORMAL_THREAD, SYSTEM_PID, Fatal
 from wdm import NOTIFY_NAMES, p64
 
 PREPREPARE, PREPARE, COMMIT, ROLLBACK, SPC = (wdm.NOTIFY_PREPREPARE, wdm.NOTIFY_PREPARE,
@@ -51,6 +51,9 @@ class Ktm:
         self.after_unload_checked = False
         self.now_100ns = 0
         self.races = {}  # routine name -> what another thread does while the driver is in it
+        # The thread KTM calls the driver's callback on (see kernel.NORMAL_THREAD): a case may
+        # make it one with all APCs disabled, or one deep in its stack.
+        self.callback_thread = dict(NORMAL_THREAD)
 
     # ---- object types ---------------------------------------------------------------------
 
@@ -208,9 +211,13 @@ class Ktm:
         return wdm.STATUS_SUCCESS
 
     def deliver(self):
-        """Delivers queued notifications on a KTM worker thread until none is left."""
+        """Delivers queued notifications on a KTM worker thread, and runs queued work items on a
+        system worker thread, until neither is left."""
         k = self.k
-        while self.pending:
+        while self.pending or (k.work_queue and not k.hold_work):
+            if not self.pending:
+                self.run_work_item()
+                continue
             e, n = self.pending.popleft()
             if e.rm is None:
                 self.other_rm(e, n)
@@ -218,11 +225,37 @@ class Ktm:
             args = self.callback_args(e, n)
             if args is None:
                 continue
-            saved = k.pid
-            k.pid = SYSTEM_PID
+            saved, saved_thread = k.pid, k.thread
+            k.pid, k.thread = SYSTEM_PID, dict(self.callback_thread)
             st = k.call("ResourceManagerNotification(%s)" % name(n), *args) & 0xFFFFFFFF
-            k.pid = saved
+            k.pid, k.thread = saved, saved_thread
             self.returned(e, n, st)
+
+    def run_work_item(self):
+        """One queued work item, on a system worker thread (PASSIVE_LEVEL, APCs enabled)."""
+        k = self.k
+        item, routine, context = self.take_work_item()
+        saved, saved_thread = k.pid, k.thread
+        k.pid, k.thread = SYSTEM_PID, dict(NORMAL_THREAD)
+        k.call("WorkItem", routine, k.work_items[item]["device"], context)
+        k.pid, k.thread = saved, saved_thread
+
+    def take_work_item(self):
+        """Dequeues the next work item: the system dequeues it before its routine runs (so the
+        routine may free it, IoFreeWorkItem's page)."""
+        k = self.k
+        item, routine, context = k.work_queue.popleft()
+        k.work_items[item]["queued"] = False
+        k.work_stats["run"] += 1
+        return item, routine, context
+
+    def run_work_then(self, result):
+        """A wait that ends once every queued work item has run (ExWaitForRundownProtectionRelease):
+        they run here, on the waiting thread's stack; then `result()`. Returns WAITING when
+        there is work, else `result()` at once."""
+        if not self.k.work_queue:
+            return result()
+        return self._take_over(lambda: not self.k.work_queue, result, work_only=True)
 
     def callback_args(self, e, n):
         """The routine and arguments of the driver's callback for (e, n), or None."""
@@ -267,43 +300,62 @@ class Ktm:
             return status
         return self._take_over(lambda: False, lambda: status)
 
-    def _take_over(self, done, result):
+    def _take_over(self, done, result, work_only=False):
         k = self.k
         rsp = k.emu.reg_read("rsp")
         k.waits.append({"done": done, "result": result, "rsp": rsp, "ret": k.rq(rsp),
                         "pid": k.pid, "in_image": k.in_image, "current": None,
+                        "thread": k.thread, "work_only": work_only,
                         "popped": not k.handled_by_speakeasy.get(k.current_routine, False)})
         self._inject_next()
         return WAITING
 
-    def _next_for_driver(self):
-        while self.pending and self.pending[0][0].rm is None:
-            e, n = self.pending.popleft()
-            self.other_rm(e, n)
-        return bool(self.pending)
+    def _next_for_driver(self, work_only=False):
+        """Whether another thread has something to run in the driver now: a notification KTM
+        owes it (not in `work_only` waits), or a queued work item."""
+        if not work_only:
+            while self.pending and self.pending[0][0].rm is None:
+                e, n = self.pending.popleft()
+                self.other_rm(e, n)
+            if self.pending:
+                return True
+            if self.k.hold_work:
+                return False
+        return bool(self.k.work_queue)
 
     def _inject_next(self):
         k = self.k
         w = k.waits[-1]
-        e, n = self.pending.popleft()
-        args = self.callback_args(e, n)
-        w["current"] = (e, n)
+        if self.pending and not w["work_only"]:
+            e, n = self.pending.popleft()
+            args = self.callback_args(e, n)
+            w["current"] = (e, n)
+            k.thread = dict(self.callback_thread)
+            what = "ResourceManagerNotification(%s)" % name(n)
+        else:
+            item, routine, context = self.take_work_item()
+            args = (routine, k.work_items[item]["device"], context)
+            w["current"] = None
+            k.thread = dict(NORMAL_THREAD)
+            what = "WorkItem"
         k.pid = SYSTEM_PID
-        k.in_image = "ResourceManagerNotification(%s) inside %s" % (name(n), w["in_image"])
+        k.in_image = "%s inside %s" % (what, w["in_image"])
         k.inject(args[0], args[1:], w["rsp"], w["popped"])
         w["popped"] = False  # later ones start from RESUME's code hook, nothing pops
 
     def resume_wait(self):
-        """The callback run inside a wait returned (at RESUME): the next one, or the wait's end."""
+        """The callback or work item run inside a wait returned (at RESUME): the next one, or
+        the wait's end."""
         k = self.k
         w = k.waits[-1]
-        e, n = w["current"]
-        self.returned(e, n, k.emu.reg_read("rax") & 0xFFFFFFFF)
-        if not w["done"]() and self._next_for_driver():
+        if w["current"] is not None:
+            e, n = w["current"]
+            self.returned(e, n, k.emu.reg_read("rax") & 0xFFFFFFFF)
+        if not w["done"]() and self._next_for_driver(w["work_only"]):
             self._inject_next()
             return
         k.waits.pop()
-        k.pid, k.in_image = w["pid"], w["in_image"]
+        k.pid, k.in_image, k.thread = w["pid"], w["in_image"], w["thread"]
         k.emu.reg_write("rax", w["result"]())
         k.emu.reg_write("rsp", w["rsp"] + 8)
         k.emu.reg_write("rip", w["ret"])
@@ -353,6 +405,9 @@ class Ktm:
     def after_unload(self):
         """Nothing of the driver's may be left in KTM once DriverUnload returned."""
         k = self.k
+        for _item, routine, _context in k.work_queue:
+            k.violation("after DriverUnload, a work item (routine %s) is still queued: a system "
+                        "worker would run it in the unloaded image" % k.symbol(routine))
         for e, n in self.pending:
             if e.rm is not None:
                 k.violation("after DriverUnload, KTM still has %s queued for the driver's "

@@ -160,3 +160,6 @@ def p32(v):
 
 def p64(v):
     return struct.pack("<Q", v & 0xFFFFFFFFFFFFFFFF)
+
+# WORK_QUEUE_TYPE (wdm.h): DelayedWorkQueue, the one IoQueueWorkItem's page allows drivers.
+DELAYED_WORK_QUEUE = 1

@@ -15,7 +15,10 @@
 //! loops). The engine answers a notification before `notify` returns, or returns
 //! STATUS_PENDING when the answer comes later or from elsewhere (a COMMIT whose record cannot be
 //! forced, redelivered by KTM after a restart; a phase that unload's ZwRollbackEnlistment
-//! answers), as the callback contract allows. A notification may arrive before
+//! answers), as the callback contract allows. The log's file I/O needs special kernel APCs
+//! enabled and stack to spare, which the callback is not promised: a durable PREPARE, COMMIT or
+//! SINGLE_PHASE_COMMIT arriving on a thread unfit for it, and every checkpoint, run on a work
+//! item instead (`crate::callback` decides, `kmode::worker` queues). A notification may arrive before
 //! `ZwCreateEnlistment` returns; the engine keys its state by the EnlistmentKey it chose before
 //! enlisting, so that is fine (docs/ktm.md §3 Delivery B, §8).
 
@@ -27,12 +30,13 @@ mod params;
 mod pool;
 mod port;
 mod sys;
+mod worker;
 
 /// Every `alloc` allocation of the driver comes from non-paged pool (see `pool`).
 #[global_allocator]
 static GLOBAL_ALLOCATOR: pool::PoolAllocator = pool::PoolAllocator;
 
-use crate::callback;
+use crate::callback::{self, Fallback, Route};
 use crate::durable::{self, Config};
 use crate::irp::{self, Ioctl};
 use crate::ktm::{self, access, obj};
@@ -48,7 +52,7 @@ use core::ptr::null_mut;
 use file::{EventLock, KernelFile, MaybeLog};
 use handle::{HandleFile, OpenContext};
 use ktmrm_core::wal::{FileLog, FileLogState};
-use ktmrm_core::{Engine, Notification, State};
+use ktmrm_core::{Engine, EnlistmentKey, KtmPort, Notification, State};
 use ktmrm_proto::{FILE_DEVICE_UNKNOWN, Limits, NtStatus};
 use lock::GuardedLock;
 use port::{EnlistmentHandle, KernelCaller, KernelPort, KernelTarget};
@@ -84,6 +88,10 @@ struct Driver {
     tm: HANDLE,
     /// The RM's kernel handle (ZwCreateResourceManager).
     rm: HANDLE,
+    /// The control device: work items are allocated on it (IoAllocateWorkItem).
+    device: PDEVICE_OBJECT,
+    /// Durable mode (the engine has a log).
+    durable: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,12 +253,7 @@ unsafe fn release(objects: &Objects, built: Built) {
                 // A durable engine first writes a checkpoint, so the next start replays little
                 // (nothing runs any more: the rundown wait is over). Volatile: STATUS_TM_VOLATILE.
                 // SAFETY: the context is allocated and not yet freed.
-                let driver = unsafe { &*objects.context };
-                if let Err(st) = driver.engine.checkpoint()
-                    && st != NtStatus::TM_VOLATILE
-                {
-                    trace!(Level::Error, "checkpoint at unload: {}", st);
-                }
+                worker::checkpoint(unsafe { &*objects.context });
                 // Drops the engine: any enlistment handle it still holds is closed (ZwClose),
                 // its log file is closed, then the lock's mutex block and the context are freed.
                 // SAFETY: the context came from Box::into_raw in DriverEntry; after the rundown
@@ -548,45 +551,11 @@ fn start(
     objects.rm_object = rm_object.cast();
     built.rm_object = true;
 
-    // 4. The context: engine, state and lock, all fallible allocations.
-    let context = try_box(Driver {
-        engine: Engine::with_log(lock, log),
-        port: KernelPort {
-            rm: objects.rm,
-            rm_object: objects.rm_object,
-            tx_type,
-        },
-        tm: objects.tm,
-        rm: objects.rm,
-    })?;
-    objects.context = Box::into_raw(context);
-    built.context = true;
-
-    // 5. Notifications by callback (see the module docs for why not a notification thread).
-    // TmEnableCallbacks(PKRESOURCEMANAGER ResourceManager, PTM_RM_NOTIFICATION CallbackRoutine,
-    //   PVOID RMKey): PASSIVE_LEVEL; one callback per RM. RMKey is the context, which outlives
-    //   every callback (rundown-protected, freed after the RM is closed).
-    // SAFETY: `rm_object` is referenced; `rm_notify` matches PTM_RM_NOTIFICATION.
-    step("TmEnableCallbacks", unsafe {
-        TmEnableCallbacks(
-            objects.rm_object,
-            Some(rm_notify),
-            objects.context.cast::<c_void>(),
-        )
-    })?;
-    built.callbacks = true;
-    if config.durable {
-        // ZwRecoverResourceManager(HANDLE ResourceManagerHandle): PASSIVE_LEVEL. Queues RECOVER
-        // for each of this RM's enlistments KTM logged, then LAST_RECOVER, to the callback
-        // (docs/ktm.md §2, §7 step 4). Until LAST_RECOVER the engine refuses requests with
-        // STATUS_DEVICE_NOT_READY, so the device below may exist before recovery ends.
-        // SAFETY: `objects.rm` is open with RESOURCEMANAGER_RECOVER; callbacks are enabled.
-        step("ZwRecoverResourceManager", unsafe {
-            ZwRecoverResourceManager(objects.rm)
-        })?;
-    }
-
-    // 6. The control device, secured by SDDL (SYSTEM and Administrators only).
+    // 4. The control device, secured by SDDL (SYSTEM and Administrators only). Before the
+    //    callback is enabled: a notification may have to be finished on a work item, which
+    //    IoAllocateWorkItem ties to a device object (kmode::worker). No request reaches it before
+    //    DriverEntry returns (the I/O manager clears DO_DEVICE_INITIALIZING then), and none is
+    //    served before the context below is in its extension.
     let mut device_name = unicode(names::DEVICE_NAME);
     let sddl = unicode(names::DEVICE_SDDL);
     let class = guid(durable::DEVICE_CLASS_GUID);
@@ -609,10 +578,52 @@ fn start(
         )
     })?;
     built.device = true;
+
+    // 5. The context: engine, state and lock, all fallible allocations.
+    let context = try_box(Driver {
+        engine: Engine::with_log(lock, log),
+        port: KernelPort {
+            rm: objects.rm,
+            rm_object: objects.rm_object,
+            tx_type,
+        },
+        tm: objects.tm,
+        rm: objects.rm,
+        device: objects.device,
+        durable: config.durable,
+    })?;
+    objects.context = Box::into_raw(context);
+    built.context = true;
+
+    // The dispatch routines find the context in the device extension.
     // SAFETY: the device was just created with an extension of pointer size.
     let extension = unsafe { (*objects.device).DeviceExtension }.cast::<*mut Driver>();
     // SAFETY: the extension is zeroed, pointer-sized and suitably aligned (pool alignment).
     unsafe { extension.write(objects.context) };
+
+    // 6. Notifications by callback (see the module docs for why not a notification thread).
+    // TmEnableCallbacks(PKRESOURCEMANAGER ResourceManager, PTM_RM_NOTIFICATION CallbackRoutine,
+    //   PVOID RMKey): PASSIVE_LEVEL; one callback per RM. RMKey is the context, which outlives
+    //   every callback (rundown-protected, freed after the RM is closed).
+    // SAFETY: `rm_object` is referenced; `rm_notify` matches PTM_RM_NOTIFICATION.
+    step("TmEnableCallbacks", unsafe {
+        TmEnableCallbacks(
+            objects.rm_object,
+            Some(rm_notify),
+            objects.context.cast::<c_void>(),
+        )
+    })?;
+    built.callbacks = true;
+    if config.durable {
+        // ZwRecoverResourceManager(HANDLE ResourceManagerHandle): PASSIVE_LEVEL. Queues RECOVER
+        // for each of this RM's enlistments KTM logged, then LAST_RECOVER, to the callback
+        // (docs/ktm.md §2, §7 step 4). Until LAST_RECOVER the engine refuses requests with
+        // STATUS_DEVICE_NOT_READY, so the device may take requests before recovery ends.
+        // SAFETY: `objects.rm` is open with RESOURCEMANAGER_RECOVER; callbacks are enabled.
+        step("ZwRecoverResourceManager", unsafe {
+            ZwRecoverResourceManager(objects.rm)
+        })?;
+    }
 
     // 7. \DosDevices\KtmRm -> \Device\KtmRm, so user mode can open \\.\KtmRm.
     let mut link = unicode(names::SYMLINK_NAME);
@@ -868,7 +879,8 @@ unsafe extern "C" fn on_device_control(device: *mut DEVICE_OBJECT, irp: *mut IRP
 /// PLARGE_INTEGER TmVirtualClock, ULONG ArgumentLength, PVOID Argument)`. Called by KTM at
 /// PASSIVE_LEVEL on an arbitrary thread, possibly inside a client's commit or inside one of the
 /// driver's own `Tm*` calls. The engine answers through the `Tm*` routine before this returns,
-/// or this returns the engine's STATUS_PENDING (see the module docs).
+/// or this returns STATUS_PENDING: the engine's own (see the module docs), or because a worker
+/// will answer (`notify`: a durable notification whose log I/O this thread is unfit for).
 unsafe extern "C" fn rm_notify(
     enlistment: PKENLISTMENT,
     rm_context: PVOID,
@@ -894,7 +906,6 @@ unsafe extern "C" fn rm_notify(
     let key = ktm::key_from_context(transaction_context.addr());
     let n = Notification::from_bits(notification);
     trace!(Level::Verbose, "notification {:?} for key {}", n, key.0);
-    let target = KernelTarget(enlistment);
     let st = match n {
         Notification::Recover => {
             let len = usize::try_from(argument_length).unwrap_or(0);
@@ -905,12 +916,15 @@ unsafe extern "C" fn rm_notify(
                 // `Argument`, `ArgumentLength` bytes, valid for the callback (docs/ktm.md §3, S19).
                 unsafe { core::slice::from_raw_parts(argument.cast::<u8>(), len) }
             };
+            // In the callback, always: see Engine::recover (and crate::callback::route).
             match durable::recovery_uow(arg) {
-                Some(uow) => driver.engine.recover(&driver.port, uow, &target),
+                Some(uow) => driver
+                    .engine
+                    .recover(&driver.port, uow, &KernelTarget(enlistment)),
                 None => NtStatus::INVALID_PARAMETER,
             }
         }
-        n => driver.engine.notify(&driver.port, key, n, &target),
+        n => notify(driver, key, n, enlistment),
     };
     if !st.is_success() {
         trace!(
@@ -918,16 +932,44 @@ unsafe extern "C" fn rm_notify(
             "notification {:?} for key {}: {}", n, key.0, st
         );
     }
-    // Durable: a checkpoint when `crate::callback` says one is due (PASSIVE_LEVEL, no engine
-    // lock held: the checkpoint forces the log).
-    let logged = driver.engine.durability().bytes_since_checkpoint;
-    if callback::checkpoint_due(n, logged)
-        && let Err(e) = driver.engine.checkpoint()
-        && e != NtStatus::TM_VOLATILE
-    {
-        trace!(Level::Error, "checkpoint: {}", e);
-    }
     st.0
+}
+
+/// Handles `n` in the callback or on a worker, as `crate::callback` decides from what this
+/// thread is fit for, and queues the checkpoint that follows it, if one is due (checkpoints
+/// always run on a worker: they close, rename and reopen the log file).
+fn notify(
+    driver: &Driver,
+    key: EnlistmentKey,
+    n: Notification,
+    enlistment: PKENLISTMENT,
+) -> NtStatus {
+    let thread = worker::thread(driver.durable);
+    let target = KernelTarget(enlistment);
+    let st = match callback::route(n, &thread) {
+        Route::Inline => driver.engine.notify(&driver.port, key, n, &target),
+        Route::Worker => match worker::defer(driver, key, n, enlistment) {
+            // The worker answers, and checkpoints if that is then due.
+            Ok(()) => return NtStatus::PENDING,
+            Err(why) => {
+                let fallback = callback::without_worker(n, &thread);
+                trace!(
+                    Level::Warn,
+                    "notification {:?} for key {} not deferred ({}): {:?}", n, key.0, why, fallback
+                );
+                match fallback {
+                    Fallback::Inline => driver.engine.notify(&driver.port, key, n, &target),
+                    Fallback::Answer(answer) => driver.port.answer(&target, answer),
+                    Fallback::Pend => NtStatus::PENDING,
+                }
+            }
+        },
+    };
+    let logged = driver.engine.durability().bytes_since_checkpoint;
+    if driver.durable && callback::checkpoint_due(n, logged) {
+        worker::queue_checkpoint(driver);
+    }
+    st
 }
 
 // ---------------------------------------------------------------------------------------------

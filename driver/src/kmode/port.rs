@@ -202,7 +202,9 @@ impl KernelEvent {
 }
 
 /// The enlistment a notification is for: the `PKENLISTMENT` KTM passes to the callback, valid
-/// for the callback's duration (the engine answers before `notify` returns). Not referenced.
+/// for the callback's duration (the engine answers before `notify` returns), or, for a
+/// notification finished on a worker, for as long as the worker's job holds its reference
+/// (`kmode::worker`).
 pub struct KernelTarget(pub PKENLISTMENT);
 
 /// The `Tm*` answer routines: `NTSTATUS TmXxx(PKENLISTMENT Enlistment, PLARGE_INTEGER
@@ -408,7 +410,8 @@ impl KtmPort for KernelPort {
         //   (PKENLISTMENT Enlistment, PLARGE_INTEGER TmVirtualClock /*NULL*/): PASSIVE_LEVEL.
         // Pointer-based: no handle access check, works from KTM's callback thread. Another
         // notification may be delivered from inside this call; the engine holds no lock here.
-        // SAFETY: `target.0` is the enlistment KTM passed to the callback still running.
+        // SAFETY: `target.0` is the enlistment KTM passed to the callback still running, or one
+        // a worker's job holds a reference to.
         let st = NtStatus(unsafe { routine(target.0, null_mut()) });
         let name = ktm::ROUTINE_NAMES.for_answer(answer);
         if st.is_success() {
