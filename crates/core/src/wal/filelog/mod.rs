@@ -1,25 +1,32 @@
-//! A [`LogPort`] over a plain byte-stream file: the driver keeps the log in a file.
+//! A [`LogPort`](super::LogPort) over a plain byte-stream file: the driver keeps the log in a
+//! file.
 //!
 //! The file holds the records back to back, exactly as appended; nothing else (no file header,
 //! no padding), so a record's LSN is the one in its own header. The host supplies the file
 //! ([`FileIo`]) and two locks; this module keeps an index of the records in memory.
 //!
 //! Appends happen under the engine's state lock, so they only copy the record into memory;
-//! [`LogPort::force`] then writes everything appended so far with one `write_at` and one `flush`
-//! (group commit: forces that arrive during that write wait for it, and the next write carries
-//! all their records). The durable file is therefore whole records, plus after a crash at most one
-//! torn write, which [`FileLog::open`] reports as one last damaged entry so [`super::recover`]
-//! drops it. Freeing old records rewrites the file through [`FileIo::replace`], which the host
-//! makes atomic. `no_std` + `alloc`, every allocation fallible, no panics.
+//! [`LogPort::force`](super::LogPort::force) then writes everything appended so far with one
+//! `write_at` and one `flush` (group commit: forces that arrive during that write wait for it,
+//! and the next write carries all their records). The durable file is therefore whole records,
+//! plus after a crash at most one torn write, which [`FileLog::open`] reports as one last damaged
+//! entry so [`super::recover`] drops it. Freeing old records rewrites the file through
+//! [`FileIo::replace`], which the host makes atomic. `no_std` + `alloc`, every allocation
+//! fallible, no panics.
+//!
+//! Here the file seam and the index; `port` the port over them, `scan` the reading of the file at
+//! open.
+
+mod port;
+mod scan;
+
+pub use port::FileLog;
+pub(super) use scan::{header_lsn, read_exact_at, set_len};
 
 use super::reader::{grow_zeroed, push, reserve};
-use super::record::{HEADER_LEN, RECORD_MAGIC, check_frame, frame_len};
-use super::resync::next_valid;
-use super::{LogPort, Lsn, STATUS_LOG_CORRUPTION_DETECTED};
-use crate::lock::StateLock;
+use super::{Lsn, STATUS_LOG_CORRUPTION_DETECTED};
 use alloc::vec::Vec;
 use core::mem::take;
-use core::ops::ControlFlow;
 use ktmrm_proto::NtStatus;
 
 /// The file the log lives in, implemented by the host (driver: ZwCreateFile/ZwReadFile/
@@ -175,7 +182,8 @@ impl FileLogState {
         self.writes_ended = self.writes_ended.wrapping_add(1);
     }
 
-    /// Sets aside room for `records` appends of `bytes` bytes each (see [`LogPort::reserve`]).
+    /// Sets aside room for `records` appends of `bytes` bytes each (see
+    /// [`LogPort::reserve`](super::LogPort::reserve)).
     fn reserve_room(&mut self, records: usize, bytes: usize) -> Result<(), NtStatus> {
         let total = bytes
             .checked_mul(records)
@@ -367,268 +375,6 @@ impl FileLogState {
         }
         self.written = self.written.saturating_sub(start);
         self.end = self.end.saturating_sub(start);
-    }
-}
-
-/// A [`LogPort`] over a [`FileIo`]. `B` guards the index and the unwritten records and is held
-/// only for memory work (appends happen under the engine's state lock, so `append` never does
-/// I/O); `I` serialises the I/O and is held across `write_at` + `flush` (in the driver, a lock
-/// that keeps the thread at PASSIVE_LEVEL). Lock order: `I`, then `B`.
-pub struct FileLog<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> {
-    file: F,
-    buf: B,
-    io: I,
-}
-
-impl<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> FileLog<F, B, I> {
-    /// Opens the log in `file`: reads it from the start and indexes its records. A damaged record
-    /// (bad magic, a CRC that fails, a length running past the end of the file) is indexed up to
-    /// the next whole, CRC-valid record after it, so replay sees corruption before the tail and
-    /// refuses to start; with none after it, it and the rest of the file are kept as one last
-    /// "torn" entry, handed to `read` with the bytes present, so [`super::recover`] drops it and
-    /// calls `discard_from`, which truncates the file there.
-    /// Errors: the file's read errors; `STATUS_INSUFFICIENT_RESOURCES`.
-    pub fn open(file: F, buf: B, io: I) -> Result<Self, NtStatus> {
-        let state = scan(&file)?;
-        buf.with(|s| *s = state);
-        Ok(FileLog { file, buf, io })
-    }
-
-    /// The file (for the host, e.g. to close it).
-    pub fn file(&self) -> &F {
-        &self.file
-    }
-
-    /// Writes and flushes until `upto` (or the last record) is durable. Call holding `I`.
-    fn write_out(&self, upto: Lsn) -> Result<(), NtStatus> {
-        let target = self.buf.with(|s| s.target(upto));
-        while let Some(b) = self.buf.with(|s| s.take_batch(target)) {
-            let r = if b.bytes.is_empty() {
-                Ok(())
-            } else {
-                self.file
-                    .write_at(b.at, &b.bytes)
-                    .and_then(|()| self.file.flush())
-            };
-            self.buf.with(|s| s.end_batch(b, r.is_ok()));
-            r?;
-        }
-        Ok(())
-    }
-}
-
-impl<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> LogPort for FileLog<F, B, I> {
-    /// Copies the record into memory (no I/O). `STATUS_INVALID_PARAMETER` if it is not one
-    /// whole encoded record, `STATUS_LOG_CORRUPTION_DETECTED` if it carries another LSN than
-    /// the one it would get: reopening would read the file differently.
-    fn append(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
-        if frame_len(record) != Some(record.len()) {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        let carried = header_lsn(record).ok_or(NtStatus::INVALID_PARAMETER)?;
-        self.buf.with(|s| s.append(record, carried))
-    }
-
-    fn reserve(&self, records: usize, bytes: usize) -> Result<(), NtStatus> {
-        self.buf.with(|s| s.reserve_room(records, bytes))
-    }
-
-    fn unreserve(&self, records: usize, bytes: usize) {
-        self.buf.with(|s| s.release_room(records, bytes));
-    }
-
-    /// Uses (and consumes, whatever the outcome) one reserved record's room.
-    fn append_reserved(&self, record: &[u8]) -> Result<Lsn, NtStatus> {
-        if frame_len(record) != Some(record.len()) {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        let carried = header_lsn(record).ok_or(NtStatus::INVALID_PARAMETER)?;
-        self.buf.with(|s| {
-            s.release_room(1, record.len());
-            s.append(record, carried)
-        })
-    }
-
-    /// Group commit. One force at a time writes and flushes everything appended so far (the
-    /// leader); a force arriving meanwhile sleeps on `B` ([`StateLock::wait_while`]) until that
-    /// write ends, then returns if it made its records durable, or leads the next write, which
-    /// takes every record appended while it waited. A force whose records are durable never
-    /// touches the disk, and never waits behind a write that does not carry its records. With a
-    /// `B` that cannot sleep, a waiting force queues for `I` instead and writes what is still
-    /// not durable once it has it.
-    fn force(&self, upto: Lsn) -> Result<(), NtStatus> {
-        loop {
-            match self.buf.with(|s| s.force_step(upto)) {
-                Step::Done => return Ok(()),
-                Step::Lead => {
-                    let r = self.io.with(|_| self.write_out(upto));
-                    self.buf.with(FileLogState::end_lead);
-                    self.buf.notify_all();
-                    return r;
-                }
-                Step::Follow(seen) => {
-                    if !self.buf.wait_while(|s| s.leading && s.writes_ended == seen) {
-                        return self.io.with(|_| self.write_out(upto));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Holds `I` while calling `sink`, so `sink` may append but not force, truncate or discard.
-    fn read(
-        &self,
-        from: Option<Lsn>,
-        sink: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), NtStatus> {
-        let start = from.unwrap_or(Lsn(0));
-        self.io.with(|_| {
-            let mut buf = Vec::new();
-            let mut i = 0usize;
-            loop {
-                let lsn = match self.buf.with(|s| s.fetch(i, start, &mut buf))? {
-                    Fetch::End => return Ok(()),
-                    Fetch::Skip => {
-                        i = i.saturating_add(1);
-                        continue;
-                    }
-                    Fetch::Copied(lsn) => lsn,
-                    Fetch::File(slot) => {
-                        set_len(&mut buf, slot.len)?;
-                        read_exact_at(&self.file, slot.at, &mut buf)?;
-                        slot.lsn
-                    }
-                };
-                if sink(lsn, &buf).is_break() {
-                    return Ok(());
-                }
-                i = i.saturating_add(1);
-            }
-        })
-    }
-
-    /// Writes out everything appended, then replaces the file with the records from `lsn` on.
-    /// A crash leaves the old or the new file, both whole logs.
-    fn truncate_before(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        self.io.with(|_| {
-            self.write_out(Lsn(u64::MAX))?;
-            let (start, stop) = self.buf.with(|s| (s.keep_from(lsn), s.written));
-            if start == 0 {
-                return Ok(());
-            }
-            let mut data = Vec::new();
-            set_len(&mut data, stop.saturating_sub(start))?;
-            read_exact_at(&self.file, start, &mut data)?;
-            self.file.replace(&data)?;
-            self.buf.with(|s| s.drop_before(start));
-            Ok(())
-        })
-    }
-
-    fn discard_from(&self, lsn: Lsn) -> Result<(), NtStatus> {
-        self.io.with(|_| {
-            if let Some(at) = self.buf.with(|s| s.cut_in_file(lsn)) {
-                self.file.truncate(at)?;
-            }
-            self.buf.with(|s| s.cut(lsn));
-            Ok(())
-        })
-    }
-}
-
-/// Reads the file from the start and indexes its records (see [`FileLog::open`]).
-fn scan<F: FileIo>(file: &F) -> Result<FileLogState, NtStatus> {
-    let len = file.len()?;
-    let mut s = FileLogState::new();
-    let mut rec = Vec::new();
-    let mut prev: Option<Lsn> = None;
-    while s.end < len {
-        let at = s.end;
-        let rest = len.saturating_sub(at);
-        let mut head = [0u8; HEADER_LEN];
-        let k = usize::try_from(rest).map_or(HEADER_LEN, |r| r.min(HEADER_LEN));
-        let head = head.get_mut(..k).unwrap_or(&mut []);
-        read_exact_at(file, at, head)?;
-        let whole = frame_len(head)
-            .and_then(|n| u64::try_from(n).ok())
-            .filter(|&n| n <= rest);
-        let valid = match whole {
-            Some(n) => {
-                set_len(&mut rec, n)?;
-                read_exact_at(file, at, &mut rec)?;
-                check_frame(&rec).ok().map(|f| (f.lsn, n))
-            }
-            None => None,
-        };
-        let (lsn, n) = match valid {
-            Some(v) => v,
-            // Damaged: it ends where the next valid record begins, if any (then replay reports
-            // corruption), else at the end of the file (a torn tail). Never where its own
-            // length says: that length is among the bytes that may be damaged.
-            None => {
-                let next = next_valid(file, at.saturating_add(1), len, prev)?;
-                let n = next.map_or(rest, |p| p.saturating_sub(at));
-                (damaged_lsn(prev, head), n)
-            }
-        };
-        push(&mut s.slots, Slot { lsn, at, len: n })?;
-        // `n > 0`: a frame is at least a header, and `rest > 0`.
-        s.end = at.saturating_add(n);
-        prev = Some(lsn);
-    }
-    s.written = s.end;
-    s.durable = prev.unwrap_or(Lsn(0));
-    s.next = prev.map_or(Lsn::FIRST, Lsn::next);
-    Ok(s)
-}
-
-/// The LSN a damaged entry is reported at: one after the previous record's. The first entry keeps
-/// the LSN its header carries if the header is there, so a damaged checkpoint at the head of a
-/// truncated log makes replay refuse to start instead of being dropped as a torn tail.
-fn damaged_lsn(prev: Option<Lsn>, head: &[u8]) -> Lsn {
-    match prev {
-        Some(p) => p.next(),
-        None => header_lsn(head).unwrap_or(Lsn::FIRST),
-    }
-}
-
-/// The LSN in a whole header with the record magic (bytes 8..16, little-endian).
-pub(super) fn header_lsn(head: &[u8]) -> Option<Lsn> {
-    if head.len() < HEADER_LEN || head.get(..4) != Some(&RECORD_MAGIC[..]) {
-        return None;
-    }
-    let b: [u8; 8] = head.get(8..16)?.try_into().ok()?;
-    Some(Lsn(u64::from_le_bytes(b)))
-}
-
-/// Fills `buf` from the file at `at`; `STATUS_LOG_CORRUPTION_DETECTED` if the file ends first
-/// (it is shorter than the index says).
-pub(super) fn read_exact_at<F: FileIo>(
-    file: &F,
-    mut at: u64,
-    mut buf: &mut [u8],
-) -> Result<(), NtStatus> {
-    while !buf.is_empty() {
-        let n = file.read_at(at, buf)?;
-        let rest = take(&mut buf).split_at_mut_checked(n);
-        let Some((_, rest)) = rest.filter(|_| n > 0) else {
-            return Err(STATUS_LOG_CORRUPTION_DETECTED);
-        };
-        buf = rest;
-        at = at.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-    }
-    Ok(())
-}
-
-/// Sets `v`'s length to `len`, growing fallibly (the allocation is reused across records).
-pub(super) fn set_len(v: &mut Vec<u8>, len: u64) -> Result<(), NtStatus> {
-    let len = usize::try_from(len).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-    match len.checked_sub(v.len()) {
-        Some(more) => grow_zeroed(v, more),
-        None => {
-            v.truncate(len);
-            Ok(())
-        }
     }
 }
 
