@@ -10,7 +10,7 @@ use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
 use crate::state::durability::DurabilityStats;
 use crate::state::txns::Phase;
-use crate::tree::{LeafHint, Prefetch};
+use crate::tree::{LeafHint, Warm};
 use crate::twopc::Reaction;
 use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
@@ -83,6 +83,16 @@ fn decode(
         return Err(NtStatus::BUFFER_TOO_SMALL);
     }
     Ok(req)
+}
+
+/// The one key a PUT, GET or DELETE names: the lookup the dispatcher warms.
+const fn point_key<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
+    match req {
+        Request::Put { key, .. } | Request::Get { key, .. } | Request::Delete { key, .. } => {
+            Some(key)
+        }
+        _ => None,
+    }
 }
 
 impl Op {
@@ -263,39 +273,31 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     ) -> Result<(NtStatus, usize), NtStatus> {
         // Decoding reads only the request, so it can come first; the readiness check still
         // decides the status first. Under that lock the lookup of the request's key starts
-        // loading its nodes (Tree::prefetch_start), and transaction resolution, under its own
-        // lock, loads the leaf: the lookup's cache misses overlap the value copy and the
-        // transaction lookup instead of stalling the write.
+        // warming (loading its nodes), and transaction resolution, under its own lock, warms
+        // the leaf: the lookup's cache misses overlap the value copy and the transaction lookup
+        // instead of stalling the write.
         let decoded = decode(code, buffer, input_len, output_len);
-        let (started, direct_hint) = self.lock.with(|s| {
+        let mut warm = Warm::new(decoded.as_ref().ok().and_then(point_key));
+        let tx = decoded.as_ref().map_or(0, Request::tx);
+        self.lock.with(|s| {
             if s.shutting_down || s.durability.recovering() {
                 return Err(NtStatus::DEVICE_NOT_READY);
             }
-            let Some((req, key)) = decoded
-                .as_ref()
-                .ok()
-                .and_then(|r| Some((r, r.point_key()?)))
-            else {
-                return Ok((None, LeafHint::NONE));
-            };
-            let p = s.prefetch_start(key);
-            Ok(if req.tx() == 0 {
-                // No transaction to resolve: nothing to overlap; load the leaf now.
-                (None, s.prefetch_leaf(key, p))
-            } else {
-                (Some(p), LeafHint::NONE)
-            })
+            s.store.warm(&mut warm);
+            if tx == 0 {
+                // No transaction to resolve: nothing to overlap; warm the leaf now.
+                s.store.warm(&mut warm);
+            }
+            Ok(())
         })?;
-        let req = decoded?;
-        let (tx, key) = (req.tx(), req.point_key());
-        let op = Op::from_request(req)?;
+        let op = Op::from_request(decoded?)?;
         let txn = if tx == 0 {
             None
         } else {
-            let prefetch = key.zip(started);
-            Some(self.resolve(port, caller, tx, op.writes(), prefetch)?)
+            let warm_leaf = |s: &State<P::Enlistment>| s.store.warm(&mut warm);
+            self.resolve(port, caller, tx, op.writes(), warm_leaf)?
         };
-        let (txn, hint) = txn.unwrap_or((None, direct_hint));
+        let hint = warm.hint();
         let out = buffer
             .get_mut(..output_len)
             .ok_or(NtStatus::INVALID_PARAMETER)?;
@@ -381,17 +383,17 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// once the transaction is enlisted; `STATUS_TRANSACTION_NOT_ACTIVE` if it ended meanwhile.
     /// A read in a transaction KTM is committing, in which ktmrm holds nothing (enlisting is
     /// refused by then), gets `None`: the committed view, which is that transaction's view.
+    /// `meanwhile` runs at each look at the state, under the lock (the dispatcher warms its
+    /// lookup there).
     fn resolve(
         &self,
         port: &P,
         caller: &P::Caller,
         handle: u64,
         write: bool,
-        prefetch: Option<(&[u8], Prefetch)>,
-    ) -> Result<(Option<EnlistmentKey>, LeafHint), NtStatus> {
+        mut meanwhile: impl FnMut(&State<P::Enlistment>),
+    ) -> Result<Option<EnlistmentKey>, NtStatus> {
         let (tx, id) = port.reference_transaction(caller, handle)?;
-        let mut prefetch = prefetch;
-        let mut hint = LeafHint::NONE;
         loop {
             enum Next {
                 Ready(EnlistmentKey),
@@ -399,9 +401,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 Enlist(EnlistmentKey),
             }
             let next = self.lock.with(|s| -> Result<Next, NtStatus> {
-                if let Some((key, p)) = prefetch.take() {
-                    hint = s.prefetch_leaf(key, p);
-                }
+                meanwhile(s);
                 match s.find_txn(&id) {
                     Some(key) => match s.txn(key) {
                         Some(t) if t.enlisting => Ok(Next::Wait),
@@ -412,7 +412,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 }
             })?;
             match next {
-                Next::Ready(key) => return Ok((Some(key), hint)),
+                Next::Ready(key) => return Ok(Some(key)),
                 Next::Wait => port.yield_now(),
                 Next::Enlist(key) => {
                     let mask = if self.single_phase {
@@ -431,7 +431,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                         Err(NtStatus::TRANSACTION_NOT_ACTIVE)
                             if !write && port.is_committing(&tx) =>
                         {
-                            return Ok((None, hint));
+                            return Ok(None);
                         }
                         Err(st) => return Err(st),
                     }

@@ -48,17 +48,6 @@ impl<E> State<E> {
         self.store.fits(keys, bytes)
     }
 
-    /// Starts a lookup of `key` in the committed store
-    /// ([`crate::tree::Tree::prefetch_start`]).
-    pub(crate) fn prefetch_start(&self, key: &[u8]) -> crate::tree::Prefetch {
-        self.store.prefetch_start(key)
-    }
-
-    /// Continues it ([`crate::tree::Tree::prefetch_leaf`]): the leaf, a hint for the lookup.
-    pub(crate) fn prefetch_leaf(&self, key: &[u8], p: crate::tree::Prefetch) -> LeafHint {
-        self.store.prefetch_leaf(key, p)
-    }
-
     /// The value `key` has in the view of `txn` (`None` = committed view).
     /// `hint`: where the committed store's lookup may start.
     pub(crate) fn read(

@@ -136,17 +136,6 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The one key a PUT, GET or DELETE names.
-    #[must_use]
-    pub const fn point_key(&self) -> Option<&'a [u8]> {
-        match self {
-            Request::Put { key, .. } | Request::Get { key, .. } | Request::Delete { key, .. } => {
-                Some(key)
-            }
-            _ => None,
-        }
-    }
-
     /// Decodes `input` for `call`, checking every length and field (see the module docs).
     pub fn decode(call: Call, input: &'a [u8]) -> Result<Request<'a>, NtStatus> {
         if call == Call::GetVersion {

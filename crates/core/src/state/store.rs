@@ -3,7 +3,7 @@
 //! will apply, so that their commit cannot exceed them.
 
 use crate::entry::Entry;
-use crate::tree::{AllocError, Iter, LeafHint, Prefetch, Tree};
+use crate::tree::{AllocError, Iter, LeafHint, Tree, Warm};
 use core::ops::Bound;
 use ktmrm_proto::Limits;
 
@@ -68,14 +68,9 @@ impl Store {
         self.tree.get_hinted(key, hint)
     }
 
-    /// Starts a lookup of `key` ([`Tree::prefetch_start`]).
-    pub(crate) fn prefetch_start(&self, key: &[u8]) -> Prefetch {
-        self.tree.prefetch_start(key)
-    }
-
-    /// Continues it ([`Tree::prefetch_leaf`]): the leaf, a hint for the lookup.
-    pub(crate) fn prefetch_leaf(&self, key: &[u8], p: Prefetch) -> LeafHint {
-        self.tree.prefetch_leaf(key, p)
+    /// Takes the next step of warming a lookup in the store ([`Warm::advance`]).
+    pub(crate) fn warm(&self, w: &mut Warm<'_>) {
+        w.advance(&self.tree);
     }
 
     /// True when growing the store by (`keys`, `bytes`) on top of what is committed and what

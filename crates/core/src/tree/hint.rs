@@ -1,6 +1,5 @@
-//! Lookups that warm the cache ahead of time: a lookup begun early ([`Tree::prefetch_start`],
-//! [`Tree::prefetch_leaf`]), and lookups and inserts that start at the leaf an earlier lookup
-//! found ([`LeafHint`]).
+//! Lookups and inserts that start at the leaf an earlier lookup found ([`LeafHint`]); the
+//! lookup warmed ahead of time that finds one early is in `warm`.
 
 use super::node::Leaf;
 use super::search::Found;
@@ -18,61 +17,7 @@ impl LeafHint {
     pub const NONE: LeafHint = LeafHint(NodeIx::NIL);
 }
 
-/// A lookup begun by [`Tree::prefetch_start`]: the node it started loading.
-#[derive(Clone, Copy, Debug)]
-pub struct Prefetch {
-    node: NodeIx,
-    height: usize,
-}
-
 impl<E: Keyed> Tree<E> {
-    /// Starts loading, without waiting, the last inner node on the way to `key` (the first one
-    /// a lookup is likely to miss on); [`Tree::prefetch_leaf`] then loads the leaf. A caller
-    /// with work to do between knowing a key and looking it up (the dispatcher copies the value
-    /// and resolves the transaction) overlaps the lookup's two cache misses with that work.
-    ///
-    /// Why: at a million keys the leaves and the level above them no longer stay in the cache,
-    /// and a cold lookup waits for one miss on each, in turn. Reads only the inner nodes above
-    /// that level, which are few and stay cached.
-    pub fn prefetch_start(&self, key: &[u8]) -> Prefetch {
-        let n = self.down(self.head(key), key, self.height.saturating_sub(2));
-        match self.height {
-            0 => {}
-            1 => {
-                if let Some(leaf) = self.leaf(n) {
-                    leaf.prefetch_search();
-                }
-            }
-            _ => {
-                if let Some(inner) = self.inner(n) {
-                    inner.prefetch_search();
-                }
-            }
-        }
-        Prefetch {
-            node: n,
-            height: self.height,
-        }
-    }
-
-    /// Second step of [`Tree::prefetch_start`]: reads the inner node it loaded and starts
-    /// loading the leaf below it, which it returns as a hint for the lookup. If the tree changed
-    /// meanwhile, this loads a wrong leaf at worst (nothing is read from it, and the hint is
-    /// checked before use).
-    pub fn prefetch_leaf(&self, key: &[u8], p: Prefetch) -> LeafHint {
-        if p.height < 2 || p.height != self.height {
-            return LeafHint::NONE;
-        }
-        let id = self.down_from(p.node, self.head(key), key, 1);
-        match self.leaf(id) {
-            Some(leaf) => {
-                leaf.prefetch_search();
-                LeafHint(id)
-            }
-            None => LeafHint::NONE,
-        }
-    }
-
     /// The leaf `hint` names if it is certainly the one `key` (with this head) belongs in: a
     /// leaf in use whose first and last entries' heads lie strictly below and above the key's.
     /// Leaves hold contiguous ranges of keys, so a leaf holding keys on both sides of a key is

@@ -23,7 +23,8 @@
 //!
 //! Where things are: this file is the public API; `node` the node layout; `arena` the pages and
 //! free lists, `pools` the tree's slots and nodes in them and the growth that backs reservations;
-//! `search` the descent; `hint` the cache-warming lookups; `insert` and `rebalance` the changes
+//! `search` the descent; `hint` the lookups that start at a known leaf, `warm` the lookup warmed
+//! ahead of time that finds one; `insert` and `rebalance` the changes
 //! to the index; `shared` the key prefix every key shares and the heads computed after it; `iter`
 //! ascending iteration.
 //!
@@ -43,12 +44,14 @@ mod search;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 pub use arena::PAGE;
 #[cfg(test)]
 pub(crate) use arena::fault;
-pub use hint::{LeafHint, Prefetch};
+pub use hint::LeafHint;
 pub use iter::Iter;
+pub(crate) use warm::Warm;
 
 use arena::{MAX_SLOT_PAGES, Pool, SlotPage};
 use core::ops::Bound;
