@@ -674,11 +674,15 @@ def commit_with_callback_thread(k, app, run, thread):
     app2.close()
 
 
-@case("durable-callback-without-apcs-defers", params={"Durable": 1}, diff=False)
+@case("durable-callback-without-apcs-defers", params={"Durable": 1, "TraceLevel": 3},
+      diff=False)
 def callback_without_apcs(k, app, run):
     """KeAreAllApcsDisabled() is TRUE in the callback: the log's Zw*File calls must not run
-    there (the emulated kernel flags any that does)."""
+    there (the emulated kernel flags any that does). Each deferral leaves an info trace."""
     commit_with_callback_thread(k, app, run, {"apcs_disabled": True})
+    deferred = [t for t in k.trace if "finished on a worker" in t]
+    expect(len(deferred) >= 2 and all("all_apcs_disabled: true" in t for t in deferred),
+           "info traces of the deferrals: %r" % deferred)
 
 
 @case("durable-callback-short-stack-defers", params={"Durable": 1}, diff=False)

@@ -950,7 +950,13 @@ fn notify(
         Route::Inline => driver.engine.notify(&driver.port, key, n, &target),
         Route::Worker => match worker::defer(driver, key, n, enlistment) {
             // The worker answers, and checkpoints if that is then due.
-            Ok(()) => return NtStatus::PENDING,
+            Ok(()) => {
+                trace!(
+                    Level::Info,
+                    "notification {:?} for key {} finished on a worker ({:?})", n, key.0, thread
+                );
+                return NtStatus::PENDING;
+            }
             Err(why) => {
                 let fallback = callback::without_worker(n, &thread);
                 trace!(

@@ -197,8 +197,9 @@ unsafe extern "C" fn run(_device: PDEVICE_OBJECT, context: PVOID) {
         }
         Work::Checkpoint => checkpoint(driver),
     }
-    // IoFreeWorkItem: "IoFreeWorkItem can be called from within the WorkItem ... routine"
-    // (the system dequeues the item before it runs the routine).
+    // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL. "IoFreeWorkItem can be
+    // called from within the WorkItem ... routine": the system dequeues the item before it runs
+    // the routine.
     // SAFETY: `item` is this job's work item, dequeued, freed once.
     unsafe { IoFreeWorkItem(item) };
     // Last: once released, unload may free the context and delete the device.
