@@ -510,3 +510,72 @@ fn assert_clean_panics_with_the_list() {
     assert!(msg.contains("leaked reference"), "{msg}");
     drop(r);
 }
+
+#[test]
+fn each_message_starts_with_its_rule_and_names_the_delivery() {
+    use ktm_sim::{EnlistmentId, EnlistmentKey, TxId, TxState};
+    let (enlistment, key, tx) = (
+        EnlistmentId(3),
+        EnlistmentKey(7),
+        TxId(*b"\x02\0\0\0\0\0\0\0ktm-sim\x01"),
+    );
+    let within = Duration::from_secs(1);
+    let cases = [
+        (
+            V::WrongAnswer {
+                answer: Answer::PrepareComplete,
+                notification: N::Commit,
+                enlistment,
+                key,
+                tx,
+            },
+            "wrong answer: PrepareComplete to COMMIT on enlistment #3 (key 7, tx #2)",
+        ),
+        (
+            V::NeverAnswered {
+                notification: N::Prepare,
+                enlistment,
+                key,
+                tx,
+                within,
+            },
+            "never answered: PREPARE on enlistment #3 (key 7, tx #2) got no answer within 1s",
+        ),
+        (
+            V::NeverAnswered {
+                notification: N::Recover,
+                enlistment,
+                key,
+                tx,
+                within,
+            },
+            "recover not answered: ZwRecoverEnlistment never called for RECOVER on enlistment #3 \
+             (key 7, tx #2) got no answer within 1s",
+        ),
+        (
+            V::PendingWithoutAnswer {
+                notification: N::LastRecover,
+                enlistment: EnlistmentId(0),
+                key: None,
+                tx: TxId([0; 16]),
+            },
+            "pending without answer: callback returned STATUS_PENDING for LAST_RECOVER on \
+             enlistment #0 (tx #0), which takes no answer",
+        ),
+        (
+            V::LeakedEnlistment {
+                enlistment,
+                rm: ktm_sim::RmId(1),
+                key,
+                tx,
+                state: TxState::Committed,
+                last: Some(Answer::CommitComplete),
+            },
+            "leaked enlistment: enlistment #3 (RM 1, key 7, tx #2 Committed) still open after the \
+             transaction ended (last answer Some(CommitComplete))",
+        ),
+    ];
+    for (v, text) in cases {
+        assert_eq!(v.to_string(), text);
+    }
+}
