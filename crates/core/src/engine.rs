@@ -16,8 +16,8 @@ use crate::wal::{LogPort, Lsn};
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 use ktmrm_proto::{
-    Call, GET_HEADER_LEN, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, NtStatus, Request, STATS_LEN,
-    Stats, VERSION_LEN, VersionInfo, Writer,
+    Call, GET_HEADER_LEN, Isolation, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, NtStatus, Request,
+    STATS_LEN, Stats, VERSION_LEN, VersionInfo, Writer,
 };
 
 /// The resource manager engine. `P` is the KTM port, `L` the host's lock around [`State`], `J`
@@ -72,13 +72,13 @@ fn decode(
     buffer: &[u8],
     input_len: usize,
     output_len: usize,
-) -> Result<Request<'_>, NtStatus> {
+) -> Result<(Request<'_>, Isolation), NtStatus> {
     let call = Call::from_code(code).ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     if input_len > buffer.len() || output_len > buffer.len() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let input = buffer.get(..input_len).ok_or(NtStatus::INVALID_PARAMETER)?;
-    let req = Request::decode(call, input)?;
+    let req = Request::decode_stated(call, input)?;
     if output_len < min_output(call) {
         return Err(NtStatus::BUFFER_TOO_SMALL);
     }
@@ -277,8 +277,8 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         // the leaf: the lookup's cache misses overlap the value copy and the transaction lookup
         // instead of stalling the write.
         let decoded = decode(code, buffer, input_len, output_len);
-        let mut warm = Warm::new(decoded.as_ref().ok().and_then(point_key));
-        let tx = decoded.as_ref().map_or(0, Request::tx);
+        let mut warm = Warm::new(decoded.as_ref().ok().and_then(|(r, _)| point_key(r)));
+        let tx = decoded.as_ref().map_or(0, |(r, _)| r.tx());
         self.lock.with(|s| {
             if s.shutting_down || s.durability.recovering() {
                 return Err(NtStatus::DEVICE_NOT_READY);
@@ -290,12 +290,13 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             }
             Ok(())
         })?;
-        let op = Op::from_request(decoded?)?;
+        let (req, stated) = decoded?;
+        let op = Op::from_request(req)?;
         let txn = if tx == 0 {
             None
         } else {
             let warm_leaf = |s: &State<P::Enlistment>| s.store.warm(&mut warm);
-            self.resolve(port, caller, tx, op.writes(), warm_leaf)?
+            self.resolve(port, caller, tx, op.writes(), stated, warm_leaf)?
         };
         let hint = warm.hint();
         let out = buffer
@@ -323,6 +324,13 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             } => {
                 let desc = description.get(..len).unwrap_or(&[]);
                 let handle = port.create_transaction(caller, timeout_ms, desc)?;
+                if stated == Isolation::Serializable {
+                    // ktmrm enlists now, so the transaction is serializable from the start. If
+                    // that fails (quotas, memory), the handle is still the caller's (failing
+                    // BEGIN would leak it): the first request that states the level enlists
+                    // then, and reports the failure if it repeats.
+                    let _ = self.resolve(port, caller, handle, false, stated, |_| {});
+                }
                 let mut w = Writer::new(out);
                 w.u64(handle).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
                 Ok((NtStatus::SUCCESS, w.len()))
@@ -332,6 +340,8 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
             Op::Get(key) => self.lock.with(|s| {
                 if let Some(t) = txn {
                     s.usable(t, false)?;
+                    s.check_serializable_read(t)?;
+                    s.note_read(t, key.as_slice())?;
                 }
                 let value = s
                     .read(txn, key.as_slice(), hint)
@@ -351,10 +361,19 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 cursor,
                 max_keys,
             } => self.lock.with(|s| {
-                if let Some(t) = txn {
-                    s.usable(t, false)?;
-                }
-                let n = s.list(txn, prefix.as_slice(), cursor.as_slice(), max_keys, out)?;
+                let (prefix, cursor) = (prefix.as_slice(), cursor.as_slice());
+                let Some(t) = txn.filter(|t| s.is_serializable(*t)) else {
+                    if let Some(t) = txn {
+                        s.usable(t, false)?;
+                    }
+                    let n = s.list(txn, prefix, cursor, max_keys, out, None)?;
+                    return Ok((NtStatus::SUCCESS, n));
+                };
+                s.usable(t, false)?;
+                s.check_serializable_read(t)?;
+                let mut last = None;
+                let n = s.list(txn, prefix, cursor, max_keys, out, Some(&mut last))?;
+                s.note_list(t, prefix, cursor, last.as_ref().map(KeyBuf::as_slice))?;
                 Ok((NtStatus::SUCCESS, n))
             }),
         }
@@ -367,7 +386,23 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         hint: LeafHint,
     ) -> Result<(NtStatus, usize), NtStatus> {
         let force = self.lock.with(|s| match txn {
-            Some(t) => s.write_in(t, w, hint).map(|()| None),
+            Some(t) => {
+                s.check_not_doomed(t)?;
+                let delete = match &w {
+                    Write::Delete(k) => Some(*k),
+                    Write::Put(_) => None,
+                };
+                match s.write_in(t, w, hint) {
+                    // A DELETE that found no key read its absence.
+                    Err(NtStatus::OBJECT_NAME_NOT_FOUND) => {
+                        if let Some(k) = delete {
+                            s.note_read(t, k.as_slice())?;
+                        }
+                        Err(NtStatus::OBJECT_NAME_NOT_FOUND)
+                    }
+                    r => r.map(|()| None),
+                }
+            }
             None if s.is_durable() => s.write_now_logged(w, &self.log).map(Some),
             None => s.write_now(w).map(|()| None),
         })?;
@@ -391,6 +426,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         caller: &P::Caller,
         handle: u64,
         write: bool,
+        stated: Isolation,
         mut meanwhile: impl FnMut(&State<P::Enlistment>),
     ) -> Result<Option<EnlistmentKey>, NtStatus> {
         let (tx, id) = port.reference_transaction(caller, handle)?;
@@ -405,10 +441,13 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 match s.find_txn(&id) {
                     Some(key) => match s.txn(key) {
                         Some(t) if t.enlisting => Ok(Next::Wait),
-                        Some(_) => s.usable(key, write).map(|()| Next::Ready(key)),
+                        Some(_) => {
+                            s.check_level(key, stated)?;
+                            s.usable(key, write).map(|()| Next::Ready(key))
+                        }
                         None => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
                     },
-                    None => s.create_txn(id).map(Next::Enlist),
+                    None => s.create_txn(id, stated).map(Next::Enlist),
                 }
             })?;
             match next {
@@ -428,8 +467,11 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                     }
                     match done {
                         Ok(()) => {}
+                        // Not for a serializable read: past its transaction's validation point.
                         Err(NtStatus::TRANSACTION_NOT_ACTIVE)
-                            if !write && port.is_committing(&tx) =>
+                            if !write
+                                && stated != Isolation::Serializable
+                                && port.is_committing(&tx) =>
                         {
                             return Ok(None);
                         }

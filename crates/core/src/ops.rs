@@ -20,7 +20,7 @@ pub(crate) enum Write {
 }
 
 impl Write {
-    fn key(&self) -> &[u8] {
+    pub(crate) fn key(&self) -> &[u8] {
         match self {
             Write::Put(e) => e.key(),
             Write::Delete(k) => k.as_slice(),
@@ -74,12 +74,11 @@ impl<E> State<E> {
     pub(crate) fn usable(&self, key: EnlistmentKey, write: bool) -> Result<(), NtStatus> {
         match self.phase(key) {
             Some(Phase::Active) => Ok(()),
-            Some(
-                Phase::PrePrepared
-                | Phase::Prepared(_)
-                | Phase::Committing { .. }
-                | Phase::Unlogged { .. },
-            ) if !write => Ok(()),
+            Some(Phase::PrePrepared | Phase::Prepared | Phase::Committing | Phase::Unlogged)
+                if !write =>
+            {
+                Ok(())
+            }
             _ => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
         }
     }
@@ -97,6 +96,8 @@ impl<E> State<E> {
     /// A write outside any transaction: applied to the committed store at once.
     pub(crate) fn write_now(&mut self, w: Write) -> Result<(), NtStatus> {
         self.check_write_now(&w)?;
+        // Accepted: its validation point (`serializable.rs`).
+        self.doom_readers_of_key(w.key());
         self.apply_now(w, false)
     }
 
@@ -330,6 +331,8 @@ impl<E> State<E> {
     /// Writes one LIST page of the keys visible in `txn`'s view that start with `prefix` and sort
     /// after `cursor`, merging committed keys with the transaction's own pending writes.
     /// Returns the answer's length.
+    /// `last`, when given, receives the page's last key if more keys follow (a serializable
+    /// reader's range ends there).
     pub(crate) fn list(
         &self,
         txn: Option<EnlistmentKey>,
@@ -337,6 +340,7 @@ impl<E> State<E> {
         cursor: &[u8],
         max_keys: u32,
         out: &mut [u8],
+        mut last: Option<&mut Option<KeyBuf>>,
     ) -> Result<usize, NtStatus> {
         let mut w = ListWriter::new(out).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
         let start = if !cursor.is_empty() && cursor >= prefix {
@@ -381,14 +385,18 @@ impl<E> State<E> {
                     }
                 }
             };
-            let Some(key) = next else {
+            let Some(key) = next.filter(|k| k.starts_with(prefix)) else {
+                // The page reaches the prefix's end: the range has no last key.
+                if let Some(l) = last {
+                    *l = None;
+                }
                 return Ok(w.finish(false));
             };
-            if !key.starts_with(prefix) {
-                return Ok(w.finish(false));
-            }
             if w.count() >= limit || w.push(key).is_err() {
                 return Ok(w.finish(true));
+            }
+            if let Some(l) = last.as_deref_mut() {
+                *l = KeyBuf::new(key);
             }
         }
     }

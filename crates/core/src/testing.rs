@@ -18,7 +18,7 @@ use std::vec::Vec;
 use crate::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 use crate::wal::LogPort;
 use crate::{Engine, NoLog, RecoverError, RecoveryReport, SpinLock, State};
-use ktmrm_proto::{Limits, NtStatus, Request, Stats, decode_get, decode_list};
+use ktmrm_proto::{Isolation, Limits, NtStatus, Request, Stats, decode_get, decode_list};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -44,6 +44,8 @@ pub struct ScriptedPort {
     pub recovered: RefCell<Vec<(u32, EnlistmentKey)>>,
     /// Called with each answer before it is recorded (durable tests check the log there).
     pub on_answer: RefCell<Option<OnAnswer>>,
+    /// The isolation level requests naming each handle state (none: not stated).
+    pub levels: RefCell<HashMap<u64, Isolation>>,
 }
 
 impl KtmPort for ScriptedPort {
@@ -224,8 +226,19 @@ impl<J: LogPort> Harness<J> {
     }
 
     pub fn call(&self, req: Request<'_>, out_len: usize) -> (NtStatus, Vec<u8>) {
+        let level = self.port.levels.borrow().get(&req.tx()).copied();
+        self.call_stating(req, level.unwrap_or_default(), out_len)
+    }
+
+    /// [`Harness::call`] with `level` stated in the header.
+    pub fn call_stating(
+        &self,
+        req: Request<'_>,
+        level: Isolation,
+        out_len: usize,
+    ) -> (NtStatus, Vec<u8>) {
         let mut input = vec![0u8; req.encoded_len()];
-        req.encode(&mut input).unwrap();
+        req.encode_stating(level, &mut input).unwrap();
         self.raw(req.call().code(), &input, out_len)
     }
 

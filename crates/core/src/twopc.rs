@@ -19,7 +19,7 @@ use crate::entry::KeyBuf;
 use crate::port::{Answer, EnlistmentKey, Notification};
 use crate::state::State;
 use crate::state::store::Room;
-use crate::state::txns::{Hold, Phase, Prepared, Txn};
+use crate::state::txns::Phase;
 use crate::wal::{LogPort, Lsn};
 use alloc::vec::Vec;
 use ktmrm_proto::NtStatus;
@@ -100,9 +100,11 @@ impl<E> State<E> {
             (Notification::Prepare, Some(Phase::Active | Phase::PrePrepared)) => {
                 self.prepare(key, log)
             }
-            (Notification::Commit, Some(Phase::Prepared(_))) => self.commit_prepared(key, log),
+            (Notification::Commit, Some(Phase::Prepared)) => self.commit_prepared(key, log),
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
-                if self.txn(key).is_some_and(|t| t.writes.is_empty()) =>
+                if self
+                    .txn(key)
+                    .is_some_and(|t| t.writes.is_empty() && !t.doomed) =>
             {
                 // Offered single-phase commit with nothing written: as read-only as a PREPARE
                 // answered ReadOnlyEnlistment, but SPC wants CommitComplete.
@@ -113,10 +115,7 @@ impl<E> State<E> {
                 self.single_phase(key, log)
             }
             (Notification::Rollback, Some(p))
-                if !matches!(
-                    p,
-                    Phase::Ended | Phase::Committing { .. } | Phase::Unlogged { .. }
-                ) =>
+                if !matches!(p, Phase::Ended | Phase::Committing | Phase::Unlogged) =>
             {
                 self.discard(key);
                 self.log_abort(key, log);
@@ -138,7 +137,7 @@ impl<E> State<E> {
                 Step::Silent
             }
             // Withheld until a restart: KTM redelivers it then (docs/ktm.md §8).
-            (Notification::Commit, Some(Phase::Unlogged { .. })) => {
+            (Notification::Commit, Some(Phase::Unlogged)) => {
                 self.protocol_error();
                 Step::Withhold
             }
@@ -195,28 +194,27 @@ impl<E> State<E> {
         let phase = self.phase(key);
         let single = n == Notification::SinglePhaseCommit;
         let step = match (phase, forced) {
-            (Some(Phase::Prepared(_)), Ok(())) => Step::Reply(Answer::PrepareComplete),
-            (Some(Phase::Committing { .. }), Ok(())) => {
+            (Some(Phase::Prepared), Ok(())) => Step::Reply(Answer::PrepareComplete),
+            (Some(Phase::Committing), Ok(())) => {
                 if single {
-                    let hold = self.take_hold(key);
-                    self.apply_committed(key, hold);
+                    self.apply_committed(key);
                     self.stats.single_phase_commits =
                         self.stats.single_phase_commits.saturating_add(1);
                 }
                 Step::Finish(Answer::CommitComplete)
             }
-            (Some(Phase::Prepared(_)), Err(_)) => {
+            (Some(Phase::Prepared), Err(_)) => {
                 self.discard(key);
                 self.log_abort(key, log);
                 self.veto(key)
             }
-            (Some(Phase::Committing { .. }), Err(_)) if single => {
+            (Some(Phase::Committing), Err(_)) if single => {
                 self.release_reservation(key);
                 self.set_phase(key, Phase::Active);
                 Step::Reply(Answer::SinglePhaseReject)
             }
-            (Some(Phase::Committing { .. }), Err(_)) => {
-                self.set_phase(key, Phase::Unlogged { logged: false });
+            (Some(Phase::Committing), Err(_)) => {
+                self.set_phase(key, Phase::Unlogged);
                 Step::Withhold
             }
             // KTM ended it meanwhile (a ROLLBACK racing our PREPARE): nothing left to answer.
@@ -229,32 +227,28 @@ impl<E> State<E> {
     /// (or, durable, the log cannot take the Prepare record), else a yes vote with everything
     /// commit needs reserved ([`Step::Force`] first when durable).
     fn prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
+        // A serializable transaction whose reads a commit changed (`serializable.rs`).
+        if self.txn(key).is_some_and(|t| t.doomed) {
+            self.discard(key);
+            return self.veto(key);
+        }
         if self.txn(key).is_some_and(|t| t.writes.is_empty()) {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
             return Step::Finish(Answer::ReadOnly);
         }
-        let durable = self.durability.is_durable();
-        let hold = self.hold_for_commit(key);
-        let Some(hold) = hold else {
+        if (self.durability.is_durable() && self.durability.failed().is_some())
+            || !self.reserve_for_commit(key)
+        {
             self.discard(key);
             return self.veto(key);
-        };
-        let prepared = Prepared {
-            hold,
-            ..Prepared::default()
-        };
-        self.set_phase(key, Phase::Prepared(prepared));
-        if !durable {
+        }
+        self.set_phase(key, Phase::Prepared);
+        self.doom_readers_of(key);
+        if !self.durability.is_durable() {
             return Step::Reply(Answer::PrepareComplete);
         }
         match self.log_prepare(key, log) {
-            Appended::Force(lsn) => {
-                if let Some(p) = self.txn_mut(key).and_then(Txn::prepared_mut) {
-                    p.logged = true;
-                    p.outcome_reserved = true;
-                }
-                Step::Force(lsn)
-            }
+            Appended::Force(lsn) => Step::Force(lsn),
             Appended::Refused => {
                 self.discard(key);
                 self.veto(key)
@@ -273,22 +267,18 @@ impl<E> State<E> {
     /// appends its Commit record and asks for its force before CommitComplete, or withholds
     /// CommitComplete when the record could not be appended ([`Phase::Unlogged`]).
     fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
-        let Some(Phase::Prepared(prepared)) = self.phase(key) else {
-            return Step::Finish(Answer::CommitComplete);
-        };
-        let hold = self.take_hold(key);
-        self.apply_committed(key, hold);
-        if !self.durability.is_durable() || !prepared.logged {
+        let logged = self.txn(key).is_some_and(|t| t.logged);
+        self.apply_committed(key);
+        if !self.durability.is_durable() || !logged {
             return Step::Finish(Answer::CommitComplete);
         }
-        match self.log_commit(key, log, prepared.outcome_reserved) {
+        match self.log_commit(key, log) {
             Appended::Force(lsn) => {
-                let hold = Hold::default();
-                self.set_phase(key, Phase::Committing { hold });
+                self.set_phase(key, Phase::Committing);
                 Step::Force(lsn)
             }
             Appended::Refused => {
-                self.set_phase(key, Phase::Unlogged { logged: true });
+                self.set_phase(key, Phase::Unlogged);
                 Step::Withhold
             }
         }
@@ -301,83 +291,72 @@ impl<E> State<E> {
     /// commit, so one that cannot be logged is rejected with nothing applied.
     fn single_phase(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         let durable = self.durability.is_durable();
-        let hold = self.hold_for_commit(key);
-        let Some(hold) = hold else {
+        let doomed = self.txn(key).is_some_and(|t| t.doomed);
+        if doomed
+            || (durable && self.durability.failed().is_some())
+            || !self.reserve_for_commit(key)
+        {
             return Step::Reply(Answer::SinglePhaseReject);
-        };
+        }
+        self.doom_readers_of(key);
         if !durable {
-            self.apply_committed(key, hold);
+            self.apply_committed(key);
             self.stats.single_phase_commits = self.stats.single_phase_commits.saturating_add(1);
             return Step::Finish(Answer::CommitComplete);
         }
-        // The Prepare record's append reserves the Commit record's memory; a Prepare record
-        // left with no outcome is presumed aborted after a restart.
-        if let Appended::Force(_) = self.log_prepare(key, log)
-            && let Appended::Force(lsn) = self.log_commit(key, log, true)
-        {
-            self.set_phase(key, Phase::Committing { hold });
-            return Step::Force(lsn);
+        if let Appended::Force(_) = self.log_prepare(key, log) {
+            if let Appended::Force(lsn) = self.log_commit(key, log) {
+                self.set_phase(key, Phase::Committing);
+                return Step::Force(lsn);
+            }
+            // A Prepare record with no outcome: presumed aborted after a restart.
+            if let Some(t) = self.txn_mut(key) {
+                t.logged = false;
+            }
         }
-        self.release(key, hold);
+        self.release_reservation(key);
         Step::Reply(Answer::SinglePhaseReject)
     }
 
-    /// Applies a decided transaction's writes, using what `hold` reserved, and counts the
-    /// commit.
-    fn apply_committed(&mut self, key: EnlistmentKey, hold: Hold) {
-        self.apply(key, hold);
+    /// Applies a decided transaction's writes and counts the commit.
+    fn apply_committed(&mut self, key: EnlistmentKey) {
+        self.apply(key);
         self.stats.commits = self.stats.commits.saturating_add(1);
     }
 
-    /// What a vote or a single-phase commit holds: `None` when the log has failed (what is
-    /// durable is no longer known) or the commit would not fit.
-    fn hold_for_commit(&mut self, key: EnlistmentKey) -> Option<Hold> {
-        if self.durability.is_durable() && self.durability.failed().is_some() {
-            return None;
-        }
-        self.reserve_for_commit(key)
-    }
-
     /// Checks the quotas and reserves the committed-tree slots commit will use, so that applying
-    /// the writes later cannot fail. `None` (and nothing reserved) when it does not fit.
-    pub(crate) fn reserve_for_commit(&mut self, key: EnlistmentKey) -> Option<Hold> {
-        let t = self.txn(key)?;
-        let (puts, dk, db) = (t.puts, t.key_delta, t.byte_delta);
+    /// the writes later cannot fail. False (and nothing reserved) when it does not fit.
+    pub(crate) fn reserve_for_commit(&mut self, key: EnlistmentKey) -> bool {
+        let Some(t) = self.txn(key) else { return false };
+        let (puts, dk, db, charged) = (t.puts, t.key_delta, t.byte_delta, t.charged);
+        if charged {
+            return true;
+        }
         if !self.fits(dk, db) {
             self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
-            return None;
+            return false;
         }
-        self.store.reserve(puts).ok()?;
+        if self.store.reserve(puts).is_err() {
+            return false;
+        }
         self.store.charge_prepared(dk, db, true);
-        Some(Hold {
-            reserved: puts,
-            charged: true,
-        })
+        if let Some(t) = self.txn_mut(key) {
+            t.reserved = puts;
+            t.charged = true;
+        }
+        true
     }
 
-    /// Gives back what `hold` holds for `key`.
-    fn release(&mut self, key: EnlistmentKey, hold: Hold) {
-        self.store.unreserve(hold.reserved);
-        if hold.charged
-            && let Some(t) = self.txn(key)
-        {
-            let (dk, db) = (t.key_delta, t.byte_delta);
+    /// Gives back what `reserve_for_commit` took.
+    pub(crate) fn release_reservation(&mut self, key: EnlistmentKey) {
+        let Some(t) = self.txn_mut(key) else { return };
+        let (reserved, dk, db, charged) = (t.reserved, t.key_delta, t.byte_delta, t.charged);
+        t.reserved = 0;
+        t.charged = false;
+        self.store.unreserve(reserved);
+        if charged {
             self.store.charge_prepared(dk, db, false);
         }
-    }
-
-    /// Takes what `key`'s phase holds, leaving it empty.
-    fn take_hold(&mut self, key: EnlistmentKey) -> Hold {
-        self.txn_mut(key)
-            .and_then(Txn::hold_mut)
-            .map(core::mem::take)
-            .unwrap_or_default()
-    }
-
-    /// Gives back what `key`'s phase holds.
-    pub(crate) fn release_reservation(&mut self, key: EnlistmentKey) {
-        let hold = self.take_hold(key);
-        self.release(key, hold);
     }
 
     /// Takes the transaction's write list, leaving it empty.
@@ -387,11 +366,10 @@ impl<E> State<E> {
             .unwrap_or_default()
     }
 
-    /// Moves every pending write into the committed store, using the slots `hold` reserved,
-    /// and gives back the rest of it.
-    fn apply(&mut self, key: EnlistmentKey, hold: Hold) {
+    /// Moves every pending write into the committed store, using the reserved slots.
+    fn apply(&mut self, key: EnlistmentKey) {
         let writes = self.take_writes(key);
-        let reserved = hold.reserved;
+        let reserved = self.txn(key).map_or(0, |t| t.reserved);
         let mut used = 0usize;
         for node in writes {
             let Some(k) = self
@@ -420,11 +398,10 @@ impl<E> State<E> {
                 self.protocol_error();
             }
         }
-        let rest = Hold {
-            reserved: reserved.saturating_sub(used),
-            charged: hold.charged,
-        };
-        self.release(key, rest);
+        if let Some(t) = self.txn_mut(key) {
+            t.reserved = t.reserved.saturating_sub(used);
+        }
+        self.release_reservation(key);
     }
 
     /// Drops every pending write (releasing the key locks) and any reservation.

@@ -2,7 +2,9 @@
 //! states. Every integer is little-endian; no field is aligned, so callers never rely on packing.
 //!
 //! ```text
-//! header   0 u16 version (= PROTOCOL_VERSION)   2 u16 flags (= 0)   4 u32 body_len   8 u64 tx
+//! header   0 u16 version (= PROTOCOL_VERSION)   2 u16 flags   4 u32 body_len   8 u64 tx
+//!          flags: bits 0-1 the transaction's isolation level (0 = not stated, 1 = read
+//!          committed, 2 = serializable; only with a tx, or on BEGIN), bits 2-15 = 0
 //! BEGIN    0 u32 timeout_ms (0 = none)   4 u16 desc_chars (<= 64)   6 u16 reserved (= 0)
 //!          8 desc: desc_chars UTF-16LE code units                          tx must be 0
 //! PUT      0 u16 key_len   2 u16 reserved   4 u32 value_len   8 key   8+key_len value
@@ -17,12 +19,17 @@
 //! `tx` is the caller's transaction handle value (0 = not transacted: the write commits at once,
 //! the read sees committed data only).
 //!
+//! A transaction's isolation level is fixed when ktmrm first sees it: by BEGIN's flags, or by
+//! the flags of the first request that enlists it (not stated = read committed). A later request
+//! may state the level again; a different one is refused with `STATUS_INVALID_PARAMETER_MIX`.
+//!
 //! The decoder checks in this order and answers the first failure: input shorter than the header
-//! → `STATUS_INVALID_BUFFER_SIZE`; version → `STATUS_REVISION_MISMATCH`; flags or any reserved
-//! field non-zero → `STATUS_INVALID_PARAMETER`; `body_len` not the exact rest of the input, or
+//! → `STATUS_INVALID_BUFFER_SIZE`; version → `STATUS_REVISION_MISMATCH`; flags other than a level
+//! (bits 2-15, or level 3), or any reserved field non-zero → `STATUS_INVALID_PARAMETER`; `body_len` not the exact rest of the input, or
 //! body lengths that do not add up to it → `STATUS_INVALID_BUFFER_SIZE`; then the value rules
 //! (key of 1–255 bytes, value ≤ 65,536 bytes, description ≤ 64 chars, prefix/cursor ≤ 255 bytes,
-//! tx = 0 where a call takes none) → `STATUS_INVALID_PARAMETER`.
+//! tx = 0 where a call takes none, a level stated without a transaction) →
+//! `STATUS_INVALID_PARAMETER`.
 
 use crate::wire::{Overflow, Reader, Writer};
 use crate::{Call, NtStatus};
@@ -39,6 +46,42 @@ pub const MAX_VALUE_LEN: usize = 65_536;
 pub const MAX_DESCRIPTION_CHARS: usize = 64;
 /// Longest input any request can have (a PUT with the largest key and value).
 pub const MAX_REQUEST_LEN: usize = HEADER_LEN + 8 + MAX_KEY_LEN + MAX_VALUE_LEN;
+
+/// The header's isolation bits (flags bits 0-1).
+pub const ISOLATION_MASK: u16 = 0b11;
+
+/// A transaction's isolation level as a request states it (README "Semantics").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Isolation {
+    /// The request does not say: the transaction's level, read committed if this request is
+    /// the one that makes ktmrm enlist it.
+    #[default]
+    Unstated = 0,
+    /// Reads see committed data; writes conflict at once with another live transaction's.
+    ReadCommitted = 1,
+    /// Read committed, plus: the transaction commits only if every read it made (values,
+    /// absences, LIST ranges) is still what a commit at that point would read.
+    Serializable = 2,
+}
+
+impl Isolation {
+    /// The level flags bits 0-1 state; other bits set, or level 3, are `INVALID_PARAMETER`.
+    pub const fn from_flags(flags: u16) -> Result<Isolation, NtStatus> {
+        match flags {
+            0 => Ok(Isolation::Unstated),
+            1 => Ok(Isolation::ReadCommitted),
+            2 => Ok(Isolation::Serializable),
+            _ => Err(NtStatus::INVALID_PARAMETER),
+        }
+    }
+
+    /// The header flags that state this level.
+    #[must_use]
+    pub const fn flags(self) -> u16 {
+        self as u16
+    }
+}
 
 /// A decoded request, borrowing its byte fields from the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,10 +179,19 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Decodes `input` for `call`, checking every length and field (see the module docs).
+    /// Decodes `input` for `call`, checking every length and field (see the module docs); the
+    /// isolation level the header states is dropped ([`Request::decode_stated`] keeps it).
     pub fn decode(call: Call, input: &'a [u8]) -> Result<Request<'a>, NtStatus> {
+        Self::decode_stated(call, input).map(|(req, _)| req)
+    }
+
+    /// Decodes `input` for `call`, with the isolation level its header states.
+    pub fn decode_stated(
+        call: Call,
+        input: &'a [u8],
+    ) -> Result<(Request<'a>, Isolation), NtStatus> {
         if call == Call::GetVersion {
-            return Ok(Request::GetVersion);
+            return Ok((Request::GetVersion, Isolation::Unstated));
         }
         let mut r = Reader::new(input);
         let version = short(r.u16())?;
@@ -149,7 +201,7 @@ impl<'a> Request<'a> {
         if version != PROTOCOL_VERSION {
             return Err(NtStatus::REVISION_MISMATCH);
         }
-        zero(flags)?;
+        let isolation = Isolation::from_flags(flags)?;
         if usize::try_from(body_len).ok() != Some(r.remaining()) {
             return Err(NtStatus::INVALID_BUFFER_SIZE);
         }
@@ -202,7 +254,11 @@ impl<'a> Request<'a> {
             return Err(NtStatus::INVALID_BUFFER_SIZE);
         }
         req.validate(tx)?;
-        Ok(req)
+        let transacted = tx != 0 || call == Call::Begin;
+        if isolation != Isolation::Unstated && !transacted {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        Ok((req, isolation))
     }
 
     /// The value rules, after the lengths are known to be consistent.
@@ -261,6 +317,11 @@ impl<'a> Request<'a> {
     /// can also build invalid requests to test the driver's answers (lengths that do not fit their
     /// field widths fail with `Overflow`).
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Overflow> {
+        self.encode_stating(Isolation::Unstated, out)
+    }
+
+    /// [`Request::encode`] with `isolation` stated in the header's flags.
+    pub fn encode_stating(&self, isolation: Isolation, out: &mut [u8]) -> Result<usize, Overflow> {
         if matches!(self, Request::GetVersion) {
             return Ok(0);
         }
@@ -268,7 +329,7 @@ impl<'a> Request<'a> {
         let body = u32::try_from(self.body_len()).map_err(|_| Overflow)?;
         let tx = self.tx();
         w.u16(PROTOCOL_VERSION)?;
-        w.u16(0)?;
+        w.u16(isolation.flags())?;
         w.u32(body)?;
         w.u64(tx)?;
         let len16 = |b: &[u8]| u16::try_from(b.len()).map_err(|_| Overflow);

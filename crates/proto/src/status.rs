@@ -53,6 +53,7 @@ statuses! {
     ACCESS_DENIED = 0xC000_0022u32, "The handle does not grant the access this call needs.";
     BUFFER_TOO_SMALL = 0xC000_0023u32, "The output buffer is smaller than the smallest answer this call gives.";
     OBJECT_TYPE_MISMATCH = 0xC000_0024u32, "The handle is not a transaction handle.";
+    INVALID_PARAMETER_MIX = 0xC000_0030u32, "The request states an isolation level other than the one the transaction has.";
     OBJECT_NAME_NOT_FOUND = 0xC000_0034u32, "The key does not exist in the caller's view.";
     QUOTA_EXCEEDED = 0xC000_0044u32, "A ktmrm quota (keys, bytes, write-set size or live transactions) would be exceeded.";
     REVISION_MISMATCH = 0xC000_0059u32, "The request's protocol version is not the driver's.";

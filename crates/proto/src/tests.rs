@@ -104,10 +104,17 @@ fn decoder_rejects_each_malformation_with_its_status() {
     let mut b = good.clone();
     b[0] = 2;
     assert_eq!(st(&b), NtStatus::REVISION_MISMATCH);
-    // Flags.
-    let mut b = good.clone();
-    b[2] = 1;
-    assert_eq!(st(&b), NtStatus::INVALID_PARAMETER);
+    // Flags: level 3, and every bit above the level's two.
+    for (lo, hi) in [(3u8, 0u8), (4, 0), (0x80, 0), (0, 1), (0, 0x80), (6, 0)] {
+        let mut b = good.clone();
+        b[2] = lo;
+        b[3] = hi;
+        assert_eq!(
+            st(&b),
+            NtStatus::INVALID_PARAMETER,
+            "flags {hi:02x}{lo:02x}"
+        );
+    }
     // body_len disagreeing with the input.
     let mut b = good.clone();
     b[4] = 99;
@@ -124,6 +131,32 @@ fn decoder_rejects_each_malformation_with_its_status() {
     let mut b = good.clone();
     b[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(st(&b), NtStatus::INVALID_BUFFER_SIZE);
+}
+
+#[test]
+fn isolation_levels_decode_where_a_transaction_is_named() {
+    for r in samples() {
+        for level in [
+            Isolation::Unstated,
+            Isolation::ReadCommitted,
+            Isolation::Serializable,
+        ] {
+            let mut b = vec![0u8; r.encoded_len()];
+            r.encode_stating(level, &mut b).unwrap();
+            let transacted = r.tx() != 0 || r.call() == Call::Begin;
+            let got = Request::decode_stated(r.call(), &b);
+            if level == Isolation::Unstated || transacted {
+                assert_eq!(got, Ok((r, level)), "{r:?} {level:?}");
+                assert_eq!(Request::decode(r.call(), &b), Ok(r));
+                assert_eq!(u16::from_le_bytes([b[2], b[3]]), level as u16);
+            } else {
+                // A level without a transaction means nothing: refused, not ignored.
+                assert_eq!(got, Err(NtStatus::INVALID_PARAMETER), "{r:?} {level:?}");
+            }
+        }
+    }
+    assert_eq!(Isolation::from_flags(2), Ok(Isolation::Serializable));
+    assert_eq!(Isolation::from_flags(3), Err(NtStatus::INVALID_PARAMETER));
 }
 
 #[test]

@@ -68,7 +68,21 @@ fn header() -> String {
     )
     .unwrap();
     writeln!(w, "#define KTMRM_LIST_MIN_OUTPUT {LIST_MIN_OUTPUT}").unwrap();
-    writeln!(w, "#define KTMRM_LIST_MORE 0x{LIST_MORE:X}u\n").unwrap();
+    writeln!(w, "#define KTMRM_LIST_MORE 0x{LIST_MORE:X}u").unwrap();
+    writeln!(
+        w,
+        "/* KTMRM_REQUEST_HEADER.Flags bits 0-1: the transaction's isolation level. */"
+    )
+    .unwrap();
+    writeln!(w, "#define KTMRM_ISOLATION_MASK 0x{ISOLATION_MASK:X}u").unwrap();
+    for (name, level) in [
+        ("UNSTATED", Isolation::Unstated),
+        ("READ_COMMITTED", Isolation::ReadCommitted),
+        ("SERIALIZABLE", Isolation::Serializable),
+    ] {
+        writeln!(w, "#define KTMRM_ISOLATION_{name} {}u", level.flags()).unwrap();
+    }
+    writeln!(w).unwrap();
     for c in Call::ALL {
         let access =
             ["FILE_ANY_ACCESS", "FILE_READ_DATA", "FILE_WRITE_DATA"][c.required_access() as usize];

@@ -8,9 +8,9 @@ use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
 use crate::state::State;
 use crate::state::store::Room;
-use crate::state::txns::{Phase, Prepared, Txn};
+use crate::state::txns::Phase;
 use crate::wal::{DroppedTail, LogPort, LogWriter, Lsn, ReplayError};
-use ktmrm_proto::{Limits, NtStatus};
+use ktmrm_proto::{Isolation, Limits, NtStatus};
 
 /// What a restart found in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl<E> State<E> {
     pub(crate) fn last_recover(&mut self, log: &dyn LogPort) {
         self.durability.recovered();
         let mut from = 0usize;
-        while let Some((next, key)) = self.txns.first_from(from, Txn::awaiting_recover) {
+        while let Some((next, key)) = self.txns.first_from(from, |t| t.awaiting_recover) {
             self.discard(key);
             self.log_abort(key, log);
             self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
@@ -101,20 +101,20 @@ impl<E> State<E> {
             self.protocol_error();
         }
         if let Some(key) = self.find_txn(&uow) {
-            if let Some(p) = self.txn_mut(key).and_then(Txn::prepared_mut)
-                && p.awaiting_recover
+            if let Some(t) = self.txn_mut(key)
+                && t.awaiting_recover
             {
-                p.awaiting_recover = false;
+                t.awaiting_recover = false;
                 self.durability.count_recovered();
                 return Ok(key);
             }
             return Err(NtStatus::TRANSACTION_REQUEST_NOT_VALID);
         }
-        let key = self.create_txn(uow)?;
+        let key = self.create_txn(uow, Isolation::ReadCommitted)?;
         if let Some(t) = self.txn_mut(key) {
             t.enlisting = false;
         }
-        self.set_phase(key, Phase::Prepared(Prepared::default()));
+        self.set_phase(key, Phase::Prepared);
         self.durability.count_recovered();
         Ok(key)
     }
@@ -177,7 +177,7 @@ impl<E> State<E> {
         p: crate::wal::Prepared,
         log: &dyn LogPort,
     ) -> Result<(), NtStatus> {
-        let key = self.create_txn(p.tx)?;
+        let key = self.create_txn(p.tx, Isolation::ReadCommitted)?;
         if let Some(t) = self.txn_mut(key) {
             t.enlisting = false;
         }
@@ -191,17 +191,15 @@ impl<E> State<E> {
             };
             self.stage(key, op, true, crate::tree::LeafHint::NONE)?;
         }
-        let hold = self
-            .reserve_for_commit(key)
-            .ok_or(NtStatus::QUOTA_EXCEEDED)?;
+        if !self.reserve_for_commit(key) {
+            return Err(NtStatus::QUOTA_EXCEEDED);
+        }
         log.reserve(1, OUTCOME_RECORD_LEN)?;
-        let prepared = Prepared {
-            hold,
-            logged: true,
-            outcome_reserved: true,
-            awaiting_recover: true,
-        };
-        self.set_phase(key, Phase::Prepared(prepared));
+        self.set_phase(key, Phase::Prepared);
+        let t = self.txn_mut(key).ok_or(NtStatus::UNSUCCESSFUL)?;
+        t.logged = true;
+        t.awaiting_recover = true;
+        t.outcome_reserved = true;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use crate::entry::Entry;
 use crate::port::{EnlistmentKey, TxId};
 use crate::tree::{Keyed, LeafHint, Tree};
 use durability::Durability;
-use ktmrm_proto::{Limits, NtStatus, Stats};
+use ktmrm_proto::{Isolation, Limits, NtStatus, Stats};
 use store::Store;
 use txns::{Owner, Phase, PhaseTrace, Txn, Txns};
 
@@ -106,7 +106,7 @@ impl<E> State<E> {
         s.prepared = self
             .txns
             .iter()
-            .filter(|(_, t)| matches!(t.phase(), Phase::Prepared(_)))
+            .filter(|(_, t)| t.phase() == Phase::Prepared)
             .count() as u64;
         s
     }
@@ -178,12 +178,16 @@ impl<E> State<E> {
     /// Creates a transaction in phase Active with `enlisting` set. Fails with
     /// `STATUS_QUOTA_EXCEEDED` at the live-transaction limit and `STATUS_INSUFFICIENT_RESOURCES`
     /// when allocation fails; nothing changes then.
-    pub(crate) fn create_txn(&mut self, id: TxId) -> Result<EnlistmentKey, NtStatus> {
+    pub(crate) fn create_txn(
+        &mut self,
+        id: TxId,
+        isolation: Isolation,
+    ) -> Result<EnlistmentKey, NtStatus> {
         if self.txns.live() >= self.limits.max_live_transactions {
             self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
             return Err(NtStatus::QUOTA_EXCEEDED);
         }
-        self.txns.create(id)
+        self.txns.create(id, isolation)
     }
 
     /// Frees a transaction's slot and returns its enlistment for the caller to close (after the

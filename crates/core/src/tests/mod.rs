@@ -7,4 +7,5 @@ mod fuzz;
 mod model;
 mod phases;
 mod semantics;
+mod serializable;
 mod visibility;

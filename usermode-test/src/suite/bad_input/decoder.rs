@@ -90,7 +90,7 @@ pub(super) fn cases(key: &[u8]) -> Cases {
                 NtStatus::REVISION_MISMATCH,
             ),
         ));
-        for flags in [1u16, 0x8000, 0xFFFF] {
+        for flags in [3u16, 0x8000, 0xFFFF] {
             let mut b = full.clone();
             set_u16(&mut b, 2, flags);
             v.push((
