@@ -11,6 +11,9 @@ pub(crate) mod durability;
 pub(crate) mod store;
 pub(crate) mod txns;
 
+#[cfg(test)]
+mod tests;
+
 use crate::entry::Entry;
 use crate::port::{EnlistmentKey, TxId};
 use crate::tree::{Keyed, LeafHint, Tree};

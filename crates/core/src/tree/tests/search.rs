@@ -26,6 +26,37 @@ proptest::proptest! {
 }
 
 #[test]
+fn warming_steps_to_the_leaf_a_lookup_goes_to_and_stays_there() {
+    let mut t: Tree<Ent> = Tree::new();
+    for i in 0..20_000u32 {
+        t.insert(ent(&k32(i.wrapping_mul(2_654_435_761)), i))
+            .unwrap();
+    }
+    assert!(t.height >= 2);
+    for i in [0u32, 1, 777, 19_999] {
+        let key = k32(i.wrapping_mul(2_654_435_761));
+        let mut w = Warm::new(Some(&key));
+        assert_eq!(w.hint(), LeafHint::NONE, "cold");
+        w.advance(&t);
+        assert_eq!(
+            w.hint(),
+            LeafHint::NONE,
+            "started: only the inner node is loading"
+        );
+        w.advance(&t);
+        let (found, leaf) = t.get_hinted(&key, LeafHint::NONE);
+        assert_eq!(found.map(|e| e.val), Some(i));
+        assert_eq!(w.hint(), leaf, "the leaf a lookup from the root goes to");
+        w.advance(&t);
+        assert_eq!(w.hint(), leaf, "a warmed lookup stays warmed");
+    }
+    let mut off = Warm::new(None);
+    off.advance(&t);
+    off.advance(&t);
+    assert_eq!(off.hint(), LeafHint::NONE, "nothing to warm");
+}
+
+#[test]
 fn prefetch_hints_change_nothing_even_when_stale() {
     let mut t: Tree<Ent> = Tree::new();
     let empty = t.prefetch_start(b"k");
