@@ -74,11 +74,12 @@ impl<E> State<E> {
     pub(crate) fn usable(&self, key: EnlistmentKey, write: bool) -> Result<(), NtStatus> {
         match self.phase(key) {
             Some(Phase::Active) => Ok(()),
-            Some(Phase::PrePrepared | Phase::Prepared | Phase::Committing | Phase::Unlogged)
-                if !write =>
-            {
-                Ok(())
-            }
+            Some(
+                Phase::PrePrepared
+                | Phase::Prepared(_)
+                | Phase::Committing { .. }
+                | Phase::Unlogged { .. },
+            ) if !write => Ok(()),
             _ => Err(NtStatus::TRANSACTION_NOT_ACTIVE),
         }
     }

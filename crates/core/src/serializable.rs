@@ -82,7 +82,7 @@ impl<E> State<E> {
             || self.txns.by_owner(owner).is_some_and(|t| {
                 matches!(
                     t.phase(),
-                    Phase::Prepared | Phase::Committing | Phase::Unlogged
+                    Phase::Prepared(_) | Phase::Committing { .. } | Phase::Unlogged { .. }
                 )
             })
     }

@@ -19,7 +19,7 @@ use crate::entry::KeyBuf;
 use crate::port::{Answer, EnlistmentKey, Notification};
 use crate::state::State;
 use crate::state::store::Room;
-use crate::state::txns::Phase;
+use crate::state::txns::{Hold, Phase, Prepared, Txn};
 use crate::wal::{LogPort, Lsn};
 use alloc::vec::Vec;
 use ktmrm_proto::NtStatus;
@@ -100,7 +100,7 @@ impl<E> State<E> {
             (Notification::Prepare, Some(Phase::Active | Phase::PrePrepared)) => {
                 self.prepare(key, log)
             }
-            (Notification::Commit, Some(Phase::Prepared)) => self.commit_prepared(key, log),
+            (Notification::Commit, Some(Phase::Prepared(_))) => self.commit_prepared(key, log),
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
                 if self
                     .txn(key)
@@ -115,7 +115,10 @@ impl<E> State<E> {
                 self.single_phase(key, log)
             }
             (Notification::Rollback, Some(p))
-                if !matches!(p, Phase::Ended | Phase::Committing | Phase::Unlogged) =>
+                if !matches!(
+                    p,
+                    Phase::Ended | Phase::Committing { .. } | Phase::Unlogged { .. }
+                ) =>
             {
                 self.discard(key);
                 self.log_abort(key, log);
@@ -137,7 +140,7 @@ impl<E> State<E> {
                 Step::Silent
             }
             // Withheld until a restart: KTM redelivers it then (docs/ktm.md §8).
-            (Notification::Commit, Some(Phase::Unlogged)) => {
+            (Notification::Commit, Some(Phase::Unlogged { .. })) => {
                 self.protocol_error();
                 Step::Withhold
             }
@@ -194,27 +197,28 @@ impl<E> State<E> {
         let phase = self.phase(key);
         let single = n == Notification::SinglePhaseCommit;
         let step = match (phase, forced) {
-            (Some(Phase::Prepared), Ok(())) => Step::Reply(Answer::PrepareComplete),
-            (Some(Phase::Committing), Ok(())) => {
+            (Some(Phase::Prepared(_)), Ok(())) => Step::Reply(Answer::PrepareComplete),
+            (Some(Phase::Committing { .. }), Ok(())) => {
                 if single {
-                    self.apply_committed(key);
+                    let hold = self.take_hold(key);
+                    self.apply_committed(key, hold);
                     self.stats.single_phase_commits =
                         self.stats.single_phase_commits.saturating_add(1);
                 }
                 Step::Finish(Answer::CommitComplete)
             }
-            (Some(Phase::Prepared), Err(_)) => {
+            (Some(Phase::Prepared(_)), Err(_)) => {
                 self.discard(key);
                 self.log_abort(key, log);
                 self.veto(key)
             }
-            (Some(Phase::Committing), Err(_)) if single => {
+            (Some(Phase::Committing { .. }), Err(_)) if single => {
                 self.release_reservation(key);
                 self.set_phase(key, Phase::Active);
                 Step::Reply(Answer::SinglePhaseReject)
             }
-            (Some(Phase::Committing), Err(_)) => {
-                self.set_phase(key, Phase::Unlogged);
+            (Some(Phase::Committing { .. }), Err(_)) => {
+                self.set_phase(key, Phase::Unlogged { logged: false });
                 Step::Withhold
             }
             // KTM ended it meanwhile (a ROLLBACK racing our PREPARE): nothing left to answer.
@@ -236,19 +240,29 @@ impl<E> State<E> {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
             return Step::Finish(Answer::ReadOnly);
         }
-        if (self.durability.is_durable() && self.durability.failed().is_some())
-            || !self.reserve_for_commit(key)
-        {
+        let durable = self.durability.is_durable();
+        let hold = self.hold_for_commit(key);
+        let Some(hold) = hold else {
             self.discard(key);
             return self.veto(key);
-        }
-        self.set_phase(key, Phase::Prepared);
+        };
+        let prepared = Prepared {
+            hold,
+            ..Prepared::default()
+        };
+        self.set_phase(key, Phase::Prepared(prepared));
         self.doom_readers_of(key);
-        if !self.durability.is_durable() {
+        if !durable {
             return Step::Reply(Answer::PrepareComplete);
         }
         match self.log_prepare(key, log) {
-            Appended::Force(lsn) => Step::Force(lsn),
+            Appended::Force(lsn) => {
+                if let Some(p) = self.txn_mut(key).and_then(Txn::prepared_mut) {
+                    p.logged = true;
+                    p.outcome_reserved = true;
+                }
+                Step::Force(lsn)
+            }
             Appended::Refused => {
                 self.discard(key);
                 self.veto(key)
@@ -267,18 +281,22 @@ impl<E> State<E> {
     /// appends its Commit record and asks for its force before CommitComplete, or withholds
     /// CommitComplete when the record could not be appended ([`Phase::Unlogged`]).
     fn commit_prepared(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
-        let logged = self.txn(key).is_some_and(|t| t.logged);
-        self.apply_committed(key);
-        if !self.durability.is_durable() || !logged {
+        let Some(Phase::Prepared(prepared)) = self.phase(key) else {
+            return Step::Finish(Answer::CommitComplete);
+        };
+        let hold = self.take_hold(key);
+        self.apply_committed(key, hold);
+        if !self.durability.is_durable() || !prepared.logged {
             return Step::Finish(Answer::CommitComplete);
         }
-        match self.log_commit(key, log) {
+        match self.log_commit(key, log, prepared.outcome_reserved) {
             Appended::Force(lsn) => {
-                self.set_phase(key, Phase::Committing);
+                let hold = Hold::default();
+                self.set_phase(key, Phase::Committing { hold });
                 Step::Force(lsn)
             }
             Appended::Refused => {
-                self.set_phase(key, Phase::Unlogged);
+                self.set_phase(key, Phase::Unlogged { logged: true });
                 Step::Withhold
             }
         }
@@ -291,72 +309,90 @@ impl<E> State<E> {
     /// commit, so one that cannot be logged is rejected with nothing applied.
     fn single_phase(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         let durable = self.durability.is_durable();
+        // A serializable transaction whose reads a commit changed (`serializable.rs`).
         let doomed = self.txn(key).is_some_and(|t| t.doomed);
-        if doomed
-            || (durable && self.durability.failed().is_some())
-            || !self.reserve_for_commit(key)
-        {
+        let hold = if doomed {
+            None
+        } else {
+            self.hold_for_commit(key)
+        };
+        let Some(hold) = hold else {
             return Step::Reply(Answer::SinglePhaseReject);
-        }
+        };
         self.doom_readers_of(key);
         if !durable {
-            self.apply_committed(key);
+            self.apply_committed(key, hold);
             self.stats.single_phase_commits = self.stats.single_phase_commits.saturating_add(1);
             return Step::Finish(Answer::CommitComplete);
         }
-        if let Appended::Force(_) = self.log_prepare(key, log) {
-            if let Appended::Force(lsn) = self.log_commit(key, log) {
-                self.set_phase(key, Phase::Committing);
-                return Step::Force(lsn);
-            }
-            // A Prepare record with no outcome: presumed aborted after a restart.
-            if let Some(t) = self.txn_mut(key) {
-                t.logged = false;
-            }
+        // The Prepare record's append reserves the Commit record's memory; a Prepare record
+        // left with no outcome is presumed aborted after a restart.
+        if let Appended::Force(_) = self.log_prepare(key, log)
+            && let Appended::Force(lsn) = self.log_commit(key, log, true)
+        {
+            self.set_phase(key, Phase::Committing { hold });
+            return Step::Force(lsn);
         }
-        self.release_reservation(key);
+        self.release(key, hold);
         Step::Reply(Answer::SinglePhaseReject)
     }
 
-    /// Applies a decided transaction's writes and counts the commit.
-    fn apply_committed(&mut self, key: EnlistmentKey) {
-        self.apply(key);
+    /// Applies a decided transaction's writes, using what `hold` reserved, and counts the
+    /// commit.
+    fn apply_committed(&mut self, key: EnlistmentKey, hold: Hold) {
+        self.apply(key, hold);
         self.stats.commits = self.stats.commits.saturating_add(1);
     }
 
-    /// Checks the quotas and reserves the committed-tree slots commit will use, so that applying
-    /// the writes later cannot fail. False (and nothing reserved) when it does not fit.
-    pub(crate) fn reserve_for_commit(&mut self, key: EnlistmentKey) -> bool {
-        let Some(t) = self.txn(key) else { return false };
-        let (puts, dk, db, charged) = (t.puts, t.key_delta, t.byte_delta, t.charged);
-        if charged {
-            return true;
+    /// What a vote or a single-phase commit holds: `None` when the log has failed (what is
+    /// durable is no longer known) or the commit would not fit.
+    fn hold_for_commit(&mut self, key: EnlistmentKey) -> Option<Hold> {
+        if self.durability.is_durable() && self.durability.failed().is_some() {
+            return None;
         }
-        if !self.fits(dk, db) {
-            self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
-            return false;
-        }
-        if self.store.reserve(puts).is_err() {
-            return false;
-        }
-        self.store.charge_prepared(dk, db, true);
-        if let Some(t) = self.txn_mut(key) {
-            t.reserved = puts;
-            t.charged = true;
-        }
-        true
+        self.reserve_for_commit(key)
     }
 
-    /// Gives back what `reserve_for_commit` took.
-    pub(crate) fn release_reservation(&mut self, key: EnlistmentKey) {
-        let Some(t) = self.txn_mut(key) else { return };
-        let (reserved, dk, db, charged) = (t.reserved, t.key_delta, t.byte_delta, t.charged);
-        t.reserved = 0;
-        t.charged = false;
-        self.store.unreserve(reserved);
-        if charged {
+    /// Checks the quotas and reserves the committed-tree slots commit will use, so that applying
+    /// the writes later cannot fail. `None` (and nothing reserved) when it does not fit.
+    pub(crate) fn reserve_for_commit(&mut self, key: EnlistmentKey) -> Option<Hold> {
+        let t = self.txn(key)?;
+        let (puts, dk, db) = (t.puts, t.key_delta, t.byte_delta);
+        if !self.fits(dk, db) {
+            self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
+            return None;
+        }
+        self.store.reserve(puts).ok()?;
+        self.store.charge_prepared(dk, db, true);
+        Some(Hold {
+            reserved: puts,
+            charged: true,
+        })
+    }
+
+    /// Gives back what `hold` holds for `key`.
+    fn release(&mut self, key: EnlistmentKey, hold: Hold) {
+        self.store.unreserve(hold.reserved);
+        if hold.charged
+            && let Some(t) = self.txn(key)
+        {
+            let (dk, db) = (t.key_delta, t.byte_delta);
             self.store.charge_prepared(dk, db, false);
         }
+    }
+
+    /// Takes what `key`'s phase holds, leaving it empty.
+    fn take_hold(&mut self, key: EnlistmentKey) -> Hold {
+        self.txn_mut(key)
+            .and_then(Txn::hold_mut)
+            .map(core::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Gives back what `key`'s phase holds.
+    pub(crate) fn release_reservation(&mut self, key: EnlistmentKey) {
+        let hold = self.take_hold(key);
+        self.release(key, hold);
     }
 
     /// Takes the transaction's write list, leaving it empty.
@@ -366,10 +402,11 @@ impl<E> State<E> {
             .unwrap_or_default()
     }
 
-    /// Moves every pending write into the committed store, using the reserved slots.
-    fn apply(&mut self, key: EnlistmentKey) {
+    /// Moves every pending write into the committed store, using the slots `hold` reserved,
+    /// and gives back the rest of it.
+    fn apply(&mut self, key: EnlistmentKey, hold: Hold) {
         let writes = self.take_writes(key);
-        let reserved = self.txn(key).map_or(0, |t| t.reserved);
+        let reserved = hold.reserved;
         let mut used = 0usize;
         for node in writes {
             let Some(k) = self
@@ -398,10 +435,11 @@ impl<E> State<E> {
                 self.protocol_error();
             }
         }
-        if let Some(t) = self.txn_mut(key) {
-            t.reserved = t.reserved.saturating_sub(used);
-        }
-        self.release_reservation(key);
+        let rest = Hold {
+            reserved: reserved.saturating_sub(used),
+            charged: hold.charged,
+        };
+        self.release(key, rest);
     }
 
     /// Drops every pending write (releasing the key locks) and any reservation.

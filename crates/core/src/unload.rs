@@ -105,7 +105,7 @@ impl<E> State<E> {
     pub(crate) fn unfinished(&self) -> usize {
         self.txns
             .iter()
-            .filter(|(_, t)| t.phase() != Phase::Ended && !t.logged)
+            .filter(|(_, t)| t.phase() != Phase::Ended && !t.logged())
             .count()
     }
 }

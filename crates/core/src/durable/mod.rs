@@ -22,7 +22,7 @@
 
 use crate::entry::{Entry, KeyBuf};
 use crate::ops::Write as OpWrite;
-use crate::port::{EnlistmentKey, TxId};
+use crate::port::EnlistmentKey;
 use crate::state::txns::{Owner, Phase, Txn};
 use crate::state::{Pending, State};
 use crate::tree::{LeafHint, SlotId, Tree};
@@ -81,7 +81,7 @@ impl<E> State<E> {
             || self
                 .txns
                 .by_owner(p.owner)
-                .is_some_and(|t| t.phase() == Phase::Committing)
+                .is_some_and(|t| matches!(t.phase(), Phase::Committing { .. }))
     }
 
     /// The forcing writes, in key order.
@@ -160,7 +160,7 @@ impl<E> State<E> {
 
     /// Transactions whose Prepare record is in the log with no outcome yet.
     fn in_doubt(&self) -> impl Iterator<Item = &Txn<E>> {
-        self.txns.iter().map(|(_, t)| t).filter(|t| t.logged)
+        self.txns.iter().map(|(_, t)| t).filter(|t| t.logged())
     }
 
     /// Counts a force the engine made outside the lock and records its failure, if any.
@@ -199,8 +199,8 @@ impl<E> State<E> {
         }
     }
 
-    /// Appends `key`'s Prepare record and marks it logged, with the memory of its outcome record
-    /// reserved first.
+    /// Appends `key`'s Prepare record, with the memory of its outcome record reserved first (held
+    /// from then on when this says [`Appended::Force`]).
     pub(crate) fn log_prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Appended {
         if self.durability.failed().is_some() || log.reserve(1, OUTCOME_RECORD_LEN).is_err() {
             return Appended::Refused;
@@ -223,10 +223,6 @@ impl<E> State<E> {
             log.unreserve(1, OUTCOME_RECORD_LEN);
             return Appended::Refused;
         };
-        if let Some(t) = self.txn_mut(key) {
-            t.logged = true;
-            t.outcome_reserved = true;
-        }
         Appended::Force(lsn)
     }
 
@@ -250,41 +246,37 @@ impl<E> State<E> {
         })
     }
 
-    /// Takes `key`'s outcome reservation: (its UOW, whether it had one).
-    fn take_outcome(&mut self, key: EnlistmentKey) -> Option<(TxId, bool)> {
-        let t = self.txn_mut(key)?;
-        Some((t.id, core::mem::take(&mut t.outcome_reserved)))
-    }
-
-    /// Appends `key`'s Commit record (its writes are applied).
-    pub(crate) fn log_commit(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Appended {
-        let Some((tx, reserved)) = self.take_outcome(key) else {
+    /// Appends `key`'s Commit record (its writes are applied), through the memory its PREPARE
+    /// reserved when `reserved`.
+    pub(crate) fn log_commit(
+        &mut self,
+        key: EnlistmentKey,
+        log: &dyn LogPort,
+        reserved: bool,
+    ) -> Appended {
+        let Some(tx) = self.txn(key).map(|t| t.id) else {
             return Appended::Refused;
         };
-        let Ok(lsn) = self.append_outcome(log, &RecordRef::Commit { tx }, reserved) else {
-            return Appended::Refused;
-        };
-        if let Some(t) = self.txn_mut(key) {
-            t.logged = false;
+        match self.append_outcome(log, &RecordRef::Commit { tx }, reserved) {
+            Ok(lsn) => Appended::Force(lsn),
+            Err(_) => Appended::Refused,
         }
-        Appended::Force(lsn)
     }
 
-    /// Appends an Abort record for a logged transaction whose writes were discarded. Not forced
-    /// and allowed to fail: a Prepare without an outcome is presumed aborted after a restart.
+    /// Appends an Abort record for a logged transaction whose writes were discarded, and gives
+    /// back its outcome reservation. Not forced and allowed to fail: a Prepare without an
+    /// outcome is presumed aborted after a restart.
     pub(crate) fn log_abort(&mut self, key: EnlistmentKey, log: &dyn LogPort) {
-        let logged = self.txn(key).is_some_and(|t| t.logged);
-        let Some((tx, reserved)) = self.take_outcome(key) else {
-            return;
-        };
+        let Some(t) = self.txn_mut(key) else { return };
+        let tx = t.id;
+        let Some(p) = t.prepared_mut() else { return };
+        let logged = core::mem::take(&mut p.logged);
+        let reserved = core::mem::take(&mut p.outcome_reserved);
         if !logged {
             if reserved {
                 log.unreserve(1, OUTCOME_RECORD_LEN);
             }
             return;
-        }
-        if let Some(t) = self.txn_mut(key) {
-            t.logged = false;
         }
         let _ = self.append_outcome(log, &RecordRef::Abort { tx }, reserved);
     }

@@ -8,7 +8,7 @@ use crate::ops::Write as OpWrite;
 use crate::port::{EnlistmentKey, TxId};
 use crate::state::State;
 use crate::state::store::Room;
-use crate::state::txns::Phase;
+use crate::state::txns::{Phase, Prepared, Txn};
 use crate::wal::{DroppedTail, LogPort, LogWriter, Lsn, ReplayError};
 use ktmrm_proto::{Isolation, Limits, NtStatus};
 
@@ -78,7 +78,7 @@ impl<E> State<E> {
     pub(crate) fn last_recover(&mut self, log: &dyn LogPort) {
         self.durability.recovered();
         let mut from = 0usize;
-        while let Some((next, key)) = self.txns.first_from(from, |t| t.awaiting_recover) {
+        while let Some((next, key)) = self.txns.first_from(from, Txn::awaiting_recover) {
             self.discard(key);
             self.log_abort(key, log);
             self.stats.rollbacks = self.stats.rollbacks.saturating_add(1);
@@ -101,10 +101,10 @@ impl<E> State<E> {
             self.protocol_error();
         }
         if let Some(key) = self.find_txn(&uow) {
-            if let Some(t) = self.txn_mut(key)
-                && t.awaiting_recover
+            if let Some(p) = self.txn_mut(key).and_then(Txn::prepared_mut)
+                && p.awaiting_recover
             {
-                t.awaiting_recover = false;
+                p.awaiting_recover = false;
                 self.durability.count_recovered();
                 return Ok(key);
             }
@@ -114,7 +114,7 @@ impl<E> State<E> {
         if let Some(t) = self.txn_mut(key) {
             t.enlisting = false;
         }
-        self.set_phase(key, Phase::Prepared);
+        self.set_phase(key, Phase::Prepared(Prepared::default()));
         self.durability.count_recovered();
         Ok(key)
     }
@@ -191,15 +191,17 @@ impl<E> State<E> {
             };
             self.stage(key, op, true, crate::tree::LeafHint::NONE)?;
         }
-        if !self.reserve_for_commit(key) {
-            return Err(NtStatus::QUOTA_EXCEEDED);
-        }
+        let hold = self
+            .reserve_for_commit(key)
+            .ok_or(NtStatus::QUOTA_EXCEEDED)?;
         log.reserve(1, OUTCOME_RECORD_LEN)?;
-        self.set_phase(key, Phase::Prepared);
-        let t = self.txn_mut(key).ok_or(NtStatus::UNSUCCESSFUL)?;
-        t.logged = true;
-        t.awaiting_recover = true;
-        t.outcome_reserved = true;
+        let prepared = Prepared {
+            hold,
+            logged: true,
+            outcome_reserved: true,
+            awaiting_recover: true,
+        };
+        self.set_phase(key, Phase::Prepared(prepared));
         Ok(())
     }
 }

@@ -109,7 +109,7 @@ impl<E> State<E> {
         s.prepared = self
             .txns
             .iter()
-            .filter(|(_, t)| t.phase() == Phase::Prepared)
+            .filter(|(_, t)| matches!(t.phase(), Phase::Prepared(_)))
             .count() as u64;
         s
     }

@@ -10,15 +10,16 @@ use crate::tree::{Keyed, SlotId, Tree};
 use alloc::vec::Vec;
 use ktmrm_proto::{Isolation, NtStatus};
 
-/// Where a transaction is in KTM's protocol, as ktmrm sees it.
+/// Where a transaction is in KTM's protocol, as ktmrm sees it. What exists only in some phases
+/// lives in their variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// Accepting reads and writes.
     Active,
     /// PREPREPARE answered: reads only.
     PrePrepared,
-    /// Voted yes; commit cannot fail now (its slots are reserved).
-    Prepared,
+    /// Voted yes; commit cannot fail now (what it needs is held).
+    Prepared(Prepared),
     /// Voted no; writes discarded; waiting for KTM's ROLLBACK.
     Vetoed,
     /// Unload asked KTM to roll it back (`KtmPort::rollback_enlistment`, a no vote KTM may take
@@ -26,14 +27,39 @@ pub(crate) enum Phase {
     /// phase before it.
     RollbackAsked,
     /// Durable only: its Commit record appended; CommitComplete waits for the force. A
-    /// two-phase commit is applied already; a single-phase one is applied once forced (its
-    /// writes stay pending, their keys locked, until then).
-    Committing,
+    /// two-phase commit is applied already (`hold` is empty); a single-phase one is applied
+    /// once forced (its writes stay pending, their keys locked, and `hold` reserved until then).
+    Committing { hold: Hold },
     /// Durable only: applied, but the log could not be forced, so CommitComplete is withheld
     /// (KTM keeps the transaction and redelivers COMMIT after a restart; docs/ktm.md §8).
-    Unlogged,
+    /// `logged`: its Commit record could not even be appended, so its Prepare record is still
+    /// the last word in the log.
+    Unlogged { logged: bool },
     /// Outcome applied; the slot is freed once no thread is still enlisting it.
     Ended,
+}
+
+/// What a commit holds from its vote to its outcome so that applying it cannot fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Hold {
+    /// Committed-store slots reserved for its puts.
+    pub(crate) reserved: usize,
+    /// Its key and byte growth is counted in the store's prepared growth.
+    pub(crate) charged: bool,
+}
+
+/// A prepared transaction's own data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Prepared {
+    pub(crate) hold: Hold,
+    /// Durable only: its Prepare record is in the log without an outcome record.
+    pub(crate) logged: bool,
+    /// Durable only: the log holds memory for its outcome record (reserved at PREPARE), so
+    /// COMMIT cannot fail for lack of it.
+    pub(crate) outcome_reserved: bool,
+    /// Rebuilt from the log as in doubt; KTM has not sent RECOVER for it yet (presumed aborted
+    /// at LAST_RECOVER if it never does).
+    pub(crate) awaiting_recover: bool,
 }
 
 impl Phase {
@@ -42,11 +68,11 @@ impl Phase {
         match self {
             Phase::Active => "Active",
             Phase::PrePrepared => "PrePrepared",
-            Phase::Prepared => "Prepared",
+            Phase::Prepared(_) => "Prepared",
             Phase::Vetoed => "Vetoed",
             Phase::RollbackAsked => "RollbackAsked",
-            Phase::Committing => "Committing",
-            Phase::Unlogged => "Unlogged",
+            Phase::Committing { .. } => "Committing",
+            Phase::Unlogged { .. } => "Unlogged",
             Phase::Ended => "Ended",
         }
     }
@@ -83,19 +109,6 @@ pub(crate) struct Txn<E> {
     /// Net change this transaction makes to the committed key count and byte count.
     pub(crate) key_delta: i64,
     pub(crate) byte_delta: i64,
-    /// Committed-tree reservations held since PREPARE.
-    pub(crate) reserved: usize,
-    /// The key and byte growth is counted in the store's prepared growth (between PREPARE and
-    /// the outcome).
-    pub(crate) charged: bool,
-    /// Durable only: a Prepare record for it is in the log without an outcome record.
-    pub(crate) logged: bool,
-    /// Rebuilt from the log as in doubt; KTM has not sent RECOVER for it yet (presumed aborted
-    /// at LAST_RECOVER if it never does).
-    pub(crate) awaiting_recover: bool,
-    /// Durable only: the log holds memory for this transaction's outcome record (reserved at
-    /// PREPARE), so COMMIT cannot fail for lack of it.
-    pub(crate) outcome_reserved: bool,
     /// Read committed or serializable, fixed at creation (never `Unstated`).
     isolation: Isolation,
     /// Serializable only: what it read, and whether a commit changed some of it since (it then
@@ -107,6 +120,41 @@ pub(crate) struct Txn<E> {
 impl<E> Txn<E> {
     pub(crate) const fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// A prepared transaction's data (changing it is no phase change).
+    pub(crate) fn prepared_mut(&mut self) -> Option<&mut Prepared> {
+        match &mut self.phase {
+            Phase::Prepared(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// What its commit holds: a prepared transaction's, or a single-phase commit's being forced.
+    pub(crate) fn hold_mut(&mut self) -> Option<&mut Hold> {
+        match &mut self.phase {
+            Phase::Prepared(Prepared { hold, .. }) | Phase::Committing { hold } => Some(hold),
+            _ => None,
+        }
+    }
+
+    /// Durable only: its Prepare record is the last word on it in the log (no outcome record).
+    pub(crate) const fn logged(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Prepared(Prepared { logged: true, .. }) | Phase::Unlogged { logged: true }
+        )
+    }
+
+    /// Rebuilt from the log as in doubt and not yet claimed by KTM's RECOVER.
+    pub(crate) const fn awaiting_recover(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Prepared(Prepared {
+                awaiting_recover: true,
+                ..
+            })
+        )
     }
 
     pub(crate) const fn isolation(&self) -> Isolation {
@@ -260,7 +308,7 @@ impl<E> Txns<E> {
         let Some(t) = self.get_mut(key) else { return };
         let from = core::mem::replace(&mut t.phase, phase);
         if let Some(f) = trace
-            && from != phase
+            && core::mem::discriminant(&from) != core::mem::discriminant(&phase)
         {
             f(t.id, from.name(), phase.name());
         }
@@ -315,11 +363,6 @@ impl<E> Txns<E> {
             puts: 0,
             key_delta: 0,
             byte_delta: 0,
-            reserved: 0,
-            charged: false,
-            logged: false,
-            awaiting_recover: false,
-            outcome_reserved: false,
             isolation: match isolation {
                 Isolation::Unstated => Isolation::ReadCommitted,
                 level => level,

@@ -24,7 +24,7 @@ impl<F: FileIo, B: StateLock<FileLogState>, I: StateLock<()>> FileLog<F, B, I> {
     /// (bad magic, a CRC that fails, a length running past the end of the file) is indexed up to
     /// the next whole, CRC-valid record after it, so replay sees corruption before the tail and
     /// refuses to start; with none after it, it and the rest of the file are kept as one last
-    /// "torn" entry, handed to `read` with the bytes present, so [`super::recover`] drops it and
+    /// "torn" entry, handed to `read` with the bytes present, so [`crate::wal::recover`] drops it and
     /// calls `discard_from`, which truncates the file there.
     /// Errors: the file's read errors; `STATUS_INSUFFICIENT_RESOURCES`.
     pub fn open(file: F, buf: B, io: I) -> Result<Self, NtStatus> {
