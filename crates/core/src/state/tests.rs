@@ -5,6 +5,7 @@ use super::store::{Room, Store};
 use super::txns::{Owner, Phase, Txns};
 use crate::entry::Entry;
 use crate::port::TxId;
+use ktmrm_proto::Isolation;
 use ktmrm_proto::Limits;
 
 fn id(n: u8) -> TxId {
@@ -14,7 +15,7 @@ fn id(n: u8) -> TxId {
 #[test]
 fn a_key_outliving_its_transaction_names_nothing_even_when_its_slot_is_reused() {
     let mut t: Txns<u32> = Txns::new();
-    let a = t.create(id(1)).unwrap();
+    let a = t.create(id(1), Isolation::Unstated).unwrap();
     assert_eq!(t.find(&id(1)), Some(a));
     assert_eq!(t.get(a).map(|x| x.id), Some(id(1)));
     t.get_mut(a).unwrap().enlistment = Some(7);
@@ -25,7 +26,7 @@ fn a_key_outliving_its_transaction_names_nothing_even_when_its_slot_is_reused() 
     );
     assert_eq!(t.live(), 0);
     assert!(t.get(a).is_none() && t.find(&id(1)).is_none());
-    let b = t.create(id(2)).unwrap();
+    let b = t.create(id(2), Isolation::Unstated).unwrap();
     assert_ne!(a, b, "same slot, next generation");
     assert_eq!(
         Txns::<u32>::owner(a),
@@ -46,7 +47,9 @@ fn a_key_outliving_its_transaction_names_nothing_even_when_its_slot_is_reused() 
 #[test]
 fn first_from_walks_the_live_transactions_in_slot_order() {
     let mut t: Txns<u32> = Txns::new();
-    let keys: std::vec::Vec<_> = (0..4).map(|n| t.create(id(n)).unwrap()).collect();
+    let keys: std::vec::Vec<_> = (0..4)
+        .map(|n| t.create(id(n), Isolation::Unstated).unwrap())
+        .collect();
     t.remove(keys[1]);
     t.set_phase(keys[3], Phase::Ended);
     let active = |x: &super::txns::Txn<u32>| x.phase() == Phase::Active;
