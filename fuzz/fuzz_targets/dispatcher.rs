@@ -1,5 +1,6 @@
 //! Sequences of requests and KTM events against the engine behind the KTM model: well-formed and
-//! corrupted requests, real, closed, foreign and bogus handles, commits, rollbacks, vetoes,
+//! corrupted requests, requests stating an isolation level (serializable transactions, levels
+//! changed midway, invalid levels and flags), real, closed, foreign and bogus handles, commits, rollbacks, vetoes,
 //! timeouts, handle closes and rollbacks racing a commit's phases, with every interleaving KTM's
 //! documentation allows (`SimConfig`'s default). Afterwards: no protocol violation, no leaked enlistment or
 //! transaction reference, no live transaction, and no answer longer than its buffer.
@@ -36,6 +37,9 @@ enum Op {
     Advance(u16),
     /// The app's rollback races the next PREPREPARE (even) or PREPARE (odd) of a commit.
     RollbackDuring(u8),
+    /// `op` (a PUT, GET, DELETE, LIST or BEGIN) with these header flags: bits 0-1 a level (3
+    /// invalid), a higher bit invalid.
+    Stated { flags: u16, op: Box<Op> },
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -67,9 +71,23 @@ fn phase(n: u8) -> Notification {
 
 /// Sends one request (optionally with one byte flipped); returns a handle BEGIN created.
 fn io(file: &ktm_sim::SimFile, req: Request<'_>, out: u16, corrupt: Option<(u16, u8)>) -> Option<u64> {
+    io_flagged(file, req, out, corrupt, 0)
+}
+
+/// [`io`] with the header's flags set to `flags`.
+fn io_flagged(
+    file: &ktm_sim::SimFile,
+    req: Request<'_>,
+    out: u16,
+    corrupt: Option<(u16, u8)>,
+    flags: u16,
+) -> Option<u64> {
     let mut input = vec![0u8; req.encoded_len()];
     let n = req.encode(&mut input).unwrap_or(0);
     input.truncate(n);
+    if let Some(f) = input.get_mut(2..4) {
+        f.copy_from_slice(&flags.to_le_bytes());
+    }
     if let Some((at, xor)) = corrupt {
         if let Some(b) = input.get_mut(usize::from(at) % n.max(1)) {
             *b ^= xor;
@@ -156,6 +174,40 @@ fn run(
         Op::RollbackDuring(n) => {
             dev.ktm().rollback_during_next(phase(n), EnlistRace::SameThread);
             None
+        }
+        // Mostly valid levels (0-2), sometimes 3 or a higher bit.
+        Op::Stated { flags, op } => {
+            let flags = if flags & 0xF000 == 0xF000 { flags } else { flags % 3 };
+            match *op {
+                Op::Put { tx, key, value } => io_flagged(
+                    file,
+                    Request::Put { tx: handle(&tx), key: &key, value: &value },
+                    0,
+                    None,
+                    flags,
+                ),
+                Op::Get { tx, key, out } => {
+                    io_flagged(file, Request::Get { tx: handle(&tx), key: &key }, out, None, flags)
+                }
+                Op::Delete { tx, key } => {
+                    io_flagged(file, Request::Delete { tx: handle(&tx), key: &key }, 0, None, flags)
+                }
+                Op::List { tx, prefix, cursor, max, out } => io_flagged(
+                    file,
+                    Request::List { tx: handle(&tx), prefix: &prefix, cursor: &cursor, max_keys: u32::from(max) },
+                    out,
+                    None,
+                    flags,
+                ),
+                Op::Begin { timeout_ms } => io_flagged(
+                    file,
+                    Request::Begin { timeout_ms: u32::from(timeout_ms), description: b"f\0" },
+                    8,
+                    None,
+                    flags,
+                ),
+                _ => None,
+            }
         }
     };
     txs.extend(created);

@@ -15,7 +15,7 @@ use crate::testing::ScriptedPort;
 use crate::wal::filelog_tests::MemFile;
 use crate::wal::{FileIo, FileLog, FileLogState, LogPort, MemLog};
 use crate::{Engine, SpinLock, State};
-use ktmrm_proto::{Limits, NtStatus as S, Request};
+use ktmrm_proto::{Isolation, Limits, NtStatus as S, Request};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -127,7 +127,13 @@ impl Step {
     }
 }
 
-/// Scenarios: transaction 0 means "no transaction"; 1.. name transactions.
+/// The first transaction whose requests state serializable (`SERIALIZABLE..TXS`).
+const SERIALIZABLE: usize = 4;
+/// Transaction slots: 0 is "no transaction".
+const TXS: usize = 6;
+
+/// Scenarios: transaction 0 means "no transaction"; 1.. name transactions, read committed
+/// below [`SERIALIZABLE`], serializable from it.
 fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
     use Step::*;
     vec![
@@ -193,6 +199,29 @@ fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
                 })
                 .chain([Commit(1), Commit(2), Rollback(3), List(0)])
                 .collect(),
+        ),
+        (
+            "serializable",
+            [
+                Put(0, "a", 5),
+                Put(0, "b", 5),
+                Get(4, "a"),
+                List(4),
+                Delete(4, "zz"),
+            ]
+            .into_iter()
+            .chain(KEYS.iter().map(|k| Get(5, k)))
+            .chain([
+                Get(5, "b"),
+                List(5),
+                // 4 validates having written b, which 5 read: 5 is doomed.
+                Put(4, "b", 7),
+                Commit(4),
+                Put(5, "c", 3),
+                Rollback(5),
+                List(0),
+            ])
+            .collect(),
         ),
         (
             "big write set",
@@ -281,7 +310,7 @@ struct Run {
 impl Run {
     fn new() -> Self {
         let port = Port::default();
-        let handles = unarmed(|| (0..4).map(|_| port.0.new_tx()).collect());
+        let handles = unarmed(|| (0..TXS).map(|_| port.0.new_tx()).collect());
         let log: DynLog = unarmed(|| Arc::new(MemLog::new()));
         Run {
             port,
@@ -351,7 +380,13 @@ impl Run {
     fn io(&self, req: Request<'_>, out: usize) -> S {
         let mut buf = unarmed(|| {
             let mut b = vec![0u8; req.encoded_len().max(out)];
-            req.encode(&mut b).unwrap();
+            let serializable = req.tx() != 0 && self.handles[SERIALIZABLE..].contains(&req.tx());
+            let level = if serializable {
+                Isolation::Serializable
+            } else {
+                Isolation::Unstated
+            };
+            req.encode_stating(level, &mut b).unwrap();
             b
         });
         let n = req.encoded_len();
