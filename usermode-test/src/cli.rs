@@ -1,6 +1,7 @@
 //! Command-line arguments of `ktmrm-test`.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use ktmrm_client::client::Isolation;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -38,6 +39,10 @@ pub enum Command {
         /// number, 0x… allowed): pass that handle value as is.
         #[arg(long)]
         tx: Option<String>,
+        /// The transaction's isolation level (with --tx): a new one is begun at it, a HANDLE's
+        /// request states it (default: read-committed for a new one, not stated for a HANDLE).
+        #[arg(long, value_enum, requires = "tx")]
+        isolation: Option<Level>,
     },
     /// Read a key.
     Get {
@@ -46,6 +51,9 @@ pub enum Command {
         /// As for put.
         #[arg(long)]
         tx: Option<String>,
+        /// As for put.
+        #[arg(long, value_enum, requires = "tx")]
+        isolation: Option<Level>,
     },
     /// Delete a key.
     Delete {
@@ -54,6 +62,9 @@ pub enum Command {
         /// As for put.
         #[arg(long)]
         tx: Option<String>,
+        /// As for put.
+        #[arg(long, value_enum, requires = "tx")]
+        isolation: Option<Level>,
     },
     /// List keys with a prefix (all pages).
     List {
@@ -63,6 +74,9 @@ pub enum Command {
         /// As for put.
         #[arg(long)]
         tx: Option<String>,
+        /// As for put.
+        #[arg(long, value_enum, requires = "tx")]
+        isolation: Option<Level>,
     },
     /// Run a script (FILE, or - for standard input); one output line per command. `err` lines
     /// are results: the exit status is 0 once the script ran, unless --expect finds a difference.
@@ -101,6 +115,10 @@ pub enum Command {
         /// Accounts to transfer between (2–100,000).
         #[arg(long, default_value_t = 16)]
         accounts: usize,
+        /// The transfers' isolation level: read-committed re-reads the balances under the
+        /// write locks; serializable leaves that to the driver and retries aborts.
+        #[arg(long, value_enum, default_value_t = Level::ReadCommitted)]
+        isolation: Level,
     },
     /// Crash a simulated durable machine at every step of every protocol path of the crash
     /// scenarios, restart it, and check recovery (always on the simulator).
@@ -134,4 +152,24 @@ pub enum Command {
         #[arg(long, requires = "durable")]
         dir: Option<std::path::PathBuf>,
     },
+}
+
+/// A transaction's isolation level, as `--isolation` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Level {
+    /// Reads see committed data; only writes conflict (the default).
+    ReadCommitted,
+    /// Commits only if every read is still what it was (README "Semantics").
+    Serializable,
+}
+
+impl Level {
+    /// The level requests state.
+    #[must_use]
+    pub fn isolation(self) -> Isolation {
+        match self {
+            Level::ReadCommitted => Isolation::ReadCommitted,
+            Level::Serializable => Isolation::Serializable,
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::transport::{Transport, TransportKind};
+pub use ktmrm_proto::Isolation;
 use ktmrm_proto::{
     GET_HEADER_LEN, LIST_MIN_OUTPUT, MAX_DESCRIPTION_CHARS, MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus,
     PROTOCOL_VERSION, Request, STATS_LEN, Stats, VERSION_LEN, VersionInfo, decode_begin,
@@ -136,8 +137,18 @@ impl Client {
 
     /// Encodes `req` and sends it; returns the status and the bytes written to `out`.
     pub fn raw(&self, req: &Request<'_>, out: &mut [u8]) -> (NtStatus, usize) {
+        self.raw_stating(req, Isolation::Unstated, out)
+    }
+
+    /// [`Client::raw`] with `level` stated in the request header.
+    pub fn raw_stating(
+        &self,
+        req: &Request<'_>,
+        level: Isolation,
+        out: &mut [u8],
+    ) -> (NtStatus, usize) {
         let mut input = vec![0u8; req.encoded_len()];
-        match req.encode(&mut input) {
+        match req.encode_stating(level, &mut input) {
             Ok(n) => self.transport.ioctl(req.call().code(), &input[..n], out),
             Err(_) => (NtStatus::INVALID_PARAMETER, 0),
         }
@@ -147,10 +158,10 @@ impl Client {
     fn call(
         &self,
         op: impl FnOnce() -> String,
-        req: &Request<'_>,
+        (req, level): (&Request<'_>, Isolation),
         out: &mut [u8],
     ) -> Result<(NtStatus, usize)> {
-        let (st, n) = self.raw(req, out);
+        let (st, n) = self.raw_stating(req, level, out);
         if st.is_error() {
             return Err(match out_of_range(req) {
                 Some(why) if st == NtStatus::INVALID_PARAMETER => Error::OutOfRange {
@@ -167,7 +178,11 @@ impl Client {
     /// GET_VERSION: protocol version and limits.
     pub fn version(&self) -> Result<VersionInfo> {
         let mut out = [0u8; VERSION_LEN];
-        let (_, n) = self.call(|| "version".into(), &Request::GetVersion, &mut out)?;
+        let (_, n) = self.call(
+            || "version".into(),
+            (&Request::GetVersion, Isolation::Unstated),
+            &mut out,
+        )?;
         // The version comes first, so even a shorter foreign answer reports a mismatch.
         if n >= 2 && u16::from_le_bytes([out[0], out[1]]) != PROTOCOL_VERSION {
             return Err(Error::ProtocolMismatch {
@@ -183,7 +198,11 @@ impl Client {
     /// STATS: counters and sizes.
     pub fn stats(&self) -> Result<Stats> {
         let mut out = [0u8; STATS_LEN];
-        let (_, n) = self.call(|| "stats".into(), &Request::Stats, &mut out)?;
+        let (_, n) = self.call(
+            || "stats".into(),
+            (&Request::Stats, Isolation::Unstated),
+            &mut out,
+        )?;
         Stats::decode(&out[..n]).ok_or_else(|| Error::BadAnswer {
             op: "stats".into(),
             detail: format!("{n} bytes, expected {STATS_LEN}"),
@@ -192,13 +211,24 @@ impl Client {
 
     /// BEGIN: the driver creates a KTM transaction; returns its handle (in this process).
     pub fn begin_raw(&self, timeout_ms: u32, description: &str) -> Result<u64> {
+        self.begin_stating(Isolation::Unstated, timeout_ms, description)
+    }
+
+    /// BEGIN stating `level` (serializable makes the driver enlist in the new transaction at
+    /// once, at that level).
+    pub fn begin_stating(
+        &self,
+        level: Isolation,
+        timeout_ms: u32,
+        description: &str,
+    ) -> Result<u64> {
         let desc = utf16le(description);
         let mut out = [0u8; 8];
         let req = Request::Begin {
             timeout_ms,
             description: &desc,
         };
-        let (_, n) = self.call(|| "begin".into(), &req, &mut out)?;
+        let (_, n) = self.call(|| "begin".into(), (&req, level), &mut out)?;
         decode_begin(&out[..n]).ok_or_else(|| Error::BadAnswer {
             op: "begin".into(),
             detail: format!("{n} bytes"),
@@ -207,25 +237,49 @@ impl Client {
 
     /// PUT in transaction `tx` (0 = committed at once).
     pub fn put_in(&self, tx: u64, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_stating((tx, Isolation::Unstated), key, value)
+    }
+
+    /// PUT in transaction `tx`, stating `level` in the header.
+    pub fn put_stating(
+        &self,
+        (tx, level): (u64, Isolation),
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
         let req = Request::Put { tx, key, value };
-        self.call(|| format!("put \"{}\"", show(key)), &req, &mut [])
+        self.call(|| format!("put \"{}\"", show(key)), (&req, level), &mut [])
             .map(drop)
     }
 
     /// DELETE in transaction `tx` (0 = committed at once).
     pub fn delete_in(&self, tx: u64, key: &[u8]) -> Result<()> {
+        self.delete_stating((tx, Isolation::Unstated), key)
+    }
+
+    /// DELETE in transaction `tx`, stating `level` in the header.
+    pub fn delete_stating(&self, (tx, level): (u64, Isolation), key: &[u8]) -> Result<()> {
         let req = Request::Delete { tx, key };
-        self.call(|| format!("delete \"{}\"", show(key)), &req, &mut [])
-            .map(drop)
+        self.call(
+            || format!("delete \"{}\"", show(key)),
+            (&req, level),
+            &mut [],
+        )
+        .map(drop)
     }
 
     /// GET in the view of `tx` (0 = committed only), growing the buffer until the value fits.
     pub fn get_in(&self, tx: u64, key: &[u8]) -> Result<Vec<u8>> {
+        self.get_stating((tx, Isolation::Unstated), key)
+    }
+
+    /// GET in the view of `tx`, stating `level` in the header.
+    pub fn get_stating(&self, (tx, level): (u64, Isolation), key: &[u8]) -> Result<Vec<u8>> {
         let op = || format!("get \"{}\"", show(key));
         let mut out = vec![0u8; GET_FIRST_BYTES];
         // The value can change between calls (a commit elsewhere), so retry a few times.
         for _ in 0..8 {
-            let (st, n) = self.call(op, &Request::Get { tx, key }, &mut out)?;
+            let (st, n) = self.call(op, (&Request::Get { tx, key }, level), &mut out)?;
             let bad = |detail: String| Error::BadAnswer { op: op(), detail };
             let (len, value) = decode_get(&out[..n]).ok_or_else(|| bad(format!("{n} bytes")))?;
             if st == NtStatus::BUFFER_OVERFLOW {
@@ -251,6 +305,18 @@ impl Client {
         max_keys: u32,
         out_len: usize,
     ) -> Result<(Vec<Vec<u8>>, bool)> {
+        self.list_page_stating((tx, Isolation::Unstated), prefix, cursor, max_keys, out_len)
+    }
+
+    /// [`Client::list_page`] stating `level` in the header.
+    pub fn list_page_stating(
+        &self,
+        (tx, level): (u64, Isolation),
+        prefix: &[u8],
+        cursor: &[u8],
+        max_keys: u32,
+        out_len: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool)> {
         let op = || format!("list \"{}\"", show(prefix));
         let mut out = vec![0u8; out_len];
         let req = Request::List {
@@ -259,7 +325,7 @@ impl Client {
             cursor,
             max_keys,
         };
-        let (_, n) = self.call(op, &req, &mut out)?;
+        let (_, n) = self.call(op, (&req, level), &mut out)?;
         let (keys, more) = decode_list(&out[..n]).ok_or_else(|| Error::BadAnswer {
             op: op(),
             detail: format!("{n} bytes"),
@@ -276,11 +342,16 @@ impl Client {
 
     /// Every key with `prefix` in the view of `tx`, following the cursor across pages.
     pub fn list_in(&self, tx: u64, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.list_stating((tx, Isolation::Unstated), prefix)
+    }
+
+    /// [`Client::list_in`] stating `level` in the header of every page's request.
+    pub fn list_stating(&self, at: (u64, Isolation), prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         let mut all: Vec<Vec<u8>> = Vec::new();
         loop {
             let cursor = all.last().map_or(&[][..], Vec::as_slice);
-            let (keys, more) =
-                self.list_page(tx, prefix, cursor, 0, LIST_PAGE_BYTES.max(LIST_MIN_OUTPUT))?;
+            let page = LIST_PAGE_BYTES.max(LIST_MIN_OUTPUT);
+            let (keys, more) = self.list_page_stating(at, prefix, cursor, 0, page)?;
             if more && keys.is_empty() {
                 return Err(Error::BadAnswer {
                     op: "list".into(),
@@ -314,35 +385,44 @@ impl Client {
         self.list_in(0, prefix)
     }
 
-    /// A transaction created by the driver (BEGIN), no timeout.
+    /// A read-committed transaction created by the driver (BEGIN), no timeout.
     pub fn begin(&self) -> Result<Transaction> {
-        self.begin_with(TxSource::Begin, 0, "ktmrm-test")
+        self.begin_with(TxSource::Begin, Isolation::ReadCommitted, 0, "ktmrm-test")
     }
 
-    /// A transaction from `source` with a KTM timeout (`0` = none) and a description.
+    /// A transaction at `level` from `source`, with a KTM timeout (`0` = none) and a
+    /// description. Its requests state `level`, so the driver fixes it when it first enlists
+    /// (at BEGIN for a serializable one) and refuses the transaction's requests if another
+    /// client fixed a different one.
     pub fn begin_with(
         &self,
         source: TxSource,
+        level: Isolation,
         timeout_ms: u32,
         description: &str,
     ) -> Result<Transaction> {
         let handle = match source {
-            TxSource::Begin => self.begin_raw(timeout_ms, description)?,
+            TxSource::Begin => self.begin_stating(level, timeout_ms, description)?,
             TxSource::Ktmw32 => self.transport.create_transaction(timeout_ms, description)?,
         };
-        Ok(Transaction {
-            client: self.clone(),
-            handle,
-            state: TxState::Active,
-        })
+        Ok(self.adopt_with(handle, level))
     }
 
-    /// Adopts a transaction handle this process owns; the `Transaction` closes it.
+    /// Adopts a transaction handle this process owns, read committed; the `Transaction`
+    /// closes it.
     #[must_use]
     pub fn adopt(&self, handle: u64) -> Transaction {
+        self.adopt_with(handle, Isolation::ReadCommitted)
+    }
+
+    /// Adopts a transaction handle this process owns, stating `level` on every request
+    /// (`Isolation::Unstated`: the level whoever enlisted it first fixed).
+    #[must_use]
+    pub fn adopt_with(&self, handle: u64, level: Isolation) -> Transaction {
         Transaction {
             client: self.clone(),
             handle,
+            level,
             state: TxState::Active,
         }
     }
@@ -384,6 +464,7 @@ enum TxState {
 pub struct Transaction {
     client: Client,
     handle: u64,
+    level: Isolation,
     state: TxState,
 }
 
@@ -394,24 +475,34 @@ impl Transaction {
         self.handle
     }
 
+    /// The isolation level every request of this transaction states.
+    #[must_use]
+    pub fn level(&self) -> Isolation {
+        self.level
+    }
+
+    fn at(&self) -> (u64, Isolation) {
+        (self.handle, self.level)
+    }
+
     /// PUT in this transaction.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.client.put_in(self.handle, key, value)
+        self.client.put_stating(self.at(), key, value)
     }
 
     /// GET in this transaction's view.
     pub fn get(&self, key: &[u8]) -> Result<Vec<u8>> {
-        self.client.get_in(self.handle, key)
+        self.client.get_stating(self.at(), key)
     }
 
     /// DELETE in this transaction.
     pub fn delete(&self, key: &[u8]) -> Result<()> {
-        self.client.delete_in(self.handle, key)
+        self.client.delete_stating(self.at(), key)
     }
 
     /// Keys with `prefix` in this transaction's view.
     pub fn list(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.client.list_in(self.handle, prefix)
+        self.client.list_stating(self.at(), prefix)
     }
 
     /// Commits (KTM runs the two phases over every enlisted RM) and waits for the outcome.

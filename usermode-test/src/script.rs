@@ -2,7 +2,8 @@
 //! reproducible and diffable against an expected-output `.out` file (`script FILE --expect OUT`).
 //!
 //! ```text
-//! begin T1              driver-created transaction (BEGIN) bound to the name T1
+//! begin T1              driver-created transaction (BEGIN) bound to the name T1, read committed
+//! begin T2 serializable the same at SERIALIZABLE (`begin T read-committed` states the default)
 //! put T1 key value      PUT in T1; `put - key value` is a non-transacted put
 //! get T1 key            ok VALUE | err STATUS_…
 //! delete - key
@@ -17,9 +18,10 @@
 //! use the same escapes. A script is UTF-8 text, or UTF-8 or UTF-16 with a byte-order mark (what
 //! Windows editors and PowerShell's `>` write); [`decode`] reads it.
 //! Parsing happens before anything runs: an unknown command, a wrong number of tokens, a bad
-//! escape, a name used before its `begin` or begun twice stops with the line number.
+//! escape, a name used before its `begin` or begun twice, an unknown isolation level stops with
+//! the line number. Every request of a named transaction states its level in the header.
 
-use crate::client::{Client, Transaction, show};
+use crate::client::{Client, Isolation, Transaction, show};
 use crate::error::Error;
 use crate::transport::TransportKind;
 use std::collections::HashMap;
@@ -37,8 +39,8 @@ pub enum Tx {
 /// One parsed command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `begin NAME`.
-    Begin(String),
+    /// `begin NAME [LEVEL]`.
+    Begin(String, Isolation),
     /// `put TX key value`.
     Put(Tx, Vec<u8>, Vec<u8>),
     /// `get TX key`.
@@ -177,6 +179,17 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// The isolation level a script or the command line names: `read-committed` or
+/// `serializable`.
+#[must_use]
+pub fn isolation(name: &str) -> Option<Isolation> {
+    match name {
+        "read-committed" => Some(Isolation::ReadCommitted),
+        "serializable" => Some(Isolation::Serializable),
+        _ => None,
+    }
+}
+
 /// Parses a whole script; nothing runs unless every line parses.
 pub fn parse(src: &str) -> Result<Vec<Line>, ScriptError> {
     let mut begun: HashMap<String, usize> = HashMap::new();
@@ -224,8 +237,16 @@ pub fn parse(src: &str) -> Result<Vec<Line>, ScriptError> {
         };
         let command = match *verb {
             "begin" => {
-                arity(1, 1, "a name")?;
+                arity(1, 2, "a name and an optional isolation level")?;
                 let n = args[0];
+                let level = match args.get(1) {
+                    None => Isolation::ReadCommitted,
+                    Some(l) => isolation(l).ok_or_else(|| {
+                        err(format!(
+                            "unknown isolation level `{l}` (read-committed or serializable)"
+                        ))
+                    })?,
+                };
                 if n == "-" {
                     return Err(err(
                         "`-` means \"no transaction\" and cannot be begun".into()
@@ -237,7 +258,7 @@ pub fn parse(src: &str) -> Result<Vec<Line>, ScriptError> {
                     )));
                 }
                 begun.insert(n.to_owned(), number);
-                Command::Begin(n.to_owned())
+                Command::Begin(n.to_owned(), level)
             }
             "put" => {
                 arity(3, 3, "TX KEY VALUE")?;
@@ -314,6 +335,30 @@ fn ok_or_err(r: Result<String, Error>) -> String {
     }
 }
 
+fn unbound(name: &str) -> Error {
+    Error::BadAnswer {
+        op: name.to_owned(),
+        detail: "unbound name".into(),
+    }
+}
+
+/// Runs `op` with the handle and level `tx` names (`-`: no transaction, no level); a name
+/// whose `begin` failed answers that failure.
+fn in_tx<T>(
+    tx: &Tx,
+    txs: &HashMap<String, Result<Transaction, Error>>,
+    op: impl FnOnce((u64, Isolation)) -> Result<T, Error>,
+) -> Result<T, Error> {
+    match tx {
+        Tx::None => op((0, Isolation::Unstated)),
+        Tx::Named(n) => match txs.get(n) {
+            Some(Ok(t)) => op((t.handle(), t.level())),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(unbound(n)),
+        },
+    }
+}
+
 /// Runs parsed lines in order. `err` answers are normal output; the caller decides the exit.
 pub fn run(client: &Client, lines: &[Line]) -> Result<Vec<Outcome>, ScriptError> {
     check_supported(lines, client.kind())?;
@@ -321,38 +366,23 @@ pub fn run(client: &Client, lines: &[Line]) -> Result<Vec<Outcome>, ScriptError>
     let mut txs: HashMap<String, Result<Transaction, Error>> = HashMap::new();
     let mut out = Vec::with_capacity(lines.len());
     for l in lines {
-        let handle =
-            |tx: &Tx, txs: &HashMap<String, Result<Transaction, Error>>| -> Result<u64, Error> {
-                match tx {
-                    Tx::None => Ok(0),
-                    Tx::Named(n) => match txs.get(n) {
-                        Some(Ok(t)) => Ok(t.handle()),
-                        Some(Err(e)) => Err(e.clone()),
-                        None => Err(Error::BadAnswer {
-                            op: n.clone(),
-                            detail: "unbound name".into(),
-                        }),
-                    },
-                }
-            };
         let r: Result<String, Error> = match &l.command {
-            Command::Begin(n) => {
-                let t = client.begin_with(crate::client::TxSource::Begin, 0, n);
+            Command::Begin(n, level) => {
+                let t = client.begin_with(crate::client::TxSource::Begin, *level, 0, n);
                 let r = t.as_ref().map(|_| String::new()).map_err(Clone::clone);
                 txs.insert(n.clone(), t);
                 r
             }
-            Command::Put(tx, k, v) => handle(tx, &txs)
-                .and_then(|h| client.put_in(h, k, v))
-                .map(|()| String::new()),
-            Command::Get(tx, k) => handle(tx, &txs)
-                .and_then(|h| client.get_in(h, k))
-                .map(|v| show(&v)),
-            Command::Delete(tx, k) => handle(tx, &txs)
-                .and_then(|h| client.delete_in(h, k))
-                .map(|()| String::new()),
-            Command::List(tx, p) => handle(tx, &txs)
-                .and_then(|h| client.list_in(h, p))
+            Command::Put(tx, k, v) => {
+                in_tx(tx, &txs, |at| client.put_stating(at, k, v)).map(|()| String::new())
+            }
+            Command::Get(tx, k) => {
+                in_tx(tx, &txs, |at| client.get_stating(at, k)).map(|v| show(&v))
+            }
+            Command::Delete(tx, k) => {
+                in_tx(tx, &txs, |at| client.delete_stating(at, k)).map(|()| String::new())
+            }
+            Command::List(tx, p) => in_tx(tx, &txs, |at| client.list_stating(at, p))
                 .map(|keys| keys.iter().map(|k| show(k)).collect::<Vec<_>>().join(" ")),
             Command::Commit(n) | Command::Rollback(n) | Command::Veto(n) => match txs.get_mut(n) {
                 Some(Ok(t)) => match &l.command {
@@ -362,10 +392,7 @@ pub fn run(client: &Client, lines: &[Line]) -> Result<Vec<Outcome>, ScriptError>
                 }
                 .map(|()| String::new()),
                 Some(Err(e)) => Err(e.clone()),
-                None => Err(Error::BadAnswer {
-                    op: n.clone(),
-                    detail: "unbound name".into(),
-                }),
+                None => Err(unbound(n)),
             },
         };
         out.push(Outcome {
@@ -392,7 +419,7 @@ mod tests {
             Line {
                 number: 3,
                 text: "begin T1".into(),
-                command: Command::Begin("T1".into())
+                command: Command::Begin("T1".into(), Isolation::ReadCommitted)
             }
         );
         assert_eq!(
@@ -413,12 +440,42 @@ mod tests {
             ("get - k\\x4\n", 1, "incomplete escape"),
             ("begin -\n", 1, "cannot be begun"),
             ("begin T\ncommit -\n", 2, "not `-`"),
+            (
+                "\nbegin T snapshot\n",
+                2,
+                "unknown isolation level `snapshot`",
+            ),
+            (
+                "begin T serializable extra\n",
+                1,
+                "takes a name and an optional",
+            ),
         ];
         for (src, line, needle) in cases {
             let e = parse(src).unwrap_err();
             assert_eq!(e.line, line, "{src:?}: {e}");
             assert!(e.message.contains(needle), "{src:?}: {e}");
         }
+    }
+
+    #[test]
+    fn begin_takes_an_isolation_level() {
+        let lines = parse("begin A\nbegin B serializable\nbegin C read-committed\n").unwrap();
+        let levels: Vec<_> = lines
+            .iter()
+            .map(|l| match &l.command {
+                Command::Begin(_, level) => *level,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            levels,
+            [
+                Isolation::ReadCommitted,
+                Isolation::Serializable,
+                Isolation::ReadCommitted
+            ]
+        );
     }
 
     #[test]

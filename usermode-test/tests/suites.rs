@@ -2,6 +2,7 @@
 //! run (nothing skipped on the simulator) and pass.
 
 use ktm_sim::DeliveryMode;
+use ktmrm_client::client::Isolation;
 use ktmrm_client::suite::{Report, Verdict, bad_input, scenarios, stress};
 use ktmrm_client::transport::{Backend, SimConfig};
 use std::time::Duration;
@@ -113,10 +114,36 @@ fn short_stress_run_keeps_every_invariant() {
         duration: Duration::from_secs(1),
         accounts: 4,
         progress: false,
+        isolation: Isolation::ReadCommitted,
     };
     let (r, s) = stress::run(Backend::Sim(SimConfig::default()).connect().unwrap(), &cfg).unwrap();
     assert_all_passed(&r);
     assert!(s.commits > 0);
     assert_eq!(s.failed_commits, 0);
+    assert_eq!(s.aborts, 0, "read committed never votes no");
+    assert!(s.unexpected.is_empty(), "{:?}", s.unexpected);
+}
+
+/// Serializable transfers without the hand-made re-read keep the same invariants: the driver
+/// refuses every transfer whose balances moved under it (as a conflict at a write or an abort
+/// at commit), and those retry.
+#[test]
+fn short_serializable_stress_run_keeps_every_invariant_without_the_re_read() {
+    let cfg = stress::StressConfig {
+        threads: 2,
+        duration: Duration::from_secs(1),
+        accounts: 4,
+        progress: false,
+        isolation: Isolation::Serializable,
+    };
+    let (r, s) = stress::run(Backend::Sim(SimConfig::default()).connect().unwrap(), &cfg).unwrap();
+    assert_all_passed(&r);
+    assert!(s.commits > 0);
+    assert_eq!(s.isolation, "serializable");
+    assert_eq!(s.stale_reads, 0, "no re-read at serializable");
+    assert_eq!(
+        s.failed_commits, 0,
+        "every failed commit is a serializable abort"
+    );
     assert!(s.unexpected.is_empty(), "{:?}", s.unexpected);
 }

@@ -17,10 +17,23 @@ pub fn run(cli: &Cli, backend: &Backend) -> Outcome {
     match &cli.command {
         Command::Version => store::version(cli, backend),
         Command::Stats => store::stats(cli, backend),
-        Command::Put { key, value, tx } => store::put(cli, backend, key, value, tx.as_deref()),
-        Command::Get { key, tx } => store::get(cli, backend, key, tx.as_deref()),
-        Command::Delete { key, tx } => store::delete(cli, backend, key, tx.as_deref()),
-        Command::List { prefix, tx } => store::list(cli, backend, prefix, tx.as_deref()),
+        Command::Put {
+            key,
+            value,
+            tx,
+            isolation,
+        } => store::put(cli, backend, key, value, store::tx_arg(tx, *isolation)),
+        Command::Get { key, tx, isolation } => {
+            store::get(cli, backend, key, store::tx_arg(tx, *isolation))
+        }
+        Command::Delete { key, tx, isolation } => {
+            store::delete(cli, backend, key, store::tx_arg(tx, *isolation))
+        }
+        Command::List {
+            prefix,
+            tx,
+            isolation,
+        } => store::list(cli, backend, prefix, store::tx_arg(tx, *isolation)),
         Command::Script { file, expect } => scripts::script(cli, backend, file, expect.as_deref()),
         Command::Replay { file } => scripts::replay(backend, file),
         Command::Scenarios { names, list } => suites::scenarios(cli, backend, names, *list),
@@ -29,7 +42,13 @@ pub fn run(cli: &Cli, backend: &Backend) -> Outcome {
             threads,
             seconds,
             accounts,
-        } => suites::stress(cli, backend, *threads, *seconds, *accounts),
+            isolation,
+        } => suites::stress(
+            cli,
+            backend,
+            (*threads, *seconds, *accounts),
+            isolation.isolation(),
+        ),
         Command::CrashMatrix { names, list, quick } => crash::matrix(cli, names, *list, *quick),
         Command::Bench {
             durable: true,

@@ -2,11 +2,12 @@
 
 use std::ffi::OsStr;
 
-use ktmrm_client::{Backend, Client, Error, TxSource, client::show, script};
+use ktmrm_client::client::{Isolation, show};
+use ktmrm_client::{Backend, Client, Error, TxSource, script};
 use serde_json::json;
 
 use super::done;
-use crate::cli::Cli;
+use crate::cli::{Cli, Level};
 use crate::outcome::{CliError, Outcome};
 
 pub fn version(cli: &Cli, backend: &Backend) -> Outcome {
@@ -59,18 +60,18 @@ pub fn stats(cli: &Cli, backend: &Backend) -> Outcome {
     Ok(done(cli, text, serde_json::Value::Object(obj)))
 }
 
-pub fn put(cli: &Cli, backend: &Backend, key: &OsStr, value: &OsStr, tx: Option<&str>) -> Outcome {
+pub fn put(cli: &Cli, backend: &Backend, key: &OsStr, value: &OsStr, tx: TxOpt<'_>) -> Outcome {
     let k = bytes("key", key)?;
     let v = bytes("value", value)?;
     let c = Client::new(backend.connect()?)?;
-    with_tx(&c, tx, |h| c.put_in(h, &k, &v))?;
+    with_tx(&c, tx, |at| c.put_stating(at, &k, &v))?;
     Ok(done(cli, "ok".into(), json!({ "ok": true })))
 }
 
-pub fn get(cli: &Cli, backend: &Backend, key: &OsStr, tx: Option<&str>) -> Outcome {
+pub fn get(cli: &Cli, backend: &Backend, key: &OsStr, tx: TxOpt<'_>) -> Outcome {
     let k = bytes("key", key)?;
     let c = Client::new(backend.connect()?)?;
-    let v = with_tx(&c, tx, |h| c.get_in(h, &k))?;
+    let v = with_tx(&c, tx, |at| c.get_stating(at, &k))?;
     Ok(done(
         cli,
         show(&v),
@@ -78,21 +79,35 @@ pub fn get(cli: &Cli, backend: &Backend, key: &OsStr, tx: Option<&str>) -> Outco
     ))
 }
 
-pub fn delete(cli: &Cli, backend: &Backend, key: &OsStr, tx: Option<&str>) -> Outcome {
+pub fn delete(cli: &Cli, backend: &Backend, key: &OsStr, tx: TxOpt<'_>) -> Outcome {
     let k = bytes("key", key)?;
     let c = Client::new(backend.connect()?)?;
-    with_tx(&c, tx, |h| c.delete_in(h, &k))?;
+    with_tx(&c, tx, |at| c.delete_stating(at, &k))?;
     Ok(done(cli, "ok".into(), json!({ "ok": true })))
 }
 
-pub fn list(cli: &Cli, backend: &Backend, prefix: &OsStr, tx: Option<&str>) -> Outcome {
+pub fn list(cli: &Cli, backend: &Backend, prefix: &OsStr, tx: TxOpt<'_>) -> Outcome {
     let p = bytes("prefix", prefix)?;
     let c = Client::new(backend.connect()?)?;
-    let keys: Vec<String> = with_tx(&c, tx, |h| c.list_in(h, &p))?
+    let keys: Vec<String> = with_tx(&c, tx, |at| c.list_stating(at, &p))?
         .iter()
         .map(|k| show(k))
         .collect();
     Ok(done(cli, keys.join("\n"), json!({ "keys": keys })))
+}
+
+/// `--tx` and `--isolation` (which clap accepts only with `--tx`).
+pub struct TxOpt<'a> {
+    tx: Option<&'a str>,
+    level: Option<Level>,
+}
+
+/// The `--tx` and `--isolation` arguments of a store command.
+pub fn tx_arg(tx: &Option<String>, level: Option<Level>) -> TxOpt<'_> {
+    TxOpt {
+        tx: tx.as_deref(),
+        level,
+    }
 }
 
 /// A `--tx` argument: a handle value, or the description of a transaction to create.
@@ -123,19 +138,21 @@ fn bytes(what: &str, arg: &OsStr) -> Result<Vec<u8>, CliError> {
     script::unescape(raw).map_err(|e| CliError::Usage(format!("{what}: {e}")))
 }
 
-/// Runs `op` with the handle `--tx` names: in a new transaction committed afterwards, under a
-/// raw handle value, or outside any transaction.
+/// Runs `op` with the handle `--tx` names and the level `--isolation` states: in a new
+/// transaction committed afterwards, under a raw handle value, or outside any transaction.
 fn with_tx<T>(
     client: &Client,
-    tx: Option<&str>,
-    op: impl FnOnce(u64) -> Result<T, Error>,
+    opt: TxOpt<'_>,
+    op: impl FnOnce((u64, Isolation)) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    match tx.map(parse_tx) {
-        None => op(0),
-        Some(TxArg::Handle(h)) => op(h),
+    let level = opt.level.map(Level::isolation);
+    match opt.tx.map(parse_tx) {
+        None => op((0, Isolation::Unstated)),
+        Some(TxArg::Handle(h)) => op((h, level.unwrap_or(Isolation::Unstated))),
         Some(TxArg::Named(name)) => {
-            let mut t = client.begin_with(TxSource::Begin, 0, &name)?;
-            let r = op(t.handle())?;
+            let level = level.unwrap_or(Isolation::ReadCommitted);
+            let mut t = client.begin_with(TxSource::Begin, level, 0, &name)?;
+            let r = op((t.handle(), t.level()))?;
             t.commit()?;
             Ok(r)
         }

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use ktmrm_client::Backend;
+use ktmrm_client::client::Isolation;
 use ktmrm_client::suite::{Report, bad_input, scenarios, stress};
 use serde_json::json;
 
@@ -46,9 +47,8 @@ pub fn bad_input(cli: &Cli, backend: &Backend) -> Outcome {
 pub fn stress(
     cli: &Cli,
     backend: &Backend,
-    threads: usize,
-    seconds: f64,
-    accounts: usize,
+    (threads, seconds, accounts): (usize, f64, usize),
+    isolation: Isolation,
 ) -> Outcome {
     if !seconds.is_finite() || seconds < 0.0 {
         return usage(format!(
@@ -67,6 +67,7 @@ pub fn stress(
         duration: Duration::from_secs_f64(seconds),
         accounts,
         progress: !cli.json && std::io::stderr().is_terminal(),
+        isolation,
     };
     if let Err(msg) = cfg.check() {
         return usage(msg);
@@ -74,13 +75,15 @@ pub fn stress(
     let (report, summary) = stress::run(backend.connect()?, &cfg)?;
     if !cli.json {
         out::line(format!(
-            "{} threads × {:.1} s: {} commits ({:.0}/s), {} conflicts retried, {} stale reads retried, {} failed commits",
+            "{} threads × {:.1} s, {}: {} commits ({:.0}/s), {} conflicts retried, {} stale reads retried, {} aborts retried, {} failed commits",
             cfg.threads,
             summary.seconds,
+            summary.isolation,
             summary.commits,
             summary.commits_per_second,
             summary.conflicts,
             summary.stale_reads,
+            summary.aborts,
             summary.failed_commits
         ));
     }

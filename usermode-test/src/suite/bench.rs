@@ -2,7 +2,7 @@
 //! at a time, so a later issue can add operations, or compare a [`BenchReport`] against stored
 //! baselines, without touching the measuring code.
 
-use crate::client::{Client, TxSource};
+use crate::client::{Client, Isolation, TxSource};
 use crate::error::{Error, Result};
 use crate::transport::{Transport, TransportKind};
 use ktmrm_proto::NtStatus;
@@ -267,7 +267,8 @@ pub fn standard_ops<'a>(client: &'a Client, prefix: &'a [u8]) -> Vec<BenchOp<'a>
             name: "tx-put-ktmw32",
             what: "CreateTransaction + PUT + commit",
             run: Box::new(move |i| {
-                let mut t = client.begin_with(TxSource::Ktmw32, 0, "bench")?;
+                let mut t =
+                    client.begin_with(TxSource::Ktmw32, Isolation::ReadCommitted, 0, "bench")?;
                 t.put(&key(i), &v3)?;
                 t.commit()
             }),

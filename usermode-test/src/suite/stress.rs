@@ -1,13 +1,16 @@
 //! Concurrent bank transfers in KTM transactions, then proof that nothing was lost or invented.
 //!
 //! Each transfer reads two balances in its transaction, writes both, and writes a ledger entry
-//! in the same transaction. Reads take no locks (README "Semantics": reads never block), so a transfer
-//! first takes both keys' write locks and then re-reads the committed balances (tx 0): while it
-//! holds the locks nobody else can commit them, so a changed value means the read was stale and
-//! the transfer retries. Conflicts (another transfer holds a lock) retry too.
+//! in the same transaction. Reads take no locks (README "Semantics": reads never block), so at
+//! read committed a transfer first takes both keys' write locks and then re-reads the committed
+//! balances (tx 0): while it holds the locks nobody else can commit them, so a changed value
+//! means the read was stale and the transfer retries. At serializable it does no such thing: the
+//! driver refuses a transfer whose reads another commit invalidated (a write answers
+//! STATUS_TRANSACTIONAL_CONFLICT, or the commit STATUS_TRANSACTION_ABORTED), and it retries.
+//! Conflicts (another transfer holds a lock) retry too.
 
 use super::{Report, Stop, expect_eq, expect_none_left_live};
-use crate::client::{Client, TxSource};
+use crate::client::{Client, Isolation, TxSource};
 use crate::error::{Error, Result};
 use crate::transport::{Transport, TransportKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -29,6 +32,8 @@ pub struct StressConfig {
     pub accounts: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The transfers' isolation level (read committed re-reads the balances by hand).
+    pub isolation: Isolation,
 }
 
 /// The worker threads a run takes.
@@ -76,11 +81,17 @@ const INITIAL: u64 = 1_000;
 pub struct StressSummary {
     /// Transfers whose commit succeeded.
     pub commits: u64,
-    /// Transfers whose commit failed (must be invisible).
+    /// The transfers' isolation level.
+    pub isolation: &'static str,
+    /// Transfers whose commit failed other than by a serializable abort (must be invisible).
     pub failed_commits: u64,
+    /// Serializable transfers whose commit answered STATUS_TRANSACTION_ABORTED because another
+    /// commit invalidated their reads (retried; must be invisible).
+    pub aborts: u64,
     /// Writes refused with STATUS_TRANSACTIONAL_CONFLICT (retried).
     pub conflicts: u64,
-    /// Transfers retried because a balance changed between the read and the lock.
+    /// Read-committed transfers retried because a balance changed between the read and the
+    /// lock.
     pub stale_reads: u64,
     /// Transfers skipped for lack of funds.
     pub insufficient: u64,
@@ -105,6 +116,8 @@ struct Transfer {
     to: usize,
     amount: u64,
     committed: bool,
+    /// Failed with STATUS_TRANSACTION_ABORTED at serializable (and retried).
+    aborted: bool,
 }
 
 #[derive(Default)]
@@ -149,7 +162,7 @@ fn is(e: &Error, st: NtStatus) -> bool {
 fn transfer(
     c: &Client,
     prefix: &[u8],
-    source: TxSource,
+    (source, level): (TxSource, Isolation),
     id: (usize, u64),
     pick: (usize, usize, u64),
     log: &mut WorkerLog,
@@ -157,7 +170,8 @@ fn transfer(
 ) -> Result<Try> {
     let (from, to, amount) = pick;
     let (ka, kb) = (acct(prefix, from), acct(prefix, to));
-    let mut t = c.begin_with(source, 0, "ktmrm-test stress")?;
+    let serializable = level == Isolation::Serializable;
+    let mut t = c.begin_with(source, level, 0, "ktmrm-test stress")?;
     let bad = |k: &[u8]| Error::BadAnswer {
         op: format!("balance {}", crate::client::show(k)),
         detail: "not a number".into(),
@@ -178,19 +192,28 @@ fn transfer(
             r => r?,
         }
     }
-    // We hold both locks now: the committed balances cannot move until we end.
-    if parse(&c.get(&ka)?) != Some(a) || parse(&c.get(&kb)?) != Some(b) {
+    // We hold both locks now: the committed balances cannot move until we end. Serializable
+    // leaves the check to the driver.
+    if !serializable && (parse(&c.get(&ka)?) != Some(a) || parse(&c.get(&kb)?) != Some(b)) {
         log.stale += 1;
         return Ok(Try::Retry);
     }
     let ledger = [prefix, format!("ledger/{:03}/{:08}", id.0, id.1).as_bytes()].concat();
-    t.put(&ledger, format!("{from} {to} {amount}").as_bytes())?;
-    let committed = match t.commit() {
+    match t.put(&ledger, format!("{from} {to} {amount}").as_bytes()) {
+        Err(e) if serializable && is(&e, NtStatus::TRANSACTIONAL_CONFLICT) => {
+            log.conflicts += 1;
+            n.conflicts.fetch_add(1, Ordering::Relaxed);
+            return Ok(Try::Retry);
+        }
+        r => r?,
+    }
+    let (committed, aborted) = match t.commit() {
         Ok(()) => {
             n.commits.fetch_add(1, Ordering::Relaxed);
-            true
+            (true, false)
         }
-        Err(e) if e.status().is_some() => false,
+        Err(e) if serializable && is(&e, NtStatus::TRANSACTION_ABORTED) => (false, true),
+        Err(e) if e.status().is_some() => (false, false),
         Err(e) => return Err(e),
     };
     log.transfers.push(Transfer {
@@ -199,8 +222,9 @@ fn transfer(
         to,
         amount,
         committed,
+        aborted,
     });
-    Ok(Try::Done)
+    Ok(if aborted { Try::Retry } else { Try::Done })
 }
 
 fn worker(
@@ -220,17 +244,18 @@ fn worker(
     } else {
         TxSource::Ktmw32
     };
+    // Every attempt has its own ledger key, so a failed one's is never a retry's.
     let mut seq = 0u64;
     while Instant::now() < deadline && log.unexpected.len() < 5 {
         let from = rng.below(cfg.accounts as u64) as usize;
         let to = (from + 1 + rng.below(cfg.accounts as u64 - 1) as usize) % cfg.accounts;
         let amount = 1 + rng.below(50);
-        seq += 1;
         loop {
+            seq += 1;
             match transfer(
                 &c,
                 &prefix,
-                source,
+                (source, cfg.isolation),
                 (thread, seq),
                 (from, to, amount),
                 &mut log,
@@ -312,12 +337,21 @@ pub fn run(transport: Arc<dyn Transport>, cfg: &StressConfig) -> Result<(Report,
     let seconds = start.elapsed().as_secs_f64();
 
     let mut s = StressSummary {
+        isolation: match cfg.isolation {
+            Isolation::Serializable => "serializable",
+            _ => "read-committed",
+        },
         seconds,
         ..StressSummary::default()
     };
     for l in &logs {
         s.commits += l.transfers.iter().filter(|t| t.committed).count() as u64;
-        s.failed_commits += l.transfers.iter().filter(|t| !t.committed).count() as u64;
+        s.failed_commits += l
+            .transfers
+            .iter()
+            .filter(|t| !t.committed && !t.aborted)
+            .count() as u64;
+        s.aborts += l.transfers.iter().filter(|t| t.aborted).count() as u64;
         s.conflicts += l.conflicts;
         s.stale_reads += l.stale;
         s.insufficient += l.insufficient;
@@ -328,7 +362,7 @@ pub fn run(transport: Arc<dyn Transport>, cfg: &StressConfig) -> Result<(Report,
     let mut report = Report::new("stress", transport.kind());
     report.run(
         "no-unexpected-errors",
-        "every failure was a conflict, a stale read or lack of funds",
+        "every failure was a conflict, a stale read, a serializable abort or lack of funds",
         || {
             if s.unexpected.is_empty() {
                 Ok(String::new())

@@ -161,7 +161,12 @@ fn rollback_timeout(c: &Ctx) -> Step<String> {
     c.client.put(&c.k("gone"), b"still")?;
     let mut notes = Vec::new();
     for source in [TxSource::Begin, TxSource::Ktmw32] {
-        let mut t = c.client.begin_with(source, 300, "ktmrm-test timeout")?;
+        let mut t = c.client.begin_with(
+            source,
+            crate::client::Isolation::ReadCommitted,
+            300,
+            "ktmrm-test timeout",
+        )?;
         let keys = write_many(c, &t, 3)?;
         // Simulator: advance KTM's virtual clock; device: wait for the real timeout.
         c.client.transport().elapse(1500);

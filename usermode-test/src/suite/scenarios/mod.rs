@@ -50,7 +50,12 @@ impl Ctx {
 
     /// A transaction from `source`.
     pub fn begin_from(&self, source: TxSource) -> Result<Transaction> {
-        self.client.begin_with(source, 0, "ktmrm-test scenario")
+        self.client.begin_with(
+            source,
+            crate::client::Isolation::ReadCommitted,
+            0,
+            "ktmrm-test scenario",
+        )
     }
 
     /// Counters now.
