@@ -4,8 +4,8 @@
 use super::{Cases, begin_request, enc, err_case, roomy, samples, set_u16, set_u32, set_u64};
 use crate::client::utf16le;
 use ktmrm_proto::{
-    Call, HEADER_LEN, MAX_DESCRIPTION_CHARS, MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus, Request,
-    STATS_LEN,
+    Call, HEADER_LEN, Isolation, MAX_DESCRIPTION_CHARS, MAX_KEY_LEN, MAX_VALUE_LEN, NtStatus,
+    Request, STATS_LEN,
 };
 
 /// Truncations, trailing bytes, wrong versions, flags/reserved, length lies, oversize fields.
@@ -90,13 +90,33 @@ pub(super) fn cases(key: &[u8]) -> Cases {
                 NtStatus::REVISION_MISMATCH,
             ),
         ));
-        for flags in [3u16, 0x8000, 0xFFFF] {
+        // Bits 0-1 are the isolation level (1 and 2 valid; see isolation_cases); every other
+        // bit is reserved, alone or beside a valid level.
+        let reserved = (2..16).map(|bit| 1u16 << bit).chain([0xFFFC, 0xFFFF]);
+        for flags in reserved.chain([0x8002, 0x0005]) {
             let mut b = full.clone();
             set_u16(&mut b, 2, flags);
             v.push((
                 "flags-reserved",
                 err_case(format!("{n}: flags 0x{flags:04X}"), c, b, out, ip),
             ));
+        }
+        let mut b = full.clone();
+        set_u16(&mut b, 2, 3);
+        v.push((
+            "isolation-level",
+            err_case(format!("{n}: isolation level 3"), c, b, out, ip),
+        ));
+        if call != Call::Begin {
+            // Without a transaction there is nothing to state a level for.
+            for level in [Isolation::ReadCommitted, Isolation::Serializable] {
+                let mut b = full.clone();
+                set_u16(&mut b, 2, level.flags());
+                v.push((
+                    "isolation-without-transaction",
+                    err_case(format!("{n}: tx 0 stating {level:?}"), c, b, out, ip),
+                ));
+            }
         }
         let actual = (full.len() - HEADER_LEN) as u32;
         for lie in [

@@ -1,12 +1,12 @@
 //! Handles: device handles without the access a call needs, and transaction handle values that
 //! are bad in every way a handle can be.
 
-use super::{Case, Cases, Via, enc, err_case, roomy, samples};
+use super::{Case, Cases, Via, enc, enc_stating, err_case, roomy, samples};
 use crate::error::Result;
 use crate::transport::{Transport, TransportKind};
 use ktmrm_proto::{
-    Call, FILE_DEVICE_UNKNOWN, FILE_WRITE_DATA, METHOD_BUFFERED, NtStatus, Request, VERSION_LEN,
-    ctl_code,
+    Call, FILE_DEVICE_UNKNOWN, FILE_WRITE_DATA, Isolation, METHOD_BUFFERED, NtStatus, Request,
+    VERSION_LEN, ctl_code,
 };
 
 /// Handles opened without the access a call's code requires: the I/O manager refuses before
@@ -155,6 +155,9 @@ pub(super) fn bad_handles(t: &dyn Transport, key: &[u8]) -> Result<(Cases, Vec<u
         ));
     }
     let mut v = Vec::new();
+    let (mismatches, live) = mismatched_levels(t, key)?;
+    v.extend(mismatches);
+    opened.extend(live);
     for (cat, what, h, status) in handles {
         let reqs = [
             (
@@ -186,6 +189,75 @@ pub(super) fn bad_handles(t: &dyn Transport, key: &[u8]) -> Result<(Cases, Vec<u
                     input,
                     roomy(call),
                     status,
+                ),
+            ));
+        }
+    }
+    Ok((v, opened))
+}
+
+/// Live transactions whose level a first GET fixed (one serializable, one read committed by not
+/// stating any), and every data request naming each with the other level: the driver refuses
+/// them with `STATUS_INVALID_PARAMETER_MIX`. Returns the cases and the handles to close.
+fn mismatched_levels(t: &dyn Transport, key: &[u8]) -> Result<(Cases, Vec<u64>)> {
+    let mut v = Vec::new();
+    let mut opened = Vec::new();
+    for (fixed, fixed_by, other) in [
+        (
+            Isolation::Serializable,
+            Isolation::Serializable,
+            Isolation::ReadCommitted,
+        ),
+        (
+            Isolation::ReadCommitted,
+            Isolation::Unstated,
+            Isolation::Serializable,
+        ),
+    ] {
+        let h = t.create_transaction(0, "bad-input level")?;
+        opened.push(h);
+        let mut out = [0u8; 256];
+        let get = enc_stating(&Request::Get { tx: h, key }, fixed_by);
+        let (st, _) = t.ioctl(Call::Get.code(), &get, &mut out);
+        if st.is_error() {
+            return Err(crate::error::Error::status_of(
+                format!("{fixed:?} transaction setup"),
+                st,
+            ));
+        }
+        let reqs = [
+            (
+                Call::Put,
+                Request::Put {
+                    tx: h,
+                    key,
+                    value: b"clobbered",
+                },
+            ),
+            (Call::Get, Request::Get { tx: h, key }),
+            (Call::Delete, Request::Delete { tx: h, key }),
+            (
+                Call::List,
+                Request::List {
+                    tx: h,
+                    prefix: b"",
+                    cursor: b"",
+                    max_keys: 0,
+                },
+            ),
+        ];
+        for (call, req) in reqs {
+            v.push((
+                "isolation-mismatch",
+                err_case(
+                    format!(
+                        "{}: a {fixed:?} transaction, stating {other:?}",
+                        call.name()
+                    ),
+                    call.code(),
+                    enc_stating(&req, other),
+                    roomy(call),
+                    NtStatus::INVALID_PARAMETER_MIX,
                 ),
             ));
         }

@@ -5,8 +5,9 @@
 //! (`STATUS_ACCESS_DENIED`), the control code (`STATUS_INVALID_DEVICE_REQUEST`), the decoder
 //! (documented at the top of `crates/proto/src/request.rs`: short → `INVALID_BUFFER_SIZE`,
 //! version → `REVISION_MISMATCH`, flags/reserved → `INVALID_PARAMETER`, lengths →
-//! `INVALID_BUFFER_SIZE`, values → `INVALID_PARAMETER`), the output size
-//! (`BUFFER_TOO_SMALL`), then the transaction handle. Cases that would trip two checks are
+//! `INVALID_BUFFER_SIZE`, values and a level stated without a transaction →
+//! `INVALID_PARAMETER`), the output size (`BUFFER_TOO_SMALL`), the transaction handle, then the
+//! transaction's isolation level (`INVALID_PARAMETER_MIX`). Cases that would trip two checks are
 //! avoided unless the order itself is what they test.
 
 mod codes;
@@ -18,7 +19,7 @@ use crate::client::{Client, utf16le};
 use crate::error::Result;
 use crate::transport::Transport;
 use ktmrm_proto::{
-    Call, FILE_READ_DATA, FILE_WRITE_DATA, MAX_VALUE_LEN, NtStatus, Request, VERSION_LEN,
+    Call, FILE_READ_DATA, FILE_WRITE_DATA, Isolation, MAX_VALUE_LEN, NtStatus, Request, VERSION_LEN,
 };
 use std::time::Instant;
 
@@ -58,8 +59,13 @@ pub struct Case {
 }
 
 pub(super) fn enc(r: &Request<'_>) -> Vec<u8> {
+    enc_stating(r, Isolation::Unstated)
+}
+
+/// `r` encoded with `level` in the header's flags.
+pub(super) fn enc_stating(r: &Request<'_>, level: Isolation) -> Vec<u8> {
     let mut v = vec![0u8; r.encoded_len()];
-    let n = r.encode(&mut v).unwrap_or(0);
+    let n = r.encode_stating(level, &mut v).unwrap_or(0);
     v.truncate(n);
     v
 }
@@ -325,7 +331,16 @@ fn rule_of(cat: &str) -> &'static str {
         "wrong-version" => {
             "a version other than 1 → STATUS_REVISION_MISMATCH, before lengths are checked"
         }
-        "flags-reserved" => "non-zero flags or reserved fields → STATUS_INVALID_PARAMETER",
+        "flags-reserved" => {
+            "header flags bits 2-15 or reserved fields non-zero → STATUS_INVALID_PARAMETER"
+        }
+        "isolation-level" => "isolation level 3 (flags bits 0-1) → STATUS_INVALID_PARAMETER",
+        "isolation-without-transaction" => {
+            "a level stated without a transaction (tx 0, STATS) → STATUS_INVALID_PARAMETER"
+        }
+        "isolation-mismatch" => {
+            "a level other than the one the transaction has → STATUS_INVALID_PARAMETER_MIX"
+        }
         "body-len-lies" => "body_len not the exact rest of the input → STATUS_INVALID_BUFFER_SIZE",
         "field-len-lies" => {
             "key/value/prefix/cursor/description lengths that do not add up → STATUS_INVALID_BUFFER_SIZE"
