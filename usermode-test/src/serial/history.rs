@@ -3,7 +3,7 @@
 //! Keys are `k0`, `k1`, … (single digits, so bytewise order is index order); every PUT writes a
 //! value no other PUT writes (`t<tx>.<step>`), so a read names the write it saw.
 
-use crate::client::{Client, Transaction};
+use crate::client::{Client, Isolation, Transaction, TxSource};
 use crate::error::Error;
 use ktmrm_proto::NtStatus;
 use std::collections::BTreeMap;
@@ -62,6 +62,8 @@ pub struct Step {
 pub struct Plan {
     /// How many transactions (`T0`…).
     pub txs: usize,
+    /// Every transaction's isolation level (`Unstated`: read committed, stated by nobody).
+    pub isolation: Isolation,
     /// The store before the first step.
     pub initial: Store,
     /// The requests, in the order they are issued.
@@ -91,8 +93,18 @@ impl Plan {
         }
         Plan {
             txs: per_tx.len(),
+            isolation: Isolation::ReadCommitted,
             initial,
             steps,
+        }
+    }
+
+    /// The same plan with its transactions at `level`.
+    #[must_use]
+    pub fn at(self, level: Isolation) -> Plan {
+        Plan {
+            isolation: level,
+            ..self
         }
     }
 }
@@ -157,8 +169,9 @@ pub struct History {
 
 /// Runs `plan` on `client` (whose keys under [`KEY_PREFIX`] it replaces with the plan's
 /// initial store). Transactions the plan leaves open are committed at the end, in index order.
-/// An answer a read-committed or serializable store can give is recorded; any other is an
-/// error.
+/// An answer a read-committed or serializable store can give is recorded (at serializable also
+/// a write refused because the transaction's reads went stale, and a commit that aborts); any
+/// other is an error.
 pub fn run(client: &Client, plan: &Plan) -> Result<History, Error> {
     client.delete_prefix(KEY_PREFIX)?;
     for (k, v) in &plan.initial {
@@ -166,7 +179,8 @@ pub fn run(client: &Client, plan: &Plan) -> Result<History, Error> {
     }
     let mut open = Vec::with_capacity(plan.txs);
     for _ in 0..plan.txs {
-        open.push(Some(client.begin()?));
+        let t = client.begin_with(TxSource::Begin, plan.isolation, 0, "ktmrm-test serial")?;
+        open.push(Some(t));
     }
     let mut txs = vec![
         TxRecord {
@@ -322,8 +336,12 @@ impl fmt::Display for History {
         for (k, v) in &self.plan.initial {
             writeln!(f, "put - k{k} {}", String::from_utf8_lossy(v))?;
         }
+        let level = match self.plan.isolation {
+            Isolation::Serializable => " serializable",
+            _ => "",
+        };
         for t in 0..self.plan.txs {
-            writeln!(f, "begin T{t}")?;
+            writeln!(f, "begin T{t}{level}")?;
         }
         for (n, (step, answer)) in self.plan.steps.iter().zip(&self.answers).enumerate() {
             let t = step.tx;
