@@ -106,13 +106,13 @@ fn suites_exit_zero_and_end_with_a_count_line() {
         .split(", ")
         .map(|f| f.split(' ').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(counts[0] + counts[1], 4, "{last}");
+    assert_eq!(counts[0] + counts[1], 5, "{last}");
     assert_eq!(counts[2], 0, "{last}");
     assert_eq!(out.status.code(), Some(if counts[1] == 0 { 0 } else { 1 }));
     let v = json(&["bench", "--quick", "--iterations", "20"]);
     assert_eq!(
         v["passed"].as_u64().unwrap() + v["failed"].as_u64().unwrap(),
-        4
+        5
     );
     // The engine suite's fields, as the README names them (values are not judged in a debug
     // build).
@@ -121,6 +121,7 @@ fn suites_exit_zero_and_end_with_a_count_line() {
         "scale_1e6_vs_1e3",
         "commit_per_key_1000_vs_10",
         "shared_prefix_vs_random",
+        "serializable_vs_read_committed",
     ] {
         assert!(
             v["ratios"][ratio].as_f64().unwrap() > 0.0,
@@ -133,7 +134,8 @@ fn suites_exit_zero_and_end_with_a_count_line() {
         overhead > 16.0 && overhead < 200.0,
         "counting allocator: {overhead}"
     );
-    assert_eq!(v["targets"].as_array().unwrap().len(), 4);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 5);
+    assert_eq!(v["read_set"]["bytes_per_point_read"].as_u64(), Some(8));
     let ops = each_str(&v["ops"], "name");
     for op in ["put", "get", "tx-put"] {
         assert!(ops.contains(&op), "{ops:?}");
@@ -411,4 +413,44 @@ fn durable_bench_refuses_an_unusable_directory() {
     assert_fails_with(&out, 2, "cannot write files there");
     let out = run(&["bench", "--dir", dir.path().to_str().unwrap()]);
     assert_fails_with(&out, 2, "--durable");
+}
+
+#[test]
+fn isolation_levels_on_the_command_line() {
+    // A level for the transaction --tx begins, and for stress's transfers.
+    for level in ["serializable", "read-committed"] {
+        let v = json(&["put", "k", "v", "--tx", "T", "--isolation", level]);
+        assert_eq!(v["ok"], true, "{level}: {v}");
+        let v = json(&["list", "--tx", "T", "--isolation", level]);
+        assert!(v["keys"].as_array().is_some(), "{level}: {v}");
+    }
+    let v = json(&[
+        "stress",
+        "--threads",
+        "2",
+        "--seconds",
+        "0.3",
+        "--isolation",
+        "serializable",
+    ]);
+    assert_eq!(v["summary"]["isolation"], "serializable", "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["summary"]["stale_reads"], 0, "{v}");
+    let out = run(&["stress", "--seconds", "0.2", "--isolation", "serializable"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(", serializable: ") && text.contains(" aborts retried"),
+        "{text}"
+    );
+    // A bad level names the two it takes; a level without a transaction to give it is refused.
+    for args in [
+        &["put", "k", "v", "--tx", "T", "--isolation", "snapshot"][..],
+        &["stress", "--isolation", "Serializable"],
+    ] {
+        let out = run(args);
+        assert_fails_with(&out, 2, "invalid value");
+        assert_stderr_has(&out, "[possible values: read-committed, serializable]");
+    }
+    let out = run(&["get", "k", "--isolation", "serializable"]);
+    assert_fails_with(&out, 2, "--tx <TX>");
 }

@@ -3,7 +3,7 @@
 
 use ktmrm_core::port::{Answer, EnlistmentKey, KtmPort, Notification, TxId};
 use ktmrm_core::{Engine, SpinLock, State};
-use ktmrm_proto::{Limits, NtStatus, Request};
+use ktmrm_proto::{Isolation, Limits, NtStatus, Request};
 use std::cell::Cell;
 
 /// A port whose transactions are handle values: the GUID is the handle's bytes, enlisting
@@ -62,7 +62,12 @@ impl DirectEngine {
 
     /// Encodes `req` into the reused buffer and dispatches it.
     pub fn call(&mut self, req: Request<'_>, out_len: usize) -> NtStatus {
-        let n = req.encode(&mut self.buf).unwrap_or(0);
+        self.call_stating(req, Isolation::Unstated, out_len)
+    }
+
+    /// [`DirectEngine::call`] with `level` stated in the request header.
+    pub fn call_stating(&mut self, req: Request<'_>, level: Isolation, out_len: usize) -> NtStatus {
+        let n = req.encode_stating(level, &mut self.buf).unwrap_or(0);
         let code = req.call().code();
         self.engine
             .dispatch(&self.port, &(), code, &mut self.buf, n, out_len)
@@ -97,6 +102,11 @@ impl DirectEngine {
             }
             _ => false,
         }
+    }
+
+    /// KTM's rollback of the most recently enlisted transaction.
+    pub fn rollback_last(&self) {
+        self.notify(self.key(), Notification::Rollback);
     }
 
     /// The engine's counters.

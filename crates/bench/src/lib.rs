@@ -8,6 +8,7 @@ mod alloc;
 mod churn;
 mod direct;
 pub mod durable;
+pub mod isolation;
 mod measure;
 mod miss;
 mod suite;

@@ -66,6 +66,9 @@ pub struct Ratios {
     /// unprefixed, at the middle store size. No target: it shows a known limit (keys are
     /// compared by their first 8 bytes, so shared prefixes tie).
     pub shared_prefix_vs_random: f64,
+    /// A transaction that reads one key and writes it, at serializable / at read committed
+    /// (the cost of recording and validating the read).
+    pub serializable_vs_read_committed: f64,
 }
 
 /// What the scale ratio can be on this machine: the cost of one cache miss here, and how many
@@ -124,6 +127,8 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// The scale ratio's floor on this machine.
     pub scale_model: ScaleModel,
+    /// What a point read costs in a serializable transaction's read set.
+    pub read_set: crate::isolation::ReadSet,
 }
 
 /// Deterministic keys: 16 hex digits of a splitmix64 sequence, so inserts land all over the tree.
@@ -395,6 +400,12 @@ pub fn run(cfg: &BenchConfig) -> Report {
         add(meas);
     }
 
+    // Serializable against read committed: read one key, write it, commit.
+    let (rmw_rc, rmw_ser, rmw_ratio) = crate::isolation::read_modify_write(cfg.ops / 4, cfg.reps);
+    add(rmw_rc);
+    add(rmw_ser);
+    r.read_set = crate::isolation::read_set();
+
     // Memory per stored key.
     let memory = if crate::counting_installed() {
         let before = crate::allocated_bytes();
@@ -442,6 +453,7 @@ pub fn run(cfg: &BenchConfig) -> Report {
         shared_prefix_vs_random: shared_ratio,
         commit_per_key_1000_vs_10: per_key.values().last().copied().unwrap_or(0.0)
             / per_key.get(&10).copied().unwrap_or(1.0),
+        serializable_vs_read_committed: rmw_ratio,
     };
     let target = |name: &str, value: f64, limit: f64| Target {
         name: name.into(),
@@ -464,6 +476,11 @@ pub fn run(cfg: &BenchConfig) -> Report {
             "per-key commit cost at the largest write set <= 1.2x at 10 keys",
             r.ratios.commit_per_key_1000_vs_10,
             1.2,
+        ),
+        target(
+            "read-modify-write tx at serializable <= 1.3x at read committed",
+            r.ratios.serializable_vs_read_committed,
+            1.3,
         ),
     ];
     if let Some(o) = memory.overhead_bytes_per_key {

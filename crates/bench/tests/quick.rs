@@ -11,6 +11,8 @@ fn quick_suite_reports_every_measurement() {
         "sim_1put_tx",
         "commit_10_keys",
         "engine_1put_tx_at_1000_keys",
+        "engine_rmw_tx_read_committed",
+        "engine_rmw_tx_serializable",
     ] {
         let m = &r.measurements[name];
         assert!(
@@ -24,5 +26,15 @@ fn quick_suite_reports_every_measurement() {
         r.memory.overhead_bytes_per_key, None,
         "no counting allocator in this binary"
     );
-    assert_eq!(r.targets.len(), 3);
+    assert!(r.ratios.serializable_vs_read_committed > 0.0);
+    assert_eq!(r.targets.len(), 4);
+}
+
+/// The read set's cost per point read, measured against the quota: 64 KiB of 8-byte reads
+/// (README "Semantics"), so exactly 8,192 distinct reads are answered and the next is refused.
+#[test]
+fn a_point_read_costs_eight_bytes_of_the_64_kib_read_set() {
+    let rs = ktmrm_bench::isolation::read_set();
+    assert_eq!(rs.reads_within_quota, Some(8192), "{rs:?}");
+    assert_eq!(rs.bytes_per_point_read, Some(8));
 }

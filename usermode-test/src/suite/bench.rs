@@ -106,6 +106,17 @@ pub fn engine_table(r: &ktmrm_bench::Report) -> String {
         "shared 18-byte key prefix / random keys, same store size: {:.2} (no target: a known limit)\n",
         q.shared_prefix_vs_random
     ));
+    s.push_str(&format!(
+        "read-modify-write tx, serializable / read committed: {:.2}\n",
+        q.serializable_vs_read_committed
+    ));
+    match r.read_set.bytes_per_point_read {
+        Some(b) => s.push_str(&format!(
+            "read set: {b} bytes per point read ({} reads within the 64 KiB quota)\n",
+            r.read_set.reads_within_quota.unwrap_or(0)
+        )),
+        None => s.push_str("read set: no STATUS_QUOTA_EXCEEDED within the bound (no quota?)\n"),
+    }
     let m = &r.scale_model;
     s.push_str(&format!(
         "scale model: one miss {:.0} ns (random loads over {} MiB); the largest store adds {:.0} ns = {:.2} misses per tx; one-miss floor of the scale ratio here {:.2}\n",
