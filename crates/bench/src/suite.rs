@@ -401,7 +401,8 @@ pub fn run(cfg: &BenchConfig) -> Report {
     }
 
     // Serializable against read committed: read one key, write it, commit.
-    let (rmw_rc, rmw_ser, rmw_ratio) = crate::isolation::read_modify_write(cfg.ops / 4, cfg.reps);
+    let (rmw_rc, rmw_ser, rmw_ratio) =
+        crate::isolation::read_modify_write(cfg.ops / 8, cfg.reps * 4);
     add(rmw_rc);
     add(rmw_ser);
     r.read_set = crate::isolation::read_set();
