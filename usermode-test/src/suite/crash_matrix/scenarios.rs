@@ -7,6 +7,7 @@
 use crate::client::Client;
 use crate::transport::{SimTransport, Transport};
 use ktm_sim::{SimDevice, TxId};
+use ktmrm_proto::Isolation;
 use std::sync::Arc;
 
 /// Keys every run starts with (value `0`), written before the crash points are counted.
@@ -26,6 +27,9 @@ pub struct Unit {
     pub reported: bool,
     /// The outcome comes from a superior TM (the DTC-promoted path).
     pub superior: bool,
+    /// The unit (by index) whose commit must keep this one from committing: a serializable
+    /// reader whose read that unit overwrote.
+    pub excluded_by: Option<usize>,
 }
 
 /// A scenario of the matrix.
@@ -51,11 +55,15 @@ pub enum Scenario {
     /// ktmrm and a second RM; the app rolls back while ktmrm forces its Prepare record, and the
     /// ROLLBACK overtakes the outstanding PREPARE (`ktm_sim::Interleavings::eager_rollback`).
     RollbackRace,
+    /// Two serializable transactions read the same key; the first writes it and commits
+    /// beside a second RM, so the other, doomed, must not commit (its CommitTransaction reports
+    /// STATUS_TRANSACTION_ABORTED).
+    Serializable,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::SinglePhase,
         Scenario::TwoPhase,
         Scenario::Vetoed,
@@ -64,6 +72,7 @@ impl Scenario {
         Scenario::Interleaved,
         Scenario::Rewrites,
         Scenario::RollbackRace,
+        Scenario::Serializable,
     ];
 
     /// The device asks KTM for single-phase commit: only where ktmrm is the sole writer.
@@ -84,6 +93,7 @@ impl Scenario {
             Scenario::Interleaved => "interleaved",
             Scenario::Rewrites => "rewrites",
             Scenario::RollbackRace => "rollback-race",
+            Scenario::Serializable => "serializable",
         }
     }
 }
@@ -155,6 +165,7 @@ fn unit(name: &str, tx: Option<TxId>, writes: &[(&str, Option<&str>)]) -> Unit {
             .collect(),
         reported: false,
         superior: false,
+        excluded_by: None,
     }
 }
 
@@ -266,6 +277,41 @@ pub fn run(s: Scenario, dev: &SimDevice, units: &mut Vec<Unit>) {
             dev.log().rollback_during_force(dev.log().forces(), id);
             u.reported = app.transport.commit_transaction(h).is_success();
             let _ = app.transport.close_handle(h);
+        }
+        Scenario::Serializable => {
+            let Some((h1, id1)) = app.begin() else { return };
+            let Some((h2, id2)) = app.begin() else { return };
+            let ser = Isolation::Serializable;
+            let c = &app.client;
+            let first = units.len();
+            units.push(unit(
+                "serializable writer",
+                Some(id1),
+                &[("z/a", Some("1")), ("base/1", Some("2"))],
+            ));
+            let mut doomed = unit("serializable reader", Some(id2), &[("z/b", Some("1"))]);
+            doomed.excluded_by = Some(first);
+            units.push(doomed);
+            let steps = c
+                .get_stating((h1, ser), b"base/1")
+                .and_then(|_| c.get_stating((h2, ser), b"base/1"))
+                .and_then(|_| c.put_stating((h1, ser), b"z/a", b"1"))
+                .and_then(|()| c.put_stating((h1, ser), b"base/1", b"2"))
+                .and_then(|()| c.put_stating((h2, ser), b"z/b", b"1"))
+                .and_then(|()| app.transport.enlist_yes_rm(h1));
+            if steps.is_err() {
+                return;
+            }
+            let committed = app.transport.commit_transaction(h1).is_success();
+            if let Some(u) = units.get_mut(first) {
+                u.reported = committed;
+            }
+            let committed = app.transport.commit_transaction(h2).is_success();
+            if let Some(u) = units.last_mut() {
+                u.reported = committed;
+            }
+            let _ = app.transport.close_handle(h1);
+            let _ = app.transport.close_handle(h2);
         }
         Scenario::Interleaved => {
             let Some((h1, id1)) = app.begin() else { return };

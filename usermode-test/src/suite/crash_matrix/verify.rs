@@ -154,6 +154,19 @@ fn check_rule(
         }
         seen.push(s);
     }
+    for (i, u) in units.iter().enumerate() {
+        let by = u
+            .excluded_by
+            .and_then(|j| Some((units.get(j)?, *seen.get(j)?)));
+        if let Some((other, Seen::Applied)) = by
+            && seen.get(i) == Some(&Seen::Applied)
+        {
+            bad.push(format!(
+                "{when}: {}: committed although {} overwrote what it read",
+                u.name, other.name
+            ));
+        }
+    }
     if let Err(e) = dev.check_engine() {
         bad.push(format!("{when}: engine state: {e}"));
     }
