@@ -441,8 +441,10 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 match s.find_txn(&id) {
                     Some(key) => match s.txn(key) {
                         Some(t) if t.enlisting => Ok(Next::Wait),
-                        Some(_) => {
-                            s.check_level(key, stated)?;
+                        Some(t) => {
+                            if stated != Isolation::Unstated && stated != t.isolation() {
+                                return Err(NtStatus::INVALID_PARAMETER_MIX);
+                            }
                             s.usable(key, write).map(|()| Next::Ready(key))
                         }
                         None => Err(NtStatus::TRANSACTION_NOT_ACTIVE),

@@ -16,7 +16,7 @@
 
 use crate::port::EnlistmentKey;
 use crate::state::State;
-use crate::state::txns::{Owner, Phase, Txns};
+use crate::state::txns::{Owner, Phase, Txn, Txns};
 use core::ops::Bound;
 use ktmrm_proto::{Isolation, NtStatus};
 
@@ -25,24 +25,9 @@ impl<E> State<E> {
     /// ([`crate::MAX_READ_SET_BYTES`] each), for hosts, benchmarks and tests.
     #[must_use]
     pub fn read_set_bytes(&self) -> usize {
-        self.txns
-            .iter()
-            .fold(0usize, |n, (_, t)| n.saturating_add(t.reads.bytes()))
-    }
-
-    /// Checks a request's stated level against the transaction's:
-    /// `STATUS_INVALID_PARAMETER_MIX` when it states another one.
-    pub(crate) fn check_level(
-        &self,
-        key: EnlistmentKey,
-        stated: Isolation,
-    ) -> Result<(), NtStatus> {
-        match self.txn(key) {
-            Some(t) if stated != Isolation::Unstated && stated != t.isolation() => {
-                Err(NtStatus::INVALID_PARAMETER_MIX)
-            }
-            _ => Ok(()),
-        }
+        self.txns.iter().fold(0usize, |n, (_, t)| {
+            n.saturating_add(t.serial().map_or(0, |s| s.reads.bytes()))
+        })
     }
 
     /// Whether `key` is serializable.
@@ -68,7 +53,7 @@ impl<E> State<E> {
     /// Refuses a write in a doomed transaction: `STATUS_TRANSACTIONAL_CONFLICT` (counted as a
     /// conflict).
     pub(crate) fn check_not_doomed(&mut self, key: EnlistmentKey) -> Result<(), NtStatus> {
-        if self.txn(key).is_some_and(|t| t.doomed) {
+        if self.txn(key).is_some_and(Txn::doomed) {
             self.stats.conflicts = self.stats.conflicts.saturating_add(1);
             return Err(NtStatus::TRANSACTIONAL_CONFLICT);
         }
@@ -101,7 +86,7 @@ impl<E> State<E> {
             return Ok(());
         }
         let doomed = holder.is_some_and(|o| self.validated(o));
-        let Some(t) = self.txn_mut(key) else {
+        let Some(t) = self.txn_mut(key).and_then(Txn::serial_mut) else {
             return Ok(());
         };
         if let Err(st) = t.reads.note_point(k) {
@@ -142,7 +127,7 @@ impl<E> State<E> {
                 k.starts_with(prefix) && through.is_none_or(|t| k <= t)
             })
             .any(|p| p.owner != own && self.validated(p.owner));
-        let Some(t) = self.txn_mut(key) else {
+        let Some(t) = self.txn_mut(key).and_then(Txn::serial_mut) else {
             return Ok(());
         };
         if let Err(st) = t.reads.note_range(prefix, after, through) {
@@ -168,14 +153,16 @@ impl<E> State<E> {
                 continue;
             }
             let hit = match (self.txns.get(writer), self.txns.get(reader)) {
-                (Some(w), Some(r)) => w.writes.iter().any(|id| {
-                    self.pending
-                        .slot(*id)
-                        .is_some_and(|p| r.reads.touches(p.entry.key()))
+                (Some(w), Some(r)) => r.serial().is_some_and(|r| {
+                    w.writes.iter().any(|id| {
+                        self.pending
+                            .slot(*id)
+                            .is_some_and(|p| r.reads.touches(p.entry.key()))
+                    })
                 }),
                 _ => false,
             };
-            if hit && let Some(r) = self.txn_mut(reader) {
+            if hit && let Some(r) = self.txn_mut(reader).and_then(Txn::serial_mut) {
                 r.doomed = true;
             }
         }
@@ -190,7 +177,7 @@ impl<E> State<E> {
         let mut from = 0;
         while let Some((next, reader)) = self.txns.first_from(from, |t| t.is_exposed_reader()) {
             from = next;
-            if let Some(r) = self.txn_mut(reader)
+            if let Some(r) = self.txn_mut(reader).and_then(Txn::serial_mut)
                 && r.reads.touches(k)
             {
                 r.doomed = true;

@@ -104,7 +104,7 @@ impl<E> State<E> {
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
                 if self
                     .txn(key)
-                    .is_some_and(|t| t.writes.is_empty() && !t.doomed) =>
+                    .is_some_and(|t| t.writes.is_empty() && !t.doomed()) =>
             {
                 // Offered single-phase commit with nothing written: as read-only as a PREPARE
                 // answered ReadOnlyEnlistment, but SPC wants CommitComplete.
@@ -232,7 +232,7 @@ impl<E> State<E> {
     /// commit needs reserved ([`Step::Force`] first when durable).
     fn prepare(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         // A serializable transaction whose reads a commit changed (`serializable.rs`).
-        if self.txn(key).is_some_and(|t| t.doomed) {
+        if self.txn(key).is_some_and(Txn::doomed) {
             self.discard(key);
             return self.veto(key);
         }
@@ -310,7 +310,7 @@ impl<E> State<E> {
     fn single_phase(&mut self, key: EnlistmentKey, log: &dyn LogPort) -> Step {
         let durable = self.durability.is_durable();
         // A serializable transaction whose reads a commit changed (`serializable.rs`).
-        let doomed = self.txn(key).is_some_and(|t| t.doomed);
+        let doomed = self.txn(key).is_some_and(Txn::doomed);
         let hold = if doomed {
             None
         } else {

@@ -109,10 +109,15 @@ pub(crate) struct Txn<E> {
     /// Net change this transaction makes to the committed key count and byte count.
     pub(crate) key_delta: i64,
     pub(crate) byte_delta: i64,
-    /// Read committed or serializable, fixed at creation (never `Unstated`).
-    isolation: Isolation,
-    /// Serializable only: what it read, and whether a commit changed some of it since (it then
-    /// votes no at PREPARE, and its writes are refused).
+    /// A serializable transaction's part (one element; none for read committed, which so
+    /// carries no read set and allocates nothing for it).
+    serial: Vec<Serial>,
+}
+
+/// What only a serializable transaction has: what it read, and whether a commit changed some
+/// of it since (it then votes no at PREPARE, and its writes are refused).
+#[derive(Default)]
+pub(crate) struct Serial {
     pub(crate) reads: ReadSet,
     pub(crate) doomed: bool,
 }
@@ -157,14 +162,32 @@ impl<E> Txn<E> {
         )
     }
 
-    pub(crate) const fn isolation(&self) -> Isolation {
-        self.isolation
+    /// Read committed or serializable, fixed at creation.
+    pub(crate) fn isolation(&self) -> Isolation {
+        if self.serial.is_empty() {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::Serializable
+        }
+    }
+
+    /// The serializable part (`None`: read committed).
+    pub(crate) fn serial(&self) -> Option<&Serial> {
+        self.serial.first()
+    }
+
+    pub(crate) fn serial_mut(&mut self) -> Option<&mut Serial> {
+        self.serial.first_mut()
+    }
+
+    /// Serializable, and a commit changed what it read.
+    pub(crate) fn doomed(&self) -> bool {
+        self.serial().is_some_and(|s| s.doomed)
     }
 
     /// Serializable and not yet validated: a commit of what it read would doom it.
     pub(crate) fn is_exposed_reader(&self) -> bool {
-        self.isolation == Isolation::Serializable
-            && !self.doomed
+        self.serial().is_some_and(|s| !s.doomed)
             && matches!(self.phase, Phase::Active | Phase::PrePrepared)
     }
 }
@@ -323,6 +346,12 @@ impl<E> Txns<E> {
         isolation: Isolation,
     ) -> Result<EnlistmentKey, NtStatus> {
         let oom = |_| NtStatus::INSUFFICIENT_RESOURCES;
+        let mut serial = Vec::new();
+        if isolation == Isolation::Serializable {
+            serial.try_reserve_exact(1).map_err(oom)?;
+            fallible::push(&mut serial, Serial::default())
+                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -363,12 +392,7 @@ impl<E> Txns<E> {
             puts: 0,
             key_delta: 0,
             byte_delta: 0,
-            isolation: match isolation {
-                Isolation::Unstated => Isolation::ReadCommitted,
-                level => level,
-            },
-            reads: ReadSet::default(),
-            doomed: false,
+            serial,
         });
         if isolation == Isolation::Serializable {
             self.serializable = self.serializable.saturating_add(1);
@@ -393,7 +417,7 @@ impl<E> Txns<E> {
         self.index.remove(&txn.id.0);
         self.free_slot(split(key).0);
         self.live = self.live.saturating_sub(1);
-        if txn.isolation == Isolation::Serializable {
+        if !txn.serial.is_empty() {
             self.serializable = self.serializable.saturating_sub(1);
         }
         txn.enlistment
