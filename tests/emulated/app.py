@@ -56,23 +56,24 @@ class App:
             self.tx[bind] = struct.unpack("<Q", out)[0]
         return st, out
 
-    def begin(self, name, timeout_ms=0, description=""):
-        st, out = self.ioctl(proto.BEGIN, proto.begin(timeout_ms, description), 8, bind=name)
+    def begin(self, name, timeout_ms=0, description="", flags=0):
+        st, out = self.ioctl(proto.BEGIN, proto.begin(timeout_ms, description, flags), 8, bind=name)
         expect(st == wdm.STATUS_SUCCESS and len(out) == 8, "BEGIN: %s" % name_of(st))
         return self.tx[name]
 
-    def put(self, tx, key, value):
-        return self.ioctl(proto.PUT, proto.put(0, key, value), 0, tx=tx)[0]
+    def put(self, tx, key, value, flags=0):
+        return self.ioctl(proto.PUT, proto.put(0, key, value, flags), 0, tx=tx)[0]
 
-    def get(self, tx, key, out_len=1024):
-        st, out = self.ioctl(proto.GET, proto.get(0, key), out_len, tx=tx)
+    def get(self, tx, key, out_len=1024, flags=0):
+        st, out = self.ioctl(proto.GET, proto.get(0, key, flags), out_len, tx=tx)
         return st, (proto.parse_get(out) if st == wdm.STATUS_SUCCESS else out)
 
-    def delete(self, tx, key):
-        return self.ioctl(proto.DELETE, proto.delete(0, key), 0, tx=tx)[0]
+    def delete(self, tx, key, flags=0):
+        return self.ioctl(proto.DELETE, proto.delete(0, key, flags), 0, tx=tx)[0]
 
-    def list(self, tx, prefix=b"", cursor=b"", max_keys=0, out_len=4096):
-        st, out = self.ioctl(proto.LIST, proto.list_keys(0, prefix, cursor, max_keys), out_len, tx=tx)
+    def list(self, tx, prefix=b"", cursor=b"", max_keys=0, out_len=4096, flags=0):
+        data = proto.list_keys(0, prefix, cursor, max_keys, flags)
+        st, out = self.ioctl(proto.LIST, data, out_len, tx=tx)
         return st, (proto.parse_list(out) if st == wdm.STATUS_SUCCESS else out)
 
     # ---- ktmw32 -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ INVALID_BUFFER_SIZE = 0xC0000206
 INVALID_DEVICE_REQUEST = 0xC0000010
 REVISION_MISMATCH = 0xC0000059
 CONFLICT = 0xC0190001
+PARAMETER_MIX = 0xC0000030
 
 
 def case(name, diff=True, params=None, boot=True, xfail=None, hide=()):
@@ -325,6 +326,46 @@ def conflict(k, app, run):
     expect_eq(app.get(None, b"k"), (OK, b"1"), "T1's value")
     app.close_tx("T1")
     app.close_tx("T2")
+    app.close()
+
+
+@case("serializable-lost-update-and-phantom")
+def serializable(k, app, run):
+    """Serializable transactions through the driver's IOCTL path: a BEGIN stating the level
+    enlists at once; a reader whose read a commit overwrote cannot write or commit; a LIST
+    range a commit inserted into (a phantom) dooms its reader; a request stating the other
+    level is refused; read committed still loses the update."""
+    ser, rc = proto.SERIALIZABLE, proto.READ_COMMITTED
+    app.open()
+    app.put(None, b"acct", b"100")
+    app.begin("T1", flags=ser)
+    expect_eq(sum(1 for _ in notifications(k)), 0, "no notification yet")
+    expect_eq(len(k.ktm.transactions[-1].enlistments), 1, "BEGIN stating serializable enlists")
+    app.begin("T2")
+    expect_eq(app.get("T1", b"acct", flags=ser), (OK, b"100"), "T1 reads")
+    expect_eq(app.get("T2", b"acct", flags=ser), (OK, b"100"), "T2 reads (and is serializable)")
+    expect_eq(app.get("T2", b"acct", flags=rc)[0], PARAMETER_MIX, "T2 stated the other level")
+    expect_eq(app.list("T2", b"l/", flags=ser), (OK, ([], 0)), "T2 lists an empty range")
+    expect_eq(app.put("T1", b"acct", b"90", flags=ser), OK, "T1 writes")
+    expect_eq(app.commit("T1"), OK, "T1 commits")
+    expect_eq(app.put("T2", b"acct", b"80", flags=ser), CONFLICT, "T2 is doomed: its write")
+    expect_eq(app.get("T2", b"acct", flags=ser), (OK, b"90"), "a doomed reader still reads")
+    expect_eq(app.commit("T2"), wdm.STATUS_TRANSACTION_ABORTED, "T2 votes no")
+    expect_eq(app.get(None, b"acct"), (OK, b"90"), "T1's update stands")
+    app.begin("T3")
+    expect_eq(app.list("T3", b"l/", flags=ser), (OK, ([], 0)), "T3 lists an empty range")
+    expect_eq(app.put(None, b"l/new", b"1"), OK, "a phantom committed at once")
+    expect_eq(app.commit("T3"), wdm.STATUS_TRANSACTION_ABORTED, "read-only T3 votes no")
+    app.begin("T4")
+    app.begin("T5")
+    expect_eq(app.get("T4", b"acct"), (OK, b"90"), "read committed T4 reads")
+    expect_eq(app.get("T5", b"acct"), (OK, b"90"), "read committed T5 reads")
+    expect_eq(app.put("T4", b"acct", b"70"), OK, "T4 writes")
+    expect_eq(app.commit("T4"), OK, "T4 commits")
+    expect_eq(app.put("T5", b"acct", b"60"), OK, "T5 writes over T4's update")
+    expect_eq(app.commit("T5"), OK, "read committed loses the update")
+    for t in ("T1", "T2", "T3", "T4", "T5"):
+        app.close_tx(t)
     app.close()
 
 

@@ -22,25 +22,31 @@ def header(body, tx=0, version=1, flags=0):
     return struct.pack("<HHIQ", version, flags, len(body), tx) + body
 
 
-def begin(timeout_ms=0, description=""):
+# Header flags bits 0-1: the isolation level a request states (0 = not stated).
+READ_COMMITTED = 1
+SERIALIZABLE = 2
+
+
+def begin(timeout_ms=0, description="", flags=0):
     units = description.encode("utf-16-le")
-    return header(struct.pack("<IHH", timeout_ms, len(units) // 2, 0) + units)
+    return header(struct.pack("<IHH", timeout_ms, len(units) // 2, 0) + units, flags=flags)
 
 
-def put(tx, key, value):
-    return header(struct.pack("<HHI", len(key), 0, len(value)) + key + value, tx)
+def put(tx, key, value, flags=0):
+    return header(struct.pack("<HHI", len(key), 0, len(value)) + key + value, tx, flags=flags)
 
 
-def get(tx, key):
-    return header(struct.pack("<HH", len(key), 0) + key, tx)
+def get(tx, key, flags=0):
+    return header(struct.pack("<HH", len(key), 0) + key, tx, flags=flags)
 
 
-def delete(tx, key):
-    return header(struct.pack("<HH", len(key), 0) + key, tx)
+def delete(tx, key, flags=0):
+    return header(struct.pack("<HH", len(key), 0) + key, tx, flags=flags)
 
 
-def list_keys(tx, prefix=b"", cursor=b"", max_keys=0):
-    return header(struct.pack("<HHI", len(prefix), len(cursor), max_keys) + prefix + cursor, tx)
+def list_keys(tx, prefix=b"", cursor=b"", max_keys=0, flags=0):
+    body = struct.pack("<HHI", len(prefix), len(cursor), max_keys) + prefix + cursor
+    return header(body, tx, flags=flags)
 
 
 def stats():
