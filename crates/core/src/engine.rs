@@ -440,7 +440,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
                 meanwhile(s);
                 match s.find_txn(&id) {
                     Some(key) => match s.txn(key) {
-                        Some(t) if t.enlisting => Ok(Next::Wait),
+                        Some(t) if t.is_enlisting() => Ok(Next::Wait),
                         Some(t) => {
                             if stated != Isolation::Unstated && stated != t.isolation() {
                                 return Err(NtStatus::INVALID_PARAMETER_MIX);
@@ -558,8 +558,7 @@ impl<E> State<E> {
                     return (Err(NtStatus::TRANSACTION_NOT_ACTIVE), Some(e));
                 }
                 if let Some(t) = self.txn_mut(key) {
-                    t.enlisting = false;
-                    t.enlistment = Some(e);
+                    t.set_enlisted(Some(e));
                 }
                 (Ok(()), None)
             }

@@ -3,10 +3,10 @@
 //! locked against every other writer, which fails at once with `STATUS_TRANSACTIONAL_CONFLICT`.
 
 use crate::entry::{Entry, KeyBuf};
-use crate::fallible;
 use crate::port::EnlistmentKey;
 use crate::state::store::Room;
 use crate::state::txns::{Owner, Phase, Txns};
+use crate::state::writes::Delta;
 use crate::state::{Pending, State};
 use crate::tree::{LeafHint, Slot, SlotId};
 use core::ops::Bound;
@@ -28,12 +28,14 @@ impl Write {
     }
 }
 
-/// Change in (keys, bytes) of the committed store when `new` (a charge, or `None` for a delete)
+/// Change of the committed store when `new` (a charge, or `None` for a delete)
 /// replaces `old`.
-fn effect(old: Option<u64>, new: Option<u64>) -> (i64, i64) {
+fn effect(old: Option<u64>, new: Option<u64>) -> Delta {
     let b = |v: Option<u64>| i64::try_from(v.unwrap_or(0)).unwrap_or(i64::MAX);
-    let k = i64::from(new.is_some()).saturating_sub(i64::from(old.is_some()));
-    (k, b(new).saturating_sub(b(old)))
+    Delta {
+        keys: i64::from(new.is_some()).saturating_sub(i64::from(old.is_some())),
+        bytes: b(new).saturating_sub(b(old)),
+    }
 }
 
 impl<E> State<E> {
@@ -42,10 +44,10 @@ impl<E> State<E> {
         key.map(Txns::<E>::owner)
     }
 
-    /// True when growing the committed store by (`keys`, `bytes`) fits the quotas
+    /// True when growing the committed store by `d` fits the quotas
     /// ([`crate::state::store::Store::fits`]).
-    pub(crate) fn fits(&self, keys: i64, bytes: i64) -> bool {
-        self.store.fits(keys, bytes)
+    pub(crate) fn fits(&self, d: Delta) -> bool {
+        self.store.fits(d.keys, d.bytes)
     }
 
     /// The value `key` has in the view of `txn` (`None` = committed view).
@@ -111,8 +113,7 @@ impl<E> State<E> {
         let old = self.store.charge_of(w.key());
         match w {
             Write::Put(e) => {
-                let (dk, db) = effect(old, Some(e.charge()));
-                if !self.fits(dk, db) {
+                if !self.fits(effect(old, Some(e.charge()))) {
                     return Err(self.quota());
                 }
             }
@@ -130,8 +131,8 @@ impl<E> State<E> {
             return;
         };
         let new = (!p.delete).then(|| p.entry.charge());
-        let (dk, db) = effect(self.store.charge_of(key), new);
-        self.store.charge_prepared(dk, db, on);
+        let d = effect(self.store.charge_of(key), new);
+        self.store.charge_prepared(d.keys, d.bytes, on);
         self.direct_writes = if on {
             self.direct_writes.saturating_add(1)
         } else {
@@ -191,23 +192,21 @@ impl<E> State<E> {
         let Some(txn) = self.txn(key) else {
             return Err(NtStatus::TRANSACTION_NOT_ACTIVE);
         };
-        let cur = (txn.key_delta, txn.byte_delta);
-        let nwrites = txn.writes.len();
+        let cur = txn.writes().delta();
+        let nwrites = txn.writes().len();
         let new_charge = match &w {
             Write::Put(e) => Some(e.charge()),
             Write::Delete(_) => None,
         };
         // What a new pending write needs is decided before the lookup (none of it depends on the
         // pending tree), so looking the key up and inserting it is one search.
-        let (dk, db) = effect(old, new_charge);
+        let change = effect(old, new_charge);
         let refusal =
             if nwrites >= usize::try_from(self.limits().max_write_set).unwrap_or(usize::MAX) {
                 Some(NtStatus::QUOTA_EXCEEDED)
             } else if new_charge.is_none() && old.is_none() && !replaying {
                 Some(NtStatus::OBJECT_NAME_NOT_FOUND)
-            } else if (dk > 0 || db > 0)
-                && !self.fits(cur.0.saturating_add(dk), cur.1.saturating_add(db))
-            {
+            } else if change.grows() && !self.fits(cur.plus(change)) {
                 Some(NtStatus::QUOTA_EXCEEDED)
             } else {
                 None
@@ -216,9 +215,9 @@ impl<E> State<E> {
         // Room for the new write's id; harmless when the key turns out to be written already.
         self.txn_mut(key)
             .ok_or(oom)?
-            .writes
-            .try_reserve(1)
-            .map_err(|_| oom)?;
+            .writes_mut()
+            .reserve_one()
+            .map_err(|()| oom)?;
         let node = match self.pending.entry(w.key()) {
             None => return Err(NtStatus::UNSUCCESSFUL),
             Some(Slot::Occupied(node)) => {
@@ -245,9 +244,10 @@ impl<E> State<E> {
                 .map_err(|_| oom)?
             }
         };
+        let put = new_charge.is_some();
         let pushed = self
             .txn_mut(key)
-            .map(|t| fallible::push(&mut t.writes, node).is_ok());
+            .map(|t| t.writes_mut().add(node, put, change).is_ok());
         if pushed != Some(true) {
             // Unreachable (room was reserved above), but never leave a pending write that no
             // transaction tracks: it would lock its key forever.
@@ -259,12 +259,6 @@ impl<E> State<E> {
                 self.pending.remove(k.as_slice());
             }
             return Err(oom);
-        }
-        let t = self.txn_mut(key).ok_or(oom)?;
-        t.key_delta = cur.0.saturating_add(dk);
-        t.byte_delta = cur.1.saturating_add(db);
-        if new_charge.is_some() {
-            t.puts = t.puts.saturating_add(1);
         }
         Ok(())
     }
@@ -279,7 +273,7 @@ impl<E> State<E> {
         node: SlotId,
         w: Write,
         (old, leaf): (Option<u64>, LeafHint),
-        (cur_k, cur_b): (i64, i64),
+        cur: Delta,
     ) -> Result<(), NtStatus> {
         let new_charge = match &w {
             Write::Put(e) => Some(e.charge()),
@@ -300,10 +294,8 @@ impl<E> State<E> {
         } else {
             Some(p.entry.charge())
         };
-        let (pk, pb) = effect(old, prev);
-        let (nk, nb) = effect(old, new_charge);
-        let (dk, db) = (nk.saturating_sub(pk), nb.saturating_sub(pb));
-        if (dk > 0 || db > 0) && !self.fits(cur_k.saturating_add(dk), cur_b.saturating_add(db)) {
+        let change = effect(old, new_charge).minus(effect(old, prev));
+        if change.grows() && !self.fits(cur.plus(change)) {
             return Err(self.quota());
         }
         let Some(p) = self.pending.slot_mut(node) else {
@@ -322,9 +314,7 @@ impl<E> State<E> {
             }
         };
         if let Some(t) = self.txn_mut(key) {
-            t.key_delta = cur_k.saturating_add(dk);
-            t.byte_delta = cur_b.saturating_add(db);
-            t.puts = t.puts.saturating_add_signed(put_change);
+            t.writes_mut().rewrote(put_change, change);
         }
         Ok(())
     }

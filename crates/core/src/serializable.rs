@@ -154,7 +154,7 @@ impl<E> State<E> {
             }
             let hit = match (self.txns.get(writer), self.txns.get(reader)) {
                 (Some(w), Some(r)) => r.serial().is_some_and(|r| {
-                    w.writes.iter().any(|id| {
+                    w.writes().ids().iter().any(|id| {
                         self.pending
                             .slot(*id)
                             .is_some_and(|p| r.reads.touches(p.entry.key()))

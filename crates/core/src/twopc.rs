@@ -104,7 +104,7 @@ impl<E> State<E> {
             (Notification::SinglePhaseCommit, Some(Phase::Active | Phase::PrePrepared))
                 if self
                     .txn(key)
-                    .is_some_and(|t| t.writes.is_empty() && !t.doomed()) =>
+                    .is_some_and(|t| t.writes().is_empty() && !t.doomed()) =>
             {
                 // Offered single-phase commit with nothing written: as read-only as a PREPARE
                 // answered ReadOnlyEnlistment, but SPC wants CommitComplete.
@@ -236,7 +236,7 @@ impl<E> State<E> {
             self.discard(key);
             return self.veto(key);
         }
-        if self.txn(key).is_some_and(|t| t.writes.is_empty()) {
+        if self.txn(key).is_some_and(|t| t.writes().is_empty()) {
             self.stats.read_only = self.stats.read_only.saturating_add(1);
             return Step::Finish(Answer::ReadOnly);
         }
@@ -357,13 +357,13 @@ impl<E> State<E> {
     /// the writes later cannot fail. `None` (and nothing reserved) when it does not fit.
     pub(crate) fn reserve_for_commit(&mut self, key: EnlistmentKey) -> Option<Hold> {
         let t = self.txn(key)?;
-        let (puts, dk, db) = (t.puts, t.key_delta, t.byte_delta);
-        if !self.fits(dk, db) {
+        let (puts, d) = (t.writes().puts(), t.writes().delta());
+        if !self.fits(d) {
             self.stats.quota_rejections = self.stats.quota_rejections.saturating_add(1);
             return None;
         }
         self.store.reserve(puts).ok()?;
-        self.store.charge_prepared(dk, db, true);
+        self.store.charge_prepared(d.keys, d.bytes, true);
         Some(Hold {
             reserved: puts,
             charged: true,
@@ -376,8 +376,8 @@ impl<E> State<E> {
         if hold.charged
             && let Some(t) = self.txn(key)
         {
-            let (dk, db) = (t.key_delta, t.byte_delta);
-            self.store.charge_prepared(dk, db, false);
+            let d = t.writes().delta();
+            self.store.charge_prepared(d.keys, d.bytes, false);
         }
     }
 
@@ -398,7 +398,7 @@ impl<E> State<E> {
     /// Takes the transaction's write list, leaving it empty.
     fn take_writes(&mut self, key: EnlistmentKey) -> Vec<crate::tree::SlotId> {
         self.txn_mut(key)
-            .map(|t| core::mem::take(&mut t.writes))
+            .map(|t| t.writes_mut().take_ids())
             .unwrap_or_default()
     }
 
@@ -460,7 +460,7 @@ impl<E> State<E> {
     /// thread frees it). Returns the enlistment to close.
     pub(crate) fn end(&mut self, key: EnlistmentKey) -> Option<E> {
         self.set_phase(key, Phase::Ended);
-        if self.txn(key)?.enlisting {
+        if self.txn(key)?.is_enlisting() {
             return None;
         }
         self.remove_txn(key)

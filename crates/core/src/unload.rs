@@ -80,11 +80,11 @@ impl<E> State<E> {
     /// continue from.
     pub(crate) fn take_unprepared(&mut self, from: usize) -> Option<(usize, EnlistmentKey, E)> {
         let (next, key) = self.txns.first_from(from, |t| {
-            !t.enlisting
+            !t.is_enlisting()
                 && matches!(t.phase(), Phase::Active | Phase::PrePrepared)
-                && t.enlistment.is_some()
+                && t.has_enlistment()
         })?;
-        let e = self.txn_mut(key)?.enlistment.take()?;
+        let e = self.txn_mut(key)?.take_enlistment()?;
         self.set_phase(key, Phase::RollbackAsked);
         Some((next, key, e))
     }
@@ -93,8 +93,8 @@ impl<E> State<E> {
     /// back to be closed when the transaction ended meanwhile.
     pub(crate) fn give_back(&mut self, key: EnlistmentKey, e: E) -> Option<E> {
         match self.txn_mut(key) {
-            Some(t) if t.phase() != Phase::Ended && t.enlistment.is_none() => {
-                t.enlistment = Some(e);
+            Some(t) if t.phase() != Phase::Ended && !t.has_enlistment() => {
+                t.set_enlisted(Some(e));
                 None
             }
             _ => Some(e),

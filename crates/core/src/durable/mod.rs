@@ -137,9 +137,9 @@ impl<E> SnapshotSource for State<E> {
         for t in self.in_doubt() {
             let w = TxnWrites {
                 pending: &self.pending,
-                writes: &t.writes,
+                writes: t.writes().ids(),
             };
-            f(t.id, &w)?;
+            f(t.id(), &w)?;
         }
         Ok(())
     }
@@ -209,12 +209,12 @@ impl<E> State<E> {
             let t = s.txn(key).ok_or(NtStatus::UNSUCCESSFUL)?;
             let src = TxnWrites {
                 pending: &s.pending,
-                writes: &t.writes,
+                writes: t.writes().ids(),
             };
             w.append(
                 log,
                 &RecordRef::Prepare {
-                    tx: t.id,
+                    tx: t.id(),
                     writes: &src,
                 },
             )
@@ -254,7 +254,7 @@ impl<E> State<E> {
         log: &dyn LogPort,
         reserved: bool,
     ) -> Appended {
-        let Some(tx) = self.txn(key).map(|t| t.id) else {
+        let Some(tx) = self.txn(key).map(Txn::id) else {
             return Appended::Refused;
         };
         match self.append_outcome(log, &RecordRef::Commit { tx }, reserved) {
@@ -268,7 +268,7 @@ impl<E> State<E> {
     /// outcome is presumed aborted after a restart.
     pub(crate) fn log_abort(&mut self, key: EnlistmentKey, log: &dyn LogPort) {
         let Some(t) = self.txn_mut(key) else { return };
-        let tx = t.id;
+        let tx = t.id();
         let Some(p) = t.prepared_mut() else { return };
         let logged = core::mem::take(&mut p.logged);
         let reserved = core::mem::take(&mut p.outcome_reserved);

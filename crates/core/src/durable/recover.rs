@@ -112,7 +112,7 @@ impl<E> State<E> {
         }
         let key = self.create_txn(uow, Isolation::ReadCommitted)?;
         if let Some(t) = self.txn_mut(key) {
-            t.enlisting = false;
+            t.set_enlisted(None);
         }
         self.set_phase(key, Phase::Prepared(Prepared::default()));
         self.durability.count_recovered();
@@ -124,7 +124,7 @@ impl<E> State<E> {
     pub(crate) fn attach(&mut self, key: EnlistmentKey, en: Option<E>) -> Option<E> {
         match self.txn_mut(key) {
             Some(t) => {
-                t.enlistment = en;
+                t.set_enlisted(en);
                 None
             }
             None => en,
@@ -179,7 +179,7 @@ impl<E> State<E> {
     ) -> Result<(), NtStatus> {
         let key = self.create_txn(p.tx, Isolation::ReadCommitted)?;
         if let Some(t) = self.txn_mut(key) {
-            t.enlisting = false;
+            t.set_enlisted(None);
         }
         for w in p.writes {
             let op = match KeyBuf::new(w.key()) {

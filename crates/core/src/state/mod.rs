@@ -1,6 +1,7 @@
 //! The engine's state, kept behind the host's lock. Each part owns its invariants:
 //! - [`store`]: the committed entries, their byte count and the quotas;
 //! - [`txns`]: the live transactions, their slots and how enlistment keys name them;
+//! - [`writes`]: one transaction's pending writes and their net effect on the store;
 //! - [`durability`]: the log writer, its counters, and whether KTM's recovery is under way;
 //!
 //! and the state ties them together with the pending writes, which double as key locks: every
@@ -10,6 +11,7 @@
 pub(crate) mod durability;
 pub(crate) mod store;
 pub(crate) mod txns;
+pub(crate) mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -121,14 +123,14 @@ impl<E> State<E> {
     pub fn check_consistency(&self) -> Result<(), &'static str> {
         let mut listed = 0usize;
         for (key, t) in self.txns.iter() {
-            for id in &t.writes {
+            for id in t.writes().ids() {
                 match self.pending.slot(*id) {
                     Some(p) if p.owner == Txns::<E>::owner(key) => {}
                     Some(_) => return Err("a transaction lists a write another one owns"),
                     None => return Err("a transaction lists a write that is gone"),
                 }
             }
-            listed = listed.saturating_add(t.writes.len());
+            listed = listed.saturating_add(t.writes().len());
         }
         let direct = self
             .pending

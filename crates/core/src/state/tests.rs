@@ -17,8 +17,8 @@ fn a_key_outliving_its_transaction_names_nothing_even_when_its_slot_is_reused() 
     let mut t: Txns<u32> = Txns::new();
     let a = t.create(id(1), Isolation::Unstated).unwrap();
     assert_eq!(t.find(&id(1)), Some(a));
-    assert_eq!(t.get(a).map(|x| x.id), Some(id(1)));
-    t.get_mut(a).unwrap().enlistment = Some(7);
+    assert_eq!(t.get(a).map(|x| x.id()), Some(id(1)));
+    t.get_mut(a).unwrap().set_enlisted(Some(7));
     assert_eq!(
         t.remove(a),
         Some(7),
@@ -40,7 +40,10 @@ fn a_key_outliving_its_transaction_names_nothing_even_when_its_slot_is_reused() 
     assert!(t.get_mut(a).is_none() && t.remove(a).is_none());
     t.set_phase(a, Phase::Vetoed);
     assert_eq!(t.get(b).map(|x| x.phase()), Some(Phase::Active));
-    assert_eq!(t.by_owner(Txns::<u32>::owner(b)).map(|x| x.id), Some(id(2)));
+    assert_eq!(
+        t.by_owner(Txns::<u32>::owner(b)).map(|x| x.id()),
+        Some(id(2))
+    );
     assert!(t.by_owner(Owner::DIRECT).is_none());
 }
 

@@ -6,7 +6,8 @@
 use crate::fallible;
 use crate::port::{EnlistmentKey, TxId};
 use crate::reads::ReadSet;
-use crate::tree::{Keyed, SlotId, Tree};
+use crate::state::writes::WriteSet;
+use crate::tree::{Keyed, Tree};
 use alloc::vec::Vec;
 use ktmrm_proto::{Isolation, NtStatus};
 
@@ -95,20 +96,16 @@ impl Owner {
 
 /// One live transaction.
 pub(crate) struct Txn<E> {
-    pub(crate) id: TxId,
+    id: TxId,
     /// Changed only through [`Txns::set_phase`], which traces.
     phase: Phase,
     /// A thread is inside `KtmPort::enlist` for this transaction; other requests wait.
-    pub(crate) enlisting: bool,
-    /// Set once `enlist` returns; closed by whoever ends the transaction last.
-    pub(crate) enlistment: Option<E>,
-    /// Pending-tree nodes this transaction owns (stable ids).
-    pub(crate) writes: Vec<SlotId>,
-    /// How many of `writes` are puts: the committed-tree slots commit may need.
-    pub(crate) puts: usize,
-    /// Net change this transaction makes to the committed key count and byte count.
-    pub(crate) key_delta: i64,
-    pub(crate) byte_delta: i64,
+    enlisting: bool,
+    /// Set once `enlist` returns; closed by whoever ends the transaction last (unload takes it
+    /// out for a while to ask KTM for a rollback).
+    enlistment: Option<E>,
+    /// Its pending writes and what they change.
+    writes: WriteSet,
     /// A serializable transaction's part (one element; none for read committed, which so
     /// carries no read set and allocates nothing for it).
     serial: Vec<Serial>,
@@ -123,6 +120,42 @@ pub(crate) struct Serial {
 }
 
 impl<E> Txn<E> {
+    /// The transaction's GUID.
+    pub(crate) const fn id(&self) -> TxId {
+        self.id
+    }
+
+    pub(crate) const fn writes(&self) -> &WriteSet {
+        &self.writes
+    }
+
+    pub(crate) fn writes_mut(&mut self) -> &mut WriteSet {
+        &mut self.writes
+    }
+
+    /// A thread is enlisting it: requests wait, and whoever ends it leaves the slot to that
+    /// thread.
+    pub(crate) const fn is_enlisting(&self) -> bool {
+        self.enlisting
+    }
+
+    /// The enlisting is over: `enlistment` is what it gave (`None`: rebuilt from the log,
+    /// waiting for KTM's recovery to give one), or the enlistment unload took out, given back.
+    pub(crate) fn set_enlisted(&mut self, enlistment: Option<E>) {
+        self.enlisting = false;
+        self.enlistment = enlistment;
+    }
+
+    /// It holds its enlistment (none while enlisting, before recovery gives one, or while
+    /// unload has taken it out).
+    pub(crate) const fn has_enlistment(&self) -> bool {
+        self.enlistment.is_some()
+    }
+
+    pub(crate) fn take_enlistment(&mut self) -> Option<E> {
+        self.enlistment.take()
+    }
+
     pub(crate) const fn phase(&self) -> Phase {
         self.phase
     }
@@ -388,10 +421,7 @@ impl<E> Txns<E> {
             phase: Phase::Active,
             enlisting: true,
             enlistment: None,
-            writes: Vec::new(),
-            puts: 0,
-            key_delta: 0,
-            byte_delta: 0,
+            writes: WriteSet::default(),
             serial,
         });
         if isolation == Isolation::Serializable {

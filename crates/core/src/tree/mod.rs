@@ -75,6 +75,14 @@ pub struct AllocError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotId(u32);
 
+#[cfg(test)]
+impl SlotId {
+    /// An id for tests of code that only stores ids.
+    pub(crate) const fn from_raw(n: u32) -> SlotId {
+        SlotId(n)
+    }
+}
+
 /// The index of an index node in its kind's pool (leaves and inner nodes are numbered apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NodeIx(u32);
