@@ -3,11 +3,11 @@
     Runs ktmrm-test suites against the installed driver (\\.\KtmRm) and keeps their output.
 
 .DESCRIPTION
-    For each suite runs `ktmrm-test <suite> [--threads N --seconds S] --json`, writes the JSON
-    report to <ResultsDir>\<suite>.json and a console transcript to <ResultsDir>\<suite>.log, and
-    exits non-zero if any suite failed. The device must be installed and started
-    (scripts\install-driver.ps1 -Start); opening it needs an elevated prompt (the device's SDDL
-    admits only SYSTEM and Administrators).
+    For each suite runs `ktmrm-test <suite> [--threads N --seconds S --isolation L] --json`,
+    writes the JSON report to <ResultsDir>\<suite>.json and a console transcript to
+    <ResultsDir>\<suite>.log, and exits non-zero if any suite failed. The device must be
+    installed and started (scripts\install-driver.ps1 -Start); opening it needs an elevated
+    prompt (the device's SDDL admits only SYSTEM and Administrators).
 
     ktmrm-test.exe is taken from -Harness, else target\release\ktmrm-test.exe, else built with
     `cargo build --release --locked -p usermode-test`.
@@ -15,10 +15,17 @@
 .PARAMETER Suites
     Comma-separated or array: scenarios, bad-input, stress, bench.
 
+.PARAMETER StressIsolation
+    The stress transfers' isolation level: read-committed (the default; the transfers re-read
+    the balances under their write locks) or serializable (the driver validates the reads and
+    the transfers retry its aborts).
+
 .EXAMPLE
     .\scripts\run-harness.ps1 -Suites scenarios,bad-input
 .EXAMPLE
     .\scripts\run-harness.ps1 -Suites stress -StressThreads 8 -StressSeconds 300
+.EXAMPLE
+    .\scripts\run-harness.ps1 -Suites stress -StressIsolation serializable
 #>
 [CmdletBinding()]
 param(
@@ -26,7 +33,9 @@ param(
     [string]$Harness,
     [string]$ResultsDir,
     [int]$StressThreads = 8,
-    [int]$StressSeconds = 30
+    [int]$StressSeconds = 30,
+    [ValidateSet('read-committed', 'serializable')]
+    [string]$StressIsolation = 'read-committed'
 )
 
 Set-StrictMode -Version Latest
@@ -57,7 +66,9 @@ $Harness = (Resolve-Path -LiteralPath $Harness).Path
 $failed = @()
 foreach ($suite in $list) {
     $suiteArgs = @($suite)
-    if ($suite -eq 'stress') { $suiteArgs += @('--threads', "$StressThreads", '--seconds', "$StressSeconds") }
+    if ($suite -eq 'stress') {
+        $suiteArgs += @('--threads', "$StressThreads", '--seconds', "$StressSeconds", '--isolation', $StressIsolation)
+    }
     $suiteArgs += '--json'
     $json = Join-Path $ResultsDir "$suite.json"
     $log = Join-Path $ResultsDir "$suite.log"
