@@ -121,10 +121,13 @@ pub enum Fallback {
 ///   transaction back and sends ROLLBACK, which needs no file I/O. Nothing was visible yet.
 /// - SINGLE_PHASE_COMMIT: `TmSinglePhaseReject`; KTM runs the two phases instead, each of which
 ///   gets this decision again.
-/// - COMMIT: it cannot be refused after the yes vote (docs/ktm.md §3, Obligations), so it is
-///   withheld with `STATUS_PENDING`, as the engine withholds a COMMIT whose record cannot be
-///   forced: KTM keeps the transaction and redelivers COMMIT after a restart (docs/ktm.md §8),
-///   when recovery applies it from the forced Prepare record.
+/// - COMMIT: it cannot be refused after the yes vote (docs/ktm.md §3, Obligations). It does not
+///   get here when its enlistment holds the spare work item each durable enlistment is given
+///   (`kmode::worker`); without one (an enlistment KTM rebuilt at recovery when none could be
+///   had, or unload's rundown wait begun) it is withheld with `STATUS_PENDING`, as the engine
+///   withholds a COMMIT whose record cannot be forced: KTM keeps the transaction and
+///   redelivers COMMIT after a restart (docs/ktm.md §8), when recovery applies it from the
+///   forced Prepare record.
 #[must_use]
 pub const fn without_worker(n: Notification, thread: &Thread) -> Fallback {
     if !thread.all_apcs_disabled {

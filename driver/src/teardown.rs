@@ -94,7 +94,7 @@ pub enum Step {
     WaitForRundown,
     /// Drop the context (engine, state, lock) and free its memory.
     FreeContext,
-    /// `ObDereferenceObject` on the RM object.
+    /// `ObDereferenceObjectDeferDelete` on the RM object (the page asks for it for KTM objects).
     DereferenceRm,
     /// `ZwClose` on the TM handle.
     CloseTm,

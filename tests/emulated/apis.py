@@ -597,10 +597,16 @@ def io_allocate_work_item(k, dev):
         # The page: "If the caller will later pass the work item to IoQueueWorkItem, DeviceObject
         # must point to a device object."
         k.violation("IoAllocateWorkItem(%#x): not a device object of this driver" % dev)
+    if k.work_items_left is not None:
+        if k.work_items_left == 0:
+            k.fail_work_items = max(k.fail_work_items, 1)
+        else:
+            k.work_items_left -= 1
     if k.fail_work_items:
         k.fail_work_items -= 1
         k.injected_failures += 1
         return 0
+    k.work_stats["allocated"] += 1
     item = k.kalloc(0x40)
     k.work_items[item] = {"device": dev, "queued": False}
     return item
@@ -633,7 +639,7 @@ def io_free_work_item(k, item):
     del k.work_items[item]
 
 
-@routine("KeAreAllApcsDisabled", 0, 15)
+@routine("KeAreAllApcsDisabled", 0, DISPATCH_LEVEL)
 def ke_are_all_apcs_disabled(k):
     return int(k.thread["apcs_disabled"] or k.irql >= APC_LEVEL)
 

@@ -775,8 +775,8 @@ def no_work_item_without_apcs(k, app, run):
 
 @case("durable-no-work-item-short-stack", params={"Durable": 1}, diff=False)
 def no_work_item_short_stack(k, app, run):
-    """No work item, and only the stack is short (APCs enabled): the callback does the I/O
-    itself, as the driver always did."""
+    """No work item, and only the stack is short (APCs enabled): the callback does PREPARE's
+    I/O itself, as the driver always did; COMMIT goes to a worker on its enlistment's spare."""
     app.open()
     k.ktm.callback_thread["short_stack"] = True
     app.begin("T1")
@@ -787,9 +787,59 @@ def no_work_item_short_stack(k, app, run):
     expect(k.injected_failures > 0, "no IoAllocateWorkItem failed")
     k.fail_work_items = 0
     during = k.fs.flushed_in[flushes:]
-    expect(during and not any(on_worker(w) for w in during),
-           "flushes ran in %r: expected the callback itself" % during)
+    expect(during and not on_worker(during[0]),
+           "flushes ran in %r: expected PREPARE's in the callback itself" % during)
+    expect(on_worker(during[-1]), "flushes ran in %r: expected COMMIT's on a worker" % during)
     expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
+    app.close_tx("T1")
+    app.close()
+
+
+@case("durable-commit-uses-its-spare-work-item", params={"Durable": 1}, diff=False)
+def commit_uses_spare(k, app, run):
+    """A COMMIT cannot be refused: with all APCs disabled and not one more work item to be had
+    after PREPARE's, COMMIT still finishes on a worker, on the work item its enlistment was
+    given when it was made (before, it was withheld until a restart)."""
+    app.open()
+    k.ktm.callback_thread["apcs_disabled"] = True
+    app.begin("T1")
+    allocated = k.work_stats["allocated"]
+    expect_eq(app.put("T1", b"k", b"v"), OK, "PUT")
+    expect_eq(k.work_stats["allocated"] - allocated, 1, "work items given to the enlistment")
+    tx = k.ktm.transactions[-1]
+    k.work_items_left = 1  # PREPARE's; none after it
+    expect_eq(app.commit("T1"), OK, "commit")
+    k.work_items_left = None
+    expect_eq(notifications(k, tx.id), TWO_PHASE, "the answers, given by the workers")
+    expect_eq(k.work_stats["allocated"] - allocated, 2, "work items allocated (spare, PREPARE)")
+    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
+    app.close_tx("T1")
+    app.close()
+    run.finish(k)
+    k2 = run.boot(params={"Durable": 1}, files=k.fs)
+    app2 = App(k2)
+    app2.open()
+    expect_eq(app2.get(None, b"k"), (OK, b"v"), "after a restart")
+    app2.close()
+
+
+@case("durable-enlist-without-a-work-item", params={"Durable": 1}, diff=False)
+def enlist_without_work_item(k, app, run):
+    """No work item for a new enlistment's COMMIT: the request that enlists fails with
+    STATUS_INSUFFICIENT_RESOURCES and leaves nothing (no enlistment, no write); the next one
+    enlists and commits."""
+    app.open()
+    app.begin("T1")
+    k.fail_work_items = 1
+    expect_eq(name_of(app.put("T1", b"k", b"v")), name_of(wdm.STATUS_INSUFFICIENT_RESOURCES),
+              "PUT without a work item")
+    expect_eq(k.injected_failures, 1, "IoAllocateWorkItem failures")
+    tx = k.ktm.transactions[-1]
+    expect_eq(len(tx.enlistments), 0, "enlistments left")
+    expect_eq(app.get("T1", b"k")[0], NOT_FOUND, "the failed PUT left no write")
+    expect_eq(app.put("T1", b"k", b"w"), OK, "PUT once a work item can be had")
+    expect_eq(app.commit("T1"), OK, "commit")
+    expect_eq(app.get(None, b"k"), (OK, b"w"), "committed")
     app.close_tx("T1")
     app.close()
 

@@ -122,8 +122,9 @@ class Kernel:
         self.waits = []  # the driver's waits inside which KTM runs callbacks (innermost last)
         self.work_items = {}  # IO_WORKITEM address -> {"device", "queued"}
         self.work_queue = collections.deque()  # (item, routine, context) for a system worker
-        self.work_stats = {"queued": 0, "run": 0}
+        self.work_stats = {"allocated": 0, "queued": 0, "run": 0}
         self.fail_work_items = 0  # fail the next N IoAllocateWorkItem calls
+        self.work_items_left = None  # when a number: that many more succeed, then all fail
         # Keep queued work items waiting (every system worker busy) until the driver waits for
         # them (the rundown wait at unload).
         self.hold_work = False

@@ -9,7 +9,7 @@ use crate::ops::Write;
 use crate::port::{EnlistmentKey, KtmPort, Notification, TxId, notify_bits};
 use crate::state::State;
 use crate::state::durability::DurabilityStats;
-use crate::state::txns::Phase;
+use crate::state::txns::{Phase, Txn};
 use crate::tree::{LeafHint, Warm};
 use crate::twopc::Reaction;
 use crate::wal::{LogPort, Lsn};
@@ -229,6 +229,19 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// Runs `f` on the state under the lock (inspection by hosts and tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&State<P::Enlistment>) -> R) -> R {
         self.lock.with(|s| f(s))
+    }
+
+    /// Runs `f` on the enlistment the engine holds for `key`, under the lock: where a host keeps
+    /// data of its own per enlistment (the driver keeps there the work item a COMMIT may need).
+    /// `None` when there is none: no such transaction, still enlisting, or rebuilt from the log
+    /// without one. `f` must not call into KTM or wait (the lock is held).
+    pub fn with_enlistment<R>(
+        &self,
+        key: EnlistmentKey,
+        f: impl FnOnce(&mut P::Enlistment) -> R,
+    ) -> Option<R> {
+        self.lock
+            .with(|s| s.txn_mut(key).and_then(Txn::enlistment_mut).map(f))
     }
 
     /// Runs `f` under the state lock, for the engine's other modules (`unload`).

@@ -311,7 +311,8 @@ impl<J: LogPort> Harness<J> {
         Stats::decode(&out).unwrap()
     }
 
-    fn key(&self, tx: u64) -> Option<EnlistmentKey> {
+    /// The key `tx` was enlisted with, if it was.
+    pub fn key(&self, tx: u64) -> Option<EnlistmentKey> {
         let id = self.port.handles.borrow()[&tx].0;
         self.port.enlisted.borrow().get(&id).copied()
     }

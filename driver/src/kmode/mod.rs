@@ -49,6 +49,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr::null_mut;
+use core::sync::atomic::AtomicBool;
 use file::{EventLock, KernelFile, MaybeLog};
 use handle::{HandleFile, OpenContext};
 use ktmrm_core::wal::{FileLog, FileLogState};
@@ -92,6 +93,8 @@ struct Driver {
     device: PDEVICE_OBJECT,
     /// Durable mode (the engine has a log).
     durable: bool,
+    /// A checkpoint is queued or running on a worker (`kmode::worker`): no second one is queued.
+    checkpoint_queued: AtomicBool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -586,11 +589,14 @@ fn start(
             rm: objects.rm,
             rm_object: objects.rm_object,
             tx_type,
+            device: objects.device,
+            durable: config.durable,
         },
         tm: objects.tm,
         rm: objects.rm,
         device: objects.device,
         durable: config.durable,
+        checkpoint_queued: AtomicBool::new(false),
     })?;
     objects.context = Box::into_raw(context);
     built.context = true;

@@ -3,6 +3,7 @@
 //! from IOCTL dispatch and from the KTM callback, never under its lock).
 
 use super::sys::{handle_from_bits, object_attributes};
+use super::worker::Spare;
 use crate::ktm::{self, Routines, access, obj};
 use crate::trace::Level;
 use core::cell::UnsafeCell;
@@ -18,9 +19,9 @@ use wdk_sys::ntddk::{
 };
 use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, _TRANSACTION_INFORMATION_CLASS, GUID, HANDLE, KEVENT,
-    KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PKENLISTMENT, PKRESOURCEMANAGER, PKTRANSACTION,
-    PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING, PVOID, TRANSACTION_BASIC_INFORMATION, ULONG,
-    UNICODE_STRING,
+    KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PDEVICE_OBJECT, PKENLISTMENT, PKRESOURCEMANAGER,
+    PKTRANSACTION, PLARGE_INTEGER, POBJECT_TYPE, PUNICODE_STRING, PVOID,
+    TRANSACTION_BASIC_INFORMATION, ULONG, UNICODE_STRING,
 };
 
 /// Who sent an IOCTL.
@@ -116,22 +117,40 @@ impl Drop for TxObject {
     }
 }
 
-/// An enlistment handle (kernel handle, from `ZwCreateEnlistment`), owned by the engine until
-/// `close_enlistment`. Dropping it closes it too, which happens only at unload for enlistments
-/// the engine still holds (after the RM is closed and all callbacks have drained).
-pub struct EnlistmentHandle(HANDLE);
+/// What the engine keeps per enlistment: the enlistment's kernel handle (from
+/// `ZwCreateEnlistment`; null for one KTM rebuilt at recovery, which the driver holds no handle
+/// to) and, in durable mode, the work item its COMMIT may need (`kmode::worker::Spare`). Owned by
+/// the engine until `close_enlistment`. Dropping it closes the handle and frees the spare, which
+/// happens only at unload for enlistments the engine still holds (after the RM is closed and
+/// all callbacks have drained, before the device is deleted).
+pub struct EnlistmentHandle {
+    handle: HANDLE,
+    spare: Option<Spare>,
+}
 
-// SAFETY: a kernel handle (OBJ_KERNEL_HANDLE) is valid in every process and thread context, so the
-// value may move to and be closed on any thread; the engine's lock guards the container.
+// SAFETY: a kernel handle (OBJ_KERNEL_HANDLE) is valid in every process and thread context, and
+// a spare work item and its unused block may be queued or freed on any thread at IRQL <=
+// DISPATCH_LEVEL, so the value may move to and be dropped on any thread; the engine's lock
+// guards the container.
 unsafe impl Send for EnlistmentHandle {}
+
+impl EnlistmentHandle {
+    /// The work item set aside for this enlistment's COMMIT, if it still has one.
+    pub fn take_spare(&mut self) -> Option<Spare> {
+        self.spare.take()
+    }
+}
 
 impl Drop for EnlistmentHandle {
     fn drop(&mut self) {
+        if self.handle.is_null() {
+            return; // rebuilt at recovery: no handle of ours; the spare frees itself
+        }
         // ZwClose(HANDLE Handle): PASSIVE_LEVEL. Closes the driver's kernel handle; with the
         // enlistment's last handle gone, KTM rolls back the transaction if it has not ended
         // (docs/ktm.md §3) — at this point the engine has already answered its last notification.
         // SAFETY: the handle came from ZwCreateEnlistment and is closed exactly once, here.
-        let st = NtStatus(unsafe { ZwClose(self.0) });
+        let st = NtStatus(unsafe { ZwClose(self.handle) });
         if !st.is_success() {
             trace!(Level::Error, "ZwClose(enlistment) failed: {}", st);
         }
@@ -232,25 +251,50 @@ pub struct KernelPort {
     pub rm_object: PKRESOURCEMANAGER,
     /// `*TmTransactionObjectType`, resolved with `MmGetSystemRoutineAddress` in DriverEntry.
     pub tx_type: POBJECT_TYPE,
+    /// The control device, on which spare work items are allocated; deleted after the context.
+    pub device: PDEVICE_OBJECT,
+    /// Durable mode: every enlistment gets a spare work item for its COMMIT.
+    pub durable: bool,
+}
+
+impl KernelPort {
+    /// A spare work item for a new enlistment's COMMIT in durable mode (`None` when volatile:
+    /// a volatile engine does no I/O in the callback, so never defers).
+    fn spare(&self) -> Result<Option<Spare>, NtStatus> {
+        if self.durable {
+            Spare::new(self.device).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 impl KtmPort for KernelPort {
     /// `TmRecoverEnlistment(PKENLISTMENT Enlistment, PVOID EnlistmentKey)`: PASSIVE_LEVEL; the
     /// durable RM's answer to RECOVER, naming the key of the enlistment's later notifications
     /// (docs/ktm.md §2). KTM made the enlistment object during its recovery and hands it to every
-    /// later callback, so the driver opens no handle to it: `None`, nothing to close.
+    /// later callback, so the driver opens no handle to it: what the engine keeps holds only the
+    /// spare work item for its COMMIT (`None` if none could be had: that COMMIT then falls back
+    /// as `crate::callback::without_worker` says).
     fn recover_enlistment(
         &self,
         target: &KernelTarget,
         key: EnlistmentKey,
     ) -> Result<Option<EnlistmentHandle>, NtStatus> {
         let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let spare = self.spare().ok().flatten();
         // SAFETY: the enlistment pointer is the callback's, valid for its duration; the key is
         // an opaque number KTM stores and hands back, never dereferenced.
         let st = NtStatus(unsafe {
             TmRecoverEnlistment(target.0, core::ptr::without_provenance_mut(context))
         });
-        if st.is_success() { Ok(None) } else { Err(st) }
+        if !st.is_success() {
+            return Err(st);
+        }
+        Ok(spare.map(|spare| EnlistmentHandle {
+            handle: null_mut(),
+            spare: Some(spare),
+        }))
     }
 
     type Caller = KernelCaller;
@@ -309,6 +353,9 @@ impl KtmPort for KernelPort {
         mask: u32,
     ) -> Result<EnlistmentHandle, NtStatus> {
         let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
+        // Before enlisting: a transaction that cannot have one is refused here, with nothing
+        // to undo (STATUS_INSUFFICIENT_RESOURCES to the caller).
+        let spare = self.spare()?;
         // ZwCreateEnlistment takes a transaction handle: a kernel one, for this call only.
         let tx_handle = tx.kernel_handle(access::TRANSACTION_ENLIST, self.tx_type)?;
         let mut oa = object_attributes(null_mut(), obj::KERNEL_HANDLE, null_mut());
@@ -341,7 +388,7 @@ impl KtmPort for KernelPort {
         drop(tx_handle);
         if st.is_success() {
             trace!(Level::Info, "enlisted key {}", key.0);
-            Ok(EnlistmentHandle(handle))
+            Ok(EnlistmentHandle { handle, spare })
         } else {
             if st == NtStatus::TRANSACTION_REQUIRED_PROMOTION {
                 trace!(
@@ -356,7 +403,7 @@ impl KtmPort for KernelPort {
     }
 
     fn close_enlistment(&self, enlistment: EnlistmentHandle) {
-        // ZwClose, in EnlistmentHandle's Drop.
+        // ZwClose and the spare's IoFreeWorkItem, in EnlistmentHandle's Drop.
         drop(enlistment);
         // A transaction ended: wake an unload waiting for the last one (kmode::on_unload).
         enlistment_closed().signal();
@@ -398,9 +445,13 @@ impl KtmPort for KernelPort {
         //   Legal until the enlistment's PrepareComplete; KTM then sends ROLLBACK to every
         //   enlistment, this one included, possibly before the call returns. Fails with
         //   STATUS_TRANSACTION_REQUEST_NOT_VALID once the transaction is past that point.
+        if enlistment.handle.is_null() {
+            // Rebuilt at recovery, so prepared: never asked (only unprepared ones are).
+            return NtStatus::INVALID_HANDLE;
+        }
         // SAFETY: the engine holds the handle (taken out of its transaction for the call, so
         // nobody closes it meanwhile).
-        NtStatus(unsafe { ZwRollbackEnlistment(enlistment.0, null_mut()) })
+        NtStatus(unsafe { ZwRollbackEnlistment(enlistment.handle, null_mut()) })
     }
 
     fn answer(&self, target: &KernelTarget, answer: Answer) -> NtStatus {

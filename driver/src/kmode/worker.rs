@@ -5,12 +5,20 @@
 //! rundown wait outlasts it and the context it uses), a reference on the enlistment object it
 //! answers (the callback's `PKENLISTMENT` is only promised for the callback), and its
 //! `IO_WORKITEM`. The image itself stays mapped while the routine runs because the work item
-//! was queued with `IoQueueWorkItem` on the driver's device: unlike `ExQueueWorkItem`, whose
-//! page warns that the driver can be unloaded while its work item is queued, the I/O manager
-//! keeps the device object (and so the driver) referenced until the routine returns
-//! (learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exqueueworkitem, Remarks;
-//! "System Worker Threads"). The routine runs at PASSIVE_LEVEL in a system thread
+//! was queued with `IoQueueWorkItem` on the driver's device: the I/O manager keeps the device
+//! object (and so the driver) referenced until the routine returns, which is why drivers use
+//! it rather than `ExQueueWorkItem` (learn.microsoft.com/windows-hardware/drivers/ddi/wdm/
+//! ns-wdm-_work_queue_item, Remarks). The routine runs at PASSIVE_LEVEL in a system thread
 //! (nc-wdm-io_workitem_routine), with APCs enabled and a stack of its own.
+//!
+//! A COMMIT must never lack a work item: after the yes vote it cannot be refused, and when the
+//! callback's thread is unfit for the log's I/O the only other answer is to withhold it until a
+//! restart. So in durable mode each enlistment gets a [`Spare`] when it is made (failing that,
+//! the request that enlists fails with `STATUS_INSUFFICIENT_RESOURCES`), kept with the
+//! enlistment by the engine and used by its COMMIT.
+//!
+//! At most one checkpoint is queued or running at a time (`Driver::checkpoint_queued`): every
+//! commit past the threshold asks for one until it resets the count.
 
 use super::port::KernelTarget;
 use super::{Driver, RundownGuard};
@@ -18,6 +26,9 @@ use crate::callback;
 use crate::mem::try_box;
 use crate::trace::Level;
 use alloc::boxed::Box;
+use core::mem::MaybeUninit;
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
 use ktmrm_core::{EnlistmentKey, Notification};
 use ktmrm_proto::NtStatus;
 use wdk_sys::ntddk::{
@@ -28,7 +39,8 @@ use wdk_sys::{_WORK_QUEUE_TYPE, PDEVICE_OBJECT, PIO_WORKITEM, PKENLISTMENT, PVOI
 
 /// The callback's thread, as `crate::callback` needs it.
 pub fn thread(durable: bool) -> callback::Thread {
-    // KeAreAllApcsDisabled() -> BOOLEAN: any IRQL. TRUE inside a guarded region or at IRQL >=
+    // KeAreAllApcsDisabled() -> BOOLEAN: IRQL <= DISPATCH_LEVEL (the callback runs at PASSIVE_LEVEL).
+    // TRUE inside a guarded region or at IRQL >=
     // APC_LEVEL (a critical region, which the callback is in, leaves special kernel APCs on).
     // SAFETY: no arguments or preconditions.
     let all_apcs_disabled = unsafe { KeAreAllApcsDisabled() } != 0;
@@ -66,7 +78,7 @@ enum Work {
 }
 
 /// A queued job: freed by its worker.
-struct Job {
+pub struct Job {
     driver: *const Driver,
     item: PIO_WORKITEM,
     work: Work,
@@ -74,17 +86,73 @@ struct Job {
     rundown: RundownGuard,
 }
 
+/// A work item and the block for its job, allocated ahead of need; freed (work item and block)
+/// if it is never queued.
+pub struct Spare {
+    /// Null once taken.
+    item: PIO_WORKITEM,
+    block: Option<Box<MaybeUninit<Job>>>,
+}
+
+impl Spare {
+    /// Allocates both parts on `device` (the control device).
+    pub fn new(device: PDEVICE_OBJECT) -> Result<Spare, NtStatus> {
+        let block = try_box(MaybeUninit::<Job>::uninit())?;
+        // IoAllocateWorkItem(PDEVICE_OBJECT DeviceObject) -> PIO_WORKITEM: IRQL <=
+        // DISPATCH_LEVEL; NULL without resources. "If the caller will later pass the work item
+        // to IoQueueWorkItem, DeviceObject must point to a device object": the control device,
+        // which exists before the callback is enabled and is deleted after every spare is
+        // freed (with the context) and after the rundown wait. Freed with IoFreeWorkItem.
+        // SAFETY: `device` is the driver's device object, alive while the driver runs.
+        let item = unsafe { IoAllocateWorkItem(device) };
+        if item.is_null() {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        Ok(Spare {
+            item,
+            block: Some(block),
+        })
+    }
+
+    /// Its parts, for queueing; its Drop then frees nothing.
+    fn take(mut self) -> Option<(PIO_WORKITEM, Box<MaybeUninit<Job>>)> {
+        let block = self.block.take()?;
+        let item = core::mem::replace(&mut self.item, null_mut());
+        Some((item, block))
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        if !self.item.is_null() {
+            // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL; never queued.
+            // SAFETY: `item` came from IoAllocateWorkItem in `new` and was not taken.
+            unsafe { IoFreeWorkItem(self.item) };
+        }
+    }
+}
+
 /// Hands `notification` for `key` to a worker, which answers it on `enlistment`; the callback
-/// then returns STATUS_PENDING. `Err` when no work item could be had (`crate::callback`'s
-/// fallback applies): unload has begun, or pool ran out.
+/// then returns STATUS_PENDING. A COMMIT uses the spare its enlistment holds, so it does not
+/// depend on pool; other notifications allocate. `Err` when no work item could be had
+/// (`crate::callback`'s fallback applies): unload has begun, or pool ran out.
 pub fn defer(
     driver: &Driver,
     key: EnlistmentKey,
     notification: Notification,
     enlistment: PKENLISTMENT,
 ) -> Result<(), NtStatus> {
+    let spare = if notification == Notification::Commit {
+        driver
+            .engine
+            .with_enlistment(key, |e| e.take_spare())
+            .flatten()
+    } else {
+        None
+    };
     queue(
         driver,
+        spare,
         Work::Notify {
             key,
             notification,
@@ -93,44 +161,45 @@ pub fn defer(
     )
 }
 
-/// Queues a checkpoint. Failing to (no pool, or unload has begun) loses nothing: the next
-/// commit past the threshold asks again, and unload writes one.
+/// Queues a checkpoint unless one is queued or running already. Failing to (no pool, or unload
+/// has begun) loses nothing: the next commit past the threshold asks again, and unload writes
+/// one.
 pub fn queue_checkpoint(driver: &Driver) {
-    if let Err(st) = queue(driver, Work::Checkpoint) {
+    if driver
+        .checkpoint_queued
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    if let Err(st) = queue(driver, None, Work::Checkpoint) {
+        driver.checkpoint_queued.store(false, Ordering::Release);
         trace!(Level::Warn, "checkpoint not queued: {}", st);
     }
 }
 
-fn queue(driver: &Driver, work: Work) -> Result<(), NtStatus> {
+/// Queues `work` on `spare`, or on a work item allocated now.
+fn queue(driver: &Driver, spare: Option<Spare>, work: Work) -> Result<(), NtStatus> {
     // One more hold on the rundown for the worker; FALSE once unload's wait has begun.
     let rundown = RundownGuard::enter().ok_or(NtStatus::DEVICE_NOT_READY)?;
-    // IoAllocateWorkItem(PDEVICE_OBJECT DeviceObject) -> PIO_WORKITEM: IRQL <= DISPATCH_LEVEL;
-    // NULL without resources. "If the caller will later pass the work item to IoQueueWorkItem,
-    // DeviceObject must point to a device object": the control device, which exists before
-    // the callback is enabled and is deleted after the rundown wait. Freed with IoFreeWorkItem.
-    // SAFETY: `driver.device` is the driver's device object, alive while rundown is held.
-    let item = unsafe { IoAllocateWorkItem(driver.device) };
-    if item.is_null() {
-        return Err(NtStatus::INSUFFICIENT_RESOURCES);
-    }
+    let spare = match spare {
+        Some(spare) => spare,
+        None => Spare::new(driver.device)?,
+    };
+    let (item, block) = spare.take().ok_or(NtStatus::UNSUCCESSFUL)?;
     let enlistment = match &work {
         Work::Notify { enlistment, .. } => *enlistment,
-        Work::Checkpoint => core::ptr::null_mut(),
+        Work::Checkpoint => null_mut(),
     };
-    let job = match try_box(Job {
-        driver,
-        item,
-        work,
-        rundown,
-    }) {
-        Ok(job) => job,
-        Err(st) => {
-            // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL; not queued.
-            // SAFETY: `item` came from IoAllocateWorkItem above and was never queued.
-            unsafe { IoFreeWorkItem(item) };
-            return Err(st);
-        }
-    };
+    let job = Box::write(
+        block,
+        Job {
+            driver,
+            item,
+            work,
+            rundown,
+        },
+    );
     if !enlistment.is_null() {
         // ObReferenceObject(PVOID Object) (the wdm.h macro for ObfReferenceObject) -> LONG_PTR:
         // IRQL <= DISPATCH_LEVEL. Keeps the enlistment object for the worker's Tm* answer;
@@ -191,11 +260,20 @@ unsafe extern "C" fn run(_device: PDEVICE_OBJECT, context: PVOID) {
             // SAFETY: the reference `queue` took, released once.
             unsafe { ObDereferenceObjectDeferDelete(enlistment.cast()) };
             let logged = driver.engine.durability().bytes_since_checkpoint;
-            if callback::checkpoint_due(notification, logged) {
+            if callback::checkpoint_due(notification, logged)
+                && driver
+                    .checkpoint_queued
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
                 checkpoint(driver);
+                driver.checkpoint_queued.store(false, Ordering::Release);
             }
         }
-        Work::Checkpoint => checkpoint(driver),
+        Work::Checkpoint => {
+            checkpoint(driver);
+            driver.checkpoint_queued.store(false, Ordering::Release);
+        }
     }
     // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL. "IoFreeWorkItem can be
     // called from within the WorkItem ... routine": the system dequeues the item before it runs

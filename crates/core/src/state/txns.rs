@@ -152,6 +152,10 @@ impl<E> Txn<E> {
         self.enlistment.is_some()
     }
 
+    pub(crate) fn enlistment_mut(&mut self) -> Option<&mut E> {
+        self.enlistment.as_mut()
+    }
+
     pub(crate) fn take_enlistment(&mut self) -> Option<E> {
         self.enlistment.take()
     }

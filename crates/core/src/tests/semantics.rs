@@ -452,3 +452,34 @@ fn shutdown_refuses_requests() {
         S::DEVICE_NOT_READY
     );
 }
+
+#[test]
+fn a_host_reaches_its_enlistment_until_the_transaction_ends() {
+    let h = Harness::new();
+    let t = h.port.new_tx();
+    assert_eq!(h.put(t, "k", "v"), S::SUCCESS);
+    let key = h.key(t).unwrap();
+    let before = h.engine.with_enlistment(key, |e| {
+        let was = *e;
+        *e += 100;
+        was
+    });
+    let Some(was) = before else {
+        panic!("an enlisted transaction's enlistment is reachable");
+    };
+    assert_eq!(h.engine.with_enlistment(key, |e| *e), Some(was + 100));
+    let mut other = key;
+    other.0 ^= 1 << 40;
+    assert_eq!(
+        h.engine.with_enlistment(other, |e| *e),
+        None,
+        "a key of another generation names nothing"
+    );
+    assert_eq!(h.commit(t), Answer::PrepareComplete);
+    assert_eq!(
+        *h.port.closed.borrow(),
+        [was + 100],
+        "the enlistment closed is the one the host changed"
+    );
+    assert_eq!(h.engine.with_enlistment(key, |e| *e), None, "ended");
+}
