@@ -687,6 +687,20 @@ def on_worker(where):
     return where is not None and where.startswith("WorkItem")
 
 
+def committed_and_kept(k, app, run):
+    """T1 committed k = v: it reads so, and so it does after the driver unloads and boots again
+    over the same files."""
+    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
+    app.close_tx("T1")
+    app.close()
+    run.finish(k)
+    k2 = run.boot(params={"Durable": 1}, files=k.fs)
+    app2 = App(k2)
+    app2.open()
+    expect_eq(app2.get(None, b"k"), (OK, b"v"), "the deferred commit after a restart")
+    app2.close()
+
+
 def commit_with_callback_thread(k, app, run, thread):
     """A durable commit whose KTM callbacks arrive on `thread` (a thread unfit for file I/O):
     PREPARE and COMMIT are answered from work items, every log flush of the commit runs on a
@@ -704,15 +718,7 @@ def commit_with_callback_thread(k, app, run, thread):
     during = k.fs.flushed_in[flushes:]
     expect(during and all(on_worker(w) for w in during),
            "the commit's log flushes ran in %r, not all on a worker" % during)
-    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
-    app.close_tx("T1")
-    app.close()
-    run.finish(k)
-    k2 = run.boot(params={"Durable": 1}, files=k.fs)
-    app2 = App(k2)
-    app2.open()
-    expect_eq(app2.get(None, b"k"), (OK, b"v"), "the deferred commit after a restart")
-    app2.close()
+    committed_and_kept(k, app, run)
 
 
 @case("durable-callback-without-apcs-defers", params={"Durable": 1, "TraceLevel": 3},
@@ -812,15 +818,7 @@ def commit_uses_spare(k, app, run):
     k.work_items_left = None
     expect_eq(notifications(k, tx.id), TWO_PHASE, "the answers, given by the workers")
     expect_eq(k.work_stats["allocated"] - allocated, 2, "work items allocated (spare, PREPARE)")
-    expect_eq(app.get(None, b"k"), (OK, b"v"), "committed")
-    app.close_tx("T1")
-    app.close()
-    run.finish(k)
-    k2 = run.boot(params={"Durable": 1}, files=k.fs)
-    app2 = App(k2)
-    app2.open()
-    expect_eq(app2.get(None, b"k"), (OK, b"v"), "after a restart")
-    app2.close()
+    committed_and_kept(k, app, run)
 
 
 @case("durable-enlist-without-a-work-item", params={"Durable": 1}, diff=False)
