@@ -23,6 +23,7 @@
 //! nothing; only a force does), so they stay in the callback.
 
 use crate::durable::CHECKPOINT_EVERY_BYTES;
+use core::sync::atomic::{AtomicBool, Ordering};
 use ktmrm_core::{Answer, Notification};
 
 /// Below this much remaining kernel stack the callback leaves log I/O to a worker. A forced
@@ -157,9 +158,65 @@ pub const fn checkpoint_due(n: Notification, bytes_since_checkpoint: u64) -> boo
     }
 }
 
+/// At most one checkpoint queued or running: every commit past the threshold asks for one
+/// until a checkpoint resets the count, and a second one queued behind the first would only
+/// encode, force and rewrite the whole state again. Whoever [`CheckpointSlot::claim`]s it queues
+/// (or runs) the checkpoint and releases it once done or once queueing failed.
+pub struct CheckpointSlot(AtomicBool);
+
+impl CheckpointSlot {
+    /// Free.
+    #[must_use]
+    pub const fn new() -> Self {
+        CheckpointSlot(AtomicBool::new(false))
+    }
+
+    /// True for exactly one caller until [`CheckpointSlot::release`].
+    pub fn claim(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Frees it: the checkpoint ran, or could not be queued.
+    pub fn release(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Default for CheckpointSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_checkpoint_at_a_time() {
+        let slot = CheckpointSlot::new();
+        assert!(slot.claim());
+        assert!(!slot.claim(), "claimed twice");
+        slot.release();
+        assert!(slot.claim(), "free again after release");
+        slot.release();
+        for _ in 0..50 {
+            let winners = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        if slot.claim() {
+                            winners.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            assert_eq!(winners.load(Ordering::Relaxed), 1, "racing claims");
+            slot.release();
+        }
+    }
 
     const ALL: [Notification; 10] = [
         Notification::PrePrepare,

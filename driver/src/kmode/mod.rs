@@ -36,7 +36,7 @@ mod worker;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: pool::PoolAllocator = pool::PoolAllocator;
 
-use crate::callback::{self, Fallback, Route};
+use crate::callback::{self, CheckpointSlot, Fallback, Route};
 use crate::durable::{self, Config};
 use crate::irp::{self, Ioctl};
 use crate::ktm::{self, access, obj};
@@ -49,7 +49,6 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr::null_mut;
-use core::sync::atomic::AtomicBool;
 use file::{EventLock, KernelFile, MaybeLog};
 use handle::{HandleFile, OpenContext};
 use ktmrm_core::wal::{FileLog, FileLogState};
@@ -93,8 +92,8 @@ struct Driver {
     device: PDEVICE_OBJECT,
     /// Durable mode (the engine has a log).
     durable: bool,
-    /// A checkpoint is queued or running on a worker (`kmode::worker`): no second one is queued.
-    checkpoint_queued: AtomicBool,
+    /// Claimed while a checkpoint is queued or running on a worker (`kmode::worker`).
+    checkpoint: CheckpointSlot,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,7 +595,7 @@ fn start(
         rm: objects.rm,
         device: objects.device,
         durable: config.durable,
-        checkpoint_queued: AtomicBool::new(false),
+        checkpoint: CheckpointSlot::new(),
     })?;
     objects.context = Box::into_raw(context);
     built.context = true;

@@ -17,7 +17,7 @@
 //! the request that enlists fails with `STATUS_INSUFFICIENT_RESOURCES`), kept with the
 //! enlistment by the engine and used by its COMMIT.
 //!
-//! At most one checkpoint is queued or running at a time (`Driver::checkpoint_queued`): every
+//! At most one checkpoint is queued or running at a time (`crate::callback::CheckpointSlot`): every
 //! commit past the threshold asks for one until it resets the count.
 
 use super::port::KernelTarget;
@@ -28,7 +28,6 @@ use crate::trace::Level;
 use alloc::boxed::Box;
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
-use core::sync::atomic::Ordering;
 use ktmrm_core::{EnlistmentKey, Notification};
 use ktmrm_proto::NtStatus;
 use wdk_sys::ntddk::{
@@ -165,15 +164,11 @@ pub fn defer(
 /// has begun) loses nothing: the next commit past the threshold asks again, and unload writes
 /// one.
 pub fn queue_checkpoint(driver: &Driver) {
-    if driver
-        .checkpoint_queued
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    if !driver.checkpoint.claim() {
         return;
     }
     if let Err(st) = queue(driver, None, Work::Checkpoint) {
-        driver.checkpoint_queued.store(false, Ordering::Release);
+        driver.checkpoint.release();
         trace!(Level::Warn, "checkpoint not queued: {}", st);
     }
 }
@@ -260,19 +255,14 @@ unsafe extern "C" fn run(_device: PDEVICE_OBJECT, context: PVOID) {
             // SAFETY: the reference `queue` took, released once.
             unsafe { ObDereferenceObjectDeferDelete(enlistment.cast()) };
             let logged = driver.engine.durability().bytes_since_checkpoint;
-            if callback::checkpoint_due(notification, logged)
-                && driver
-                    .checkpoint_queued
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
+            if callback::checkpoint_due(notification, logged) && driver.checkpoint.claim() {
                 checkpoint(driver);
-                driver.checkpoint_queued.store(false, Ordering::Release);
+                driver.checkpoint.release();
             }
         }
         Work::Checkpoint => {
             checkpoint(driver);
-            driver.checkpoint_queued.store(false, Ordering::Release);
+            driver.checkpoint.release();
         }
     }
     // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL. "IoFreeWorkItem can be
