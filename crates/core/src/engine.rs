@@ -206,13 +206,22 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
     /// presumes abort for every transaction not recovered by then (docs/ktm.md §9). A worker
     /// answering later could have a transaction KTM committed rolled back.
     pub fn recover(&self, port: &P, uow: TxId, target: &P::Target) -> NtStatus {
-        let key = match self.lock.with(|s| s.recover_key(uow)) {
+        // In place before KTM is answered (see `KtmPort::recovered_enlistment`).
+        let early = port.recovered_enlistment();
+        let (key, displaced) = match self.lock.with(|s| {
+            let key = s.recover_key(uow)?;
+            Ok((key, early.and_then(|e| s.attach(key, Some(e)))))
+        }) {
             Ok(k) => k,
             Err(st) => return st,
         };
+        if let Some(e) = displaced {
+            port.close_enlistment(e);
+        }
         match port.recover_enlistment(target, key) {
-            Ok(en) => {
-                if let Some(e) = self.lock.with(|s| s.attach(key, en)) {
+            Ok(None) => NtStatus::SUCCESS,
+            Ok(Some(en)) => {
+                if let Some(e) = self.lock.with(|s| s.attach(key, Some(en))) {
                     port.close_enlistment(e);
                 }
                 NtStatus::SUCCESS

@@ -194,6 +194,14 @@ pub trait KtmPort {
         description: &[u8],
     ) -> Result<u64, NtStatus>;
 
+    /// What the engine keeps for an enlistment KTM rebuilt at recovery, made before RECOVER is
+    /// answered: KTM may redeliver the outcome before [`KtmPort::recover_enlistment`] returns,
+    /// and the record must be in place by then (the driver keeps there the work item the COMMIT
+    /// may need). `None` (the default): nothing to keep, or it comes from `recover_enlistment`.
+    fn recovered_enlistment(&self) -> Option<Self::Enlistment> {
+        None
+    }
+
     /// Answers RECOVER (driver: `TmRecoverEnlistment(Enlistment, key)`): later notifications for
     /// this enlistment carry `key`. Returns the enlistment for the engine to own and close with
     /// [`KtmPort::close_enlistment`] after its outcome (driver: a kernel handle opened on the

@@ -44,6 +44,10 @@ pub struct ScriptedPort {
     pub recovered: RefCell<Vec<(u32, EnlistmentKey)>>,
     /// Called with each answer before it is recorded (durable tests check the log there).
     pub on_answer: RefCell<Option<OnAnswer>>,
+    /// What `recovered_enlistment` gives (once).
+    pub early_recovered: RefCell<Option<u32>>,
+    /// Called inside `recover_enlistment`, before it returns (an outcome redelivered at once).
+    pub during_recover: RefCell<Option<DuringEnlist>>,
     /// The isolation level requests naming each handle state (none: not stated).
     pub levels: RefCell<HashMap<u64, Isolation>>,
 }
@@ -104,7 +108,14 @@ impl KtmPort for ScriptedPort {
         key: EnlistmentKey,
     ) -> Result<Option<u32>, NtStatus> {
         self.recovered.borrow_mut().push((*target, key));
+        if let Some(f) = self.during_recover.borrow_mut().take() {
+            f(key);
+        }
         Ok(Some(*target))
+    }
+
+    fn recovered_enlistment(&self) -> Option<u32> {
+        self.early_recovered.borrow_mut().take()
     }
 }
 

@@ -270,31 +270,34 @@ impl KernelPort {
 }
 
 impl KtmPort for KernelPort {
+    /// KTM made a recovered enlistment's object during its recovery and hands it to every later
+    /// callback, so the driver opens no handle to it: what the engine keeps holds only the spare
+    /// work item for its COMMIT, made before RECOVER is answered (`None` if none could be had:
+    /// that COMMIT then falls back as `crate::callback::without_worker` says).
+    fn recovered_enlistment(&self) -> Option<EnlistmentHandle> {
+        let spare = self.spare().ok().flatten()?;
+        Some(EnlistmentHandle {
+            handle: null_mut(),
+            spare: Some(spare),
+        })
+    }
+
     /// `TmRecoverEnlistment(PKENLISTMENT Enlistment, PVOID EnlistmentKey)`: PASSIVE_LEVEL; the
     /// durable RM's answer to RECOVER, naming the key of the enlistment's later notifications
-    /// (docs/ktm.md §2). KTM made the enlistment object during its recovery and hands it to every
-    /// later callback, so the driver opens no handle to it: what the engine keeps holds only the
-    /// spare work item for its COMMIT (`None` if none could be had: that COMMIT then falls back
-    /// as `crate::callback::without_worker` says).
+    /// (docs/ktm.md §2); KTM may redeliver the outcome before it returns. Nothing to close:
+    /// what the engine keeps came from `recovered_enlistment`.
     fn recover_enlistment(
         &self,
         target: &KernelTarget,
         key: EnlistmentKey,
     ) -> Result<Option<EnlistmentHandle>, NtStatus> {
         let context = ktm::key_to_context(key).ok_or(NtStatus::INVALID_PARAMETER)?;
-        let spare = self.spare().ok().flatten();
         // SAFETY: the enlistment pointer is the callback's, valid for its duration; the key is
         // an opaque number KTM stores and hands back, never dereferenced.
         let st = NtStatus(unsafe {
             TmRecoverEnlistment(target.0, core::ptr::without_provenance_mut(context))
         });
-        if !st.is_success() {
-            return Err(st);
-        }
-        Ok(spare.map(|spare| EnlistmentHandle {
-            handle: null_mut(),
-            spare: Some(spare),
-        }))
+        if st.is_success() { Ok(None) } else { Err(st) }
     }
 
     type Caller = KernelCaller;

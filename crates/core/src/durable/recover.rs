@@ -119,13 +119,14 @@ impl<E> State<E> {
         Ok(key)
     }
 
-    /// Records the enlistment `TmRecoverEnlistment` gave for `key`; returns it back if the
-    /// transaction is gone (the caller closes it).
+    /// Records the enlistment kept for `key`, recovered; returns what the caller must close
+    /// outside the lock: the one it replaced, or `en` itself if the transaction is gone.
     pub(crate) fn attach(&mut self, key: EnlistmentKey, en: Option<E>) -> Option<E> {
         match self.txn_mut(key) {
             Some(t) => {
+                let old = t.take_enlistment();
                 t.set_enlisted(en);
-                None
+                old
             }
             None => en,
         }

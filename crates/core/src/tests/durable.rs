@@ -500,3 +500,46 @@ fn a_recover_after_last_recover_is_counted_as_a_protocol_error() {
     );
     assert_eq!(h.port.closed.borrow().as_slice(), [4]);
 }
+
+#[test]
+fn a_recovered_enlistment_is_kept_before_ktm_is_answered() {
+    // 'static, so the hook below (a 'static closure) may point at the engine that borrows it.
+    let log: &'static MemLog = Box::leak(Box::new(MemLog::new()));
+    let h = boot(log);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    drop(h);
+    log.crash();
+    let (h, _) = Harness::durable(log).unwrap();
+    *h.port.early_recovered.borrow_mut() = Some(77);
+    let seen = Rc::new(Cell::new(None));
+    let engine: *const crate::testing::TestEngine<&'static MemLog> = &h.engine;
+    let inside = seen.clone();
+    *h.port.during_recover.borrow_mut() = Some(Box::new(move |key| {
+        // SAFETY: test only; the engine outlives this call, which runs inside h.recover below.
+        let engine = unsafe { &*engine };
+        inside.set(engine.with_enlistment(key, |e| *e));
+    }));
+    let key = h.recover(uow, 41);
+    assert_eq!(
+        seen.get(),
+        Some(77),
+        "what the port kept is in place while KTM is answered"
+    );
+    assert_eq!(
+        h.port.closed.borrow().as_slice(),
+        [77],
+        "replaced by what recover_enlistment gave, and closed"
+    );
+    assert_eq!(h.engine.with_enlistment(key, |e| *e), Some(41));
+    h.last_recover();
+    assert_eq!(
+        h.notify_key(key, 41, N::Commit),
+        Some(Answer::CommitComplete)
+    );
+    assert_eq!(h.port.closed.borrow().as_slice(), [77, 41]);
+    assert_eq!(h.get(0, "a"), Ok("new".into()));
+}
