@@ -210,7 +210,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         let early = port.recovered_enlistment();
         let (key, displaced) = match self.lock.with(|s| {
             let key = s.recover_key(uow)?;
-            Ok((key, early.and_then(|e| s.attach(key, Some(e)))))
+            Ok((key, early.and_then(|e| s.attach(key, e))))
         }) {
             Ok(k) => k,
             Err(st) => return st,
@@ -221,7 +221,7 @@ impl<P: KtmPort, L: StateLock<State<P::Enlistment>>, J: LogPort> Engine<P, L, J>
         match port.recover_enlistment(target, key) {
             Ok(None) => NtStatus::SUCCESS,
             Ok(Some(en)) => {
-                if let Some(e) = self.lock.with(|s| s.attach(key, Some(en))) {
+                if let Some(e) = self.lock.with(|s| s.attach(key, en)) {
                     port.close_enlistment(e);
                 }
                 NtStatus::SUCCESS

@@ -121,14 +121,14 @@ impl<E> State<E> {
 
     /// Records the enlistment kept for `key`, recovered; returns what the caller must close
     /// outside the lock: the one it replaced, or `en` itself if the transaction is gone.
-    pub(crate) fn attach(&mut self, key: EnlistmentKey, en: Option<E>) -> Option<E> {
+    pub(crate) fn attach(&mut self, key: EnlistmentKey, en: E) -> Option<E> {
         match self.txn_mut(key) {
             Some(t) => {
                 let old = t.take_enlistment();
-                t.set_enlisted(en);
+                t.set_enlisted(Some(en));
                 old
             }
-            None => en,
+            None => Some(en),
         }
     }
 
