@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::vec::Vec;
 
-use crate::port::{Answer, Notification as N};
+use crate::port::{Answer, Notification as N, TxId};
 use crate::testing::Harness;
 use crate::wal::{Lsn, MemLog, Record, decode};
 use ktmrm_proto::NtStatus as S;
@@ -20,6 +20,20 @@ fn boot(log: &MemLog) -> Durable<'_> {
     let (h, _) = Harness::durable(log).unwrap();
     h.last_recover();
     h
+}
+
+/// A transaction writes a = new and prepares, then the machine crashes: the log holds it in
+/// doubt. Its id.
+fn crash_after_prepare(log: &MemLog) -> TxId {
+    let h = boot(log);
+    let t = h.port.new_tx();
+    let uow = h.tx_id(t);
+    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
+    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
+    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
+    drop(h);
+    log.crash();
+    uow
 }
 
 /// The kinds of the records in the log, in order.
@@ -456,14 +470,7 @@ fn a_recover_after_last_recover_is_counted_as_a_protocol_error() {
     // KTM may send LAST_RECOVER as soon as every RECOVER callback has returned (docs/ktm.md §9):
     // a RECOVER answered later arrives after the presumed abort.
     let log = MemLog::new();
-    let h = boot(&log);
-    let t = h.port.new_tx();
-    let uow = h.tx_id(t);
-    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
-    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
-    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
-    drop(h);
-    log.crash();
+    let uow = crash_after_prepare(&log);
     let (h, _) = Harness::durable(&log).unwrap();
     let key = h.recover(uow, 3);
     h.last_recover();
@@ -505,14 +512,7 @@ fn a_recover_after_last_recover_is_counted_as_a_protocol_error() {
 fn a_recovered_enlistment_is_kept_before_ktm_is_answered() {
     // 'static, so the hook below (a 'static closure) may point at the engine that borrows it.
     let log: &'static MemLog = Box::leak(Box::new(MemLog::new()));
-    let h = boot(log);
-    let t = h.port.new_tx();
-    let uow = h.tx_id(t);
-    assert_eq!(h.put(t, "a", "new"), S::SUCCESS);
-    assert_eq!(h.notify(t, N::PrePrepare), Some(Answer::PrePrepareComplete));
-    assert_eq!(h.notify(t, N::Prepare), Some(Answer::PrepareComplete));
-    drop(h);
-    log.crash();
+    let uow = crash_after_prepare(log);
     let (h, _) = Harness::durable(log).unwrap();
     *h.port.early_recovered.borrow_mut() = Some(77);
     let seen = Rc::new(Cell::new(None));

@@ -8,13 +8,16 @@ use super::*;
 fn every_record_round_trips() {
     let big_key = [0x7Fu8; 255];
     let big_value = vec![0xA5u8; ktmrm_proto::MAX_VALUE_LEN];
-    let ws = writes(&[
-        (b"k", Some(b"v")),
-        (b"gone", None),
-        (&big_key, Some(&big_value)),
-        (b"empty", Some(b"")),
-    ]);
-    let snap = Snapshot {
+    // Built twice: once for the record to encode, once for the one decoding must give.
+    let all_writes = || {
+        writes(&[
+            (b"k", Some(b"v")),
+            (b"gone", None),
+            (&big_key, Some(&big_value)),
+            (b"empty", Some(b"")),
+        ])
+    };
+    let snapshot = || Snapshot {
         store: vec![
             Entry::try_new(b"a", b"1").unwrap(),
             Entry::try_new(b"b", b"").unwrap(),
@@ -31,6 +34,8 @@ fn every_record_round_trips() {
             },
         ],
     };
+    let ws = all_writes();
+    let snap = snapshot();
     let empty = Snapshot::default();
     let no_writes: Vec<Write> = Vec::new();
     let cases: Vec<(RecordRef<'_>, Record)> = vec![
@@ -41,12 +46,7 @@ fn every_record_round_trips() {
             },
             Record::Prepare(Prepared {
                 tx: tx(1),
-                writes: writes(&[
-                    (b"k", Some(b"v")),
-                    (b"gone", None),
-                    (&big_key, Some(&big_value)),
-                    (b"empty", Some(b"")),
-                ]),
+                writes: all_writes(),
             }),
         ),
         (
@@ -63,23 +63,7 @@ fn every_record_round_trips() {
         (RecordRef::Abort { tx: tx(2) }, Record::Abort(tx(2))),
         (
             RecordRef::Checkpoint { snapshot: &snap },
-            Record::Checkpoint(Snapshot {
-                store: vec![
-                    Entry::try_new(b"a", b"1").unwrap(),
-                    Entry::try_new(b"b", b"").unwrap(),
-                    Entry::try_new(&big_key, &big_value).unwrap(),
-                ],
-                in_doubt: vec![
-                    Prepared {
-                        tx: tx(2),
-                        writes: writes(&[(b"x", None)]),
-                    },
-                    Prepared {
-                        tx: tx(9),
-                        writes: writes(&[(b"y", Some(b"z"))]),
-                    },
-                ],
-            }),
+            Record::Checkpoint(snapshot()),
         ),
         (
             RecordRef::Checkpoint { snapshot: &empty },
