@@ -88,10 +88,6 @@ struct Driver {
     tm: HANDLE,
     /// The RM's kernel handle (ZwCreateResourceManager).
     rm: HANDLE,
-    /// The control device: work items are allocated on it (IoAllocateWorkItem).
-    device: PDEVICE_OBJECT,
-    /// Durable mode (the engine has a log).
-    durable: bool,
     /// Claimed while a checkpoint is queued or running on a worker (`kmode::worker`).
     checkpoint: CheckpointSlot,
 }
@@ -593,8 +589,6 @@ fn start(
         },
         tm: objects.tm,
         rm: objects.rm,
-        device: objects.device,
-        durable: config.durable,
         checkpoint: CheckpointSlot::new(),
     })?;
     objects.context = Box::into_raw(context);
@@ -949,7 +943,7 @@ fn notify(
     n: Notification,
     enlistment: PKENLISTMENT,
 ) -> NtStatus {
-    let thread = worker::thread(driver.durable);
+    let thread = worker::thread(driver.port.durable);
     let target = KernelTarget(enlistment);
     let st = match callback::route(n, &thread) {
         Route::Inline => driver.engine.notify(&driver.port, key, n, &target),
@@ -977,7 +971,7 @@ fn notify(
         },
     };
     let logged = driver.engine.durability().bytes_since_checkpoint;
-    if driver.durable && callback::checkpoint_due(n, logged) {
+    if driver.port.durable && callback::checkpoint_due(n, logged) {
         worker::queue_checkpoint(driver);
     }
     st

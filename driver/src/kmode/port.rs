@@ -251,9 +251,11 @@ pub struct KernelPort {
     pub rm_object: PKRESOURCEMANAGER,
     /// `*TmTransactionObjectType`, resolved with `MmGetSystemRoutineAddress` in DriverEntry.
     pub tx_type: POBJECT_TYPE,
-    /// The control device, on which spare work items are allocated; deleted after the context.
+    /// The control device: work items are allocated on it (`IoAllocateWorkItem`); deleted
+    /// after the context.
     pub device: PDEVICE_OBJECT,
-    /// Durable mode: every enlistment gets a spare work item for its COMMIT.
+    /// Durable mode (the engine has a log): every enlistment gets a spare work item for its
+    /// COMMIT, and the callback may defer its log I/O to a worker.
     pub durable: bool,
 }
 

@@ -17,8 +17,8 @@
 //! the request that enlists fails with `STATUS_INSUFFICIENT_RESOURCES`), kept with the
 //! enlistment by the engine and used by its COMMIT.
 //!
-//! At most one checkpoint is queued or running at a time (`crate::callback::CheckpointSlot`): every
-//! commit past the threshold asks for one until it resets the count.
+//! At most one checkpoint is queued or running at a time (`crate::callback::CheckpointSlot`):
+//! every commit past the threshold asks for one until it resets the count.
 
 use super::port::KernelTarget;
 use super::{Driver, RundownGuard};
@@ -26,7 +26,7 @@ use crate::callback;
 use crate::mem::try_box;
 use crate::trace::Level;
 use alloc::boxed::Box;
-use core::mem::MaybeUninit;
+use core::mem::{ManuallyDrop, MaybeUninit};
 use core::ptr::null_mut;
 use ktmrm_core::{EnlistmentKey, Notification};
 use ktmrm_proto::NtStatus;
@@ -38,9 +38,9 @@ use wdk_sys::{_WORK_QUEUE_TYPE, PDEVICE_OBJECT, PIO_WORKITEM, PKENLISTMENT, PVOI
 
 /// The callback's thread, as `crate::callback` needs it.
 pub fn thread(durable: bool) -> callback::Thread {
-    // KeAreAllApcsDisabled() -> BOOLEAN: IRQL <= DISPATCH_LEVEL (the callback runs at PASSIVE_LEVEL).
-    // TRUE inside a guarded region or at IRQL >=
-    // APC_LEVEL (a critical region, which the callback is in, leaves special kernel APCs on).
+    // KeAreAllApcsDisabled() -> BOOLEAN: IRQL <= DISPATCH_LEVEL (the callback runs at
+    // PASSIVE_LEVEL). TRUE inside a guarded region or at IRQL >= APC_LEVEL (a critical region,
+    // which the callback is in, leaves special kernel APCs on).
     // SAFETY: no arguments or preconditions.
     let all_apcs_disabled = unsafe { KeAreAllApcsDisabled() } != 0;
     callback::Thread {
@@ -77,7 +77,7 @@ enum Work {
 }
 
 /// A queued job: freed by its worker.
-pub struct Job {
+struct Job {
     driver: *const Driver,
     item: PIO_WORKITEM,
     work: Work,
@@ -88,9 +88,8 @@ pub struct Job {
 /// A work item and the block for its job, allocated ahead of need; freed (work item and block)
 /// if it is never queued.
 pub struct Spare {
-    /// Null once taken.
     item: PIO_WORKITEM,
-    block: Option<Box<MaybeUninit<Job>>>,
+    block: Box<MaybeUninit<Job>>,
 }
 
 impl Spare {
@@ -107,27 +106,25 @@ impl Spare {
         if item.is_null() {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
-        Ok(Spare {
-            item,
-            block: Some(block),
-        })
+        Ok(Spare { item, block })
     }
 
-    /// Its parts, for queueing; its Drop then frees nothing.
-    fn take(mut self) -> Option<(PIO_WORKITEM, Box<MaybeUninit<Job>>)> {
-        let block = self.block.take()?;
-        let item = core::mem::replace(&mut self.item, null_mut());
-        Some((item, block))
+    /// Its parts, for queueing: the queued job owns them from then on, so its Drop does not run.
+    fn into_parts(self) -> (PIO_WORKITEM, Box<MaybeUninit<Job>>) {
+        let spare = ManuallyDrop::new(self);
+        // SAFETY: `spare` is never dropped or used again, so the block is moved out of it
+        // exactly once.
+        let block = unsafe { core::ptr::read(&spare.block) };
+        (spare.item, block)
     }
 }
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        if !self.item.is_null() {
-            // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL; never queued.
-            // SAFETY: `item` came from IoAllocateWorkItem in `new` and was not taken.
-            unsafe { IoFreeWorkItem(self.item) };
-        }
+        // IoFreeWorkItem(PIO_WORKITEM IoWorkItem): IRQL <= DISPATCH_LEVEL; never queued (a
+        // queued spare went through `into_parts`). The block is freed after this.
+        // SAFETY: `item` came from IoAllocateWorkItem in `new` and is freed once, here.
+        unsafe { IoFreeWorkItem(self.item) };
     }
 }
 
@@ -179,9 +176,9 @@ fn queue(driver: &Driver, spare: Option<Spare>, work: Work) -> Result<(), NtStat
     let rundown = RundownGuard::enter().ok_or(NtStatus::DEVICE_NOT_READY)?;
     let spare = match spare {
         Some(spare) => spare,
-        None => Spare::new(driver.device)?,
+        None => Spare::new(driver.port.device)?,
     };
-    let (item, block) = spare.take().ok_or(NtStatus::UNSUCCESSFUL)?;
+    let (item, block) = spare.into_parts();
     let enlistment = match &work {
         Work::Notify { enlistment, .. } => *enlistment,
         Work::Checkpoint => null_mut(),
